@@ -1,0 +1,32 @@
+//! Keysmith's domain model: the sea-orm entities (one module per table) and the
+//! pure rules on them — the licence state machine, validated value types and the
+//! enumerations stored as text. Nothing here touches the network or a database
+//! connection; `api` runs the queries, `migration` owns the schema.
+
+pub mod activation;
+pub mod audit_event;
+pub mod customer;
+pub mod environment;
+pub mod generator;
+pub mod job;
+pub mod license_key;
+pub mod license_key_tag;
+pub mod lifecycle;
+pub mod order;
+pub mod order_line;
+pub mod product;
+pub mod setting;
+pub mod tag;
+pub mod user;
+pub mod values;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
+
+pub use environment::Environment;
+pub use lifecycle::{LicenseAction, LicenseStatus, TransitionError};
+pub use values::InvalidValue;
+
+/// A new sortable, unique identifier for any row (a ULID, 26 characters).
+pub fn new_id() -> String {
+    ulid::Ulid::generate().to_string()
+}

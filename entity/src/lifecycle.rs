@@ -1,0 +1,176 @@
+//! The licence state machine: the only place that decides which status an action
+//! leads to. Every service path that changes a licence's status asks [`transition`].
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LicenseStatus {
+    /// In a pool, waiting to be delivered.
+    #[sea_orm(string_value = "AVAILABLE")]
+    Available,
+    /// Delivered to a customer, not yet used.
+    #[sea_orm(string_value = "ASSIGNED")]
+    Assigned,
+    /// Activated on a device or revealed to its customer.
+    #[sea_orm(string_value = "ACTIVE")]
+    Active,
+    /// Switched off by staff; reversible.
+    #[sea_orm(string_value = "INACTIVE")]
+    Inactive,
+    /// Suspended by the abuse rule or by staff; reversible.
+    #[sea_orm(string_value = "SUSPENDED")]
+    Suspended,
+    /// Past its expiry date.
+    #[sea_orm(string_value = "EXPIRED")]
+    Expired,
+    /// Retired for good.
+    #[sea_orm(string_value = "REVOKED")]
+    Revoked,
+}
+
+impl LicenseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LicenseStatus::Available => "AVAILABLE",
+            LicenseStatus::Assigned => "ASSIGNED",
+            LicenseStatus::Active => "ACTIVE",
+            LicenseStatus::Inactive => "INACTIVE",
+            LicenseStatus::Suspended => "SUSPENDED",
+            LicenseStatus::Expired => "EXPIRED",
+            LicenseStatus::Revoked => "REVOKED",
+        }
+    }
+}
+
+impl std::fmt::Display for LicenseStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything that can be done to a licence's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LicenseAction {
+    Assign,
+    ReturnToPool,
+    Activate,
+    Reveal,
+    Inactivate,
+    Reactivate,
+    Suspend,
+    Unsuspend,
+    Expire,
+    Revoke,
+}
+
+impl LicenseAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LicenseAction::Assign => "assign",
+            LicenseAction::ReturnToPool => "return to pool",
+            LicenseAction::Activate => "activate",
+            LicenseAction::Reveal => "reveal",
+            LicenseAction::Inactivate => "inactivate",
+            LicenseAction::Reactivate => "reactivate",
+            LicenseAction::Suspend => "suspend",
+            LicenseAction::Unsuspend => "unsuspend",
+            LicenseAction::Expire => "expire",
+            LicenseAction::Revoke => "revoke",
+        }
+    }
+}
+
+/// An action the licence's current status does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {} a licence that is {from}", action.as_str())]
+pub struct TransitionError {
+    pub from: LicenseStatus,
+    pub action: LicenseAction,
+}
+
+/// The status `action` leads to from `from`, or why it is not allowed.
+///
+/// Returning a key to its pool additionally requires that it was never
+/// activated nor revealed; that depends on the licence's history, not its
+/// status, and is checked by the caller.
+pub fn transition(
+    from: LicenseStatus,
+    action: LicenseAction,
+) -> Result<LicenseStatus, TransitionError> {
+    use LicenseAction as A;
+    use LicenseStatus as S;
+    let to = match (action, from) {
+        (A::Assign, S::Available) => S::Assigned,
+        (A::ReturnToPool, S::Assigned) => S::Available,
+        (A::Activate | A::Reveal, S::Assigned) => S::Active,
+        (A::Inactivate, S::Active) => S::Inactive,
+        (A::Reactivate, S::Inactive) => S::Active,
+        (A::Suspend, S::Active) => S::Suspended,
+        (A::Unsuspend, S::Suspended) => S::Active,
+        (A::Expire, S::Assigned | S::Active) => S::Expired,
+        (A::Revoke, s) if s != S::Revoked => S::Revoked,
+        _ => return Err(TransitionError { from, action }),
+    };
+    Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use LicenseAction as A;
+    use LicenseStatus as S;
+    use sea_orm::Iterable;
+
+    /// The whole table from the design brief; every pair not listed must be refused.
+    const ALLOWED: &[(A, S, S)] = &[
+        (A::Assign, S::Available, S::Assigned),
+        (A::ReturnToPool, S::Assigned, S::Available),
+        (A::Activate, S::Assigned, S::Active),
+        (A::Reveal, S::Assigned, S::Active),
+        (A::Inactivate, S::Active, S::Inactive),
+        (A::Reactivate, S::Inactive, S::Active),
+        (A::Suspend, S::Active, S::Suspended),
+        (A::Unsuspend, S::Suspended, S::Active),
+        (A::Expire, S::Assigned, S::Expired),
+        (A::Expire, S::Active, S::Expired),
+        (A::Revoke, S::Available, S::Revoked),
+        (A::Revoke, S::Assigned, S::Revoked),
+        (A::Revoke, S::Active, S::Revoked),
+        (A::Revoke, S::Inactive, S::Revoked),
+        (A::Revoke, S::Suspended, S::Revoked),
+        (A::Revoke, S::Expired, S::Revoked),
+    ];
+
+    #[test]
+    fn every_status_action_pair_matches_the_table() {
+        for action in A::iter() {
+            for from in S::iter() {
+                let expected = ALLOWED
+                    .iter()
+                    .find(|(a, f, _)| *a == action && *f == from)
+                    .map(|(_, _, to)| *to);
+                match (transition(from, action), expected) {
+                    (Ok(to), Some(want)) => assert_eq!(to, want, "{action:?} from {from:?}"),
+                    (Err(e), None) => {
+                        assert_eq!(e, TransitionError { from, action });
+                        assert!(e.to_string().contains(from.as_str()), "{e}");
+                    }
+                    (got, want) => panic!("{action:?} from {from:?}: got {got:?}, want {want:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn revoked_is_terminal() {
+        for action in A::iter() {
+            assert!(transition(S::Revoked, action).is_err(), "{action:?}");
+        }
+    }
+}

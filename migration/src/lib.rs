@@ -1,0 +1,16 @@
+//! Keysmith's schema, as one ordered list of migrations that run unchanged on
+//! SQLite and PostgreSQL. Add a new migration for every change; never edit one
+//! that has shipped.
+
+pub use sea_orm_migration::prelude::*;
+
+mod initial_schema;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(initial_schema::Migration)]
+    }
+}
