@@ -1,1 +1,75 @@
+//! Keysmith: a licence-key server. This crate holds the GraphQL schema, the
+//! domain services, authentication, the HTTP server and the `keysmith` binary's
+//! commands; `main.rs` only parses the command line and calls in here.
 
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod services;
+
+use anyhow::Context;
+use auth::jwt::JwtKeys;
+use config::Config;
+use rand::RngCore;
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+
+/// What every request handler shares: the database, the token keys and the configuration.
+#[derive(Clone)]
+pub struct AppState(Arc<StateInner>);
+
+pub struct StateInner {
+    pub db: DatabaseConnection,
+    pub jwt: JwtKeys,
+    pub config: Config,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = StateInner;
+    fn deref(&self) -> &StateInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(db: DatabaseConnection, jwt: JwtKeys, config: Config) -> Self {
+        Self(Arc::new(StateInner { db, jwt, config }))
+    }
+
+    /// Opens and migrates the configured database and loads the signing secret.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        let db = db::connect(&config.database_url, config.db_max_connections).await?;
+        db::migrate(&db).await?;
+        let jwt = JwtKeys::new(&signing_secret(&config)?).map_err(anyhow::Error::msg)?;
+        Ok(Self::new(db, jwt, config))
+    }
+}
+
+/// The JWT secret: configured, or generated once beside the SQLite file.
+/// PostgreSQL deployments may run several nodes, which must share one secret,
+/// so there it has to be configured.
+pub fn signing_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    if let Some(file) = db::sqlite_file(&config.database_url) {
+        let path = auth::secret::secret_path_for(&file);
+        return auth::secret::load_or_create(&path)
+            .with_context(|| format!("loading {}", path.display()));
+    }
+    anyhow::ensure!(
+        db::is_sqlite(&config.database_url),
+        "KEYSMITH_JWT_SECRET must be set when the database is not a SQLite file \
+         (every node must sign tokens with the same secret)"
+    );
+    tracing::warn!(
+        "no KEYSMITH_JWT_SECRET with an in-memory database: tokens will not survive a restart"
+    );
+    let mut secret = vec![0u8; 48];
+    rand::rng().fill_bytes(&mut secret);
+    Ok(secret)
+}

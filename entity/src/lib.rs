@@ -26,6 +26,14 @@ pub use environment::Environment;
 pub use lifecycle::{LicenseAction, LicenseStatus, TransitionError};
 pub use values::InvalidValue;
 
+/// The current time, truncated to microseconds: the precision PostgreSQL
+/// keeps, so that SQLite and PostgreSQL store the same instant and a cursor
+/// built from a row's timestamp compares equal to it.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
 /// A new sortable, unique identifier for any row (a ULID, 26 characters).
 pub fn new_id() -> String {
     ulid::Ulid::generate().to_string()

@@ -1,1 +1,11 @@
+//! End-to-end tests: the real server over HTTP, each test on SQLite and on
+//! PostgreSQL (see `keysmith_tests::on_both_databases!`).
 
+mod auth;
+mod cli;
+mod errors;
+mod products;
+mod roles;
+mod schema_rules;
+mod server;
+mod storage;

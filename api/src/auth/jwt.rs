@@ -1,0 +1,169 @@
+//! Bearer tokens: HS256 JWTs carrying subject, role, environment, issuer,
+//! audience, expiry and the account's token version. Anything else — another
+//! algorithm, `none`, a wrong audience, an expired or re-signed token — is
+//! refused the same way.
+
+use super::Role;
+use entity::Environment;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+pub const ISSUER: &str = "keysmith";
+pub const AUDIENCE: &str = "keysmith-api";
+pub const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    /// The only environment the token may act in; `None` for both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Environment>,
+    pub iss: String,
+    pub aud: String,
+    pub iat: u64,
+    pub exp: u64,
+    /// The account's token version when the token was issued (staff only).
+    #[serde(default)]
+    pub ver: i32,
+}
+
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtKeys(..)")
+    }
+}
+
+impl JwtKeys {
+    pub fn new(secret: &[u8]) -> Result<Self, String> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "the JWT secret must be at least {MIN_SECRET_BYTES} bytes (got {})",
+                secret.len()
+            ));
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 5;
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        })
+    }
+
+    /// Signs a token for `sub` valid for `ttl_seconds` from now.
+    pub fn issue(
+        &self,
+        sub: &str,
+        role: Role,
+        env: Option<Environment>,
+        ver: i32,
+        ttl_seconds: u64,
+    ) -> Result<(String, Claims), String> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: sub.to_string(),
+            role,
+            env,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: now,
+            exp: now + ttl_seconds,
+            ver,
+        };
+        self.sign(&claims).map(|token| (token, claims))
+    }
+
+    pub fn sign(&self, claims: &Claims) -> Result<String, String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .map_err(|e| format!("signing a token: {e}"))
+    }
+
+    /// The claims of a valid token, or a short reason it is not one.
+    pub fn verify(&self, token: &str) -> Result<Claims, String> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    "the token has expired".to_string()
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                    "the token is for another audience".to_string()
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                    "the token is from another issuer".to_string()
+                }
+                _ => "the token is not valid".to_string(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn keys() -> JwtKeys {
+        JwtKeys::new(&[7u8; 32]).unwrap()
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(
+            JwtKeys::new(&[1u8; 31])
+                .unwrap_err()
+                .contains("at least 32")
+        );
+    }
+
+    #[test]
+    fn a_token_round_trips() {
+        let (token, claims) = keys().issue("u1", Role::Manager, None, 3, 60).unwrap();
+        assert_eq!(keys().verify(&token).unwrap(), claims);
+    }
+
+    #[test]
+    fn expired_wrong_audience_resigned_and_none_tokens_are_refused() {
+        let k = keys();
+        let (_, mut claims) = k.issue("u1", Role::Admin, None, 0, 60).unwrap();
+
+        let mut expired = claims.clone();
+        expired.exp = expired.iat - 3600;
+        assert_eq!(
+            k.verify(&k.sign(&expired).unwrap()).unwrap_err(),
+            "the token has expired"
+        );
+
+        claims.aud = "someone-else".into();
+        assert!(k.verify(&k.sign(&claims).unwrap()).is_err());
+        claims.aud = AUDIENCE.into();
+
+        let other = JwtKeys::new(&[8u8; 32]).unwrap();
+        assert!(k.verify(&other.sign(&claims).unwrap()).is_err());
+
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
+        let none = format!(
+            "{}.{body}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#)
+        );
+        assert!(k.verify(&none).is_err());
+
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .unwrap();
+        assert!(k.verify(&hs512).is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! Command line and configuration: every setting is a flag with an
+//! environment variable, so `keysmith` runs with nothing configured and a
+//! deployment configures it entirely through the environment.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+
+#[derive(Debug, Parser)]
+#[command(name = "keysmith", version, about = "Keysmith licence-key server")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Database to use: a SQLite file (created when missing) or a PostgreSQL URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://keysmith.db",
+        global = true
+    )]
+    pub database_url: String,
+    /// HS256 signing secret for tokens, at least 32 bytes. When unset with
+    /// SQLite, one is generated and kept beside the database file.
+    #[arg(
+        long,
+        env = "KEYSMITH_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "KEYSMITH_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+    /// How long a token from `login` or `keysmith token` stays valid, in minutes.
+    #[arg(
+        long,
+        env = "KEYSMITH_TOKEN_TTL_MINUTES",
+        default_value_t = 720,
+        global = true
+    )]
+    pub token_ttl_minutes: u64,
+    /// Largest request body accepted on /graphql, in bytes.
+    #[arg(long, env = "KEYSMITH_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub max_body_bytes: usize,
+    /// Log format.
+    #[arg(long, env = "KEYSMITH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing directives, e.g. `info` or `keysmith=debug`).
+    #[arg(long, env = "KEYSMITH_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// Most database connections per node.
+    #[arg(
+        long,
+        env = "KEYSMITH_DB_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Migrate the database, then serve the API, GraphiQL and the portal (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Manage staff accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Print a token for a staff account, for scripts.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a staff account. The password is asked for, or read from stdin when piped.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum, default_value_t = RoleArg::Admin)]
+        role: RoleArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Manager,
+    Support,
+}
+
+impl From<RoleArg> for entity::user::StaffRole {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Admin => entity::user::StaffRole::Admin,
+            RoleArg::Manager => entity::user::StaffRole::Manager,
+            RoleArg::Support => entity::user::StaffRole::Support,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[arg(long)]
+    pub email: String,
+    /// Limit the token to one environment.
+    #[arg(long)]
+    pub environment: Option<String>,
+}
+
+impl Config {
+    pub fn token_ttl_seconds(&self) -> u64 {
+        self.token_ttl_minutes.saturating_mul(60)
+    }
+}

@@ -1,0 +1,10 @@
+//! The mutation root, merged from one object per area. Every mutation takes
+//! one `input` object, returns a payload, and carries a `RoleGuard`.
+
+mod products;
+mod session;
+
+use async_graphql::MergedObject;
+
+#[derive(Default, MergedObject)]
+pub struct Mutation(products::ProductMutation, session::SessionMutation);

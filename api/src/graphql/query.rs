@@ -1,0 +1,9 @@
+//! The query root, merged from one object per area.
+
+mod products;
+mod session;
+
+use async_graphql::MergedObject;
+
+#[derive(Default, MergedObject)]
+pub struct Query(products::ProductQuery, session::SessionQuery);

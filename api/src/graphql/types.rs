@@ -1,0 +1,6 @@
+//! GraphQL output and input types. These are not the database rows: each
+//! object wraps a domain value and exposes only the fields clients may see.
+
+pub mod common;
+pub mod product;
+pub mod session;

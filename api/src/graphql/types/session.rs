@@ -1,0 +1,58 @@
+//! The signed-in viewer and staff sign-in.
+
+use super::common::{Environment, Role, StaffRole};
+use async_graphql::{ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::user::Model;
+
+/// A staff account.
+pub struct StaffUser(pub Model);
+
+#[Object]
+impl StaffUser {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    async fn role(&self) -> StaffRole {
+        self.0.role.into()
+    }
+    async fn disabled(&self) -> bool {
+        self.0.disabled
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+impl std::fmt::Debug for StaffUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StaffUser").field(&self.0.id).finish()
+    }
+}
+
+/// Who is asking, in which environment.
+#[derive(Debug, SimpleObject)]
+pub struct Me {
+    pub role: Role,
+    pub environment: Environment,
+    /// The staff account, for staff tokens.
+    pub user: Option<StaffUser>,
+}
+
+#[derive(InputObject)]
+pub struct LoginInput {
+    pub email: String,
+    #[graphql(secret)]
+    pub password: String,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct LoginPayload {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub user: StaffUser,
+}

@@ -1,0 +1,9 @@
+//! Domain services: one module per area. A service takes a connection (or a
+//! transaction it opens itself) and the request context, checks the viewer's
+//! permission, enforces the domain rules and returns domain values. Services
+//! know nothing of GraphQL or HTTP.
+
+pub mod audit;
+pub mod pagination;
+pub mod products;
+pub mod users;

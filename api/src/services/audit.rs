@@ -1,0 +1,54 @@
+//! Writing the audit trail. Every change of state calls [`record`] with the
+//! same transaction as the change, so the event exists exactly when the change does.
+
+use crate::auth::{RequestContext, Viewer};
+use crate::error::AppResult;
+use entity::audit_event;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use serde_json::Value;
+
+/// What changed, for one audit event.
+#[derive(Debug, Default)]
+pub struct Change<'a> {
+    pub action: &'a str,
+    pub target_kind: &'a str,
+    pub target_id: &'a str,
+    /// The full key when a licence key is involved; only its first 8 characters are stored.
+    pub key: Option<&'a str>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// The (kind, id) an audit event names as the actor.
+pub fn actor_of(viewer: &Viewer) -> (&'static str, Option<String>) {
+    match viewer {
+        Viewer::Anonymous => ("client", None),
+        Viewer::System => ("system", None),
+        Viewer::Staff { user_id, .. } => ("user", Some(user_id.clone())),
+        Viewer::Customer { customer_id } => ("customer", Some(customer_id.clone())),
+    }
+}
+
+pub async fn record(
+    db: &impl ConnectionTrait,
+    ctx: &RequestContext,
+    change: Change<'_>,
+) -> AppResult<()> {
+    let (actor_kind, actor_id) = actor_of(&ctx.viewer);
+    audit_event::ActiveModel {
+        id: Set(entity::new_id()),
+        environment: Set(Some(ctx.environment.as_str().to_string())),
+        actor_kind: Set(actor_kind.to_string()),
+        actor_id: Set(actor_id),
+        action: Set(change.action.to_string()),
+        target_kind: Set(change.target_kind.to_string()),
+        target_id: Set(change.target_id.to_string()),
+        key_prefix: Set(change.key.map(entity::license_key::key_prefix)),
+        before: Set(change.before),
+        after: Set(change.after),
+        created_at: Set(entity::now()),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}

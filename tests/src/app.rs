@@ -1,0 +1,205 @@
+//! `TestApp`: the real Keysmith server on a free port, over its own fresh
+//! database, with helpers to speak GraphQL to it and to mint tokens.
+
+use crate::postgres;
+use entity::user::StaffRole;
+use keysmith::AppState;
+use keysmith::auth::{RequestContext, Role};
+use keysmith::config::{Config, LogFormat};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// The signing secret of every test server.
+pub const TEST_SECRET: &str = "keysmith-test-secret-0123456789abcdef";
+/// The password of every staff account tests create.
+pub const TEST_PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub backend: Backend,
+    /// `http://127.0.0.1:<port>`
+    pub base_url: String,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    pub database_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    dir: TempDir,
+}
+
+/// A configuration as `keysmith serve` would build it from flags.
+pub fn config(database_url: &str) -> Config {
+    Config {
+        database_url: database_url.to_string(),
+        jwt_secret: Some(TEST_SECRET.to_string()),
+        listen: "127.0.0.1:0".parse().expect("address"),
+        token_ttl_minutes: 60,
+        max_body_bytes: 64 * 1024,
+        log_format: LogFormat::Human,
+        log: "warn".into(),
+        db_max_connections: 8,
+    }
+}
+
+/// A fresh, empty database URL for `backend`, or `None` when PostgreSQL is not
+/// installed (outside CI). SQLite files go in `dir`.
+pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> Option<String> {
+    match backend {
+        Backend::Sqlite => Some(format!("sqlite://{}", dir.join("keysmith.db").display())),
+        Backend::Postgres => {
+            let cluster = tokio::task::spawn_blocking(postgres::cluster)
+                .await
+                .expect("starting PostgreSQL")?;
+            let name = format!("t_{}", ulid::Ulid::generate().to_string().to_lowercase());
+            let admin = Database::connect(cluster.url("postgres"))
+                .await
+                .expect("connect to PostgreSQL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create a test database");
+            admin.close().await.ok();
+            Some(cluster.url(&name))
+        }
+    }
+}
+
+impl TestApp {
+    /// Starts a server over a fresh database; `None` when the backend is unavailable.
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let database_url = fresh_database(backend, dir.path()).await?;
+        Some(Self::spawn_with(backend, config(&database_url), dir).await)
+    }
+
+    /// Starts a server with a configuration of the test's choosing.
+    pub async fn spawn_with(backend: Backend, config: Config, dir: TempDir) -> Self {
+        let database_url = config.database_url.clone();
+        let state = AppState::open(config).await.expect("open the app state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a free port");
+        let base_url = format!("http://{}", listener.local_addr().expect("local address"));
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let server_state = state.clone();
+        let server = tokio::spawn(async move {
+            keysmith::http::serve(server_state, listener, async {
+                stop.await.ok();
+            })
+            .await
+            .expect("the server runs");
+        });
+        Self {
+            backend,
+            base_url,
+            http: reqwest::Client::new(),
+            state,
+            database_url,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            dir,
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.state.db
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// POSTs a GraphQL request and returns the JSON body, whatever the status.
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        self.graphql_in(token, None, query, variables).await.1
+    }
+
+    /// Like [`graphql`](Self::graphql), in a named environment, returning the HTTP status too.
+    pub async fn graphql_in(
+        &self,
+        token: Option<&str>,
+        environment: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(env) = environment {
+            req = req.header("X-Keysmith-Environment", env);
+        }
+        let resp = req.send().await.expect("the server answers");
+        let status = resp.status().as_u16();
+        let body = resp.json::<Value>().await.expect("a JSON body");
+        (status, body)
+    }
+
+    /// Creates a staff account with `role` and returns a token for it.
+    pub async fn staff_token(&self, role: StaffRole) -> String {
+        let email = format!(
+            "{}-{}@example.com",
+            format!("{role:?}").to_lowercase(),
+            ulid::Ulid::generate()
+        );
+        let ctx = RequestContext::system(entity::Environment::Production);
+        let user = keysmith::services::users::create(self.db(), &ctx, &email, TEST_PASSWORD, role)
+            .await
+            .unwrap_or_else(|e| panic!("create a {role:?}: {}", e.client_message()));
+        keysmith::services::users::issue_token(&self.state.jwt, &user, None, 3600)
+            .unwrap_or_else(|e| panic!("token: {}", e.client_message()))
+            .token
+    }
+
+    /// A customer's token, as the portal will hand out.
+    pub fn customer_token(&self, customer_id: &str) -> String {
+        self.state
+            .jwt
+            .issue(customer_id, Role::Customer, None, 0, 3600)
+            .expect("sign a customer token")
+            .0
+    }
+
+    /// Stops the server the way SIGTERM does, waiting for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            tx.send(()).ok();
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            tx.send(()).ok();
+        }
+    }
+}
+
+/// The `extensions.code` of the first error in a GraphQL response.
+pub fn error_code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}
+
+/// Panics with the whole response unless it has data and no errors.
+pub fn data(body: &Value) -> &Value {
+    assert!(body.get("errors").is_none(), "unexpected errors: {body:#}");
+    &body["data"]
+}

@@ -1,0 +1,158 @@
+//! Every mutation × every role: who may, who is forbidden, who must sign in.
+//! A mutation added to the schema without a row here fails
+//! `every_mutation_has_a_row_in_the_role_matrix`.
+
+use entity::user::StaffRole;
+use keysmith_tests::{TestApp, data, error_code, on_both_databases};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Allowed,
+    Forbidden,
+    Unauthenticated,
+}
+use Outcome::{Allowed, Forbidden, Unauthenticated};
+
+const ROLES: [&str; 5] = ["admin", "manager", "support", "customer", "anonymous"];
+
+/// (mutation, outcome for admin, manager, support, customer, anonymous)
+const MATRIX: &[(&str, [Outcome; 5])] = &[
+    (
+        "createProduct",
+        [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated],
+    ),
+    (
+        "updateProduct",
+        [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated],
+    ),
+    (
+        "archiveProduct",
+        [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated],
+    ),
+    // Signing in is open to anyone; the outcome is then decided by the credentials.
+    ("login", [Allowed, Allowed, Allowed, Allowed, Allowed]),
+];
+
+/// A request exercising `mutation`, valid for a caller who may run it.
+async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (String, Value) {
+    let product_id = || async {
+        let body = app
+            .graphql(
+                Some(admin),
+                "mutation($n: String!) { createProduct(input: {name: $n}) { product { id } } }",
+                json!({ "n": format!("p-{}", ulid::Ulid::generate()) }),
+            )
+            .await;
+        data(&body)["createProduct"]["product"]["id"].clone()
+    };
+    match mutation {
+        "createProduct" => (
+            "mutation($n: String!) { createProduct(input: {name: $n}) { product { id } } }".into(),
+            json!({ "n": format!("p-{}", ulid::Ulid::generate()) }),
+        ),
+        "updateProduct" => (
+            "mutation($id: ID!) { updateProduct(input: {id: $id, description: \"changed\"}) { product { id } } }".into(),
+            json!({ "id": product_id().await }),
+        ),
+        "archiveProduct" => (
+            "mutation($id: ID!) { archiveProduct(input: {id: $id}) { product { id } } }".into(),
+            json!({ "id": product_id().await }),
+        ),
+        "login" => (
+            "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { token } }".into(),
+            json!({ "e": "nobody@example.com", "p": "wrong password here" }),
+        ),
+        other => panic!("no request written for {other}"),
+    }
+}
+
+on_both_databases!(each_role_gets_the_outcome_the_matrix_says);
+
+async fn each_role_gets_the_outcome_the_matrix_says(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let tokens = [
+        Some(admin.clone()),
+        Some(app.staff_token(StaffRole::Manager).await),
+        Some(app.staff_token(StaffRole::Support).await),
+        Some(app.customer_token(&entity::new_id())),
+        None,
+    ];
+    for (mutation, outcomes) in MATRIX {
+        for ((role, token), expected) in ROLES.iter().zip(&tokens).zip(outcomes) {
+            let (query, variables) = request_for(&app, &admin, mutation).await;
+            let body = app.graphql(token.as_deref(), &query, variables).await;
+            let code = error_code(&body);
+            match expected {
+                Forbidden => assert_eq!(code, Some("FORBIDDEN"), "{mutation} as {role}: {body:#}"),
+                Unauthenticated => assert_eq!(
+                    code,
+                    Some("UNAUTHENTICATED"),
+                    "{mutation} as {role}: {body:#}"
+                ),
+                // Past the guard: the mutation ran (login then judges the credentials).
+                Allowed if *mutation == "login" => {
+                    assert_eq!(
+                        body["errors"][0]["message"],
+                        "not authenticated: invalid email or password",
+                        "{role}"
+                    )
+                }
+                Allowed => assert!(
+                    body.get("errors").is_none(),
+                    "{mutation} as {role}: {body:#}"
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn every_mutation_has_a_row_in_the_role_matrix() {
+    let sdl = keysmith::graphql::sdl();
+    let block = sdl
+        .split("type Mutation {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}").next())
+        .expect("a Mutation type");
+    let mut in_description = false;
+    let mut in_schema = BTreeSet::new();
+    for line in block.lines().map(str::trim) {
+        if line.starts_with("\"\"\"") {
+            let one_line = line.len() > 3 && line.ends_with("\"\"\"");
+            if !one_line {
+                in_description = !in_description;
+            }
+            continue;
+        }
+        if in_description || line.is_empty() || line.starts_with('"') {
+            continue;
+        }
+        if let Some(name) = line.split(['(', ':']).next() {
+            in_schema.insert(name);
+        }
+    }
+    let in_matrix: BTreeSet<&str> = MATRIX.iter().map(|(m, _)| *m).collect();
+    assert_eq!(in_schema, in_matrix, "every mutation needs a row in MATRIX");
+}
+
+on_both_databases!(staff_read_and_others_do_not);
+
+async fn staff_read_and_others_do_not(app: TestApp) {
+    let query = "{ products { totalCount } }";
+    for role in [StaffRole::Admin, StaffRole::Manager, StaffRole::Support] {
+        let token = app.staff_token(role).await;
+        let body = app.graphql(Some(&token), query, json!({})).await;
+        assert_eq!(data(&body)["products"]["totalCount"], 0, "{role:?}");
+    }
+    let customer = app.customer_token(&entity::new_id());
+    assert_eq!(
+        error_code(&app.graphql(Some(&customer), query, json!({})).await),
+        Some("FORBIDDEN")
+    );
+    assert_eq!(
+        error_code(&app.graphql(None, query, json!({})).await),
+        Some("UNAUTHENTICATED")
+    );
+}
