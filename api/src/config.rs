@@ -15,7 +15,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct Config {
     /// Database to use: a SQLite file (created when missing) or a PostgreSQL URL.
     #[arg(
@@ -127,8 +127,51 @@ pub struct TokenArgs {
     pub environment: Option<String>,
 }
 
+/// Printed without the signing secret or the database password.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &crate::db::redact_url(&self.database_url))
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
+            .field("listen", &self.listen)
+            .field("token_ttl_minutes", &self.token_ttl_minutes)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("log_format", &self.log_format)
+            .field("log", &self.log)
+            .field("db_max_connections", &self.db_max_connections)
+            .finish()
+    }
+}
+
 impl Config {
     pub fn token_ttl_seconds(&self) -> u64 {
         self.token_ttl_minutes.saturating_mul(60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let cli = Cli::parse_from([
+            "keysmith",
+            "--database-url",
+            "postgres://ks:hunter2@db/ks",
+            "--jwt-secret",
+            "a-very-secret-signing-key-0123456789",
+        ]);
+        let printed = format!("{:?}", cli.config);
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("a-very-secret"), "{printed}");
+    }
+
+    #[test]
+    fn defaults_serve_sqlite_on_localhost() {
+        let cli = Cli::try_parse_from(["keysmith"]).expect("no arguments needed");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.config.listen.to_string(), "127.0.0.1:8080");
     }
 }

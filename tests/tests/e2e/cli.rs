@@ -86,10 +86,15 @@ impl Served {
     }
 
     /// Sends SIGTERM and waits for the process to exit.
-    fn terminate(mut self) -> (ExitStatus, String) {
+    fn terminate(self) -> (ExitStatus, String) {
+        self.signal("-TERM")
+    }
+
+    /// Sends `signal` (as `kill` spells it) and waits for the process to exit.
+    fn signal(mut self, signal: &str) -> (ExitStatus, String) {
         let pid = self.child.id().to_string();
         Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([signal, &pid])
             .status()
             .expect("kill");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -262,7 +267,9 @@ async fn staff_accounts_and_tokens_from_the_command_line_survive_a_restart() {
     assert_eq!(data(&body)["me"]["role"], "ADMIN");
     assert_eq!(data(&body)["me"]["user"]["email"], "owner@example.com");
     assert_eq!(data(&body)["products"]["totalCount"], 1);
-    served.terminate();
+    // Ctrl-C stops it as cleanly as SIGTERM.
+    let (status, log) = served.signal("-INT");
+    assert!(status.success(), "{log}");
 }
 
 #[test]
