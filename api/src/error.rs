@@ -197,6 +197,29 @@ impl From<AppError> for async_graphql::Error {
     }
 }
 
+/// An error DataLoaders share between the fields that asked for the same batch.
+#[derive(Debug, Clone)]
+pub struct SharedError(pub std::sync::Arc<AppError>);
+
+impl From<DbErr> for SharedError {
+    fn from(err: DbErr) -> Self {
+        SharedError(std::sync::Arc::new(err.into()))
+    }
+}
+
+impl From<SharedError> for async_graphql::Error {
+    fn from(err: SharedError) -> Self {
+        match &*err.0 {
+            AppError::Internal(detail) => AppError::Internal(detail.clone()).into(),
+            other => {
+                let mut gql = async_graphql::Error::new(other.client_message());
+                gql = gql.extend_with(|_, ext| ext.set("code", other.code()));
+                gql
+            }
+        }
+    }
+}
+
 pub type AppResult<T> = Result<T, AppError>;
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! field suggestions turned off. Both have depth and complexity limits.
 
 pub mod guard;
+pub mod loaders;
 mod mutation;
 mod query;
 pub mod types;

@@ -6,6 +6,7 @@ use crate::AppState;
 use crate::auth::{RequestContext, Viewer};
 use crate::error::AppError;
 use crate::graphql::Schemas;
+use crate::graphql::loaders::Loaders;
 use crate::services::users;
 use async_graphql::http::GraphiQLSource;
 use entity::Environment;
@@ -164,9 +165,10 @@ async fn execute(
     } else {
         &schemas.public
     };
-    let response = schema
-        .execute(request.data(RequestContext::new(viewer, environment)))
-        .await;
+    let request = request
+        .data(RequestContext::new(viewer, environment))
+        .data(Loaders::new(&state.db));
+    let response = schema.execute(request).await;
     Ok(json_response(StatusCode::OK, &response))
 }
 

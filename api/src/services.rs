@@ -4,6 +4,9 @@
 //! know nothing of GraphQL or HTTP.
 
 pub mod audit;
+pub mod keys;
 pub mod pagination;
 pub mod products;
+pub mod sql;
+pub mod tags;
 pub mod users;

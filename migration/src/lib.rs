@@ -5,12 +5,13 @@
 pub use sea_orm_migration::prelude::*;
 
 mod initial_schema;
+mod key_search;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(initial_schema::Migration)]
+        vec![Box::new(initial_schema::Migration), Box::new(key_search::Migration)]
     }
 }

@@ -1,10 +1,11 @@
 //! The mutation root, merged from one object per area. Every mutation takes
 //! one `input` object, returns a payload, and carries a `RoleGuard`.
 
+mod pools;
 mod products;
 mod session;
 
 use async_graphql::MergedObject;
 
 #[derive(Default, MergedObject)]
-pub struct Mutation(products::ProductMutation, session::SessionMutation);
+pub struct Mutation(products::ProductMutation, pools::PoolMutation, session::SessionMutation);

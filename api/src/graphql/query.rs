@@ -1,9 +1,10 @@
 //! The query root, merged from one object per area.
 
+mod pools;
 mod products;
 mod session;
 
 use async_graphql::MergedObject;
 
 #[derive(Default, MergedObject)]
-pub struct Query(products::ProductQuery, session::SessionQuery);
+pub struct Query(products::ProductQuery, pools::PoolQuery, session::SessionQuery);

@@ -2,5 +2,6 @@
 //! object wraps a domain value and exposes only the fields clients may see.
 
 pub mod common;
+pub mod pool;
 pub mod product;
 pub mod session;

@@ -1,0 +1,346 @@
+//! Tags (pools) and licence keys as clients see them, and the inputs that manage them.
+
+use super::common::{ListConnection, OrderDirection};
+use crate::auth::may;
+use crate::error::AppError;
+use crate::graphql::guard::RoleGuard;
+use crate::graphql::loaders::Loaders;
+use crate::graphql::request;
+use crate::graphql::types::common::connection;
+use crate::services::keys::{self, KeyFilter, KeyOrder as ServiceKeyOrder, KeyOrderField as ServiceKeyOrderField, Removal, TagRef};
+use crate::services::pagination::PageArgs;
+use crate::services::tags::TagStats;
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::license_key::Model as KeyModel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "entity::LicenseStatus")]
+pub enum LicenseStatus {
+    Available,
+    Assigned,
+    Active,
+    Inactive,
+    Suspended,
+    Expired,
+    Revoked,
+}
+
+/// Where a key came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "entity::license_key::KeySource")]
+pub enum KeySource {
+    Uploaded,
+    Generated,
+    Manual,
+}
+
+/// A pool of keys with its figures. `auto-generated` and `no tag` are system tags.
+pub struct Tag(pub TagStats);
+
+#[Object]
+impl Tag {
+    /// `no-tag` for the keys without any tag.
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// System tags cannot be renamed or deleted.
+    async fn system(&self) -> bool {
+        self.0.system
+    }
+    /// All keys in the pool.
+    async fn total(&self) -> i64 {
+        self.0.total
+    }
+    /// Keys waiting to be delivered (AVAILABLE).
+    async fn remaining(&self) -> i64 {
+        self.0.remaining
+    }
+    /// Keys delivered to a customer and not yet used (ASSIGNED).
+    async fn assigned(&self) -> i64 {
+        self.0.assigned
+    }
+    /// Keys in use or retired (every other status).
+    async fn used(&self) -> i64 {
+        self.0.used()
+    }
+    /// The share of the pool no longer available (assigned or used), 0–100, one decimal.
+    async fn used_percentage(&self) -> f64 {
+        self.0.used_percentage()
+    }
+    async fn created_at(&self) -> Option<DateTime<Utc>> {
+        self.0.created_at
+    }
+    /// The pool's keys, newest first unless `orderBy` says otherwise.
+    #[graphql(complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn keys(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<PoolKeyFilter>,
+        order_by: Option<LicenseKeyOrder>,
+    ) -> Result<ListConnection<LicenseKey>> {
+        let filter = filter.unwrap_or_default();
+        let filter = KeyFilter {
+            tag: Some(TagRef::parse(&self.0.id)),
+            status: filter.status.map(Into::into),
+            search: filter.search,
+            ids: None,
+        };
+        list_keys(ctx, first, after, filter, order_by).await
+    }
+}
+
+pub(crate) async fn list_keys(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: KeyFilter,
+    order_by: Option<LicenseKeyOrder>,
+) -> Result<ListConnection<LicenseKey>> {
+    let (state, rc) = request(ctx)?;
+    let args = PageArgs::parse(first, after)?;
+    let order = order_by.map(Into::into).unwrap_or(ServiceKeyOrder {
+        field: ServiceKeyOrderField::AddedAt,
+        descending: true,
+    });
+    let want_total = ctx.look_ahead().field("totalCount").exists();
+    let page = keys::list(&state.db, rc, &filter, order, &args, want_total).await?;
+    Ok(connection(page, LicenseKey))
+}
+
+/// A tag as a key lists it.
+#[derive(Debug, SimpleObject)]
+pub struct TagLink {
+    pub id: ID,
+    pub name: String,
+}
+
+/// A licence key.
+pub struct LicenseKey(pub KeyModel);
+
+#[Object]
+impl LicenseKey {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    /// The key string itself.
+    #[graphql(guard = "RoleGuard::new(may::READ)")]
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+    /// Uploaded, generated or entered by hand.
+    #[graphql(name = "type")]
+    async fn source(&self) -> KeySource {
+        self.0.source.into()
+    }
+    async fn status(&self) -> LicenseStatus {
+        self.0.status.into()
+    }
+    /// The tags the key carries, by name.
+    async fn tags(&self, ctx: &Context<'_>) -> Result<Vec<TagLink>> {
+        let loaders = ctx.data::<Loaders>().map_err(|_| AppError::internal("no loaders in the request"))?;
+        let tags = loaders.tags_of_key.load_one(self.0.id.clone()).await?.unwrap_or_default();
+        Ok(tags
+            .into_iter()
+            .map(|t| TagLink {
+                id: ID(t.id),
+                name: t.name,
+            })
+            .collect())
+    }
+    /// The order the key was delivered with.
+    async fn order_id(&self, ctx: &Context<'_>) -> Result<Option<ID>> {
+        let Some(line) = &self.0.order_line_id else {
+            return Ok(None);
+        };
+        let loaders = ctx.data::<Loaders>().map_err(|_| AppError::internal("no loaders in the request"))?;
+        Ok(loaders.order_of_line.load_one(line.clone()).await?.map(ID))
+    }
+    async fn product_id(&self) -> Option<ID> {
+        self.0.product_id.clone().map(ID)
+    }
+    /// `-1` for unlimited.
+    async fn activation_limit(&self) -> i32 {
+        self.0.activation_limit
+    }
+    /// Null for a lifetime licence.
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+    /// When the key was uploaded or created.
+    async fn added_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(Debug, Default, InputObject)]
+pub struct PoolKeyFilter {
+    pub status: Option<LicenseStatus>,
+    /// Any part of the key (3 characters or more), or its beginning (fewer).
+    pub search: Option<String>,
+}
+
+#[derive(Debug, Default, InputObject)]
+pub struct LicenseKeyFilter {
+    /// A tag's id, or `no-tag` for keys without any tag.
+    pub tag_id: Option<ID>,
+    pub status: Option<LicenseStatus>,
+    /// Any part of the key (3 characters or more), or its beginning (fewer).
+    pub search: Option<String>,
+}
+
+impl From<LicenseKeyFilter> for KeyFilter {
+    fn from(f: LicenseKeyFilter) -> Self {
+        KeyFilter {
+            tag: f.tag_id.map(|id| TagRef::parse(&id)),
+            status: f.status.map(Into::into),
+            search: f.search,
+            ids: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum LicenseKeyOrderField {
+    Key,
+    AddedAt,
+}
+
+#[derive(Debug, InputObject)]
+pub struct LicenseKeyOrder {
+    pub field: LicenseKeyOrderField,
+    #[graphql(default)]
+    pub direction: OrderDirection,
+}
+
+impl From<LicenseKeyOrder> for ServiceKeyOrder {
+    fn from(o: LicenseKeyOrder) -> Self {
+        ServiceKeyOrder {
+            field: match o.field {
+                LicenseKeyOrderField::Key => ServiceKeyOrderField::Key,
+                LicenseKeyOrderField::AddedAt => ServiceKeyOrderField::AddedAt,
+            },
+            descending: o.direction.descending(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum TagOrderField {
+    Name,
+    Remaining,
+}
+
+#[derive(Debug, InputObject)]
+pub struct TagOrder {
+    pub field: TagOrderField,
+    #[graphql(default)]
+    pub direction: OrderDirection,
+}
+
+#[derive(Debug, InputObject)]
+pub struct CreateTagInput {
+    /// Lowercase letters, digits and `-`, starting with a letter, at most 64 characters.
+    pub name: String,
+}
+
+#[derive(Debug, InputObject)]
+pub struct RenameTagInput {
+    pub id: ID,
+    pub name: String,
+}
+
+#[derive(Debug, InputObject)]
+pub struct DeleteTagInput {
+    pub id: ID,
+    /// Needed when some of the tag's keys were ever activated.
+    #[graphql(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, InputObject)]
+pub struct TagLicenseKeysInput {
+    pub tag_id: ID,
+    /// At most 1000.
+    pub key_ids: Vec<ID>,
+}
+
+#[derive(Debug, InputObject)]
+pub struct MoveLicenseKeysInput {
+    /// A tag's id, or `no-tag`.
+    pub from_tag_id: ID,
+    /// An existing tag of the seller's.
+    pub to_tag_id: ID,
+    /// The keys to move (at most 1000); every key of the source tag when omitted.
+    pub key_ids: Option<Vec<ID>>,
+}
+
+#[derive(Debug, InputObject)]
+pub struct DeleteLicenseKeysInput {
+    /// The keys to delete (at most 1000). Give this or `filter`.
+    pub key_ids: Option<Vec<ID>>,
+    /// Every key matching; it must name a tag, a status or a search.
+    pub filter: Option<LicenseKeyFilter>,
+    /// Needed when some of the keys were ever activated.
+    #[graphql(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, InputObject)]
+pub struct CleanUpDuplicatesInput {
+    /// A tag's id, or `no-tag`.
+    pub tag_id: ID,
+}
+
+#[derive(SimpleObject)]
+pub struct TagPayload {
+    pub tag: Tag,
+}
+
+/// What a bulk change did.
+#[derive(Debug, SimpleObject)]
+pub struct KeysChangedPayload {
+    /// Keys deleted, moved, tagged or untagged.
+    pub keys_changed: u64,
+    /// Customer orders that lost access to a key.
+    pub orders_affected: u64,
+}
+
+impl From<Removal> for KeysChangedPayload {
+    fn from(r: Removal) -> Self {
+        Self {
+            keys_changed: r.keys,
+            orders_affected: r.orders_affected,
+        }
+    }
+}
+
+impl KeysChangedPayload {
+    pub fn changed(keys: u64) -> Self {
+        Self {
+            keys_changed: keys,
+            orders_affected: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Tag").field(&self.0.id).finish()
+    }
+}
+
+impl std::fmt::Debug for LicenseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LicenseKey").field(&self.0.id).finish()
+    }
+}
+
+pub fn ids(ids: Vec<ID>) -> Vec<String> {
+    ids.into_iter().map(|id| id.0).collect()
+}

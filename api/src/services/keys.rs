@@ -1,0 +1,463 @@
+//! Licence keys in their pools: choosing keys (by tag, status, any part of the
+//! key, or ids), listing them, deleting them, and tagging, untagging and moving
+//! them between tags. Bulk work is set-based SQL: a million keys are never
+//! loaded into memory.
+
+use super::audit::{self, Change};
+use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
+use super::products::escape_like;
+use super::sql::{Sql, placeholders};
+use super::tags;
+use crate::auth::{RequestContext, may};
+use crate::db::begin_write;
+use crate::error::{AppError, AppResult};
+use entity::tag::NO_TAG_ID;
+use entity::{Environment, LicenseStatus, license_key};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Value};
+use std::collections::BTreeSet;
+
+/// Most ids one request may name; larger sets are chosen by filter.
+pub const MAX_IDS: usize = 1000;
+/// Search terms shorter than this match the start of the key instead of any part.
+pub const MIN_SUBSTRING: usize = 3;
+
+/// A tag as a filter: a real tag, or "no tag" (keys without any tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagRef {
+    NoTag,
+    Tag(String),
+}
+
+impl TagRef {
+    pub fn parse(id: &str) -> Self {
+        if id == NO_TAG_ID {
+            TagRef::NoTag
+        } else {
+            TagRef::Tag(id.to_string())
+        }
+    }
+}
+
+/// Which keys an operation is about; every part narrows the choice.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub tag: Option<TagRef>,
+    pub status: Option<LicenseStatus>,
+    /// Any part of the key (at least 3 characters), or its start (fewer).
+    pub search: Option<String>,
+    pub ids: Option<Vec<String>>,
+}
+
+/// What a removal did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removal {
+    pub keys: u64,
+    /// Distinct customer orders that had one of the removed keys.
+    pub orders_affected: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyOrderField {
+    Key,
+    #[default]
+    AddedAt,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyOrder {
+    pub field: KeyOrderField,
+    pub descending: bool,
+}
+
+/// The SQL condition choosing `filter`'s keys in `environment`, on table alias `k`.
+pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilter, k: &str) -> AppResult<Sql> {
+    let mut sql = Sql::new("");
+    sql.push(&format!("{k}.environment = ?"), [Value::from(environment.as_str())]);
+    match &filter.tag {
+        None => {}
+        Some(TagRef::NoTag) => {
+            sql.push(
+                &format!(" AND NOT EXISTS (SELECT 1 FROM license_key_tag lt WHERE lt.license_key_id = {k}.id)"),
+                [],
+            );
+        }
+        Some(TagRef::Tag(id)) => {
+            sql.push(
+                &format!(" AND {k}.id IN (SELECT lt.license_key_id FROM license_key_tag lt WHERE lt.tag_id = ?)"),
+                [Value::from(id.clone())],
+            );
+        }
+    }
+    if let Some(status) = filter.status {
+        sql.push(&format!(" AND {k}.status = ?"), [Value::from(status.as_str())]);
+    }
+    if let Some(term) = filter.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        sql.push(" AND ", []).append(&search(backend, term, k));
+    }
+    if let Some(ids) = &filter.ids {
+        let ids = distinct_ids(ids)?;
+        sql.push(
+            &format!(" AND {k}.id IN ({})", placeholders(ids.len())),
+            ids.into_iter().map(Value::from),
+        );
+    }
+    Ok(sql)
+}
+
+/// The substring (or, for short terms, prefix) condition on the key, through
+/// the trigram index of each database. The SQLite index is re-checked against
+/// the key itself, so a stale index can never return a wrong row.
+fn search(backend: DbBackend, term: &str, k: &str) -> Sql {
+    let escaped = escape_like(term);
+    let like = if backend == DbBackend::Postgres { "ILIKE" } else { "LIKE" };
+    let mut sql = Sql::new("");
+    if term.chars().count() < MIN_SUBSTRING {
+        sql.push(&format!("{k}.key {like} ? ESCAPE '\\'"), [Value::from(format!("{escaped}%"))]);
+    } else if backend == DbBackend::Sqlite {
+        let phrase = format!("\"{}\"", term.replace('"', "\"\""));
+        sql.push(
+            &format!(
+                "{k}.rowid IN (SELECT rowid FROM license_key_search WHERE license_key_search MATCH ?) \
+                 AND {k}.key LIKE ? ESCAPE '\\'"
+            ),
+            [Value::from(phrase), Value::from(format!("%{escaped}%"))],
+        );
+    } else {
+        sql.push(&format!("{k}.key {like} ? ESCAPE '\\'"), [Value::from(format!("%{escaped}%"))]);
+    }
+    sql
+}
+
+fn distinct_ids(ids: &[String]) -> AppResult<Vec<String>> {
+    let set: BTreeSet<&String> = ids.iter().collect();
+    if set.is_empty() {
+        return Err(AppError::invalid("keyIds", "must name at least one key"));
+    }
+    if set.len() > MAX_IDS {
+        return Err(AppError::invalid(
+            "keyIds",
+            format!("must name at most {MAX_IDS} keys (got {}); choose larger sets with a filter", set.len()),
+        ));
+    }
+    Ok(set.into_iter().cloned().collect())
+}
+
+pub async fn list(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    filter: &KeyFilter,
+    order: KeyOrder,
+    args: &PageArgs,
+    want_total: bool,
+) -> AppResult<Page<license_key::Model>> {
+    ctx.viewer.require(may::READ)?;
+    let sel = selection(db.get_database_backend(), ctx.environment, filter, "license_key")?;
+    let query = license_key::Entity::find().filter(Expr::cust_with_values(sel.text, sel.values));
+    let (column, kind) = match order.field {
+        KeyOrderField::Key => (license_key::Column::Key, SortKind::Text),
+        KeyOrderField::AddedAt => (license_key::Column::CreatedAt, SortKind::Time),
+    };
+    let keyset = Keyset {
+        column,
+        kind,
+        id: license_key::Column::Id,
+        descending: order.descending,
+    };
+    paginate(
+        db,
+        query,
+        keyset,
+        args,
+        want_total,
+        |k| match order.field {
+            KeyOrderField::Key => k.key.clone(),
+            KeyOrderField::AddedAt => time_value(&k.created_at),
+        },
+        |k| k.id.clone(),
+    )
+    .await
+}
+
+async fn scalar(db: &impl ConnectionTrait, sql: &Sql) -> AppResult<i64> {
+    let row = db.query_one_raw(sql.statement(db.get_database_backend())).await?;
+    Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0))
+}
+
+async fn execute(db: &impl ConnectionTrait, sql: &Sql) -> AppResult<u64> {
+    Ok(db.execute_raw(sql.statement(db.get_database_backend())).await?.rows_affected())
+}
+
+/// Deletes the keys `filter` chooses. Keys that were ever activated need `force`.
+pub async fn delete(db: &DatabaseConnection, ctx: &RequestContext, filter: &KeyFilter, force: bool) -> AppResult<Removal> {
+    ctx.viewer.require(may::MANAGE)?;
+    let txn = begin_write(db).await?;
+    if let Some(TagRef::Tag(id)) = &filter.tag {
+        tags::find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("tag", "filter.tagId"))?;
+    }
+    if let Some(ids) = &filter.ids {
+        let sel = selection(txn.get_database_backend(), ctx.environment, &KeyFilter { ids: Some(ids.clone()), ..KeyFilter::default() }, "k")?;
+        let found = scalar(&txn, Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel)).await?;
+        if found as usize != distinct_ids(ids)?.len() {
+            return Err(AppError::not_found_in("licence key", "keyIds"));
+        }
+    }
+    let sel = selection(txn.get_database_backend(), ctx.environment, filter, "k")?;
+    let removal = remove(&txn, ctx, &sel, force, "license_keys.deleted", ("license_key", "selection")).await?;
+    txn.commit().await?;
+    Ok(removal)
+}
+
+/// Removes the keys chosen by `sel` (on alias `k`) inside `txn`, with an audit
+/// event per delivered key and one for the whole removal.
+pub(crate) async fn remove(
+    txn: &impl ConnectionTrait,
+    ctx: &RequestContext,
+    sel: &Sql,
+    force: bool,
+    action: &str,
+    target: (&str, &str),
+) -> AppResult<Removal> {
+    let activated = scalar(
+        txn,
+        Sql::new("SELECT COUNT(*) FROM license_key k WHERE ")
+            .append(sel)
+            .push(" AND k.activated_at IS NOT NULL", []),
+    )
+    .await?;
+    if activated > 0 && !force {
+        return Err(AppError::invalid(
+            "force",
+            format!("{activated} of these keys were activated on a device; pass force: true to delete them anyway"),
+        ));
+    }
+    let orders_affected = scalar(
+        txn,
+        Sql::new("SELECT COUNT(DISTINCT ol.order_id) FROM license_key k JOIN order_line ol ON ol.id = k.order_line_id WHERE ")
+            .append(sel),
+    )
+    .await? as u64;
+
+    let delivered = txn
+        .query_all_raw(
+            Sql::new("SELECT k.id, k.key, k.status, k.order_line_id FROM license_key k WHERE ")
+                .append(sel)
+                .push(" AND k.status <> 'AVAILABLE'", [])
+                .statement(txn.get_database_backend()),
+        )
+        .await?;
+    for row in &delivered {
+        let id: String = row.try_get_by_index(0)?;
+        let key: String = row.try_get_by_index(1)?;
+        let status: String = row.try_get_by_index(2)?;
+        let order_line: Option<String> = row.try_get_by_index(3)?;
+        audit::record(
+            txn,
+            ctx,
+            Change {
+                action: "license_key.deleted",
+                target_kind: "license_key",
+                target_id: &id,
+                key: Some(&key),
+                before: Some(serde_json::json!({ "status": status, "orderLineId": order_line })),
+                ..Change::default()
+            },
+        )
+        .await?;
+    }
+
+    let keys = execute(
+        txn,
+        Sql::new("DELETE FROM license_key WHERE id IN (SELECT k.id FROM license_key k WHERE ")
+            .append(sel)
+            .push(")", []),
+    )
+    .await?;
+    audit::record(
+        txn,
+        ctx,
+        Change {
+            action,
+            target_kind: target.0,
+            target_id: target.1,
+            after: Some(serde_json::json!({ "keysDeleted": keys, "ordersAffected": orders_affected, "forced": force })),
+            ..Change::default()
+        },
+    )
+    .await?;
+    Ok(Removal { keys, orders_affected })
+}
+
+/// Checks that every id names a key of this environment.
+async fn require_keys(txn: &impl ConnectionTrait, ctx: &RequestContext, ids: &[String]) -> AppResult<Vec<String>> {
+    let ids = distinct_ids(ids)?;
+    let sel = selection(
+        txn.get_database_backend(),
+        ctx.environment,
+        &KeyFilter {
+            ids: Some(ids.clone()),
+            ..KeyFilter::default()
+        },
+        "k",
+    )?;
+    let found = scalar(txn, Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel)).await?;
+    if found as usize != ids.len() {
+        return Err(AppError::not_found_in("licence key", "keyIds"));
+    }
+    Ok(ids)
+}
+
+/// Adds a tag to keys (those already carrying it are left alone). Returns how many gained it.
+pub async fn tag(db: &DatabaseConnection, ctx: &RequestContext, tag_id: &str, key_ids: &[String]) -> AppResult<u64> {
+    ctx.viewer.require(may::MANAGE)?;
+    let txn = begin_write(db).await?;
+    let tag = tags::find_sellers_tag(&txn, ctx, tag_id, "tagId").await?;
+    let ids = require_keys(&txn, ctx, key_ids).await?;
+    let changed = link(&txn, &tag.id, &ids_selection(&ids)).await?;
+    audit::record(
+        &txn,
+        ctx,
+        Change {
+            action: "license_keys.tagged",
+            target_kind: "tag",
+            target_id: &tag.id,
+            after: Some(serde_json::json!({ "keys": changed })),
+            ..Change::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(changed)
+}
+
+/// Removes a tag from keys. Returns how many lost it.
+pub async fn untag(db: &DatabaseConnection, ctx: &RequestContext, tag_id: &str, key_ids: &[String]) -> AppResult<u64> {
+    ctx.viewer.require(may::MANAGE)?;
+    let txn = begin_write(db).await?;
+    let tag = tags::find_sellers_tag(&txn, ctx, tag_id, "tagId").await?;
+    let ids = require_keys(&txn, ctx, key_ids).await?;
+    let changed = unlink(&txn, &tag.id, &ids_selection(&ids)).await?;
+    audit::record(
+        &txn,
+        ctx,
+        Change {
+            action: "license_keys.untagged",
+            target_kind: "tag",
+            target_id: &tag.id,
+            after: Some(serde_json::json!({ "keys": changed })),
+            ..Change::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(changed)
+}
+
+/// Moves keys from one tag (or "no tag") to another existing tag: all of the
+/// source's keys, or the ones named. Customers keep their keys.
+pub async fn move_keys(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    from: &str,
+    to: &str,
+    key_ids: Option<&[String]>,
+) -> AppResult<u64> {
+    ctx.viewer.require(may::MANAGE)?;
+    if from == to {
+        return Err(AppError::invalid("toTagId", "must differ from fromTagId"));
+    }
+    let txn = begin_write(db).await?;
+    let from = TagRef::parse(from);
+    if let TagRef::Tag(id) = &from {
+        tags::find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("tag", "fromTagId"))?;
+    }
+    let target = tags::find_sellers_tag(&txn, ctx, to, "toTagId").await?;
+    let filter = KeyFilter {
+        tag: Some(from.clone()),
+        ids: match key_ids {
+            Some(ids) => Some(require_keys(&txn, ctx, ids).await?),
+            None => None,
+        },
+        ..KeyFilter::default()
+    };
+    let sel = selection(txn.get_database_backend(), ctx.environment, &filter, "k")?;
+    let moved = match &from {
+        TagRef::Tag(from_id) => {
+            // Count what leaves the source first: keys already in the target still move out.
+            let moved = scalar(&txn, Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel)).await? as u64;
+            link(&txn, &target.id, &sel).await?;
+            unlink(&txn, from_id, &sel).await?;
+            moved
+        }
+        TagRef::NoTag => link(&txn, &target.id, &sel).await?,
+    };
+    audit::record(
+        &txn,
+        ctx,
+        Change {
+            action: "license_keys.moved",
+            target_kind: "tag",
+            target_id: &target.id,
+            after: Some(serde_json::json!({ "keys": moved, "from": match &from { TagRef::NoTag => NO_TAG_ID.to_string(), TagRef::Tag(id) => id.clone() } })),
+            ..Change::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(moved)
+}
+
+fn ids_selection(ids: &[String]) -> Sql {
+    let mut sql = Sql::new("");
+    sql.push(
+        &format!("k.id IN ({})", placeholders(ids.len())),
+        ids.iter().cloned().map(Value::from),
+    );
+    sql
+}
+
+/// Links the keys chosen by `sel` (alias `k`) to `tag_id`; returns how many new links.
+async fn link(txn: &impl ConnectionTrait, tag_id: &str, sel: &Sql) -> AppResult<u64> {
+    let mut sql = Sql::new("");
+    sql.push("INSERT INTO license_key_tag (license_key_id, tag_id) SELECT k.id, ? FROM license_key k WHERE ", [Value::from(tag_id)])
+        .append(sel)
+        .push(
+            " AND NOT EXISTS (SELECT 1 FROM license_key_tag x WHERE x.license_key_id = k.id AND x.tag_id = ?)",
+            [Value::from(tag_id)],
+        );
+    execute(txn, &sql).await
+}
+
+async fn unlink(txn: &impl ConnectionTrait, tag_id: &str, sel: &Sql) -> AppResult<u64> {
+    let mut sql = Sql::new("");
+    sql.push("DELETE FROM license_key_tag WHERE tag_id = ? AND license_key_id IN (SELECT k.id FROM license_key k WHERE ", [Value::from(tag_id)])
+        .append(sel)
+        .push(")", []);
+    execute(txn, &sql).await
+}
+
+/// Removes AVAILABLE duplicates from a pool, keeping the oldest copy: a waiting
+/// key goes when the same key string is in the pool as an older copy, or has
+/// been delivered anywhere in the environment (it could never be delivered
+/// again). Delivered keys are never touched.
+pub async fn clean_up_duplicates(db: &DatabaseConnection, ctx: &RequestContext, tag_id: &str) -> AppResult<Removal> {
+    ctx.viewer.require(may::MANAGE)?;
+    let txn = begin_write(db).await?;
+    let pool = TagRef::parse(tag_id);
+    if let TagRef::Tag(id) = &pool {
+        tags::find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("tag", "tagId"))?;
+    }
+    let backend = txn.get_database_backend();
+    let in_pool = |alias: &str| selection(backend, ctx.environment, &KeyFilter { tag: Some(pool.clone()), ..KeyFilter::default() }, alias);
+    let mut sel = in_pool("k")?;
+    sel.push(
+        " AND k.status = 'AVAILABLE' AND EXISTS (SELECT 1 FROM license_key o WHERE o.environment = k.environment \
+         AND o.key = k.key AND o.id <> k.id AND (o.status <> 'AVAILABLE' OR (",
+        [],
+    )
+    .append(&in_pool("o")?)
+    .push(" AND (o.created_at < k.created_at OR (o.created_at = k.created_at AND o.id < k.id)))))", []);
+    let removal = remove(&txn, ctx, &sel, false, "tag.duplicates_removed", ("tag", tag_id)).await?;
+    txn.commit().await?;
+    Ok(removal)
+}

@@ -1,0 +1,80 @@
+//! Hand-written SQL for set-based work the query builder does not express
+//! well (bulk moves, duplicate clean-up, aggregates). Written once with `?`
+//! placeholders; PostgreSQL gets `$1, $2, …`.
+
+use sea_orm::{DbBackend, Statement, Value};
+
+/// A SQL fragment and the values of its `?` placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct Sql {
+    pub text: String,
+    pub values: Vec<Value>,
+}
+
+impl Sql {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Appends text with its values.
+    pub fn push(&mut self, text: &str, values: impl IntoIterator<Item = Value>) -> &mut Self {
+        self.text.push_str(text);
+        self.values.extend(values);
+        self
+    }
+
+    /// Appends another fragment.
+    pub fn append(&mut self, other: &Sql) -> &mut Self {
+        self.text.push_str(&other.text);
+        self.values.extend(other.values.iter().cloned());
+        self
+    }
+
+    pub fn statement(&self, backend: DbBackend) -> Statement {
+        let text = match backend {
+            DbBackend::Postgres => numbered(&self.text),
+            _ => self.text.clone(),
+        };
+        Statement::from_sql_and_values(backend, text, self.values.clone())
+    }
+}
+
+fn numbered(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut n = 0;
+    let mut in_string = false;
+    for c in text.chars() {
+        match c {
+            '\'' => {
+                in_string = !in_string;
+                out.push(c);
+            }
+            '?' if !in_string => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// `?, ?, ?` for `n` values.
+pub fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_placeholders_are_numbered_outside_strings() {
+        assert_eq!(numbered("a = ? AND b LIKE '?%' AND c IN (?, ?)"), "a = $1 AND b LIKE '?%' AND c IN ($2, $3)");
+        assert_eq!(placeholders(3), "?, ?, ?");
+    }
+}
