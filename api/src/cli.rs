@@ -5,6 +5,8 @@ use crate::AppState;
 use crate::auth::RequestContext;
 use crate::config::{Cli, Command, Config, LogFormat, TokenArgs, UserCommand};
 use crate::services::users;
+mod keys;
+
 use anyhow::{Context, bail};
 use clap::Parser;
 use entity::Environment;
@@ -54,6 +56,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(args) => token(cli.config, args).await,
+        Command::Keys(command) => keys::run(cli.config, command).await,
     }
 }
 

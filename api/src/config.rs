@@ -53,6 +53,9 @@ pub struct Config {
     /// Largest request body accepted on /graphql, in bytes.
     #[arg(long, env = "KEYSMITH_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
+    /// Largest file accepted by a multipart upload (key imports), in bytes.
+    #[arg(long, env = "KEYSMITH_MAX_UPLOAD_BYTES", default_value_t = 512 * 1024 * 1024, global = true)]
+    pub max_upload_bytes: usize,
     /// Log format.
     #[arg(long, env = "KEYSMITH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
@@ -88,6 +91,63 @@ pub enum Command {
     User(UserCommand),
     /// Print a token for a staff account, for scripts.
     Token(TokenArgs),
+    /// Import and export licence keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Import a key list (one key per line, or CSV: key,tags,product,expiry,activation limit).
+    Import {
+        /// The file to import.
+        file: std::path::PathBuf,
+        /// Tag every key with this tag (created when missing); repeatable.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// `text` or `csv`; by default `csv` for `.csv` files, else `text`.
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// Import duplicates too (by default keys already in the pool and repeats are skipped).
+        #[arg(long)]
+        keep_duplicates: bool,
+        /// Import the valid lines even when some are invalid.
+        #[arg(long)]
+        skip_invalid: bool,
+        #[arg(long, default_value = "production")]
+        environment: String,
+    },
+    /// Export keys as CSV or JSON.
+    Export {
+        /// Only keys with this tag (`no tag` for keys without one).
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only keys with this status (e.g. AVAILABLE).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only keys containing this text.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long, value_enum, default_value_t = ExportFormatArg::Csv)]
+        format: ExportFormatArg,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "production")]
+        environment: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Text,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormatArg {
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +196,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("token_ttl_minutes", &self.token_ttl_minutes)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_upload_bytes", &self.max_upload_bytes)
             .field("log_format", &self.log_format)
             .field("log", &self.log)
             .field("db_max_connections", &self.db_max_connections)

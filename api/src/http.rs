@@ -7,9 +7,13 @@ use crate::auth::{RequestContext, Viewer};
 use crate::error::AppError;
 use crate::graphql::Schemas;
 use crate::graphql::loaders::Loaders;
+use crate::services::export::{self, ExportFormat};
+use crate::services::keys::{KeyFilter, TagRef};
 use crate::services::users;
-use async_graphql::http::GraphiQLSource;
+use async_graphql::ParseRequestError;
+use async_graphql::http::{GraphiQLSource, MultipartOptions};
 use entity::Environment;
+use futures_util::StreamExt;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::listener::TcpAcceptor;
 use poem::middleware::SetHeader;
@@ -17,8 +21,10 @@ use poem::web::{Data, Html};
 use poem::{
     Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server, get, handler,
 };
+use sea_orm::Iterable;
 use std::future::Future;
 use std::time::{Duration, Instant};
+use tokio_util::compat::TokioAsyncReadCompatExt;
 
 /// The header that names the environment a request acts in.
 pub const ENVIRONMENT_HEADER: &str = "x-keysmith-environment";
@@ -30,6 +36,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let schemas = Schemas::new(state.clone());
     Route::new()
         .at("/graphql", get(graphiql).post(graphql))
+        .at("/export/license-keys.csv", get(export_csv))
+        .at("/export/license-keys.json", get(export_json))
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
         .nest("/portal", portal::routes())
@@ -112,24 +120,92 @@ async fn execute(
     state: &AppState,
     schemas: &Schemas,
 ) -> Result<Response, Response> {
-    let is_json = req
+    let media_type = req
         .content_type()
         .and_then(|ct| ct.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
+        .map(|essence| essence.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let multipart = media_type == "multipart/form-data";
+    if media_type != "application/json" && !multipart {
         return Err(error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::invalid("Content-Type", "must be application/json"),
+            AppError::invalid(
+                "Content-Type",
+                "must be application/json (or multipart/form-data for uploads)",
+            ),
         ));
     }
+    if multipart && req.headers().get(header::AUTHORIZATION).is_none() {
+        // A cross-site form can send multipart but never an Authorization header.
+        return Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            AppError::Unauthenticated("uploads need Authorization: Bearer <token>".into()),
+        ));
+    }
+    let context = request_context(req, state).await?;
+
+    let request = if multipart {
+        let options = MultipartOptions::default()
+            .max_file_size(state.config.max_upload_bytes)
+            .max_num_files(1);
+        async_graphql::http::receive_body(
+            req.content_type().map(str::to_string),
+            body.into_async_read().compat(),
+            options,
+        )
+        .await
+        .map_err(|e| {
+            let status = match e {
+                ParseRequestError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            error_response(
+                status,
+                AppError::invalid("body", format!("is not a GraphQL multipart request: {e}")),
+            )
+        })?
+    } else {
+        let bytes = body
+            .into_bytes_limit(state.config.max_body_bytes)
+            .await
+            .map_err(|_| {
+                error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    AppError::invalid(
+                        "body",
+                        format!("must be at most {} bytes", state.config.max_body_bytes),
+                    ),
+                )
+            })?;
+        serde_json::from_slice::<async_graphql::Request>(&bytes).map_err(|e| {
+            error_response(
+                StatusCode::BAD_REQUEST,
+                AppError::invalid("body", format!("is not a GraphQL request in JSON: {e}")),
+            )
+        })?
+    };
+
+    let schema = if context.viewer.role().is_staff() {
+        &schemas.staff
+    } else {
+        &schemas.public
+    };
+    let request = request.data(context).data(Loaders::new(&state.db));
+    let response = schema.execute(request).await;
+    Ok(json_response(StatusCode::OK, &response))
+}
+
+/// Who is asking and in which environment, from the bearer token and the
+/// environment header; a refusal is already the response to send.
+async fn request_context(req: &Request, state: &AppState) -> Result<RequestContext, Response> {
     let environment =
         request_environment(req).map_err(|e| error_response(StatusCode::BAD_REQUEST, e))?;
-    let (viewer, token_environment) = match bearer_token(req) {
-        Ok(None) => (Viewer::Anonymous, None),
-        Ok(Some(token)) => users::authenticate(&state.db, &state.jwt, token)
+    let token = bearer_token(req).map_err(|e| error_response(StatusCode::UNAUTHORIZED, e))?;
+    let (viewer, token_environment) = match token {
+        None => (Viewer::Anonymous, None),
+        Some(token) => users::authenticate(&state.db, &state.jwt, token)
             .await
             .map_err(|e| error_response(status_of(&e), e))?,
-        Err(e) => return Err(error_response(StatusCode::UNAUTHORIZED, e)),
     };
     let environment = match (environment, token_environment) {
         (Some(asked), Some(allowed)) if asked != allowed => {
@@ -140,36 +216,80 @@ async fn execute(
         }
         (asked, allowed) => asked.or(allowed).unwrap_or_default(),
     };
+    Ok(RequestContext::new(viewer, environment))
+}
 
-    let bytes = body
-        .into_bytes_limit(state.config.max_body_bytes)
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExportParams {
+    tag_id: Option<String>,
+    status: Option<String>,
+    search: Option<String>,
+}
+
+#[handler]
+async fn export_csv(req: &Request, Data(state): Data<&AppState>) -> Response {
+    export(req, state, ExportFormat::Csv)
         .await
-        .map_err(|_| {
-            error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                AppError::invalid(
-                    "body",
-                    format!("must be at most {} bytes", state.config.max_body_bytes),
-                ),
-            )
-        })?;
-    let request: async_graphql::Request = serde_json::from_slice(&bytes).map_err(|e| {
+        .unwrap_or_else(|resp| resp)
+}
+
+#[handler]
+async fn export_json(req: &Request, Data(state): Data<&AppState>) -> Response {
+    export(req, state, ExportFormat::Json)
+        .await
+        .unwrap_or_else(|resp| resp)
+}
+
+/// Streams the keys the query parameters choose (`tagId`, `status`, `search`).
+async fn export(
+    req: &Request,
+    state: &AppState,
+    format: ExportFormat,
+) -> Result<Response, Response> {
+    let context = request_context(req, state).await?;
+    let params: ExportParams = req.params().map_err(|e| {
         error_response(
             StatusCode::BAD_REQUEST,
-            AppError::invalid("body", format!("is not a GraphQL request in JSON: {e}")),
+            AppError::invalid("query", format!("is not understood: {e}")),
         )
     })?;
-
-    let schema = if viewer.role().is_staff() {
-        &schemas.staff
-    } else {
-        &schemas.public
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| {
+            entity::LicenseStatus::iter()
+                .find(|status| status.as_str().eq_ignore_ascii_case(s))
+                .ok_or_else(|| {
+                    AppError::invalid("status", format!("{s:?} is not a licence status"))
+                })
+        })
+        .transpose()
+        .map_err(|e| error_response(StatusCode::BAD_REQUEST, e))?;
+    let filter = KeyFilter {
+        tag: params.tag_id.as_deref().map(TagRef::parse),
+        status,
+        search: params.search,
+        ids: None,
     };
-    let request = request
-        .data(RequestContext::new(viewer, environment))
-        .data(Loaders::new(&state.db));
-    let response = schema.execute(request).await;
-    Ok(json_response(StatusCode::OK, &response))
+    let stream = export::stream(state.db.clone(), &context, &filter, format)
+        .map_err(|e| error_response(status_of(&e), e))?;
+    let stream = stream.map(|chunk| {
+        chunk.map_err(|e| {
+            tracing::error!(error = %e.client_message(), "export stopped");
+            std::io::Error::other(e.client_message())
+        })
+    });
+    Ok(Response::builder()
+        .content_type(format.content_type())
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"license-keys.{}\"",
+                format.extension()
+            ),
+        )
+        .body(Body::from_bytes_stream(stream)))
 }
 
 fn request_environment(req: &Request) -> Result<Option<Environment>, AppError> {

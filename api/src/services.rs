@@ -4,6 +4,8 @@
 //! know nothing of GraphQL or HTTP.
 
 pub mod audit;
+pub mod export;
+pub mod import;
 pub mod keys;
 pub mod pagination;
 pub mod products;

@@ -42,6 +42,7 @@ pub fn config(database_url: &str) -> Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         token_ttl_minutes: 60,
         max_body_bytes: 64 * 1024,
+        max_upload_bytes: 32 * 1024 * 1024,
         log_format: LogFormat::Human,
         log: "warn".into(),
         db_max_connections: 8,
@@ -81,6 +82,13 @@ impl TestApp {
 
     /// Starts a server with a configuration of the test's choosing.
     pub async fn spawn_with(backend: Backend, config: Config, dir: TempDir) -> Self {
+        if let Ok(filter) = std::env::var("KEYSMITH_TEST_LOG") {
+            // Debugging aid: `KEYSMITH_TEST_LOG=debug cargo test …` prints the servers' logs.
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let database_url = config.database_url.clone();
         let state = AppState::open(config).await.expect("open the app state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -202,4 +210,138 @@ pub fn error_code(body: &Value) -> Option<&str> {
 pub fn data(body: &Value) -> &Value {
     assert!(body.get("errors").is_none(), "unexpected errors: {body:#}");
     &body["data"]
+}
+
+/// Test data written straight to the database, for states the API reaches
+/// only through later workflows (delivered, activated keys).
+pub mod seed {
+    use entity::license_key::{self, KeySource};
+    use entity::{
+        Environment, LicenseStatus, customer, license_key_tag, order, order_line, product,
+    };
+    use sea_orm::{ActiveModelTrait, DatabaseConnection, Set};
+    use serde_json::json;
+
+    /// A key in `environment` with `status`, carrying `tag_ids`; returns its id.
+    pub async fn key(
+        db: &DatabaseConnection,
+        environment: Environment,
+        key: &str,
+        status: LicenseStatus,
+        tag_ids: &[&str],
+    ) -> String {
+        let now = entity::now();
+        let row = license_key::ActiveModel {
+            id: Set(entity::new_id()),
+            environment: Set(environment),
+            key: Set(key.to_string()),
+            product_id: Set(None),
+            source: Set(KeySource::Uploaded),
+            generator_id: Set(None),
+            status: Set(status),
+            customer_id: Set(None),
+            order_line_id: Set(None),
+            activation_limit: Set(1),
+            expires_at: Set(None),
+            feature_flags: Set(json!({})),
+            metadata: Set(json!({})),
+            created_at: Set(now),
+            updated_at: Set(now),
+            assigned_at: Set(None),
+            activated_at: Set(None),
+            revealed_at: Set(None),
+            revoked_at: Set(None),
+        }
+        .insert(db)
+        .await
+        .expect("insert a key");
+        for tag_id in tag_ids {
+            license_key_tag::ActiveModel {
+                license_key_id: Set(row.id.clone()),
+                tag_id: Set((*tag_id).to_string()),
+            }
+            .insert(db)
+            .await
+            .expect("tag a key");
+        }
+        row.id
+    }
+
+    /// Delivers the key `key_id` to a new customer through a new order; returns the order id.
+    pub async fn deliver(db: &DatabaseConnection, key_id: &str, activated: bool) -> String {
+        let now = entity::now();
+        let product = product::ActiveModel {
+            id: Set(entity::new_id()),
+            environment: Set(Environment::Production),
+            name: Set(format!("Product {}", entity::new_id())),
+            description: Set(String::new()),
+            status: Set(product::ProductStatus::Active),
+            delivery_mode: Set(product::DeliveryMode::NoTag),
+            delivery_tag_id: Set(None),
+            generator_id: Set(None),
+            key_button_text: Set("Licence Key".into()),
+            unavailable_message: Set("soon".into()),
+            requires_fingerprint: Set(false),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(db)
+        .await
+        .expect("product");
+        let customer = customer::ActiveModel {
+            id: Set(entity::new_id()),
+            environment: Set(Environment::Production),
+            email: Set(format!("{}@example.com", entity::new_id().to_lowercase())),
+            name: Set("Buyer".into()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(db)
+        .await
+        .expect("customer");
+        let order = order::ActiveModel {
+            id: Set(entity::new_id()),
+            environment: Set(Environment::Production),
+            external_id: Set(entity::new_id()),
+            customer_id: Set(customer.id.clone()),
+            status: Set(order::OrderStatus::Fulfilled),
+            created_at: Set(now),
+            updated_at: Set(now),
+            refunded_at: Set(None),
+        }
+        .insert(db)
+        .await
+        .expect("order");
+        let line = order_line::ActiveModel {
+            id: Set(entity::new_id()),
+            order_id: Set(order.id.clone()),
+            product_id: Set(product.id.clone()),
+            quantity: Set(1),
+            missing: Set(0),
+            created_at: Set(now),
+        }
+        .insert(db)
+        .await
+        .expect("order line");
+        let mut key: license_key::ActiveModel = license_key::Entity::find_by_id(key_id.to_string())
+            .one(db)
+            .await
+            .expect("read")
+            .expect("the key")
+            .into();
+        key.status = Set(if activated {
+            LicenseStatus::Active
+        } else {
+            LicenseStatus::Assigned
+        });
+        key.customer_id = Set(Some(customer.id));
+        key.order_line_id = Set(Some(line.id));
+        key.product_id = Set(Some(product.id));
+        key.assigned_at = Set(Some(now));
+        key.activated_at = Set(activated.then_some(now));
+        key.update(db).await.expect("deliver");
+        order.id
+    }
+
+    use sea_orm::EntityTrait;
 }

@@ -7,4 +7,8 @@ mod session;
 use async_graphql::MergedObject;
 
 #[derive(Default, MergedObject)]
-pub struct Query(products::ProductQuery, pools::PoolQuery, session::SessionQuery);
+pub struct Query(
+    products::ProductQuery,
+    pools::PoolQuery,
+    session::SessionQuery,
+);

@@ -13,7 +13,6 @@ use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use entity::tag::NO_TAG_ID;
 use entity::{Environment, LicenseStatus, license_key};
-use sea_orm::sea_query::Expr;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Value};
 use std::collections::BTreeSet;
 
@@ -71,9 +70,17 @@ pub struct KeyOrder {
 }
 
 /// The SQL condition choosing `filter`'s keys in `environment`, on table alias `k`.
-pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilter, k: &str) -> AppResult<Sql> {
+pub fn selection(
+    backend: DbBackend,
+    environment: Environment,
+    filter: &KeyFilter,
+    k: &str,
+) -> AppResult<Sql> {
     let mut sql = Sql::new("");
-    sql.push(&format!("{k}.environment = ?"), [Value::from(environment.as_str())]);
+    sql.push(
+        &format!("{k}.environment = ?"),
+        [Value::from(environment.as_str())],
+    );
     match &filter.tag {
         None => {}
         Some(TagRef::NoTag) => {
@@ -90,9 +97,17 @@ pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilte
         }
     }
     if let Some(status) = filter.status {
-        sql.push(&format!(" AND {k}.status = ?"), [Value::from(status.as_str())]);
+        sql.push(
+            &format!(" AND {k}.status = ?"),
+            [Value::from(status.as_str())],
+        );
     }
-    if let Some(term) = filter.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+    if let Some(term) = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         sql.push(" AND ", []).append(&search(backend, term, k));
     }
     if let Some(ids) = &filter.ids {
@@ -110,10 +125,17 @@ pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilte
 /// the key itself, so a stale index can never return a wrong row.
 fn search(backend: DbBackend, term: &str, k: &str) -> Sql {
     let escaped = escape_like(term);
-    let like = if backend == DbBackend::Postgres { "ILIKE" } else { "LIKE" };
+    let like = if backend == DbBackend::Postgres {
+        "ILIKE"
+    } else {
+        "LIKE"
+    };
     let mut sql = Sql::new("");
     if term.chars().count() < MIN_SUBSTRING {
-        sql.push(&format!("{k}.key {like} ? ESCAPE '\\'"), [Value::from(format!("{escaped}%"))]);
+        sql.push(
+            &format!("{k}.key {like} ? ESCAPE '\\'"),
+            [Value::from(format!("{escaped}%"))],
+        );
     } else if backend == DbBackend::Sqlite {
         let phrase = format!("\"{}\"", term.replace('"', "\"\""));
         sql.push(
@@ -124,7 +146,10 @@ fn search(backend: DbBackend, term: &str, k: &str) -> Sql {
             [Value::from(phrase), Value::from(format!("%{escaped}%"))],
         );
     } else {
-        sql.push(&format!("{k}.key {like} ? ESCAPE '\\'"), [Value::from(format!("%{escaped}%"))]);
+        sql.push(
+            &format!("{k}.key {like} ? ESCAPE '\\'"),
+            [Value::from(format!("%{escaped}%"))],
+        );
     }
     sql
 }
@@ -137,7 +162,10 @@ fn distinct_ids(ids: &[String]) -> AppResult<Vec<String>> {
     if set.len() > MAX_IDS {
         return Err(AppError::invalid(
             "keyIds",
-            format!("must name at most {MAX_IDS} keys (got {}); choose larger sets with a filter", set.len()),
+            format!(
+                "must name at most {MAX_IDS} keys (got {}); choose larger sets with a filter",
+                set.len()
+            ),
         ));
     }
     Ok(set.into_iter().cloned().collect())
@@ -152,8 +180,9 @@ pub async fn list(
     want_total: bool,
 ) -> AppResult<Page<license_key::Model>> {
     ctx.viewer.require(may::READ)?;
-    let sel = selection(db.get_database_backend(), ctx.environment, filter, "license_key")?;
-    let query = license_key::Entity::find().filter(Expr::cust_with_values(sel.text, sel.values));
+    let backend = db.get_database_backend();
+    let sel = selection(backend, ctx.environment, filter, "license_key")?;
+    let query = license_key::Entity::find().filter(sel.expr(backend));
     let (column, kind) = match order.field {
         KeyOrderField::Key => (license_key::Column::Key, SortKind::Text),
         KeyOrderField::AddedAt => (license_key::Column::CreatedAt, SortKind::Time),
@@ -180,30 +209,65 @@ pub async fn list(
 }
 
 async fn scalar(db: &impl ConnectionTrait, sql: &Sql) -> AppResult<i64> {
-    let row = db.query_one_raw(sql.statement(db.get_database_backend())).await?;
-    Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0))
+    let row = db
+        .query_one_raw(sql.statement(db.get_database_backend()))
+        .await?;
+    Ok(row
+        .map(|r| r.try_get_by_index::<i64>(0))
+        .transpose()?
+        .unwrap_or(0))
 }
 
 async fn execute(db: &impl ConnectionTrait, sql: &Sql) -> AppResult<u64> {
-    Ok(db.execute_raw(sql.statement(db.get_database_backend())).await?.rows_affected())
+    Ok(db
+        .execute_raw(sql.statement(db.get_database_backend()))
+        .await?
+        .rows_affected())
 }
 
 /// Deletes the keys `filter` chooses. Keys that were ever activated need `force`.
-pub async fn delete(db: &DatabaseConnection, ctx: &RequestContext, filter: &KeyFilter, force: bool) -> AppResult<Removal> {
+pub async fn delete(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    filter: &KeyFilter,
+    force: bool,
+) -> AppResult<Removal> {
     ctx.viewer.require(may::MANAGE)?;
     let txn = begin_write(db).await?;
     if let Some(TagRef::Tag(id)) = &filter.tag {
-        tags::find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("tag", "filter.tagId"))?;
+        tags::find(&txn, ctx, id)
+            .await?
+            .ok_or_else(|| AppError::not_found_in("tag", "filter.tagId"))?;
     }
     if let Some(ids) = &filter.ids {
-        let sel = selection(txn.get_database_backend(), ctx.environment, &KeyFilter { ids: Some(ids.clone()), ..KeyFilter::default() }, "k")?;
-        let found = scalar(&txn, Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel)).await?;
+        let sel = selection(
+            txn.get_database_backend(),
+            ctx.environment,
+            &KeyFilter {
+                ids: Some(ids.clone()),
+                ..KeyFilter::default()
+            },
+            "k",
+        )?;
+        let found = scalar(
+            &txn,
+            Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel),
+        )
+        .await?;
         if found as usize != distinct_ids(ids)?.len() {
             return Err(AppError::not_found_in("licence key", "keyIds"));
         }
     }
     let sel = selection(txn.get_database_backend(), ctx.environment, filter, "k")?;
-    let removal = remove(&txn, ctx, &sel, force, "license_keys.deleted", ("license_key", "selection")).await?;
+    let removal = remove(
+        &txn,
+        ctx,
+        &sel,
+        force,
+        "license_keys.deleted",
+        ("license_key", "selection"),
+    )
+    .await?;
     txn.commit().await?;
     Ok(removal)
 }
@@ -228,7 +292,9 @@ pub(crate) async fn remove(
     if activated > 0 && !force {
         return Err(AppError::invalid(
             "force",
-            format!("{activated} of these keys were activated on a device; pass force: true to delete them anyway"),
+            format!(
+                "{activated} of these keys were activated on a device; pass force: true to delete them anyway"
+            ),
         ));
     }
     let orders_affected = scalar(
@@ -285,11 +351,18 @@ pub(crate) async fn remove(
         },
     )
     .await?;
-    Ok(Removal { keys, orders_affected })
+    Ok(Removal {
+        keys,
+        orders_affected,
+    })
 }
 
 /// Checks that every id names a key of this environment.
-async fn require_keys(txn: &impl ConnectionTrait, ctx: &RequestContext, ids: &[String]) -> AppResult<Vec<String>> {
+async fn require_keys(
+    txn: &impl ConnectionTrait,
+    ctx: &RequestContext,
+    ids: &[String],
+) -> AppResult<Vec<String>> {
     let ids = distinct_ids(ids)?;
     let sel = selection(
         txn.get_database_backend(),
@@ -300,7 +373,11 @@ async fn require_keys(txn: &impl ConnectionTrait, ctx: &RequestContext, ids: &[S
         },
         "k",
     )?;
-    let found = scalar(txn, Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel)).await?;
+    let found = scalar(
+        txn,
+        Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel),
+    )
+    .await?;
     if found as usize != ids.len() {
         return Err(AppError::not_found_in("licence key", "keyIds"));
     }
@@ -308,7 +385,12 @@ async fn require_keys(txn: &impl ConnectionTrait, ctx: &RequestContext, ids: &[S
 }
 
 /// Adds a tag to keys (those already carrying it are left alone). Returns how many gained it.
-pub async fn tag(db: &DatabaseConnection, ctx: &RequestContext, tag_id: &str, key_ids: &[String]) -> AppResult<u64> {
+pub async fn tag(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    tag_id: &str,
+    key_ids: &[String],
+) -> AppResult<u64> {
     ctx.viewer.require(may::MANAGE)?;
     let txn = begin_write(db).await?;
     let tag = tags::find_sellers_tag(&txn, ctx, tag_id, "tagId").await?;
@@ -331,7 +413,12 @@ pub async fn tag(db: &DatabaseConnection, ctx: &RequestContext, tag_id: &str, ke
 }
 
 /// Removes a tag from keys. Returns how many lost it.
-pub async fn untag(db: &DatabaseConnection, ctx: &RequestContext, tag_id: &str, key_ids: &[String]) -> AppResult<u64> {
+pub async fn untag(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    tag_id: &str,
+    key_ids: &[String],
+) -> AppResult<u64> {
     ctx.viewer.require(may::MANAGE)?;
     let txn = begin_write(db).await?;
     let tag = tags::find_sellers_tag(&txn, ctx, tag_id, "tagId").await?;
@@ -369,7 +456,9 @@ pub async fn move_keys(
     let txn = begin_write(db).await?;
     let from = TagRef::parse(from);
     if let TagRef::Tag(id) = &from {
-        tags::find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("tag", "fromTagId"))?;
+        tags::find(&txn, ctx, id)
+            .await?
+            .ok_or_else(|| AppError::not_found_in("tag", "fromTagId"))?;
     }
     let target = tags::find_sellers_tag(&txn, ctx, to, "toTagId").await?;
     let filter = KeyFilter {
@@ -384,7 +473,11 @@ pub async fn move_keys(
     let moved = match &from {
         TagRef::Tag(from_id) => {
             // Count what leaves the source first: keys already in the target still move out.
-            let moved = scalar(&txn, Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel)).await? as u64;
+            let moved = scalar(
+                &txn,
+                Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel),
+            )
+            .await? as u64;
             link(&txn, &target.id, &sel).await?;
             unlink(&txn, from_id, &sel).await?;
             moved
@@ -440,15 +533,31 @@ async fn unlink(txn: &impl ConnectionTrait, tag_id: &str, sel: &Sql) -> AppResul
 /// key goes when the same key string is in the pool as an older copy, or has
 /// been delivered anywhere in the environment (it could never be delivered
 /// again). Delivered keys are never touched.
-pub async fn clean_up_duplicates(db: &DatabaseConnection, ctx: &RequestContext, tag_id: &str) -> AppResult<Removal> {
+pub async fn clean_up_duplicates(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    tag_id: &str,
+) -> AppResult<Removal> {
     ctx.viewer.require(may::MANAGE)?;
     let txn = begin_write(db).await?;
     let pool = TagRef::parse(tag_id);
     if let TagRef::Tag(id) = &pool {
-        tags::find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("tag", "tagId"))?;
+        tags::find(&txn, ctx, id)
+            .await?
+            .ok_or_else(|| AppError::not_found_in("tag", "tagId"))?;
     }
     let backend = txn.get_database_backend();
-    let in_pool = |alias: &str| selection(backend, ctx.environment, &KeyFilter { tag: Some(pool.clone()), ..KeyFilter::default() }, alias);
+    let in_pool = |alias: &str| {
+        selection(
+            backend,
+            ctx.environment,
+            &KeyFilter {
+                tag: Some(pool.clone()),
+                ..KeyFilter::default()
+            },
+            alias,
+        )
+    };
     let mut sel = in_pool("k")?;
     sel.push(
         " AND k.status = 'AVAILABLE' AND EXISTS (SELECT 1 FROM license_key o WHERE o.environment = k.environment \
@@ -457,7 +566,15 @@ pub async fn clean_up_duplicates(db: &DatabaseConnection, ctx: &RequestContext, 
     )
     .append(&in_pool("o")?)
     .push(" AND (o.created_at < k.created_at OR (o.created_at = k.created_at AND o.id < k.id)))))", []);
-    let removal = remove(&txn, ctx, &sel, false, "tag.duplicates_removed", ("tag", tag_id)).await?;
+    let removal = remove(
+        &txn,
+        ctx,
+        &sel,
+        false,
+        "tag.duplicates_removed",
+        ("tag", tag_id),
+    )
+    .await?;
     txn.commit().await?;
     Ok(removal)
 }

@@ -33,6 +33,16 @@ impl Sql {
         self
     }
 
+    /// The fragment as a query-builder condition (which numbers PostgreSQL's
+    /// placeholders `$1, $2, …` within the fragment, as here).
+    pub fn expr(&self, backend: DbBackend) -> sea_orm::sea_query::Expr {
+        let text = match backend {
+            DbBackend::Postgres => numbered(&self.text),
+            _ => self.text.clone(),
+        };
+        sea_orm::sea_query::Expr::cust_with_values(text, self.values.clone())
+    }
+
     pub fn statement(&self, backend: DbBackend) -> Statement {
         let text = match backend {
             DbBackend::Postgres => numbered(&self.text),
@@ -74,7 +84,10 @@ mod tests {
 
     #[test]
     fn postgres_placeholders_are_numbered_outside_strings() {
-        assert_eq!(numbered("a = ? AND b LIKE '?%' AND c IN (?, ?)"), "a = $1 AND b LIKE '?%' AND c IN ($2, $3)");
+        assert_eq!(
+            numbered("a = ? AND b LIKE '?%' AND c IN (?, ?)"),
+            "a = $1 AND b LIKE '?%' AND c IN ($2, $3)"
+        );
         assert_eq!(placeholders(3), "?, ?, ?");
     }
 }

@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod errors;
+mod pools;
 mod products;
 mod roles;
 mod schema_rules;

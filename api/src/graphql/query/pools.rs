@@ -2,7 +2,9 @@ use crate::auth::may;
 use crate::graphql::guard::RoleGuard;
 use crate::graphql::request;
 use crate::graphql::types::common::{ListConnection, connection};
-use crate::graphql::types::pool::{LicenseKey, LicenseKeyFilter, LicenseKeyOrder, Tag, TagOrder, TagOrderField, list_keys};
+use crate::graphql::types::pool::{
+    LicenseKey, LicenseKeyFilter, LicenseKeyOrder, Tag, TagOrder, TagOrderField, list_keys,
+};
 use crate::services::pagination::PageArgs;
 use crate::services::tags::{self, TagOrder as ServiceTagOrder, TagOrderField as ServiceField};
 use async_graphql::{Context, ID, Object, Result};
@@ -13,7 +15,10 @@ pub struct PoolQuery;
 #[Object]
 impl PoolQuery {
     /// Every pool with its figures, the system tags `auto-generated` and `no tag` included.
-    #[graphql(guard = "RoleGuard::new(may::READ)", complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity")]
+    #[graphql(
+        guard = "RoleGuard::new(may::READ)",
+        complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity"
+    )]
     async fn tags(
         &self,
         ctx: &Context<'_>,
@@ -45,7 +50,10 @@ impl PoolQuery {
     }
 
     /// Licence keys of the request's environment, newest first unless `orderBy` says otherwise.
-    #[graphql(guard = "RoleGuard::new(may::READ)", complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity")]
+    #[graphql(
+        guard = "RoleGuard::new(may::READ)",
+        complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity"
+    )]
     async fn license_keys(
         &self,
         ctx: &Context<'_>,
@@ -54,6 +62,13 @@ impl PoolQuery {
         filter: Option<LicenseKeyFilter>,
         order_by: Option<LicenseKeyOrder>,
     ) -> Result<ListConnection<LicenseKey>> {
-        list_keys(ctx, first, after, filter.unwrap_or_default().into(), order_by).await
+        list_keys(
+            ctx,
+            first,
+            after,
+            filter.unwrap_or_default().into(),
+            order_by,
+        )
+        .await
     }
 }

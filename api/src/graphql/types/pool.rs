@@ -7,7 +7,10 @@ use crate::graphql::guard::RoleGuard;
 use crate::graphql::loaders::Loaders;
 use crate::graphql::request;
 use crate::graphql::types::common::connection;
-use crate::services::keys::{self, KeyFilter, KeyOrder as ServiceKeyOrder, KeyOrderField as ServiceKeyOrderField, Removal, TagRef};
+use crate::services::keys::{
+    self, KeyFilter, KeyOrder as ServiceKeyOrder, KeyOrderField as ServiceKeyOrderField, Removal,
+    TagRef,
+};
 use crate::services::pagination::PageArgs;
 use crate::services::tags::TagStats;
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
@@ -143,8 +146,14 @@ impl LicenseKey {
     }
     /// The tags the key carries, by name.
     async fn tags(&self, ctx: &Context<'_>) -> Result<Vec<TagLink>> {
-        let loaders = ctx.data::<Loaders>().map_err(|_| AppError::internal("no loaders in the request"))?;
-        let tags = loaders.tags_of_key.load_one(self.0.id.clone()).await?.unwrap_or_default();
+        let loaders = ctx
+            .data::<Loaders>()
+            .map_err(|_| AppError::internal("no loaders in the request"))?;
+        let tags = loaders
+            .tags_of_key
+            .load_one(self.0.id.clone())
+            .await?
+            .unwrap_or_default();
         Ok(tags
             .into_iter()
             .map(|t| TagLink {
@@ -158,7 +167,9 @@ impl LicenseKey {
         let Some(line) = &self.0.order_line_id else {
             return Ok(None);
         };
-        let loaders = ctx.data::<Loaders>().map_err(|_| AppError::internal("no loaders in the request"))?;
+        let loaders = ctx
+            .data::<Loaders>()
+            .map_err(|_| AppError::internal("no loaders in the request"))?;
         Ok(loaders.order_of_line.load_one(line.clone()).await?.map(ID))
     }
     async fn product_id(&self) -> Option<ID> {
@@ -343,4 +354,86 @@ impl std::fmt::Debug for LicenseKey {
 
 pub fn ids(ids: Vec<ID>) -> Vec<String> {
     ids.into_iter().map(|id| id.0).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "crate::services::import::ImportFormat")]
+pub enum ImportFormat {
+    /// One key per line.
+    Text,
+    /// `key,tags,product,expiry,activationLimit` (only the key is required; tags
+    /// separated by `;` or `|`; an optional header line starting with `key`).
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Enum)]
+#[graphql(remote = "crate::services::import::DuplicatePolicy")]
+pub enum DuplicatePolicy {
+    /// Skip keys already in the environment and repeats within the list.
+    #[default]
+    Skip,
+    /// Import every line.
+    Keep,
+}
+
+#[derive(InputObject)]
+pub struct ImportLicenseKeysInput {
+    /// Pasted keys. Give this or `file`.
+    pub text: Option<String>,
+    /// A file sent as a GraphQL multipart upload.
+    pub file: Option<async_graphql::Upload>,
+    /// `TEXT` for pasted text; for files, `CSV` when the name ends in `.csv`, else `TEXT`.
+    pub format: Option<ImportFormat>,
+    /// Tags every imported key gets.
+    #[graphql(default)]
+    pub tag_ids: Vec<ID>,
+    #[graphql(default)]
+    pub duplicates: DuplicatePolicy,
+    /// Import the valid lines even when some are invalid (otherwise nothing is imported).
+    #[graphql(default)]
+    pub skip_invalid: bool,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct InvalidLine {
+    /// Counted from 1, blank lines included.
+    pub line: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct ImportLicenseKeysPayload {
+    /// False when invalid lines stopped the import: then nothing was imported.
+    pub committed: bool,
+    /// Lines holding a key.
+    pub lines: u64,
+    pub imported: u64,
+    pub duplicates_in_file: u64,
+    pub duplicates_in_pool: u64,
+    pub invalid_count: u64,
+    /// The first 1000 invalid lines.
+    pub invalid_lines: Vec<InvalidLine>,
+    pub created_tags: Vec<String>,
+}
+
+impl From<crate::services::import::ImportReport> for ImportLicenseKeysPayload {
+    fn from(r: crate::services::import::ImportReport) -> Self {
+        Self {
+            committed: r.committed,
+            lines: r.lines,
+            imported: r.imported,
+            duplicates_in_file: r.duplicates_in_file,
+            duplicates_in_pool: r.duplicates_in_pool,
+            invalid_count: r.invalid_count,
+            invalid_lines: r
+                .invalid_lines
+                .into_iter()
+                .map(|l| InvalidLine {
+                    line: l.line,
+                    reason: l.reason,
+                })
+                .collect(),
+            created_tags: r.created_tags,
+        }
+    }
 }

@@ -1,0 +1,178 @@
+//! `keysmith keys import` and `keysmith keys export`: the pool admin's bulk
+//! work from a shell, through the same services as the API.
+
+use crate::AppState;
+use crate::auth::RequestContext;
+use crate::config::{Config, ExportFormatArg, FormatArg, KeysCommand};
+use crate::services::export::{self, ExportFormat};
+use crate::services::import::{self, DuplicatePolicy, ImportFormat, ImportOptions, ImportReport};
+use crate::services::keys::{KeyFilter, TagRef};
+use anyhow::{Context, bail};
+use entity::{Environment, LicenseStatus, tag};
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use sea_orm::{ColumnTrait, EntityTrait, Iterable, QueryFilter};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+fn environment(name: &str) -> anyhow::Result<Environment> {
+    Environment::parse(name).context("--environment must be production or staging")
+}
+
+pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Import {
+            file,
+            tags,
+            format,
+            keep_duplicates,
+            skip_invalid,
+            environment: env,
+        } => {
+            let ctx = RequestContext::system(environment(&env)?);
+            let state = AppState::open(config).await?;
+            let format = match format {
+                Some(FormatArg::Csv) => ImportFormat::Csv,
+                Some(FormatArg::Text) => ImportFormat::Text,
+                None if file
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("csv")) =>
+                {
+                    ImportFormat::Csv
+                }
+                None => ImportFormat::Text,
+            };
+            let source = std::fs::File::open(&file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let size = source.metadata().map(|m| m.len()).unwrap_or(0);
+            let options = ImportOptions {
+                format,
+                tag_ids: Vec::new(),
+                tag_names: tags,
+                duplicates: if keep_duplicates {
+                    DuplicatePolicy::Keep
+                } else {
+                    DuplicatePolicy::Skip
+                },
+                skip_invalid,
+            };
+            let progress = Arc::new(AtomicU64::new(0));
+            let bar = ProgressBar::new(size);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} importing [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            let ticker = {
+                let bar = bar.clone();
+                let progress = progress.clone();
+                tokio::spawn(async move {
+                    loop {
+                        bar.set_position(progress.load(Ordering::Relaxed));
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                })
+            };
+            let started = Instant::now();
+            let result = import::import(&state.db, &ctx, source, options, progress.clone()).await;
+            ticker.abort();
+            bar.finish_and_clear();
+            let report = result.map_err(|e| anyhow::anyhow!(e.client_message()))?;
+            print_report(&file.display().to_string(), &report, started.elapsed());
+            if !report.committed {
+                bail!(
+                    "nothing was imported: {} invalid line(s); fix them or pass --skip-invalid",
+                    report.invalid_count
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Export {
+            tag: tag_name,
+            status,
+            search,
+            format,
+            output,
+            environment: env,
+        } => {
+            let ctx = RequestContext::system(environment(&env)?);
+            let state = AppState::open(config).await?;
+            let tag = match tag_name.as_deref() {
+                None => None,
+                Some(tag::NO_TAG) => Some(TagRef::NoTag),
+                Some(name) => {
+                    let found = tag::Entity::find()
+                        .filter(tag::Column::Environment.eq(ctx.environment))
+                        .filter(tag::Column::Name.eq(name))
+                        .one(&state.db)
+                        .await?
+                        .with_context(|| format!("no tag named {name} in {}", ctx.environment))?;
+                    Some(TagRef::Tag(found.id))
+                }
+            };
+            let status = status
+                .map(|s| {
+                    LicenseStatus::iter()
+                        .find(|st| st.as_str().eq_ignore_ascii_case(&s))
+                        .with_context(|| format!("{s} is not a licence status"))
+                })
+                .transpose()?;
+            let filter = KeyFilter {
+                tag,
+                status,
+                search,
+                ids: None,
+            };
+            let format = match format {
+                ExportFormatArg::Csv => ExportFormat::Csv,
+                ExportFormatArg::Json => ExportFormat::Json,
+            };
+            let mut out: Box<dyn Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let mut stream = Box::pin(
+                export::stream(state.db.clone(), &ctx, &filter, format)
+                    .map_err(|e| anyhow::anyhow!(e.client_message()))?,
+            );
+            while let Some(chunk) = stream.next().await {
+                out.write_all(&chunk.map_err(|e| anyhow::anyhow!(e.client_message()))?)?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn print_report(file: &str, report: &ImportReport, took: Duration) {
+    let seconds = took.as_secs_f64().max(0.001);
+    println!(
+        "{file}: {} line(s) with a key; imported {} in {:.1} s ({:.0} keys/s)",
+        report.lines,
+        report.imported,
+        seconds,
+        report.imported as f64 / seconds
+    );
+    println!(
+        "duplicates skipped: {} within the file, {} already in the pool",
+        report.duplicates_in_file, report.duplicates_in_pool
+    );
+    println!("invalid lines: {}", report.invalid_count);
+    for line in &report.invalid_lines {
+        println!("  line {}: {}", line.line, line.reason);
+    }
+    if report.invalid_count > report.invalid_lines.len() as u64 {
+        println!(
+            "  … and {} more",
+            report.invalid_count - report.invalid_lines.len() as u64
+        );
+    }
+    for name in &report.created_tags {
+        println!("created tag {name}");
+    }
+}
