@@ -70,13 +70,7 @@ pub mod may {
     /// Read everything staff can see.
     pub const READ: &[Role] = &[Role::Admin, Role::Manager, Role::Support];
     /// Anyone at all, signed in or not (staff sign-in, client validation).
-    pub const ANYONE: &[Role] = &[
-        Role::Admin,
-        Role::Manager,
-        Role::Support,
-        Role::Customer,
-        Role::Anonymous,
-    ];
+    pub const ANYONE: &[Role] = &[Role::Admin, Role::Manager, Role::Support, Role::Customer, Role::Anonymous];
 }
 
 /// The caller of one request.
@@ -111,14 +105,9 @@ impl Viewer {
         if roles.contains(&role) {
             Ok(())
         } else if role == Role::Anonymous {
-            Err(AppError::Unauthenticated(
-                "this operation needs a token".into(),
-            ))
+            Err(AppError::Unauthenticated("this operation needs a token".into()))
         } else {
-            Err(AppError::Forbidden(format!(
-                "the {} role may not do this",
-                role.as_str()
-            )))
+            Err(AppError::Forbidden(format!("the {} role may not do this", role.as_str())))
         }
     }
 }
@@ -132,10 +121,7 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn new(viewer: Viewer, environment: Environment) -> Self {
-        Self {
-            viewer,
-            environment,
-        }
+        Self { viewer, environment }
     }
 
     /// The built-in identity of command-line tools and background work.
@@ -150,22 +136,11 @@ mod tests {
 
     #[test]
     fn require_distinguishes_unauthenticated_from_forbidden() {
-        let support = Viewer::Staff {
-            user_id: "u".into(),
-            role: StaffRole::Support,
-        };
+        let support = Viewer::Staff { user_id: "u".into(), role: StaffRole::Support };
         assert!(support.require(may::READ).is_ok());
-        assert_eq!(
-            support.require(may::MANAGE).unwrap_err().code(),
-            "FORBIDDEN"
-        );
-        assert_eq!(
-            Viewer::Anonymous.require(may::READ).unwrap_err().code(),
-            "UNAUTHENTICATED"
-        );
-        let customer = Viewer::Customer {
-            customer_id: "c".into(),
-        };
+        assert_eq!(support.require(may::MANAGE).unwrap_err().code(), "FORBIDDEN");
+        assert_eq!(Viewer::Anonymous.require(may::READ).unwrap_err().code(), "UNAUTHENTICATED");
+        let customer = Viewer::Customer { customer_id: "c".into() };
         assert_eq!(customer.require(may::READ).unwrap_err().code(), "FORBIDDEN");
     }
 }

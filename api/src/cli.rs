@@ -64,14 +64,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let database = crate::db::redact_url(&config.database_url);
     let state = AppState::open(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
     tracing::info!(%database, "database ready");
-    tracing::info!(
-        "serving GraphQL at http://{local}/graphql (GraphiQL in a browser), portal at /portal"
-    );
+    tracing::info!("serving GraphQL at http://{local}/graphql (GraphiQL in a browser), portal at /portal");
     crate::http::serve(state, listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
@@ -85,17 +81,16 @@ async fn token(config: Config, args: TokenArgs) -> anyhow::Result<()> {
         .transpose()?;
     let ttl = config.token_ttl_seconds();
     let state = AppState::open(config).await?;
-    let Some(user) = users::find_by_email(&state.db, &args.email)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.client_message()))?
+    let Some(user) =
+        users::find_by_email(&state.db, &args.email).await.map_err(|e| anyhow::anyhow!(e.client_message()))?
     else {
         bail!("no staff account with the email {}", args.email);
     };
     if user.disabled {
         bail!("the account {} is disabled", user.email);
     }
-    let issued = users::issue_token(&state.jwt, &user, environment, ttl)
-        .map_err(|e| anyhow::anyhow!(e.client_message()))?;
+    let issued =
+        users::issue_token(&state.jwt, &user, environment, ttl).map_err(|e| anyhow::anyhow!(e.client_message()))?;
     println!("{}", issued.token);
     Ok(())
 }

@@ -18,37 +18,17 @@ pub struct Cli {
 #[derive(Clone, Args)]
 pub struct Config {
     /// Database to use: a SQLite file (created when missing) or a PostgreSQL URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://keysmith.db",
-        global = true
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://keysmith.db", global = true)]
     pub database_url: String,
     /// HS256 signing secret for tokens, at least 32 bytes. When unset with
     /// SQLite, one is generated and kept beside the database file.
-    #[arg(
-        long,
-        env = "KEYSMITH_JWT_SECRET",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "KEYSMITH_JWT_SECRET", hide_env_values = true, global = true)]
     pub jwt_secret: Option<String>,
     /// Address to listen on.
-    #[arg(
-        long,
-        env = "KEYSMITH_LISTEN",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "KEYSMITH_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: SocketAddr,
     /// How long a token from `login` or `keysmith token` stays valid, in minutes.
-    #[arg(
-        long,
-        env = "KEYSMITH_TOKEN_TTL_MINUTES",
-        default_value_t = 720,
-        global = true
-    )]
+    #[arg(long, env = "KEYSMITH_TOKEN_TTL_MINUTES", default_value_t = 720, global = true)]
     pub token_ttl_minutes: u64,
     /// Largest request body accepted on /graphql, in bytes.
     #[arg(long, env = "KEYSMITH_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
@@ -63,12 +43,7 @@ pub struct Config {
     #[arg(long, env = "KEYSMITH_LOG", default_value = "info", global = true)]
     pub log: String,
     /// Most database connections per node.
-    #[arg(
-        long,
-        env = "KEYSMITH_DB_MAX_CONNECTIONS",
-        default_value_t = 16,
-        global = true
-    )]
+    #[arg(long, env = "KEYSMITH_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
 }
 

@@ -5,8 +5,8 @@ use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,9 +20,7 @@ pub fn is_sqlite(url: &str) -> bool {
 
 /// The file a SQLite URL points at, or `None` for in-memory and other databases.
 pub fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
@@ -44,15 +42,11 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
                 .foreign_keys(true)
         });
     }
-    Database::connect(options)
-        .await
-        .with_context(|| format!("cannot open the database at {}", redact_url(url)))
+    Database::connect(options).await.with_context(|| format!("cannot open the database at {}", redact_url(url)))
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    Migrator::up(db, None)
-        .await
-        .context("migrating the database")
+    Migrator::up(db, None).await.context("migrating the database")
 }
 
 /// Starts a transaction that will write. On SQLite it takes the write lock up
@@ -86,24 +80,15 @@ mod tests {
 
     #[test]
     fn sqlite_paths_are_found_in_urls() {
-        assert_eq!(
-            sqlite_file("sqlite://keysmith.db"),
-            Some(PathBuf::from("keysmith.db"))
-        );
-        assert_eq!(
-            sqlite_file("sqlite:///var/lib/k.db?mode=rwc"),
-            Some(PathBuf::from("/var/lib/k.db"))
-        );
+        assert_eq!(sqlite_file("sqlite://keysmith.db"), Some(PathBuf::from("keysmith.db")));
+        assert_eq!(sqlite_file("sqlite:///var/lib/k.db?mode=rwc"), Some(PathBuf::from("/var/lib/k.db")));
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://u:p@h/db"), None);
     }
 
     #[test]
     fn passwords_are_redacted_from_urls() {
-        assert_eq!(
-            redact_url("postgres://ks:hunter2@db:5432/ks"),
-            "postgres://ks:***@db:5432/ks"
-        );
+        assert_eq!(redact_url("postgres://ks:hunter2@db:5432/ks"), "postgres://ks:***@db:5432/ks");
         assert_eq!(redact_url("sqlite://keysmith.db"), "sqlite://keysmith.db");
     }
 }

@@ -18,10 +18,7 @@ pub enum AppError {
     Forbidden(String),
     /// `NOT_FOUND`: no such thing in this environment (or not visible to the viewer).
     /// `field` names the input that referred to it, when there is one.
-    NotFound {
-        what: &'static str,
-        field: Option<String>,
-    },
+    NotFound { what: &'static str, field: Option<String> },
     /// `INVALID_INPUT`: a field broke a rule; nothing was changed.
     InvalidInput { field: String, reason: String },
     /// `INVALID_TRANSITION`: the licence's status does not allow the action.
@@ -36,10 +33,7 @@ pub enum AppError {
 
 impl AppError {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        AppError::InvalidInput {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        AppError::InvalidInput { field: field.into(), reason: reason.into() }
     }
 
     pub fn not_found(what: &'static str) -> Self {
@@ -47,10 +41,7 @@ impl AppError {
     }
 
     pub fn not_found_in(what: &'static str, field: impl Into<String>) -> Self {
-        AppError::NotFound {
-            what,
-            field: Some(field.into()),
-        }
+        AppError::NotFound { what, field: Some(field.into()) }
     }
 
     pub fn internal(detail: impl std::fmt::Display) -> Self {
@@ -105,30 +96,15 @@ const UNIQUE_RULES: &[(&str, &str, &str, &str)] = &[
         "name",
         "a product with this name already exists",
     ),
-    (
-        "ux_users_email",
-        "users.email",
-        "email",
-        "a user with this email already exists",
-    ),
+    ("ux_users_email", "users.email", "email", "a user with this email already exists"),
     (
         "ux_customer_environment_email",
         "customer.environment, customer.email",
         "email",
         "a customer with this email already exists",
     ),
-    (
-        "ux_tag_environment_name",
-        "tag.environment, tag.name",
-        "name",
-        "a tag with this name already exists",
-    ),
-    (
-        "ux_generator_name",
-        "generator.name",
-        "name",
-        "a generator with this name already exists",
-    ),
+    ("ux_tag_environment_name", "tag.environment, tag.name", "name", "a tag with this name already exists"),
+    ("ux_generator_name", "generator.name", "name", "a generator with this name already exists"),
     (
         "ux_orders_environment_external",
         "orders.environment, orders.external_id",
@@ -144,13 +120,8 @@ pub fn conflict_from(err: &DbErr) -> Option<AppError> {
     };
     UNIQUE_RULES
         .iter()
-        .find(|(index, columns, _, _)| {
-            message.contains(&format!("\"{index}\"")) || message.ends_with(columns)
-        })
-        .map(|(_, _, field, reason)| AppError::Conflict {
-            field: (*field).to_string(),
-            reason: (*reason).to_string(),
-        })
+        .find(|(index, columns, _, _)| message.contains(&format!("\"{index}\"")) || message.ends_with(columns))
+        .map(|(_, _, field, reason)| AppError::Conflict { field: (*field).to_string(), reason: (*reason).to_string() })
 }
 
 impl From<DbErr> for AppError {
@@ -161,10 +132,7 @@ impl From<DbErr> for AppError {
 
 impl From<InvalidValue> for AppError {
     fn from(err: InvalidValue) -> Self {
-        AppError::InvalidInput {
-            field: err.field,
-            reason: err.reason,
-        }
+        AppError::InvalidInput { field: err.field, reason: err.reason }
     }
 }
 

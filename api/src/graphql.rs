@@ -47,25 +47,15 @@ impl Schemas {
     pub fn new(state: AppState) -> Self {
         Self {
             staff: builder().data(state.clone()).finish(),
-            public: builder()
-                .data(state)
-                .disable_introspection()
-                .disable_suggestions()
-                .finish(),
+            public: builder().data(state).disable_introspection().disable_suggestions().finish(),
         }
     }
 }
 
 /// The app state and the request context every resolver works with.
-pub(crate) fn request<'a>(
-    ctx: &Context<'a>,
-) -> Result<(&'a AppState, &'a RequestContext), AppError> {
-    let state = ctx
-        .data::<AppState>()
-        .map_err(|_| AppError::internal("the schema was built without app state"))?;
-    let request = ctx
-        .data::<RequestContext>()
-        .map_err(|_| AppError::internal("the request carries no context"))?;
+pub(crate) fn request<'a>(ctx: &Context<'a>) -> Result<(&'a AppState, &'a RequestContext), AppError> {
+    let state = ctx.data::<AppState>().map_err(|_| AppError::internal("the schema was built without app state"))?;
+    let request = ctx.data::<RequestContext>().map_err(|_| AppError::internal("the request carries no context"))?;
     Ok((state, request))
 }
 

@@ -18,9 +18,7 @@ use poem::http::{HeaderValue, StatusCode, header};
 use poem::listener::TcpAcceptor;
 use poem::middleware::SetHeader;
 use poem::web::{Data, Html};
-use poem::{
-    Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server, get, handler,
-};
+use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server, get, handler};
 use sea_orm::Iterable;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -71,19 +69,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let acceptor = TcpAcceptor::from_tokio(listener)?;
-    Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(routes(state), shutdown, Some(SHUTDOWN_GRACE))
-        .await
+    Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(routes(state), shutdown, Some(SHUTDOWN_GRACE)).await
 }
 
 #[handler]
 fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("Keysmith GraphiQL")
-            .finish(),
-    )
+    Html(GraphiQLSource::build().endpoint("/graphql").title("Keysmith GraphiQL").finish())
 }
 
 #[handler]
@@ -103,23 +94,13 @@ async fn readyz(Data(state): Data<&AppState>) -> Response {
 }
 
 #[handler]
-async fn graphql(
-    req: &Request,
-    body: Body,
-    Data(state): Data<&AppState>,
-    Data(schemas): Data<&Schemas>,
-) -> Response {
+async fn graphql(req: &Request, body: Body, Data(state): Data<&AppState>, Data(schemas): Data<&Schemas>) -> Response {
     match execute(req, body, state, schemas).await {
         Ok(resp) | Err(resp) => resp,
     }
 }
 
-async fn execute(
-    req: &Request,
-    body: Body,
-    state: &AppState,
-    schemas: &Schemas,
-) -> Result<Response, Response> {
+async fn execute(req: &Request, body: Body, state: &AppState, schemas: &Schemas) -> Result<Response, Response> {
     let media_type = req
         .content_type()
         .and_then(|ct| ct.split(';').next())
@@ -129,10 +110,7 @@ async fn execute(
     if media_type != "application/json" && !multipart {
         return Err(error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::invalid(
-                "Content-Type",
-                "must be application/json (or multipart/form-data for uploads)",
-            ),
+            AppError::invalid("Content-Type", "must be application/json (or multipart/form-data for uploads)"),
         ));
     }
     if multipart && req.headers().get(header::AUTHORIZATION).is_none() {
@@ -145,9 +123,7 @@ async fn execute(
     let context = request_context(req, state).await?;
 
     let request = if multipart {
-        let options = MultipartOptions::default()
-            .max_file_size(state.config.max_upload_bytes)
-            .max_num_files(1);
+        let options = MultipartOptions::default().max_file_size(state.config.max_upload_bytes).max_num_files(1);
         async_graphql::http::receive_body(
             req.content_type().map(str::to_string),
             body.into_async_read().compat(),
@@ -159,24 +135,15 @@ async fn execute(
                 ParseRequestError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 _ => StatusCode::BAD_REQUEST,
             };
-            error_response(
-                status,
-                AppError::invalid("body", format!("is not a GraphQL multipart request: {e}")),
-            )
+            error_response(status, AppError::invalid("body", format!("is not a GraphQL multipart request: {e}")))
         })?
     } else {
-        let bytes = body
-            .into_bytes_limit(state.config.max_body_bytes)
-            .await
-            .map_err(|_| {
-                error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    AppError::invalid(
-                        "body",
-                        format!("must be at most {} bytes", state.config.max_body_bytes),
-                    ),
-                )
-            })?;
+        let bytes = body.into_bytes_limit(state.config.max_body_bytes).await.map_err(|_| {
+            error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                AppError::invalid("body", format!("must be at most {} bytes", state.config.max_body_bytes)),
+            )
+        })?;
         serde_json::from_slice::<async_graphql::Request>(&bytes).map_err(|e| {
             error_response(
                 StatusCode::BAD_REQUEST,
@@ -185,11 +152,7 @@ async fn execute(
         })?
     };
 
-    let schema = if context.viewer.role().is_staff() {
-        &schemas.staff
-    } else {
-        &schemas.public
-    };
+    let schema = if context.viewer.role().is_staff() { &schemas.staff } else { &schemas.public };
     let request = request.data(context).data(Loaders::new(&state.db));
     let response = schema.execute(request).await;
     Ok(json_response(StatusCode::OK, &response))
@@ -198,14 +161,13 @@ async fn execute(
 /// Who is asking and in which environment, from the bearer token and the
 /// environment header; a refusal is already the response to send.
 async fn request_context(req: &Request, state: &AppState) -> Result<RequestContext, Response> {
-    let environment =
-        request_environment(req).map_err(|e| error_response(StatusCode::BAD_REQUEST, e))?;
+    let environment = request_environment(req).map_err(|e| error_response(StatusCode::BAD_REQUEST, e))?;
     let token = bearer_token(req).map_err(|e| error_response(StatusCode::UNAUTHORIZED, e))?;
     let (viewer, token_environment) = match token {
         None => (Viewer::Anonymous, None),
-        Some(token) => users::authenticate(&state.db, &state.jwt, token)
-            .await
-            .map_err(|e| error_response(status_of(&e), e))?,
+        Some(token) => {
+            users::authenticate(&state.db, &state.jwt, token).await.map_err(|e| error_response(status_of(&e), e))?
+        }
     };
     let environment = match (environment, token_environment) {
         (Some(asked), Some(allowed)) if asked != allowed => {
@@ -229,30 +191,19 @@ struct ExportParams {
 
 #[handler]
 async fn export_csv(req: &Request, Data(state): Data<&AppState>) -> Response {
-    export(req, state, ExportFormat::Csv)
-        .await
-        .unwrap_or_else(|resp| resp)
+    export(req, state, ExportFormat::Csv).await.unwrap_or_else(|resp| resp)
 }
 
 #[handler]
 async fn export_json(req: &Request, Data(state): Data<&AppState>) -> Response {
-    export(req, state, ExportFormat::Json)
-        .await
-        .unwrap_or_else(|resp| resp)
+    export(req, state, ExportFormat::Json).await.unwrap_or_else(|resp| resp)
 }
 
 /// Streams the keys the query parameters choose (`tagId`, `status`, `search`).
-async fn export(
-    req: &Request,
-    state: &AppState,
-    format: ExportFormat,
-) -> Result<Response, Response> {
+async fn export(req: &Request, state: &AppState, format: ExportFormat) -> Result<Response, Response> {
     let context = request_context(req, state).await?;
     let params: ExportParams = req.params().map_err(|e| {
-        error_response(
-            StatusCode::BAD_REQUEST,
-            AppError::invalid("query", format!("is not understood: {e}")),
-        )
+        error_response(StatusCode::BAD_REQUEST, AppError::invalid("query", format!("is not understood: {e}")))
     })?;
     let status = params
         .status
@@ -260,20 +211,14 @@ async fn export(
         .map(|s| {
             entity::LicenseStatus::iter()
                 .find(|status| status.as_str().eq_ignore_ascii_case(s))
-                .ok_or_else(|| {
-                    AppError::invalid("status", format!("{s:?} is not a licence status"))
-                })
+                .ok_or_else(|| AppError::invalid("status", format!("{s:?} is not a licence status")))
         })
         .transpose()
         .map_err(|e| error_response(StatusCode::BAD_REQUEST, e))?;
-    let filter = KeyFilter {
-        tag: params.tag_id.as_deref().map(TagRef::parse),
-        status,
-        search: params.search,
-        ids: None,
-    };
-    let stream = export::stream(state.db.clone(), &context, &filter, format)
-        .map_err(|e| error_response(status_of(&e), e))?;
+    let filter =
+        KeyFilter { tag: params.tag_id.as_deref().map(TagRef::parse), status, search: params.search, ids: None };
+    let stream =
+        export::stream(state.db.clone(), &context, &filter, format).map_err(|e| error_response(status_of(&e), e))?;
     let stream = stream.map(|chunk| {
         chunk.map_err(|e| {
             tracing::error!(error = %e.client_message(), "export stopped");
@@ -282,13 +227,7 @@ async fn export(
     });
     Ok(Response::builder()
         .content_type(format.content_type())
-        .header(
-            header::CONTENT_DISPOSITION,
-            format!(
-                "attachment; filename=\"license-keys.{}\"",
-                format.extension()
-            ),
-        )
+        .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"license-keys.{}\"", format.extension()))
         .body(Body::from_bytes_stream(stream)))
 }
 
@@ -310,18 +249,13 @@ fn bearer_token(req: &Request) -> Result<Option<&str>, AppError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| {
-        AppError::Unauthenticated("the Authorization header is not readable".into())
-    })?;
+    let value =
+        value.to_str().map_err(|_| AppError::Unauthenticated("the Authorization header is not readable".into()))?;
     match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
             Ok(Some(token.trim()))
         }
-        _ => Err(AppError::Unauthenticated(
-            "use Authorization: Bearer <token>".into(),
-        )),
+        _ => Err(AppError::Unauthenticated("use Authorization: Bearer <token>".into())),
     }
 }
 
@@ -342,23 +276,17 @@ fn error_response(status: StatusCode, err: AppError) -> Response {
     let body = serde_json::json!({ "errors": [error] });
     let mut resp = json_response(status, &body);
     if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     resp
 }
 
 fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => Response::builder()
-            .status(status)
-            .content_type("application/json")
-            .body(bytes),
+        Ok(bytes) => Response::builder().status(status).content_type("application/json").body(bytes),
         Err(err) => {
             tracing::error!(error = %err, "serialising a response");
-            Response::builder()
-                .status(StatusCode::INTERNAL_SERVER_ERROR)
-                .body("internal error")
+            Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).body("internal error")
         }
     }
 }

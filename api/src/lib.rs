@@ -58,17 +58,14 @@ pub fn signing_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     }
     if let Some(file) = db::sqlite_file(&config.database_url) {
         let path = auth::secret::secret_path_for(&file);
-        return auth::secret::load_or_create(&path)
-            .with_context(|| format!("loading {}", path.display()));
+        return auth::secret::load_or_create(&path).with_context(|| format!("loading {}", path.display()));
     }
     anyhow::ensure!(
         db::is_sqlite(&config.database_url),
         "KEYSMITH_JWT_SECRET must be set when the database is not a SQLite file \
          (every node must sign tokens with the same secret)"
     );
-    tracing::warn!(
-        "no KEYSMITH_JWT_SECRET with an in-memory database: tokens will not survive a restart"
-    );
+    tracing::warn!("no KEYSMITH_JWT_SECRET with an in-memory database: tokens will not survive a restart");
     let mut secret = vec![0u8; 48];
     rand::rng().fill_bytes(&mut secret);
     Ok(secret)

@@ -4,9 +4,7 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum LicenseStatus {
@@ -99,10 +97,7 @@ pub struct TransitionError {
 /// Returning a key to its pool additionally requires that it was never
 /// activated nor revealed; that depends on the licence's history, not its
 /// status, and is checked by the caller.
-pub fn transition(
-    from: LicenseStatus,
-    action: LicenseAction,
-) -> Result<LicenseStatus, TransitionError> {
+pub fn transition(from: LicenseStatus, action: LicenseAction) -> Result<LicenseStatus, TransitionError> {
     use LicenseAction as A;
     use LicenseStatus as S;
     let to = match (action, from) {
@@ -151,10 +146,7 @@ mod tests {
     fn every_status_action_pair_matches_the_table() {
         for action in A::iter() {
             for from in S::iter() {
-                let expected = ALLOWED
-                    .iter()
-                    .find(|(a, f, _)| *a == action && *f == from)
-                    .map(|(_, _, to)| *to);
+                let expected = ALLOWED.iter().find(|(a, f, _)| *a == action && *f == from).map(|(_, _, to)| *to);
                 match (transition(from, action), expected) {
                     (Ok(to), Some(want)) => assert_eq!(to, want, "{action:?} from {from:?}"),
                     (Err(e), None) => {

@@ -13,48 +13,26 @@ pub struct InvalidValue {
 
 impl InvalidValue {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Self { field: field.into(), reason: reason.into() }
     }
 }
 
 /// Trims `raw` and checks it is between `min` and `max` characters without
 /// control characters (line breaks allowed when `multiline`).
-pub fn bounded_text(
-    field: &str,
-    raw: &str,
-    min: usize,
-    max: usize,
-    multiline: bool,
-) -> Result<String, InvalidValue> {
+pub fn bounded_text(field: &str, raw: &str, min: usize, max: usize, multiline: bool) -> Result<String, InvalidValue> {
     let text = raw.trim();
     let len = text.chars().count();
     if len < min {
         return Err(InvalidValue::new(
             field,
-            if min == 1 {
-                "must not be empty".to_string()
-            } else {
-                format!("must be at least {min} characters")
-            },
+            if min == 1 { "must not be empty".to_string() } else { format!("must be at least {min} characters") },
         ));
     }
     if len > max {
-        return Err(InvalidValue::new(
-            field,
-            format!("must be at most {max} characters (got {len})"),
-        ));
+        return Err(InvalidValue::new(field, format!("must be at most {max} characters (got {len})")));
     }
-    if text
-        .chars()
-        .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\r' || c == '\t')))
-    {
-        return Err(InvalidValue::new(
-            field,
-            "must not contain control characters",
-        ));
+    if text.chars().any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\r' || c == '\t'))) {
+        return Err(InvalidValue::new(field, "must not contain control characters"));
     }
     Ok(text.to_string())
 }
@@ -83,10 +61,7 @@ impl Email {
     pub fn parse(field: &str, raw: &str) -> Result<Self, InvalidValue> {
         let email = raw.trim().to_lowercase();
         let invalid = || InvalidValue::new(field, "must be an email address like name@example.com");
-        if email.is_empty()
-            || email.len() > 254
-            || email.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if email.is_empty() || email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid());
         }
         let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
@@ -127,16 +102,10 @@ impl Password {
     pub fn parse(field: &str, raw: &str) -> Result<Self, InvalidValue> {
         let len = raw.chars().count();
         if len < Self::MIN {
-            return Err(InvalidValue::new(
-                field,
-                format!("must be at least {} characters", Self::MIN),
-            ));
+            return Err(InvalidValue::new(field, format!("must be at least {} characters", Self::MIN)));
         }
         if len > Self::MAX {
-            return Err(InvalidValue::new(
-                field,
-                format!("must be at most {} characters", Self::MAX),
-            ));
+            return Err(InvalidValue::new(field, format!("must be at most {} characters", Self::MAX)));
         }
         Ok(Self(raw.to_string()))
     }
@@ -166,10 +135,7 @@ impl ActivationLimit {
             1..=10_000 => Ok(Self(raw as i32)),
             _ => Err(InvalidValue::new(
                 field,
-                format!(
-                    "must be -1 (unlimited) or between 1 and {} (got {raw})",
-                    Self::MAX
-                ),
+                format!("must be -1 (unlimited) or between 1 and {} (got {raw})", Self::MAX),
             )),
         }
     }
@@ -186,22 +152,18 @@ pub struct TagName(String);
 
 impl TagName {
     pub const MAX: usize = 64;
-    pub const RULE: &'static str = "must use only lowercase letters, digits and '-', start with a letter, and be at most 64 characters";
+    pub const RULE: &'static str =
+        "must use only lowercase letters, digits and '-', start with a letter, and be at most 64 characters";
 
     pub fn parse(field: &str, raw: &str) -> Result<Self, InvalidValue> {
         let ok = !raw.is_empty()
             && raw.len() <= Self::MAX
             && raw.starts_with(|c: char| c.is_ascii_lowercase())
-            && raw
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if ok {
             Ok(Self(raw.to_string()))
         } else {
-            Err(InvalidValue::new(
-                field,
-                format!("{} (got {raw:?})", Self::RULE),
-            ))
+            Err(InvalidValue::new(field, format!("{} (got {raw:?})", Self::RULE)))
         }
     }
 
@@ -216,12 +178,7 @@ mod tests {
 
     #[test]
     fn product_names_are_trimmed_and_bounded() {
-        assert_eq!(
-            ProductName::parse("name", "  Pro Suite ")
-                .unwrap()
-                .into_inner(),
-            "Pro Suite"
-        );
+        assert_eq!(ProductName::parse("name", "  Pro Suite ").unwrap().into_inner(), "Pro Suite");
         let empty = ProductName::parse("name", "   ").unwrap_err();
         assert_eq!(empty.field, "name");
         assert_eq!(empty.reason, "must not be empty");
@@ -232,19 +189,8 @@ mod tests {
 
     #[test]
     fn emails_are_lowercased_and_checked() {
-        assert_eq!(
-            Email::parse("email", " Ann@Example.COM ").unwrap().as_str(),
-            "ann@example.com"
-        );
-        for bad in [
-            "",
-            "ann",
-            "ann@",
-            "@example.com",
-            "ann@example",
-            "a b@example.com",
-            "ann@@example.com",
-        ] {
+        assert_eq!(Email::parse("email", " Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
+        for bad in ["", "ann", "ann@", "@example.com", "ann@example", "a b@example.com", "ann@@example.com"] {
             let err = Email::parse("email", bad).unwrap_err();
             assert_eq!(err.field, "email", "{bad}");
         }
@@ -259,20 +205,11 @@ mod tests {
 
     #[test]
     fn activation_limits() {
-        assert_eq!(
-            ActivationLimit::parse("limit", -1).unwrap(),
-            ActivationLimit::UNLIMITED
-        );
+        assert_eq!(ActivationLimit::parse("limit", -1).unwrap(), ActivationLimit::UNLIMITED);
         assert_eq!(ActivationLimit::parse("limit", 1).unwrap().get(), 1);
-        assert_eq!(
-            ActivationLimit::parse("limit", 10_000).unwrap().get(),
-            10_000
-        );
+        assert_eq!(ActivationLimit::parse("limit", 10_000).unwrap().get(), 10_000);
         for bad in [0, -2, 10_001, i64::MAX] {
-            assert_eq!(
-                ActivationLimit::parse("limit", bad).unwrap_err().field,
-                "limit"
-            );
+            assert_eq!(ActivationLimit::parse("limit", bad).unwrap_err().field, "limit");
         }
     }
 
@@ -281,16 +218,7 @@ mod tests {
         for good in ["a", "pro-2024", "x1-y2", &"a".repeat(64)] {
             assert_eq!(TagName::parse("name", good).unwrap().as_str(), good);
         }
-        for bad in [
-            "",
-            "Pro",
-            "1abc",
-            "-abc",
-            "a_b",
-            "a b",
-            "é",
-            &"a".repeat(65),
-        ] {
+        for bad in ["", "Pro", "1abc", "-abc", "a_b", "a b", "é", &"a".repeat(65)] {
             let err = TagName::parse("name", bad).unwrap_err();
             assert!(err.reason.contains("lowercase"), "{bad}: {err}");
         }

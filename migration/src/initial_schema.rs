@@ -22,11 +22,7 @@ const ID_LEN: u32 = 26;
 const ENUM_LEN: u32 = 24;
 
 fn id() -> ColumnDef {
-    ColumnDef::new("id")
-        .string_len(ID_LEN)
-        .not_null()
-        .primary_key()
-        .take()
+    ColumnDef::new("id").string_len(ID_LEN).not_null().primary_key().take()
 }
 fn reference(name: &'static str) -> ColumnDef {
     ColumnDef::new(name).string_len(ID_LEN).not_null().take()
@@ -50,18 +46,10 @@ fn int_null(name: &'static str) -> ColumnDef {
     ColumnDef::new(name).integer().null().take()
 }
 fn big(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name)
-        .big_integer()
-        .not_null()
-        .default(0)
-        .take()
+    ColumnDef::new(name).big_integer().not_null().default(0).take()
 }
 fn flag(name: &'static str, default: bool) -> ColumnDef {
-    ColumnDef::new(name)
-        .boolean()
-        .not_null()
-        .default(default)
-        .take()
+    ColumnDef::new(name).boolean().not_null().default(default).take()
 }
 fn json(name: &'static str) -> ColumnDef {
     ColumnDef::new(name).json_binary().not_null().take()
@@ -70,16 +58,10 @@ fn json_null(name: &'static str) -> ColumnDef {
     ColumnDef::new(name).json_binary().null().take()
 }
 fn at(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name)
-        .timestamp_with_time_zone()
-        .not_null()
-        .take()
+    ColumnDef::new(name).timestamp_with_time_zone().not_null().take()
 }
 fn at_null(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name)
-        .timestamp_with_time_zone()
-        .null()
-        .take()
+    ColumnDef::new(name).timestamp_with_time_zone().null().take()
 }
 fn table(name: &'static str) -> TableBuilder {
     TableBuilder(name, Table::create().table(name).take())
@@ -130,12 +112,7 @@ fn tables() -> Vec<(&'static str, TableCreateStatement)> {
             .col(text("password_hash"))
             .col(short("role"))
             .col(flag("disabled", false))
-            .col(
-                ColumnDef::new("token_version")
-                    .integer()
-                    .not_null()
-                    .default(0),
-            )
+            .col(ColumnDef::new("token_version").integer().not_null().default(0))
             .col(at("created_at"))
             .col(at("updated_at"))
             .take(),
@@ -231,23 +208,13 @@ fn tables() -> Vec<(&'static str, TableCreateStatement)> {
             .foreign_key(&mut fk("license_key", "product_id", "product", Restrict))
             .foreign_key(&mut fk("license_key", "generator_id", "generator", SetNull))
             .foreign_key(&mut fk("license_key", "customer_id", "customer", Restrict))
-            .foreign_key(&mut fk(
-                "license_key",
-                "order_line_id",
-                "order_line",
-                SetNull,
-            ))
+            .foreign_key(&mut fk("license_key", "order_line_id", "order_line", SetNull))
             .take(),
         table("license_key_tag")
             .col(reference("license_key_id"))
             .col(reference("tag_id"))
             .primary_key(Index::create().col("license_key_id").col("tag_id"))
-            .foreign_key(&mut fk(
-                "license_key_tag",
-                "license_key_id",
-                "license_key",
-                Cascade,
-            ))
+            .foreign_key(&mut fk("license_key_tag", "license_key_id", "license_key", Cascade))
             .foreign_key(&mut fk("license_key_tag", "tag_id", "tag", Cascade))
             .take(),
         table("activation")
@@ -260,12 +227,7 @@ fn tables() -> Vec<(&'static str, TableCreateStatement)> {
             .col(at("created_at"))
             .col(at("last_seen_at"))
             .col(at_null("deactivated_at"))
-            .foreign_key(&mut fk(
-                "activation",
-                "license_key_id",
-                "license_key",
-                Cascade,
-            ))
+            .foreign_key(&mut fk("activation", "license_key_id", "license_key", Cascade))
             .take(),
         table("audit_event")
             .col(id())
@@ -304,12 +266,7 @@ fn tables() -> Vec<(&'static str, TableCreateStatement)> {
             .col(text_null("last_error"))
             .col(at("created_at"))
             .col(at_null("delivered_at"))
-            .foreign_key(&mut fk(
-                "webhook_delivery",
-                "endpoint_id",
-                "webhook_endpoint",
-                Cascade,
-            ))
+            .foreign_key(&mut fk("webhook_delivery", "endpoint_id", "webhook_endpoint", Cascade))
             .take(),
         table("job")
             .col(id())
@@ -329,12 +286,7 @@ fn tables() -> Vec<(&'static str, TableCreateStatement)> {
             .col(at_null("finished_at"))
             .take(),
         table("setting")
-            .col(
-                ColumnDef::new("name")
-                    .string_len(64)
-                    .not_null()
-                    .primary_key(),
-            )
+            .col(ColumnDef::new("name").string_len(64).not_null().primary_key())
             .col(json("value"))
             .col(at("updated_at"))
             .take(),
@@ -345,158 +297,33 @@ fn tables() -> Vec<(&'static str, TableCreateStatement)> {
 const INDEXES: &[(&str, &str, &[&str], bool)] = &[
     ("ux_users_email", "users", &["email"], true),
     ("ux_generator_name", "generator", &["name"], true),
-    (
-        "ux_tag_environment_name",
-        "tag",
-        &["environment", "name"],
-        true,
-    ),
-    (
-        "ux_product_environment_name",
-        "product",
-        &["environment", "name"],
-        true,
-    ),
-    (
-        "ix_product_environment_created",
-        "product",
-        &["environment", "created_at"],
-        false,
-    ),
-    (
-        "ux_customer_environment_email",
-        "customer",
-        &["environment", "email"],
-        true,
-    ),
-    (
-        "ix_customer_environment_name",
-        "customer",
-        &["environment", "name"],
-        false,
-    ),
-    (
-        "ux_orders_environment_external",
-        "orders",
-        &["environment", "external_id"],
-        true,
-    ),
-    (
-        "ix_orders_customer",
-        "orders",
-        &["customer_id", "created_at"],
-        false,
-    ),
-    (
-        "ix_orders_environment_status",
-        "orders",
-        &["environment", "status", "created_at"],
-        false,
-    ),
-    (
-        "ix_orders_environment_created",
-        "orders",
-        &["environment", "created_at"],
-        false,
-    ),
+    ("ux_tag_environment_name", "tag", &["environment", "name"], true),
+    ("ux_product_environment_name", "product", &["environment", "name"], true),
+    ("ix_product_environment_created", "product", &["environment", "created_at"], false),
+    ("ux_customer_environment_email", "customer", &["environment", "email"], true),
+    ("ix_customer_environment_name", "customer", &["environment", "name"], false),
+    ("ux_orders_environment_external", "orders", &["environment", "external_id"], true),
+    ("ix_orders_customer", "orders", &["customer_id", "created_at"], false),
+    ("ix_orders_environment_status", "orders", &["environment", "status", "created_at"], false),
+    ("ix_orders_environment_created", "orders", &["environment", "created_at"], false),
     ("ix_order_line_order", "order_line", &["order_id"], false),
-    (
-        "ix_order_line_product",
-        "order_line",
-        &["product_id", "created_at"],
-        false,
-    ),
-    (
-        "ix_license_key_environment_key",
-        "license_key",
-        &["environment", "key"],
-        false,
-    ),
+    ("ix_order_line_product", "order_line", &["product_id", "created_at"], false),
+    ("ix_license_key_environment_key", "license_key", &["environment", "key"], false),
     // First available key, oldest first; and the list filtered by status.
-    (
-        "ix_license_key_environment_status",
-        "license_key",
-        &["environment", "status", "created_at"],
-        false,
-    ),
-    (
-        "ix_license_key_environment_created",
-        "license_key",
-        &["environment", "created_at"],
-        false,
-    ),
-    (
-        "ix_license_key_product",
-        "license_key",
-        &["product_id"],
-        false,
-    ),
-    (
-        "ix_license_key_customer",
-        "license_key",
-        &["customer_id"],
-        false,
-    ),
-    (
-        "ix_license_key_order_line",
-        "license_key",
-        &["order_line_id"],
-        false,
-    ),
-    (
-        "ix_license_key_expiry",
-        "license_key",
-        &["status", "expires_at"],
-        false,
-    ),
-    (
-        "ix_license_key_tag_tag",
-        "license_key_tag",
-        &["tag_id", "license_key_id"],
-        false,
-    ),
-    (
-        "ix_activation_license",
-        "activation",
-        &["license_key_id", "created_at"],
-        false,
-    ),
-    (
-        "ix_audit_event_target",
-        "audit_event",
-        &["target_kind", "target_id", "created_at"],
-        false,
-    ),
-    (
-        "ix_audit_event_created",
-        "audit_event",
-        &["created_at"],
-        false,
-    ),
-    (
-        "ix_audit_event_actor",
-        "audit_event",
-        &["actor_id", "created_at"],
-        false,
-    ),
-    (
-        "ix_audit_event_action",
-        "audit_event",
-        &["action", "created_at"],
-        false,
-    ),
-    (
-        "ux_webhook_delivery_event",
-        "webhook_delivery",
-        &["endpoint_id", "event_id"],
-        true,
-    ),
-    (
-        "ix_webhook_delivery_due",
-        "webhook_delivery",
-        &["status", "next_attempt_at"],
-        false,
-    ),
+    ("ix_license_key_environment_status", "license_key", &["environment", "status", "created_at"], false),
+    ("ix_license_key_environment_created", "license_key", &["environment", "created_at"], false),
+    ("ix_license_key_product", "license_key", &["product_id"], false),
+    ("ix_license_key_customer", "license_key", &["customer_id"], false),
+    ("ix_license_key_order_line", "license_key", &["order_line_id"], false),
+    ("ix_license_key_expiry", "license_key", &["status", "expires_at"], false),
+    ("ix_license_key_tag_tag", "license_key_tag", &["tag_id", "license_key_id"], false),
+    ("ix_activation_license", "activation", &["license_key_id", "created_at"], false),
+    ("ix_audit_event_target", "audit_event", &["target_kind", "target_id", "created_at"], false),
+    ("ix_audit_event_created", "audit_event", &["created_at"], false),
+    ("ix_audit_event_actor", "audit_event", &["actor_id", "created_at"], false),
+    ("ix_audit_event_action", "audit_event", &["action", "created_at"], false),
+    ("ux_webhook_delivery_event", "webhook_delivery", &["endpoint_id", "event_id"], true),
+    ("ix_webhook_delivery_due", "webhook_delivery", &["status", "next_attempt_at"], false),
     ("ix_job_status", "job", &["status", "created_at"], false),
     ("ix_job_kind", "job", &["kind", "created_at"], false),
 ];
@@ -537,9 +364,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for (name, _) in tables().into_iter().rev() {
-            manager
-                .drop_table(Table::drop().table(name).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(name).to_owned()).await?;
         }
         Ok(())
     }

@@ -73,8 +73,7 @@ impl MigrationTrait for Migration {
         for sql in statements {
             db.execute_unprepared(sql).await?;
         }
-        db.execute_unprepared("DELETE FROM tag WHERE name = 'auto-generated'")
-            .await?;
+        db.execute_unprepared("DELETE FROM tag WHERE name = 'auto-generated'").await?;
         Ok(())
     }
 }

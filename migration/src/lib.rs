@@ -12,9 +12,6 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(initial_schema::Migration),
-            Box::new(key_search::Migration),
-        ]
+        vec![Box::new(initial_schema::Migration), Box::new(key_search::Migration)]
     }
 }

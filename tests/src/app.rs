@@ -55,17 +55,10 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> Option<S
     match backend {
         Backend::Sqlite => Some(format!("sqlite://{}", dir.join("keysmith.db").display())),
         Backend::Postgres => {
-            let cluster = tokio::task::spawn_blocking(postgres::cluster)
-                .await
-                .expect("starting PostgreSQL")?;
+            let cluster = tokio::task::spawn_blocking(postgres::cluster).await.expect("starting PostgreSQL")?;
             let name = format!("t_{}", ulid::Ulid::generate().to_string().to_lowercase());
-            let admin = Database::connect(cluster.url("postgres"))
-                .await
-                .expect("connect to PostgreSQL");
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                .await
-                .expect("create a test database");
+            let admin = Database::connect(cluster.url("postgres")).await.expect("connect to PostgreSQL");
+            admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create a test database");
             admin.close().await.ok();
             Some(cluster.url(&name))
         }
@@ -84,16 +77,11 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, config: Config, dir: TempDir) -> Self {
         if let Ok(filter) = std::env::var("KEYSMITH_TEST_LOG") {
             // Debugging aid: `KEYSMITH_TEST_LOG=debug cargo test …` prints the servers' logs.
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_test_writer()
-                .try_init();
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         }
         let database_url = config.database_url.clone();
         let state = AppState::open(config).await.expect("open the app state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a free port");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
         let base_url = format!("http://{}", listener.local_addr().expect("local address"));
         let (shutdown, stop) = oneshot::channel::<()>();
         let server_state = state.clone();
@@ -141,10 +129,7 @@ impl TestApp {
         query: &str,
         variables: Value,
     ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(self.url("/graphql"))
-            .json(&json!({ "query": query, "variables": variables }));
+        let mut req = self.http.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -159,11 +144,7 @@ impl TestApp {
 
     /// Creates a staff account with `role` and returns a token for it.
     pub async fn staff_token(&self, role: StaffRole) -> String {
-        let email = format!(
-            "{}-{}@example.com",
-            format!("{role:?}").to_lowercase(),
-            ulid::Ulid::generate()
-        );
+        let email = format!("{}-{}@example.com", format!("{role:?}").to_lowercase(), ulid::Ulid::generate());
         let ctx = RequestContext::system(entity::Environment::Production);
         let user = keysmith::services::users::create(self.db(), &ctx, &email, TEST_PASSWORD, role)
             .await
@@ -175,11 +156,7 @@ impl TestApp {
 
     /// A customer's token, as the portal will hand out.
     pub fn customer_token(&self, customer_id: &str) -> String {
-        self.state
-            .jwt
-            .issue(customer_id, Role::Customer, None, 0, 3600)
-            .expect("sign a customer token")
-            .0
+        self.state.jwt.issue(customer_id, Role::Customer, None, 0, 3600).expect("sign a customer token").0
     }
 
     /// Stops the server the way SIGTERM does, waiting for it to finish.
@@ -216,9 +193,7 @@ pub fn data(body: &Value) -> &Value {
 /// only through later workflows (delivered, activated keys).
 pub mod seed {
     use entity::license_key::{self, KeySource};
-    use entity::{
-        Environment, LicenseStatus, customer, license_key_tag, order, order_line, product,
-    };
+    use entity::{Environment, LicenseStatus, customer, license_key_tag, order, order_line, product};
     use sea_orm::{ActiveModelTrait, DatabaseConnection, Set};
     use serde_json::json;
 
@@ -256,13 +231,10 @@ pub mod seed {
         .await
         .expect("insert a key");
         for tag_id in tag_ids {
-            license_key_tag::ActiveModel {
-                license_key_id: Set(row.id.clone()),
-                tag_id: Set((*tag_id).to_string()),
-            }
-            .insert(db)
-            .await
-            .expect("tag a key");
+            license_key_tag::ActiveModel { license_key_id: Set(row.id.clone()), tag_id: Set((*tag_id).to_string()) }
+                .insert(db)
+                .await
+                .expect("tag a key");
         }
         row.id
     }
@@ -323,17 +295,9 @@ pub mod seed {
         .insert(db)
         .await
         .expect("order line");
-        let mut key: license_key::ActiveModel = license_key::Entity::find_by_id(key_id.to_string())
-            .one(db)
-            .await
-            .expect("read")
-            .expect("the key")
-            .into();
-        key.status = Set(if activated {
-            LicenseStatus::Active
-        } else {
-            LicenseStatus::Assigned
-        });
+        let mut key: license_key::ActiveModel =
+            license_key::Entity::find_by_id(key_id.to_string()).one(db).await.expect("read").expect("the key").into();
+        key.status = Set(if activated { LicenseStatus::Active } else { LicenseStatus::Assigned });
         key.customer_id = Set(Some(customer.id));
         key.order_line_id = Set(Some(line.id));
         key.product_id = Set(Some(product.id));

@@ -21,10 +21,7 @@ pub struct Cluster {
 impl Cluster {
     /// The URL of a database in this cluster.
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://{}@127.0.0.1:{}/{database}",
-            self.user, self.port
-        )
+        format!("postgres://{}@127.0.0.1:{}/{database}", self.user, self.port)
     }
 }
 
@@ -34,13 +31,10 @@ pub fn cluster() -> Option<&'static Cluster> {
     // A failed start is remembered too, so that it is reported once and not retried by every test.
     static CLUSTER: OnceLock<Result<Option<Cluster>, String>> = OnceLock::new();
     let outcome = CLUSTER.get_or_init(|| match find_bin_dir() {
-        Some(bin) => start(&bin)
-            .map(Some)
-            .map_err(|e| format!("starting PostgreSQL from {}: {e}", bin.display())),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => Err(
-            "CI=true but no PostgreSQL found (initdb on PATH or in /usr/lib/postgresql/*/bin)"
-                .into(),
-        ),
+        Some(bin) => start(&bin).map(Some).map_err(|e| format!("starting PostgreSQL from {}: {e}", bin.display())),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            Err("CI=true but no PostgreSQL found (initdb on PATH or in /usr/lib/postgresql/*/bin)".into())
+        }
         None => {
             eprintln!(
                 "\n*** WARNING: no PostgreSQL found (initdb on PATH or /usr/lib/postgresql/*/bin): \
@@ -71,21 +65,13 @@ fn find_bin_dir() -> Option<PathBuf> {
         .filter(|bin| bin.join("initdb").is_file())
         .collect();
     found.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
+        p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0)
     });
     found.pop()
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
 /// A command run as the cluster's owner.
@@ -105,19 +91,12 @@ fn free_port() -> std::io::Result<u16> {
 
 fn start(bin: &Path) -> Result<Cluster, String> {
     let root = is_root();
-    let dir = std::env::temp_dir().join(format!(
-        "keysmith-pg-{}-{}",
-        std::process::id(),
-        ulid::Ulid::generate()
-    ));
+    let dir = std::env::temp_dir().join(format!("keysmith-pg-{}-{}", std::process::id(), ulid::Ulid::generate()));
     let data = dir.join("data");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     if root {
-        let status = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir)
-            .status()
-            .map_err(|e| e.to_string())?;
+        let status =
+            Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().map_err(|e| e.to_string())?;
         if !status.success() {
             return Err("chown to the postgres user failed".into());
         }
@@ -126,22 +105,11 @@ fn start(bin: &Path) -> Result<Cluster, String> {
     let output = as_owner(root, &bin.join("initdb"))
         .arg("-D")
         .arg(&data)
-        .args([
-            "-U",
-            &user,
-            "--auth=trust",
-            "--no-locale",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ])
+        .args(["-U", &user, "--auth=trust", "--no-locale", "-E", "UTF8", "--no-sync"])
         .output()
         .map_err(|e| format!("running initdb: {e}"))?;
     if !output.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&output.stderr)));
     }
     let port = free_port().map_err(|e| e.to_string())?;
 
@@ -184,9 +152,7 @@ fn start(bin: &Path) -> Result<Cluster, String> {
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "PostgreSQL did not become ready within 60 s:\n{log}"
-            ));
+            return Err(format!("PostgreSQL did not become ready within 60 s:\n{log}"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -43,21 +43,14 @@ impl std::fmt::Debug for JwtKeys {
 impl JwtKeys {
     pub fn new(secret: &[u8]) -> Result<Self, String> {
         if secret.len() < MIN_SECRET_BYTES {
-            return Err(format!(
-                "the JWT secret must be at least {MIN_SECRET_BYTES} bytes (got {})",
-                secret.len()
-            ));
+            return Err(format!("the JWT secret must be at least {MIN_SECRET_BYTES} bytes (got {})", secret.len()));
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
-        Ok(Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-        })
+        Ok(Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation })
     }
 
     /// Signs a token for `sub` valid for `ttl_seconds` from now.
@@ -90,20 +83,14 @@ impl JwtKeys {
 
     /// The claims of a valid token, or a short reason it is not one.
     pub fn verify(&self, token: &str) -> Result<Claims, String> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                    "the token has expired".to_string()
-                }
-                jsonwebtoken::errors::ErrorKind::InvalidAudience => {
-                    "the token is for another audience".to_string()
-                }
-                jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
-                    "the token is from another issuer".to_string()
-                }
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired".to_string(),
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => "the token is for another audience".to_string(),
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => "the token is from another issuer".to_string(),
                 _ => "the token is not valid".to_string(),
-            })
+            }
+        })
     }
 }
 
@@ -119,11 +106,7 @@ mod tests {
 
     #[test]
     fn short_secrets_are_refused() {
-        assert!(
-            JwtKeys::new(&[1u8; 31])
-                .unwrap_err()
-                .contains("at least 32")
-        );
+        assert!(JwtKeys::new(&[1u8; 31]).unwrap_err().contains("at least 32"));
     }
 
     #[test]
@@ -139,10 +122,7 @@ mod tests {
 
         let mut expired = claims.clone();
         expired.exp = expired.iat - 3600;
-        assert_eq!(
-            k.verify(&k.sign(&expired).unwrap()).unwrap_err(),
-            "the token has expired"
-        );
+        assert_eq!(k.verify(&k.sign(&expired).unwrap()).unwrap_err(), "the token has expired");
 
         claims.aud = "someone-else".into();
         assert!(k.verify(&k.sign(&claims).unwrap()).is_err());
@@ -152,18 +132,12 @@ mod tests {
         assert!(k.verify(&other.sign(&claims).unwrap()).is_err());
 
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
-        let none = format!(
-            "{}.{body}.",
-            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#)
-        );
+        let none = format!("{}.{body}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#));
         assert!(k.verify(&none).is_err());
 
-        let hs512 = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS512),
-            &claims,
-            &EncodingKey::from_secret(&[7u8; 32]),
-        )
-        .unwrap();
+        let hs512 =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(&[7u8; 32]))
+                .unwrap();
         assert!(k.verify(&hs512).is_err());
     }
 }

@@ -27,9 +27,7 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
         let Ok(parsed) = PasswordHash::new(&phc) else {
             return false;
         };
-        let matches = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
+        let matches = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
         known && matches
     })
     .await
@@ -39,10 +37,7 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
-        Argon2::default()
-            .hash_password(b"keysmith timing equaliser")
-            .map(|h| h.to_string())
-            .unwrap_or_default()
+        Argon2::default().hash_password(b"keysmith timing equaliser").map(|h| h.to_string()).unwrap_or_default()
     })
 }
 

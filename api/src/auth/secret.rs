@@ -56,8 +56,7 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 
 #[cfg(not(unix))]
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, contents)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))
+    std::fs::write(path, contents).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))
 }
 
 #[cfg(test)]

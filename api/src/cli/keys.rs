@@ -23,47 +23,32 @@ fn environment(name: &str) -> anyhow::Result<Environment> {
 
 pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Import {
-            file,
-            tags,
-            format,
-            keep_duplicates,
-            skip_invalid,
-            environment: env,
-        } => {
+        KeysCommand::Import { file, tags, format, keep_duplicates, skip_invalid, environment: env } => {
             let ctx = RequestContext::system(environment(&env)?);
             let state = AppState::open(config).await?;
             let format = match format {
                 Some(FormatArg::Csv) => ImportFormat::Csv,
                 Some(FormatArg::Text) => ImportFormat::Text,
-                None if file
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("csv")) =>
-                {
-                    ImportFormat::Csv
-                }
+                None if file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) => ImportFormat::Csv,
                 None => ImportFormat::Text,
             };
-            let source = std::fs::File::open(&file)
-                .with_context(|| format!("cannot open {}", file.display()))?;
+            let source = std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
             let size = source.metadata().map(|m| m.len()).unwrap_or(0);
             let options = ImportOptions {
                 format,
                 tag_ids: Vec::new(),
                 tag_names: tags,
-                duplicates: if keep_duplicates {
-                    DuplicatePolicy::Keep
-                } else {
-                    DuplicatePolicy::Skip
-                },
+                duplicates: if keep_duplicates { DuplicatePolicy::Keep } else { DuplicatePolicy::Skip },
                 skip_invalid,
             };
             let progress = Arc::new(AtomicU64::new(0));
             let bar = ProgressBar::new(size);
             bar.set_style(
-                ProgressStyle::with_template("{spinner} importing [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{spinner} importing [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             let ticker = {
                 let bar = bar.clone();
@@ -89,14 +74,7 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        KeysCommand::Export {
-            tag: tag_name,
-            status,
-            search,
-            format,
-            output,
-            environment: env,
-        } => {
+        KeysCommand::Export { tag: tag_name, status, search, format, output, environment: env } => {
             let ctx = RequestContext::system(environment(&env)?);
             let state = AppState::open(config).await?;
             let tag = match tag_name.as_deref() {
@@ -119,20 +97,14 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                         .with_context(|| format!("{s} is not a licence status"))
                 })
                 .transpose()?;
-            let filter = KeyFilter {
-                tag,
-                status,
-                search,
-                ids: None,
-            };
+            let filter = KeyFilter { tag, status, search, ids: None };
             let format = match format {
                 ExportFormatArg::Csv => ExportFormat::Csv,
                 ExportFormatArg::Json => ExportFormat::Json,
             };
             let mut out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(path)
-                        .with_context(|| format!("cannot create {}", path.display()))?,
+                    std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
@@ -167,10 +139,7 @@ fn print_report(file: &str, report: &ImportReport, took: Duration) {
         println!("  line {}: {}", line.line, line.reason);
     }
     if report.invalid_count > report.invalid_lines.len() as u64 {
-        println!(
-            "  … and {} more",
-            report.invalid_count - report.invalid_lines.len() as u64
-        );
+        println!("  … and {} more", report.invalid_count - report.invalid_lines.len() as u64);
     }
     for name in &report.created_tags {
         println!("created tag {name}");

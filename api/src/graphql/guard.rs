@@ -17,9 +17,7 @@ impl RoleGuard {
 
 impl Guard for RoleGuard {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
-        let request = ctx
-            .data::<RequestContext>()
-            .map_err(|_| AppError::internal("the request carries no context"))?;
+        let request = ctx.data::<RequestContext>().map_err(|_| AppError::internal("the request carries no context"))?;
         Ok(request.viewer.require(self.roles)?)
     }
 }

@@ -40,10 +40,7 @@ impl Loader<String> for TagsOfKey {
         let mut out: HashMap<String, Vec<TagLink>> = HashMap::new();
         for link in links {
             if let Some(name) = names.get(&link.tag_id) {
-                out.entry(link.license_key_id).or_default().push(TagLink {
-                    id: link.tag_id,
-                    name: name.clone(),
-                });
+                out.entry(link.license_key_id).or_default().push(TagLink { id: link.tag_id, name: name.clone() });
             }
         }
         for tags in out.values_mut() {

@@ -8,8 +8,4 @@ mod session;
 use async_graphql::MergedObject;
 
 #[derive(Default, MergedObject)]
-pub struct Mutation(
-    products::ProductMutation,
-    pools::PoolMutation,
-    session::SessionMutation,
-);
+pub struct Mutation(products::ProductMutation, pools::PoolMutation, session::SessionMutation);

@@ -7,8 +7,4 @@ mod session;
 use async_graphql::MergedObject;
 
 #[derive(Default, MergedObject)]
-pub struct Query(
-    products::ProductQuery,
-    pools::PoolQuery,
-    session::SessionQuery,
-);
+pub struct Query(products::ProductQuery, pools::PoolQuery, session::SessionQuery);

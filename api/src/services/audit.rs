@@ -29,11 +29,7 @@ pub fn actor_of(viewer: &Viewer) -> (&'static str, Option<String>) {
     }
 }
 
-pub async fn record(
-    db: &impl ConnectionTrait,
-    ctx: &RequestContext,
-    change: Change<'_>,
-) -> AppResult<()> {
+pub async fn record(db: &impl ConnectionTrait, ctx: &RequestContext, change: Change<'_>) -> AppResult<()> {
     let (actor_kind, actor_id) = actor_of(&ctx.viewer);
     audit_event::ActiveModel {
         id: Set(entity::new_id()),

@@ -71,11 +71,7 @@ const CSV_HEADER: [&str; 11] = [
 /// A cell a spreadsheet will not run as a formula: cells starting with `=`,
 /// `+`, `-`, `@`, a tab or a carriage return get a leading apostrophe.
 pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}").into()
-    } else {
-        cell.into()
-    }
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{cell}").into() } else { cell.into() }
 }
 
 fn csv_bytes(rows: &[ExportRow], header: bool) -> AppResult<Vec<u8>> {
@@ -99,11 +95,9 @@ fn csv_bytes(rows: &[ExportRow], header: bool) -> AppResult<Vec<u8>> {
             r.expires_at.as_ref().map(time).unwrap_or_default(),
             time(&r.added_at),
         ];
-        out.write_record(cells.iter().map(|c| neutralise(c).into_owned()))
-            .map_err(fail)?;
+        out.write_record(cells.iter().map(|c| neutralise(c).into_owned())).map_err(fail)?;
     }
-    out.into_inner()
-        .map_err(|e| AppError::internal(format!("writing CSV: {e}")))
+    out.into_inner().map_err(|e| AppError::internal(format!("writing CSV: {e}")))
 }
 
 fn json_bytes(rows: &[ExportRow], first: bool) -> AppResult<Vec<u8>> {
@@ -117,11 +111,7 @@ fn json_bytes(rows: &[ExportRow], first: bool) -> AppResult<Vec<u8>> {
     Ok(out)
 }
 
-async fn page(
-    db: &DatabaseConnection,
-    sel: &Sql,
-    after: Option<&str>,
-) -> AppResult<Vec<ExportRow>> {
+async fn page(db: &DatabaseConnection, sel: &Sql, after: Option<&str>) -> AppResult<Vec<ExportRow>> {
     let mut sql = Sql::new(
         "SELECT k.id, k.key, k.source, k.status, k.product_id, k.activation_limit, k.expires_at, k.created_at, \
          o.external_id, c.email FROM license_key k \
@@ -167,10 +157,7 @@ async fn page(
     );
     let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
     for row in db.query_all_raw(tags.statement(backend)).await? {
-        by_key
-            .entry(row.try_get_by_index(0)?)
-            .or_default()
-            .push(row.try_get_by_index(1)?);
+        by_key.entry(row.try_get_by_index(0)?).or_default().push(row.try_get_by_index(1)?);
     }
     for row in &mut out {
         row.tags = by_key.remove(&row.id).unwrap_or_default();
@@ -205,22 +192,13 @@ pub fn stream(
                         ExportFormat::Csv => csv_bytes(&[], true),
                         ExportFormat::Json => Ok(b"[\n".to_vec()),
                     };
-                    Some((
-                        opening.map(Bytes::from),
-                        Phase::Rows {
-                            after: None,
-                            first: true,
-                        },
-                    ))
+                    Some((opening.map(Bytes::from), Phase::Rows { after: None, first: true }))
                 }
                 Phase::Rows { after, first } => match page(&db, &sel, after.as_deref()).await {
                     Err(e) => Some((Err(e), Phase::Done)),
                     Ok(rows) if rows.is_empty() => Some((Ok(Bytes::new()), Phase::End)),
                     Ok(rows) => {
-                        let next = Phase::Rows {
-                            after: rows.last().map(|r| r.id.clone()),
-                            first: false,
-                        };
+                        let next = Phase::Rows { after: rows.last().map(|r| r.id.clone()), first: false };
                         let chunk = match format {
                             ExportFormat::Csv => csv_bytes(&rows, false),
                             ExportFormat::Json => json_bytes(&rows, first),

@@ -18,8 +18,8 @@ use entity::license_key::{self, KeySource};
 use entity::{LicenseStatus, license_key_tag, product, tag};
 use parse::{KeyLine, Line, parse_line, read_line_capped};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, Set, Value,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, Set,
+    Value,
 };
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read};
@@ -106,9 +106,7 @@ pub async fn import(
         let mut buf = Vec::with_capacity(256);
         let mut number = 0u64;
         let mut batch = Vec::with_capacity(BATCH);
-        while let Some((too_long, consumed)) =
-            read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES)?
-        {
+        while let Some((too_long, consumed)) = read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES)? {
             number += 1;
             progress.fetch_add(consumed, Ordering::Relaxed);
             batch.push((number, parse_line(format, number, &buf, too_long)));
@@ -143,11 +141,7 @@ pub async fn import(
         Change {
             action: "license_keys.imported",
             target_kind: "tag",
-            target_id: importer
-                .targets
-                .first()
-                .map(String::as_str)
-                .unwrap_or(tag::NO_TAG_ID),
+            target_id: importer.targets.first().map(String::as_str).unwrap_or(tag::NO_TAG_ID),
             after: Some(serde_json::json!({
                 "imported": report.imported,
                 "duplicatesInFile": report.duplicates_in_file,
@@ -178,11 +172,7 @@ struct Importer {
 }
 
 impl Importer {
-    async fn start(
-        txn: &DatabaseTransaction,
-        ctx: &RequestContext,
-        options: &ImportOptions,
-    ) -> AppResult<Self> {
+    async fn start(txn: &DatabaseTransaction, ctx: &RequestContext, options: &ImportOptions) -> AppResult<Self> {
         let mut importer = Importer {
             report: ImportReport::default(),
             targets: Vec::new(),
@@ -220,10 +210,7 @@ impl Importer {
         }
         let parsed = entity::values::TagName::parse(field, name)?;
         if tag::is_system_name(parsed.as_str()) {
-            return Err(AppError::invalid(
-                field,
-                format!("'{name}' is a system tag"),
-            ));
+            return Err(AppError::invalid(field, format!("'{name}' is a system tag")));
         }
         let existing = tag::Entity::find()
             .filter(tag::Column::Environment.eq(ctx.environment))
@@ -253,11 +240,7 @@ impl Importer {
         }
         let found = product::Entity::find()
             .filter(product::Column::Environment.eq(ctx.environment))
-            .filter(
-                Condition::any()
-                    .add(product::Column::Id.eq(named))
-                    .add(product::Column::Name.eq(named)),
-            )
+            .filter(Condition::any().add(product::Column::Id.eq(named)).add(product::Column::Name.eq(named)))
             .one(txn)
             .await?
             .map(|p| p.id);
@@ -292,19 +275,12 @@ impl Importer {
                 Some(named) => match self.product(txn, ctx, named).await? {
                     Some(id) => Some(id),
                     None => {
-                        self.report.invalid(
-                            number,
-                            format!("product: no product {named:?} in this environment"),
-                        );
+                        self.report.invalid(number, format!("product: no product {named:?} in this environment"));
                         continue;
                     }
                 },
             };
-            if self.skip_duplicates
-                && !self
-                    .seen
-                    .insert(xxhash_rust::xxh3::xxh3_128(key.key.as_bytes()))
-            {
+            if self.skip_duplicates && !self.seen.insert(xxhash_rust::xxh3::xxh3_128(key.key.as_bytes())) {
                 self.report.duplicates_in_file += 1;
                 continue;
             }
@@ -329,21 +305,12 @@ impl Importer {
         candidates: &[(KeyLine, Option<String>)],
     ) -> AppResult<HashSet<String>> {
         let mut sql = Sql::new("");
-        sql.push(
-            "SELECT key FROM license_key WHERE environment = ?",
-            [Value::from(ctx.environment.as_str())],
-        )
-        .push(
+        sql.push("SELECT key FROM license_key WHERE environment = ?", [Value::from(ctx.environment.as_str())]).push(
             &format!(" AND key IN ({})", placeholders(candidates.len())),
             candidates.iter().map(|(k, _)| Value::from(k.key.clone())),
         );
-        let rows = txn
-            .query_all_raw(sql.statement(txn.get_database_backend()))
-            .await?;
-        rows.iter()
-            .map(|r| r.try_get_by_index::<String>(0))
-            .collect::<Result<_, _>>()
-            .map_err(Into::into)
+        let rows = txn.query_all_raw(sql.statement(txn.get_database_backend())).await?;
+        rows.iter().map(|r| r.try_get_by_index::<String>(0)).collect::<Result<_, _>>().map_err(Into::into)
     }
 
     async fn insert(
@@ -355,11 +322,7 @@ impl Importer {
         let mut keys = Vec::with_capacity(rows.len());
         let mut links = Vec::new();
         for (line, product_id) in rows {
-            let id = self
-                .ids
-                .generate()
-                .map(|u| u.to_string())
-                .unwrap_or_else(|_| entity::new_id());
+            let id = self.ids.generate().map(|u| u.to_string()).unwrap_or_else(|_| entity::new_id());
             for target in &self.targets {
                 links.push((id.clone(), target.clone()));
             }
@@ -391,9 +354,7 @@ impl Importer {
                 revoked_at: Set(None),
             });
         }
-        self.report.imported += license_key::Entity::insert_many(keys)
-            .exec_without_returning(txn)
-            .await?;
+        self.report.imported += license_key::Entity::insert_many(keys).exec_without_returning(txn).await?;
         let mut links = links.into_iter().peekable();
         while links.peek().is_some() {
             let chunk: Vec<_> = links
@@ -404,9 +365,7 @@ impl Importer {
                     tag_id: Set(tag_id),
                 })
                 .collect();
-            license_key_tag::Entity::insert_many(chunk)
-                .exec_without_returning(txn)
-                .await?;
+            license_key_tag::Entity::insert_many(chunk).exec_without_returning(txn).await?;
         }
         Ok(())
     }

@@ -30,11 +30,7 @@ pub enum TagRef {
 
 impl TagRef {
     pub fn parse(id: &str) -> Self {
-        if id == NO_TAG_ID {
-            TagRef::NoTag
-        } else {
-            TagRef::Tag(id.to_string())
-        }
+        if id == NO_TAG_ID { TagRef::NoTag } else { TagRef::Tag(id.to_string()) }
     }
 }
 
@@ -70,17 +66,9 @@ pub struct KeyOrder {
 }
 
 /// The SQL condition choosing `filter`'s keys in `environment`, on table alias `k`.
-pub fn selection(
-    backend: DbBackend,
-    environment: Environment,
-    filter: &KeyFilter,
-    k: &str,
-) -> AppResult<Sql> {
+pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilter, k: &str) -> AppResult<Sql> {
     let mut sql = Sql::new("");
-    sql.push(
-        &format!("{k}.environment = ?"),
-        [Value::from(environment.as_str())],
-    );
+    sql.push(&format!("{k}.environment = ?"), [Value::from(environment.as_str())]);
     match &filter.tag {
         None => {}
         Some(TagRef::NoTag) => {
@@ -97,25 +85,14 @@ pub fn selection(
         }
     }
     if let Some(status) = filter.status {
-        sql.push(
-            &format!(" AND {k}.status = ?"),
-            [Value::from(status.as_str())],
-        );
+        sql.push(&format!(" AND {k}.status = ?"), [Value::from(status.as_str())]);
     }
-    if let Some(term) = filter
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
+    if let Some(term) = filter.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         sql.push(" AND ", []).append(&search(backend, term, k));
     }
     if let Some(ids) = &filter.ids {
         let ids = distinct_ids(ids)?;
-        sql.push(
-            &format!(" AND {k}.id IN ({})", placeholders(ids.len())),
-            ids.into_iter().map(Value::from),
-        );
+        sql.push(&format!(" AND {k}.id IN ({})", placeholders(ids.len())), ids.into_iter().map(Value::from));
     }
     Ok(sql)
 }
@@ -125,17 +102,10 @@ pub fn selection(
 /// the key itself, so a stale index can never return a wrong row.
 fn search(backend: DbBackend, term: &str, k: &str) -> Sql {
     let escaped = escape_like(term);
-    let like = if backend == DbBackend::Postgres {
-        "ILIKE"
-    } else {
-        "LIKE"
-    };
+    let like = if backend == DbBackend::Postgres { "ILIKE" } else { "LIKE" };
     let mut sql = Sql::new("");
     if term.chars().count() < MIN_SUBSTRING {
-        sql.push(
-            &format!("{k}.key {like} ? ESCAPE '\\'"),
-            [Value::from(format!("{escaped}%"))],
-        );
+        sql.push(&format!("{k}.key {like} ? ESCAPE '\\'"), [Value::from(format!("{escaped}%"))]);
     } else if backend == DbBackend::Sqlite {
         let phrase = format!("\"{}\"", term.replace('"', "\"\""));
         sql.push(
@@ -146,10 +116,7 @@ fn search(backend: DbBackend, term: &str, k: &str) -> Sql {
             [Value::from(phrase), Value::from(format!("%{escaped}%"))],
         );
     } else {
-        sql.push(
-            &format!("{k}.key {like} ? ESCAPE '\\'"),
-            [Value::from(format!("%{escaped}%"))],
-        );
+        sql.push(&format!("{k}.key {like} ? ESCAPE '\\'"), [Value::from(format!("%{escaped}%"))]);
     }
     sql
 }
@@ -162,10 +129,7 @@ fn distinct_ids(ids: &[String]) -> AppResult<Vec<String>> {
     if set.len() > MAX_IDS {
         return Err(AppError::invalid(
             "keyIds",
-            format!(
-                "must name at most {MAX_IDS} keys (got {}); choose larger sets with a filter",
-                set.len()
-            ),
+            format!("must name at most {MAX_IDS} keys (got {}); choose larger sets with a filter", set.len()),
         ));
     }
     Ok(set.into_iter().cloned().collect())
@@ -187,12 +151,7 @@ pub async fn list(
         KeyOrderField::Key => (license_key::Column::Key, SortKind::Text),
         KeyOrderField::AddedAt => (license_key::Column::CreatedAt, SortKind::Time),
     };
-    let keyset = Keyset {
-        column,
-        kind,
-        id: license_key::Column::Id,
-        descending: order.descending,
-    };
+    let keyset = Keyset { column, kind, id: license_key::Column::Id, descending: order.descending };
     paginate(
         db,
         query,
@@ -209,20 +168,12 @@ pub async fn list(
 }
 
 async fn scalar(db: &impl ConnectionTrait, sql: &Sql) -> AppResult<i64> {
-    let row = db
-        .query_one_raw(sql.statement(db.get_database_backend()))
-        .await?;
-    Ok(row
-        .map(|r| r.try_get_by_index::<i64>(0))
-        .transpose()?
-        .unwrap_or(0))
+    let row = db.query_one_raw(sql.statement(db.get_database_backend())).await?;
+    Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0))
 }
 
 async fn execute(db: &impl ConnectionTrait, sql: &Sql) -> AppResult<u64> {
-    Ok(db
-        .execute_raw(sql.statement(db.get_database_backend()))
-        .await?
-        .rows_affected())
+    Ok(db.execute_raw(sql.statement(db.get_database_backend())).await?.rows_affected())
 }
 
 /// Deletes the keys `filter` chooses. Keys that were ever activated need `force`.
@@ -235,39 +186,22 @@ pub async fn delete(
     ctx.viewer.require(may::MANAGE)?;
     let txn = begin_write(db).await?;
     if let Some(TagRef::Tag(id)) = &filter.tag {
-        tags::find(&txn, ctx, id)
-            .await?
-            .ok_or_else(|| AppError::not_found_in("tag", "filter.tagId"))?;
+        tags::find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("tag", "filter.tagId"))?;
     }
     if let Some(ids) = &filter.ids {
         let sel = selection(
             txn.get_database_backend(),
             ctx.environment,
-            &KeyFilter {
-                ids: Some(ids.clone()),
-                ..KeyFilter::default()
-            },
+            &KeyFilter { ids: Some(ids.clone()), ..KeyFilter::default() },
             "k",
         )?;
-        let found = scalar(
-            &txn,
-            Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel),
-        )
-        .await?;
+        let found = scalar(&txn, Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel)).await?;
         if found as usize != distinct_ids(ids)?.len() {
             return Err(AppError::not_found_in("licence key", "keyIds"));
         }
     }
     let sel = selection(txn.get_database_backend(), ctx.environment, filter, "k")?;
-    let removal = remove(
-        &txn,
-        ctx,
-        &sel,
-        force,
-        "license_keys.deleted",
-        ("license_key", "selection"),
-    )
-    .await?;
+    let removal = remove(&txn, ctx, &sel, force, "license_keys.deleted", ("license_key", "selection")).await?;
     txn.commit().await?;
     Ok(removal)
 }
@@ -284,17 +218,13 @@ pub(crate) async fn remove(
 ) -> AppResult<Removal> {
     let activated = scalar(
         txn,
-        Sql::new("SELECT COUNT(*) FROM license_key k WHERE ")
-            .append(sel)
-            .push(" AND k.activated_at IS NOT NULL", []),
+        Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(sel).push(" AND k.activated_at IS NOT NULL", []),
     )
     .await?;
     if activated > 0 && !force {
         return Err(AppError::invalid(
             "force",
-            format!(
-                "{activated} of these keys were activated on a device; pass force: true to delete them anyway"
-            ),
+            format!("{activated} of these keys were activated on a device; pass force: true to delete them anyway"),
         ));
     }
     let orders_affected = scalar(
@@ -351,33 +281,19 @@ pub(crate) async fn remove(
         },
     )
     .await?;
-    Ok(Removal {
-        keys,
-        orders_affected,
-    })
+    Ok(Removal { keys, orders_affected })
 }
 
 /// Checks that every id names a key of this environment.
-async fn require_keys(
-    txn: &impl ConnectionTrait,
-    ctx: &RequestContext,
-    ids: &[String],
-) -> AppResult<Vec<String>> {
+async fn require_keys(txn: &impl ConnectionTrait, ctx: &RequestContext, ids: &[String]) -> AppResult<Vec<String>> {
     let ids = distinct_ids(ids)?;
     let sel = selection(
         txn.get_database_backend(),
         ctx.environment,
-        &KeyFilter {
-            ids: Some(ids.clone()),
-            ..KeyFilter::default()
-        },
+        &KeyFilter { ids: Some(ids.clone()), ..KeyFilter::default() },
         "k",
     )?;
-    let found = scalar(
-        txn,
-        Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel),
-    )
-    .await?;
+    let found = scalar(txn, Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel)).await?;
     if found as usize != ids.len() {
         return Err(AppError::not_found_in("licence key", "keyIds"));
     }
@@ -385,12 +301,7 @@ async fn require_keys(
 }
 
 /// Adds a tag to keys (those already carrying it are left alone). Returns how many gained it.
-pub async fn tag(
-    db: &DatabaseConnection,
-    ctx: &RequestContext,
-    tag_id: &str,
-    key_ids: &[String],
-) -> AppResult<u64> {
+pub async fn tag(db: &DatabaseConnection, ctx: &RequestContext, tag_id: &str, key_ids: &[String]) -> AppResult<u64> {
     ctx.viewer.require(may::MANAGE)?;
     let txn = begin_write(db).await?;
     let tag = tags::find_sellers_tag(&txn, ctx, tag_id, "tagId").await?;
@@ -413,12 +324,7 @@ pub async fn tag(
 }
 
 /// Removes a tag from keys. Returns how many lost it.
-pub async fn untag(
-    db: &DatabaseConnection,
-    ctx: &RequestContext,
-    tag_id: &str,
-    key_ids: &[String],
-) -> AppResult<u64> {
+pub async fn untag(db: &DatabaseConnection, ctx: &RequestContext, tag_id: &str, key_ids: &[String]) -> AppResult<u64> {
     ctx.viewer.require(may::MANAGE)?;
     let txn = begin_write(db).await?;
     let tag = tags::find_sellers_tag(&txn, ctx, tag_id, "tagId").await?;
@@ -456,9 +362,7 @@ pub async fn move_keys(
     let txn = begin_write(db).await?;
     let from = TagRef::parse(from);
     if let TagRef::Tag(id) = &from {
-        tags::find(&txn, ctx, id)
-            .await?
-            .ok_or_else(|| AppError::not_found_in("tag", "fromTagId"))?;
+        tags::find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("tag", "fromTagId"))?;
     }
     let target = tags::find_sellers_tag(&txn, ctx, to, "toTagId").await?;
     let filter = KeyFilter {
@@ -473,11 +377,7 @@ pub async fn move_keys(
     let moved = match &from {
         TagRef::Tag(from_id) => {
             // Count what leaves the source first: keys already in the target still move out.
-            let moved = scalar(
-                &txn,
-                Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel),
-            )
-            .await? as u64;
+            let moved = scalar(&txn, Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel)).await? as u64;
             link(&txn, &target.id, &sel).await?;
             unlink(&txn, from_id, &sel).await?;
             moved
@@ -502,30 +402,33 @@ pub async fn move_keys(
 
 fn ids_selection(ids: &[String]) -> Sql {
     let mut sql = Sql::new("");
-    sql.push(
-        &format!("k.id IN ({})", placeholders(ids.len())),
-        ids.iter().cloned().map(Value::from),
-    );
+    sql.push(&format!("k.id IN ({})", placeholders(ids.len())), ids.iter().cloned().map(Value::from));
     sql
 }
 
 /// Links the keys chosen by `sel` (alias `k`) to `tag_id`; returns how many new links.
 async fn link(txn: &impl ConnectionTrait, tag_id: &str, sel: &Sql) -> AppResult<u64> {
     let mut sql = Sql::new("");
-    sql.push("INSERT INTO license_key_tag (license_key_id, tag_id) SELECT k.id, ? FROM license_key k WHERE ", [Value::from(tag_id)])
-        .append(sel)
-        .push(
-            " AND NOT EXISTS (SELECT 1 FROM license_key_tag x WHERE x.license_key_id = k.id AND x.tag_id = ?)",
-            [Value::from(tag_id)],
-        );
+    sql.push(
+        "INSERT INTO license_key_tag (license_key_id, tag_id) SELECT k.id, ? FROM license_key k WHERE ",
+        [Value::from(tag_id)],
+    )
+    .append(sel)
+    .push(
+        " AND NOT EXISTS (SELECT 1 FROM license_key_tag x WHERE x.license_key_id = k.id AND x.tag_id = ?)",
+        [Value::from(tag_id)],
+    );
     execute(txn, &sql).await
 }
 
 async fn unlink(txn: &impl ConnectionTrait, tag_id: &str, sel: &Sql) -> AppResult<u64> {
     let mut sql = Sql::new("");
-    sql.push("DELETE FROM license_key_tag WHERE tag_id = ? AND license_key_id IN (SELECT k.id FROM license_key k WHERE ", [Value::from(tag_id)])
-        .append(sel)
-        .push(")", []);
+    sql.push(
+        "DELETE FROM license_key_tag WHERE tag_id = ? AND license_key_id IN (SELECT k.id FROM license_key k WHERE ",
+        [Value::from(tag_id)],
+    )
+    .append(sel)
+    .push(")", []);
     execute(txn, &sql).await
 }
 
@@ -533,30 +436,16 @@ async fn unlink(txn: &impl ConnectionTrait, tag_id: &str, sel: &Sql) -> AppResul
 /// key goes when the same key string is in the pool as an older copy, or has
 /// been delivered anywhere in the environment (it could never be delivered
 /// again). Delivered keys are never touched.
-pub async fn clean_up_duplicates(
-    db: &DatabaseConnection,
-    ctx: &RequestContext,
-    tag_id: &str,
-) -> AppResult<Removal> {
+pub async fn clean_up_duplicates(db: &DatabaseConnection, ctx: &RequestContext, tag_id: &str) -> AppResult<Removal> {
     ctx.viewer.require(may::MANAGE)?;
     let txn = begin_write(db).await?;
     let pool = TagRef::parse(tag_id);
     if let TagRef::Tag(id) = &pool {
-        tags::find(&txn, ctx, id)
-            .await?
-            .ok_or_else(|| AppError::not_found_in("tag", "tagId"))?;
+        tags::find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("tag", "tagId"))?;
     }
     let backend = txn.get_database_backend();
     let in_pool = |alias: &str| {
-        selection(
-            backend,
-            ctx.environment,
-            &KeyFilter {
-                tag: Some(pool.clone()),
-                ..KeyFilter::default()
-            },
-            alias,
-        )
+        selection(backend, ctx.environment, &KeyFilter { tag: Some(pool.clone()), ..KeyFilter::default() }, alias)
     };
     let mut sel = in_pool("k")?;
     sel.push(
@@ -566,15 +455,7 @@ pub async fn clean_up_duplicates(
     )
     .append(&in_pool("o")?)
     .push(" AND (o.created_at < k.created_at OR (o.created_at = k.created_at AND o.id < k.id)))))", []);
-    let removal = remove(
-        &txn,
-        ctx,
-        &sel,
-        false,
-        "tag.duplicates_removed",
-        ("tag", tag_id),
-    )
-    .await?;
+    let removal = remove(&txn, ctx, &sel, false, "tag.duplicates_removed", ("tag", tag_id)).await?;
     txn.commit().await?;
     Ok(removal)
 }

@@ -9,8 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Order;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select, Value,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    Value,
 };
 
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
@@ -29,10 +29,7 @@ impl PageArgs {
             None => DEFAULT_PAGE_SIZE,
             Some(n) if (0..=MAX_PAGE_SIZE as i32).contains(&n) => n as u64,
             Some(n) => {
-                return Err(AppError::invalid(
-                    "first",
-                    format!("must be between 0 and {MAX_PAGE_SIZE} (got {n})"),
-                ));
+                return Err(AppError::invalid("first", format!("must be between 0 and {MAX_PAGE_SIZE} (got {n})")));
             }
         };
         let after = after.map(|c| Cursor::decode(&c)).transpose()?;
@@ -55,8 +52,7 @@ impl Cursor {
     pub fn decode(raw: &str) -> AppResult<Self> {
         let invalid = || AppError::invalid("after", "is not a cursor returned by this list");
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
-        let (value, id): (String, String) =
-            serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        let (value, id): (String, String) = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
         Ok(Self { value, id })
     }
 }
@@ -117,11 +113,7 @@ where
     C: ColumnTrait,
     E::Model: Send + Sync,
 {
-    let total_count = if want_total {
-        Some(query.clone().count(db).await?)
-    } else {
-        None
-    };
+    let total_count = if want_total { Some(query.clone().count(db).await?) } else { None };
     let mut query = query;
     if let Some(cursor) = &args.after {
         let value = sql_value(keyset.kind, &cursor.value)?;
@@ -131,41 +123,22 @@ where
         } else {
             (keyset.column.gt(value.clone()), keyset.id.gt(id))
         };
-        query = query.filter(
-            Condition::any()
-                .add(beyond)
-                .add(Condition::all().add(keyset.column.eq(value)).add(id_beyond)),
-        );
+        query = query
+            .filter(Condition::any().add(beyond).add(Condition::all().add(keyset.column.eq(value)).add(id_beyond)));
     }
-    let order = if keyset.descending {
-        Order::Desc
-    } else {
-        Order::Asc
-    };
-    let mut rows = query
-        .order_by(keyset.column, order.clone())
-        .order_by(keyset.id, order)
-        .limit(args.first + 1)
-        .all(db)
-        .await?;
+    let order = if keyset.descending { Order::Desc } else { Order::Asc };
+    let mut rows =
+        query.order_by(keyset.column, order.clone()).order_by(keyset.id, order).limit(args.first + 1).all(db).await?;
     let has_next_page = rows.len() as u64 > args.first;
     rows.truncate(args.first as usize);
     let items = rows
         .into_iter()
         .map(|row| {
-            let cursor = Cursor {
-                value: sort_value(&row),
-                id: id_of(&row),
-            };
+            let cursor = Cursor { value: sort_value(&row), id: id_of(&row) };
             (cursor.encode(), row)
         })
         .collect();
-    Ok(Page {
-        items,
-        has_next_page,
-        has_previous_page: args.after.is_some(),
-        total_count,
-    })
+    Ok(Page { items, has_next_page, has_previous_page: args.after.is_some(), total_count })
 }
 
 #[cfg(test)]
@@ -174,10 +147,7 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
-        let c = Cursor {
-            value: "Pro Suite".into(),
-            id: "01J".into(),
-        };
+        let c = Cursor { value: "Pro Suite".into(), id: "01J".into() };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         let err = Cursor::decode("not-a-cursor").unwrap_err();
         assert_eq!(err.field(), Some("after"));
@@ -185,18 +155,9 @@ mod tests {
 
     #[test]
     fn page_sizes_are_bounded() {
-        assert_eq!(
-            PageArgs::parse(None, None).unwrap().first,
-            DEFAULT_PAGE_SIZE
-        );
+        assert_eq!(PageArgs::parse(None, None).unwrap().first, DEFAULT_PAGE_SIZE);
         assert_eq!(PageArgs::parse(Some(0), None).unwrap().first, 0);
-        assert_eq!(
-            PageArgs::parse(Some(101), None).unwrap_err().field(),
-            Some("first")
-        );
-        assert_eq!(
-            PageArgs::parse(Some(-1), None).unwrap_err().field(),
-            Some("first")
-        );
+        assert_eq!(PageArgs::parse(Some(101), None).unwrap_err().field(), Some("first"));
+        assert_eq!(PageArgs::parse(Some(-1), None).unwrap_err().field(), Some("first"));
     }
 }

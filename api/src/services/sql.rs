@@ -13,10 +13,7 @@ pub struct Sql {
 
 impl Sql {
     pub fn new(text: impl Into<String>) -> Self {
-        Self {
-            text: text.into(),
-            values: Vec::new(),
-        }
+        Self { text: text.into(), values: Vec::new() }
     }
 
     /// Appends text with its values.
@@ -84,10 +81,7 @@ mod tests {
 
     #[test]
     fn postgres_placeholders_are_numbered_outside_strings() {
-        assert_eq!(
-            numbered("a = ? AND b LIKE '?%' AND c IN (?, ?)"),
-            "a = $1 AND b LIKE '?%' AND c IN ($2, $3)"
-        );
+        assert_eq!(numbered("a = ? AND b LIKE '?%' AND c IN (?, ?)"), "a = $1 AND b LIKE '?%' AND c IN ($2, $3)");
         assert_eq!(placeholders(3), "?, ?, ?");
     }
 }

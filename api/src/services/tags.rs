@@ -12,8 +12,7 @@ use chrono::{DateTime, Utc};
 use entity::tag::{self, AUTO_GENERATED, NO_TAG, NO_TAG_ID};
 use entity::values::TagName;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, Value,
 };
 
 /// A pool and its figures.
@@ -63,11 +62,7 @@ const FIGURES: &str = "COUNT(k.id), \
      COALESCE(SUM(CASE WHEN k.status = 'AVAILABLE' THEN 1 ELSE 0 END), 0), \
      COALESCE(SUM(CASE WHEN k.status = 'ASSIGNED' THEN 1 ELSE 0 END), 0)";
 
-async fn tag_figures(
-    db: &impl ConnectionTrait,
-    ctx: &RequestContext,
-    only: Option<&str>,
-) -> AppResult<Vec<TagStats>> {
+async fn tag_figures(db: &impl ConnectionTrait, ctx: &RequestContext, only: Option<&str>) -> AppResult<Vec<TagStats>> {
     let mut sql = Sql::new("");
     sql.push(
         &format!(
@@ -82,9 +77,7 @@ async fn tag_figures(
         sql.push(" AND t.id = ?", [Value::from(id)]);
     }
     sql.push(" GROUP BY t.id, t.name, t.created_at", []);
-    let rows = db
-        .query_all_raw(sql.statement(db.get_database_backend()))
-        .await?;
+    let rows = db.query_all_raw(sql.statement(db.get_database_backend())).await?;
     rows.iter()
         .map(|row| {
             let name: String = row.try_get_by_index(1)?;
@@ -139,10 +132,7 @@ pub async fn overview(
     ctx.viewer.require(may::READ)?;
     let mut all = tag_figures(db, ctx, None).await?;
     all.push(untagged_figures(db, ctx).await?);
-    if let Some(term) = search
-        .map(|s| s.trim().to_lowercase())
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(term) = search.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()) {
         all.retain(|t| t.name.contains(&term));
     }
     all.sort_by(|a, b| {
@@ -150,24 +140,21 @@ pub async fn overview(
             TagOrderField::Name => a.name.cmp(&b.name),
             TagOrderField::Remaining => a.remaining.cmp(&b.remaining),
         };
-        let primary = if order.descending {
-            primary.reverse()
-        } else {
-            primary
-        };
+        let primary = if order.descending { primary.reverse() } else { primary };
         // Ties read alphabetically whichever way the list runs.
         primary.then_with(|| a.name.cmp(&b.name))
     });
     let total = all.len();
-    let start =
-        match &args.after {
-            None => 0,
-            Some(cursor) => {
-                cursor.value.parse::<usize>().map_err(|_| {
-                    AppError::invalid("after", "is not a cursor returned by this list")
-                })? + 1
-            }
-        };
+    let start = match &args.after {
+        None => 0,
+        Some(cursor) => {
+            cursor
+                .value
+                .parse::<usize>()
+                .map_err(|_| AppError::invalid("after", "is not a cursor returned by this list"))?
+                + 1
+        }
+    };
     let end = (start + args.first as usize).min(total);
     let items = all
         .into_iter()
@@ -175,19 +162,11 @@ pub async fn overview(
         .skip(start)
         .take(end.saturating_sub(start))
         .map(|(i, t)| {
-            let cursor = Cursor {
-                value: i.to_string(),
-                id: t.id.clone(),
-            };
+            let cursor = Cursor { value: i.to_string(), id: t.id.clone() };
             (cursor.encode(), t)
         })
         .collect();
-    Ok(Page {
-        items,
-        has_next_page: end < total,
-        has_previous_page: start > 0,
-        total_count: Some(total as u64),
-    })
+    Ok(Page { items, has_next_page: end < total, has_previous_page: start > 0, total_count: Some(total as u64) })
 }
 
 /// One pool's figures (`no-tag` for keys without a tag).
@@ -196,28 +175,15 @@ pub async fn stats(db: &DatabaseConnection, ctx: &RequestContext, id: &str) -> A
     if id == NO_TAG_ID {
         return untagged_figures(db, ctx).await;
     }
-    tag_figures(db, ctx, Some(id))
-        .await?
-        .pop()
-        .ok_or_else(|| AppError::not_found("tag"))
+    tag_figures(db, ctx, Some(id)).await?.pop().ok_or_else(|| AppError::not_found("tag"))
 }
 
-pub(crate) async fn find(
-    db: &impl ConnectionTrait,
-    ctx: &RequestContext,
-    id: &str,
-) -> AppResult<Option<tag::Model>> {
-    Ok(tag::Entity::find_by_id(id.to_string())
-        .filter(tag::Column::Environment.eq(ctx.environment))
-        .one(db)
-        .await?)
+pub(crate) async fn find(db: &impl ConnectionTrait, ctx: &RequestContext, id: &str) -> AppResult<Option<tag::Model>> {
+    Ok(tag::Entity::find_by_id(id.to_string()).filter(tag::Column::Environment.eq(ctx.environment)).one(db).await?)
 }
 
 fn system_tag_error(field: &str, name: &str, what: &str) -> AppError {
-    AppError::invalid(
-        field,
-        format!("'{name}' is a system tag and cannot be {what}"),
-    )
+    AppError::invalid(field, format!("'{name}' is a system tag and cannot be {what}"))
 }
 
 /// A tag of the seller's own (not a system tag), for operations that change its keys' tags.
@@ -230,15 +196,9 @@ pub(crate) async fn find_sellers_tag(
     if id == NO_TAG_ID {
         return Err(system_tag_error(field, NO_TAG, "used here"));
     }
-    let tag = find(db, ctx, id)
-        .await?
-        .ok_or_else(|| AppError::not_found_in("tag", field))?;
+    let tag = find(db, ctx, id).await?.ok_or_else(|| AppError::not_found_in("tag", field))?;
     if tag.name == AUTO_GENERATED {
-        return Err(system_tag_error(
-            field,
-            AUTO_GENERATED,
-            "used here; Keysmith manages its keys",
-        ));
+        return Err(system_tag_error(field, AUTO_GENERATED, "used here; Keysmith manages its keys"));
     }
     Ok(tag)
 }
@@ -246,19 +206,12 @@ pub(crate) async fn find_sellers_tag(
 fn parse_name(field: &str, raw: &str) -> AppResult<String> {
     let name = TagName::parse(field, raw)?;
     if tag::is_system_name(name.as_str()) {
-        return Err(AppError::invalid(
-            field,
-            format!("'{raw}' is the name of a system tag"),
-        ));
+        return Err(AppError::invalid(field, format!("'{raw}' is the name of a system tag")));
     }
     Ok(name.as_str().to_string())
 }
 
-pub async fn create(
-    db: &DatabaseConnection,
-    ctx: &RequestContext,
-    name: &str,
-) -> AppResult<tag::Model> {
+pub async fn create(db: &DatabaseConnection, ctx: &RequestContext, name: &str) -> AppResult<tag::Model> {
     ctx.viewer.require(may::MANAGE)?;
     let name = parse_name("name", name)?;
     let txn = begin_write(db).await?;
@@ -268,11 +221,7 @@ pub async fn create(
 }
 
 /// Creates a tag inside a caller's transaction, with its audit event.
-pub(crate) async fn insert(
-    txn: &impl ConnectionTrait,
-    ctx: &RequestContext,
-    name: &str,
-) -> AppResult<tag::Model> {
+pub(crate) async fn insert(txn: &impl ConnectionTrait, ctx: &RequestContext, name: &str) -> AppResult<tag::Model> {
     let created = tag::ActiveModel {
         id: Set(entity::new_id()),
         environment: Set(ctx.environment),
@@ -297,21 +246,14 @@ pub(crate) async fn insert(
     Ok(created)
 }
 
-pub async fn rename(
-    db: &DatabaseConnection,
-    ctx: &RequestContext,
-    id: &str,
-    name: &str,
-) -> AppResult<tag::Model> {
+pub async fn rename(db: &DatabaseConnection, ctx: &RequestContext, id: &str, name: &str) -> AppResult<tag::Model> {
     ctx.viewer.require(may::MANAGE)?;
     if id == NO_TAG_ID {
         return Err(system_tag_error("id", NO_TAG, "renamed"));
     }
     let name = parse_name("name", name)?;
     let txn = begin_write(db).await?;
-    let before = find(&txn, ctx, id)
-        .await?
-        .ok_or_else(|| AppError::not_found_in("tag", "id"))?;
+    let before = find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("tag", "id"))?;
     if before.name == AUTO_GENERATED {
         return Err(system_tag_error("id", AUTO_GENERATED, "renamed"));
     }
@@ -336,30 +278,19 @@ pub async fn rename(
 }
 
 /// Deletes a tag with every key it holds. Keys that were ever activated need `force`.
-pub async fn delete(
-    db: &DatabaseConnection,
-    ctx: &RequestContext,
-    id: &str,
-    force: bool,
-) -> AppResult<Removal> {
+pub async fn delete(db: &DatabaseConnection, ctx: &RequestContext, id: &str, force: bool) -> AppResult<Removal> {
     ctx.viewer.require(may::MANAGE)?;
     if id == NO_TAG_ID {
         return Err(system_tag_error("id", NO_TAG, "deleted"));
     }
     let txn = begin_write(db).await?;
-    let tag = find(&txn, ctx, id)
-        .await?
-        .ok_or_else(|| AppError::not_found_in("tag", "id"))?;
+    let tag = find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("tag", "id"))?;
     if tag.name == AUTO_GENERATED {
         return Err(system_tag_error("id", AUTO_GENERATED, "deleted"));
     }
-    let filter = KeyFilter {
-        tag: Some(TagRef::Tag(tag.id.clone())),
-        ..KeyFilter::default()
-    };
+    let filter = KeyFilter { tag: Some(TagRef::Tag(tag.id.clone())), ..KeyFilter::default() };
     let sel = keys::selection(txn.get_database_backend(), ctx.environment, &filter, "k")?;
-    let removal =
-        keys::remove(&txn, ctx, &sel, force, "tag.keys_deleted", ("tag", &tag.id)).await?;
+    let removal = keys::remove(&txn, ctx, &sel, force, "tag.keys_deleted", ("tag", &tag.id)).await?;
     tag::Entity::delete_by_id(tag.id.clone()).exec(&txn).await?;
     audit::record(
         &txn,

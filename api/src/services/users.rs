@@ -65,10 +65,7 @@ pub async fn find_by_email(db: &DatabaseConnection, email: &str) -> AppResult<Op
     let Ok(email) = Email::parse("email", email) else {
         return Ok(None);
     };
-    Ok(user::Entity::find()
-        .filter(user::Column::Email.eq(email.as_str()))
-        .one(db)
-        .await?)
+    Ok(user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(db).await?)
 }
 
 pub async fn get(db: &DatabaseConnection, id: &str) -> AppResult<Option<user::Model>> {
@@ -85,19 +82,13 @@ pub async fn login(
     password: &str,
 ) -> AppResult<(IssuedToken, user::Model)> {
     let account = find_by_email(db, email).await?;
-    let matches = password::verify(
-        password.to_string(),
-        account.as_ref().map(|u| u.password_hash.clone()),
-    )
-    .await;
+    let matches = password::verify(password.to_string(), account.as_ref().map(|u| u.password_hash.clone())).await;
     match account {
         Some(account) if matches && !account.disabled => {
             let token = issue_token(keys, &account, None, ttl_seconds)?;
             Ok((token, account))
         }
-        _ => Err(AppError::Unauthenticated(
-            "invalid email or password".into(),
-        )),
+        _ => Err(AppError::Unauthenticated("invalid email or password".into())),
     }
 }
 
@@ -108,18 +99,9 @@ pub fn issue_token(
     ttl_seconds: u64,
 ) -> AppResult<IssuedToken> {
     let (token, claims) = keys
-        .issue(
-            &account.id,
-            account.role.into(),
-            environment,
-            account.token_version,
-            ttl_seconds,
-        )
+        .issue(&account.id, account.role.into(), environment, account.token_version, ttl_seconds)
         .map_err(AppError::internal)?;
-    Ok(IssuedToken {
-        token,
-        expires_at: DateTime::from_timestamp(claims.exp as i64, 0).unwrap_or_else(Utc::now),
-    })
+    Ok(IssuedToken { token, expires_at: DateTime::from_timestamp(claims.exp as i64, 0).unwrap_or_else(Utc::now) })
 }
 
 /// The viewer a bearer token stands for, and the environment it is limited to.
@@ -136,17 +118,10 @@ pub async fn authenticate(
             let account = get(db, &claims.sub)
                 .await?
                 .filter(|u| !u.disabled && u.token_version == claims.ver)
-                .ok_or_else(|| {
-                    AppError::Unauthenticated("the token's account is disabled or changed".into())
-                })?;
-            Viewer::Staff {
-                user_id: account.id,
-                role: account.role,
-            }
+                .ok_or_else(|| AppError::Unauthenticated("the token's account is disabled or changed".into()))?;
+            Viewer::Staff { user_id: account.id, role: account.role }
         }
-        Role::Customer => Viewer::Customer {
-            customer_id: claims.sub,
-        },
+        Role::Customer => Viewer::Customer { customer_id: claims.sub },
         Role::Anonymous => return Err(AppError::Unauthenticated("the token is not valid".into())),
     };
     Ok((viewer, claims.env))

@@ -22,60 +22,27 @@ on_both_databases!(
 
 async fn staff_log_in_with_email_and_password(app: TestApp) {
     let admin = app.staff_token(StaffRole::Admin).await;
-    let who = app
-        .graphql(Some(&admin), "{ me { user { email } } }", json!({}))
-        .await;
-    let email = data(&who)["me"]["user"]["email"]
-        .as_str()
-        .expect("email")
-        .to_uppercase();
+    let who = app.graphql(Some(&admin), "{ me { user { email } } }", json!({})).await;
+    let email = data(&who)["me"]["user"]["email"].as_str().expect("email").to_uppercase();
 
     // Emails are matched whatever their case.
-    let body = app
-        .graphql(None, LOGIN, json!({ "e": email, "p": TEST_PASSWORD }))
-        .await;
+    let body = app.graphql(None, LOGIN, json!({ "e": email, "p": TEST_PASSWORD })).await;
     let login = &data(&body)["login"];
     assert_eq!(login["user"]["role"], "ADMIN");
     let token = login["token"].as_str().expect("token");
-    let me = app
-        .graphql(
-            Some(token),
-            "{ me { role environment user { role } } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(
-        data(&me)["me"],
-        json!({ "role": "ADMIN", "environment": "PRODUCTION", "user": { "role": "ADMIN" } })
-    );
+    let me = app.graphql(Some(token), "{ me { role environment user { role } } }", json!({})).await;
+    assert_eq!(data(&me)["me"], json!({ "role": "ADMIN", "environment": "PRODUCTION", "user": { "role": "ADMIN" } }));
 
-    let wrong = app
-        .graphql(
-            None,
-            LOGIN,
-            json!({ "e": email, "p": "not the password at all" }),
-        )
-        .await;
-    let unknown = app
-        .graphql(
-            None,
-            LOGIN,
-            json!({ "e": "who@example.com", "p": TEST_PASSWORD }),
-        )
-        .await;
+    let wrong = app.graphql(None, LOGIN, json!({ "e": email, "p": "not the password at all" })).await;
+    let unknown = app.graphql(None, LOGIN, json!({ "e": "who@example.com", "p": TEST_PASSWORD })).await;
     assert_eq!(error_code(&wrong), Some("UNAUTHENTICATED"));
     assert_eq!(
         wrong["errors"][0]["message"], unknown["errors"][0]["message"],
         "an unknown email and a wrong password look the same"
     );
 
-    let anonymous = app
-        .graphql(None, "{ me { role user { id } } }", json!({}))
-        .await;
-    assert_eq!(
-        data(&anonymous)["me"],
-        json!({ "role": "ANONYMOUS", "user": null })
-    );
+    let anonymous = app.graphql(None, "{ me { role user { id } } }", json!({})).await;
+    assert_eq!(data(&anonymous)["me"], json!({ "role": "ANONYMOUS", "user": null }));
 }
 
 async fn bad_tokens_are_all_unauthenticated(app: TestApp) {
@@ -91,10 +58,8 @@ async fn bad_tokens_are_all_unauthenticated(app: TestApp) {
     audience.aud = "another-service".into();
     let mut issuer = claims.clone();
     issuer.iss = "someone-else".into();
-    let other_secret = JwtKeys::new(b"another-secret-another-secret-0123456789")
-        .expect("keys")
-        .sign(&claims)
-        .expect("sign");
+    let other_secret =
+        JwtKeys::new(b"another-secret-another-secret-0123456789").expect("keys").sign(&claims).expect("sign");
     let hs512 = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
         &claims,
@@ -102,20 +67,13 @@ async fn bad_tokens_are_all_unauthenticated(app: TestApp) {
     )
     .expect("sign");
     let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims"));
-    let none = format!(
-        "{}.{body}.",
-        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#)
-    );
+    let none = format!("{}.{body}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#));
     // Promote ourselves to admin by editing the payload: the signature no longer matches.
     let mut promoted = claims.clone();
     promoted.role = Role::Admin;
     let parts: Vec<&str> = good.split('.').collect();
-    let tampered = format!(
-        "{}.{}.{}",
-        parts[0],
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&promoted).expect("claims")),
-        parts[2]
-    );
+    let tampered =
+        format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(serde_json::to_vec(&promoted).expect("claims")), parts[2]);
 
     for (what, token) in [
         ("expired", sign(&expired)),
@@ -127,15 +85,9 @@ async fn bad_tokens_are_all_unauthenticated(app: TestApp) {
         ("tampered payload", tampered),
         ("garbage", "not.a.token".to_string()),
     ] {
-        let (status, body) = app
-            .graphql_in(Some(&token), None, "{ me { role } }", json!({}))
-            .await;
+        let (status, body) = app.graphql_in(Some(&token), None, "{ me { role } }", json!({})).await;
         assert_eq!(status, 401, "{what}: {body:#}");
-        assert_eq!(
-            error_code(&body),
-            Some("UNAUTHENTICATED"),
-            "{what}: {body:#}"
-        );
+        assert_eq!(error_code(&body), Some("UNAUTHENTICATED"), "{what}: {body:#}");
     }
     assert_eq!(claims.iss, ISSUER);
     assert_eq!(claims.aud, AUDIENCE);
@@ -173,60 +125,27 @@ async fn credentials_come_only_from_the_bearer_header(app: TestApp) {
 
 async fn a_token_limited_to_an_environment_stays_there(app: TestApp) {
     let admin = app.staff_token(StaffRole::Admin).await;
-    let who = app
-        .graphql(Some(&admin), "{ me { user { id } } }", json!({}))
-        .await;
-    let id = data(&who)["me"]["user"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let account = keysmith::services::users::get(app.db(), &id)
-        .await
-        .ok()
-        .flatten()
-        .expect("account");
-    let staging = keysmith::services::users::issue_token(
-        &app.state.jwt,
-        &account,
-        Some(entity::Environment::Staging),
-        600,
-    )
-    .map(|t| t.token)
-    .unwrap_or_else(|e| panic!("token: {}", e.client_message()));
+    let who = app.graphql(Some(&admin), "{ me { user { id } } }", json!({})).await;
+    let id = data(&who)["me"]["user"]["id"].as_str().expect("id").to_string();
+    let account = keysmith::services::users::get(app.db(), &id).await.ok().flatten().expect("account");
+    let staging =
+        keysmith::services::users::issue_token(&app.state.jwt, &account, Some(entity::Environment::Staging), 600)
+            .map(|t| t.token)
+            .unwrap_or_else(|e| panic!("token: {}", e.client_message()));
 
-    let (_, body) = app
-        .graphql_in(Some(&staging), None, "{ me { environment } }", json!({}))
-        .await;
-    assert_eq!(
-        data(&body)["me"]["environment"],
-        "STAGING",
-        "the token's environment is the default"
-    );
-    let (status, body) = app
-        .graphql_in(
-            Some(&staging),
-            Some("production"),
-            "{ me { environment } }",
-            json!({}),
-        )
-        .await;
+    let (_, body) = app.graphql_in(Some(&staging), None, "{ me { environment } }", json!({})).await;
+    assert_eq!(data(&body)["me"]["environment"], "STAGING", "the token's environment is the default");
+    let (status, body) = app.graphql_in(Some(&staging), Some("production"), "{ me { environment } }", json!({})).await;
     assert_eq!(status, 403);
     assert_eq!(error_code(&body), Some("FORBIDDEN"));
-    let (status, body) = app
-        .graphql_in(Some(&admin), Some("moon"), "{ me { role } }", json!({}))
-        .await;
+    let (status, body) = app.graphql_in(Some(&admin), Some("moon"), "{ me { role } }", json!({})).await;
     assert_eq!(status, 400);
-    assert_eq!(
-        body["errors"][0]["extensions"]["field"],
-        "X-Keysmith-Environment"
-    );
+    assert_eq!(body["errors"][0]["extensions"]["field"], "X-Keysmith-Environment");
 }
 
 async fn disabling_an_account_stops_its_tokens(app: TestApp) {
     let manager = app.staff_token(StaffRole::Manager).await;
-    let ok = app
-        .graphql(Some(&manager), "{ me { role } }", json!({}))
-        .await;
+    let ok = app.graphql(Some(&manager), "{ me { role } }", json!({})).await;
     assert_eq!(data(&ok)["me"]["role"], "MANAGER");
 
     let account = user::Entity::find()
@@ -239,9 +158,7 @@ async fn disabling_an_account_stops_its_tokens(app: TestApp) {
     active.disabled = Set(true);
     active.update(app.db()).await.expect("disable");
 
-    let (status, body) = app
-        .graphql_in(Some(&manager), None, "{ me { role } }", json!({}))
-        .await;
+    let (status, body) = app.graphql_in(Some(&manager), None, "{ me { role } }", json!({})).await;
     assert_eq!(status, 401);
     assert_eq!(error_code(&body), Some("UNAUTHENTICATED"));
 }

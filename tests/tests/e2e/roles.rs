@@ -19,18 +19,18 @@ const ROLES: [&str; 5] = ["admin", "manager", "support", "customer", "anonymous"
 
 /// (mutation, outcome for admin, manager, support, customer, anonymous)
 const MATRIX: &[(&str, [Outcome; 5])] = &[
-    (
-        "createProduct",
-        [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated],
-    ),
-    (
-        "updateProduct",
-        [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated],
-    ),
-    (
-        "archiveProduct",
-        [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated],
-    ),
+    ("createProduct", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("updateProduct", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("archiveProduct", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("createTag", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("renameTag", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("deleteTag", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("importLicenseKeys", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("tagLicenseKeys", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("untagLicenseKeys", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("moveLicenseKeys", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("deleteLicenseKeys", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("cleanUpDuplicates", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     // Signing in is open to anyone; the outcome is then decided by the credentials.
     ("login", [Allowed, Allowed, Allowed, Allowed, Allowed]),
 ];
@@ -47,13 +47,82 @@ async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (String, Val
             .await;
         data(&body)["createProduct"]["product"]["id"].clone()
     };
+    let tag_id = || async {
+        let body = app
+            .graphql(
+                Some(admin),
+                "mutation($n: String!) { createTag(input: {name: $n}) { tag { id } } }",
+                json!({ "n": format!("t-{}", ulid::Ulid::generate().to_string().to_lowercase()) }),
+            )
+            .await;
+        data(&body)["createTag"]["tag"]["id"].clone()
+    };
+    let key_id = |tag: Value| async move {
+        let body = app
+            .graphql(
+                Some(admin),
+                "mutation($t: [ID!]!, $k: String!) { importLicenseKeys(input: {text: $k, tagIds: $t}) { imported } }",
+                json!({ "t": [tag.clone()], "k": format!("K-{}", ulid::Ulid::generate()) }),
+            )
+            .await;
+        assert_eq!(data(&body)["importLicenseKeys"]["imported"], 1);
+        let listed = app
+            .graphql(
+                Some(admin),
+                "query($t: ID!) { tag(id: $t) { keys { edges { node { id } } } } }",
+                json!({ "t": tag }),
+            )
+            .await;
+        data(&listed)["tag"]["keys"]["edges"][0]["node"]["id"].clone()
+    };
+    let tag_mutation = |name: &str| {
+        format!("mutation($t: ID!, $k: [ID!]!) {{ {name}(input: {{tagId: $t, keyIds: $k}}) {{ keysChanged }} }}")
+    };
     match mutation {
+        "createTag" => (
+            "mutation($n: String!) { createTag(input: {name: $n}) { tag { id } } }".into(),
+            json!({ "n": format!("t-{}", ulid::Ulid::generate().to_string().to_lowercase()) }),
+        ),
+        "renameTag" => (
+            "mutation($id: ID!, $n: String!) { renameTag(input: {id: $id, name: $n}) { tag { id } } }".into(),
+            json!({ "id": tag_id().await, "n": format!("r-{}", ulid::Ulid::generate().to_string().to_lowercase()) }),
+        ),
+        "deleteTag" => (
+            "mutation($id: ID!) { deleteTag(input: {id: $id}) { keysChanged } }".into(),
+            json!({ "id": tag_id().await }),
+        ),
+        "importLicenseKeys" => (
+            "mutation($k: String!) { importLicenseKeys(input: {text: $k}) { imported } }".into(),
+            json!({ "k": format!("K-{}", ulid::Ulid::generate()) }),
+        ),
+        "tagLicenseKeys" | "untagLicenseKeys" => {
+            let tag = tag_id().await;
+            let key = key_id(tag.clone()).await;
+            (tag_mutation(mutation), json!({ "t": tag, "k": [key] }))
+        }
+        "moveLicenseKeys" => (
+            "mutation($f: ID!, $t: ID!) { moveLicenseKeys(input: {fromTagId: $f, toTagId: $t}) { keysChanged } }"
+                .into(),
+            json!({ "f": tag_id().await, "t": tag_id().await }),
+        ),
+        "deleteLicenseKeys" => {
+            let key = key_id(tag_id().await).await;
+            (
+                "mutation($k: [ID!]!) { deleteLicenseKeys(input: {keyIds: $k}) { keysChanged } }".into(),
+                json!({ "k": [key] }),
+            )
+        }
+        "cleanUpDuplicates" => (
+            "mutation($t: ID!) { cleanUpDuplicates(input: {tagId: $t}) { keysChanged } }".into(),
+            json!({ "t": tag_id().await }),
+        ),
         "createProduct" => (
             "mutation($n: String!) { createProduct(input: {name: $n}) { product { id } } }".into(),
             json!({ "n": format!("p-{}", ulid::Ulid::generate()) }),
         ),
         "updateProduct" => (
-            "mutation($id: ID!) { updateProduct(input: {id: $id, description: \"changed\"}) { product { id } } }".into(),
+            "mutation($id: ID!) { updateProduct(input: {id: $id, description: \"changed\"}) { product { id } } }"
+                .into(),
             json!({ "id": product_id().await }),
         ),
         "archiveProduct" => (
@@ -86,23 +155,12 @@ async fn each_role_gets_the_outcome_the_matrix_says(app: TestApp) {
             let code = error_code(&body);
             match expected {
                 Forbidden => assert_eq!(code, Some("FORBIDDEN"), "{mutation} as {role}: {body:#}"),
-                Unauthenticated => assert_eq!(
-                    code,
-                    Some("UNAUTHENTICATED"),
-                    "{mutation} as {role}: {body:#}"
-                ),
+                Unauthenticated => assert_eq!(code, Some("UNAUTHENTICATED"), "{mutation} as {role}: {body:#}"),
                 // Past the guard: the mutation ran (login then judges the credentials).
                 Allowed if *mutation == "login" => {
-                    assert_eq!(
-                        body["errors"][0]["message"],
-                        "not authenticated: invalid email or password",
-                        "{role}"
-                    )
+                    assert_eq!(body["errors"][0]["message"], "not authenticated: invalid email or password", "{role}")
                 }
-                Allowed => assert!(
-                    body.get("errors").is_none(),
-                    "{mutation} as {role}: {body:#}"
-                ),
+                Allowed => assert!(body.get("errors").is_none(), "{mutation} as {role}: {body:#}"),
             }
         }
     }
@@ -111,11 +169,7 @@ async fn each_role_gets_the_outcome_the_matrix_says(app: TestApp) {
 #[test]
 fn every_mutation_has_a_row_in_the_role_matrix() {
     let sdl = keysmith::graphql::sdl();
-    let block = sdl
-        .split("type Mutation {")
-        .nth(1)
-        .and_then(|rest| rest.split("\n}").next())
-        .expect("a Mutation type");
+    let block = sdl.split("type Mutation {").nth(1).and_then(|rest| rest.split("\n}").next()).expect("a Mutation type");
     let mut in_description = false;
     let mut in_schema = BTreeSet::new();
     for line in block.lines().map(str::trim) {
@@ -140,19 +194,17 @@ fn every_mutation_has_a_row_in_the_role_matrix() {
 on_both_databases!(staff_read_and_others_do_not);
 
 async fn staff_read_and_others_do_not(app: TestApp) {
-    let query = "{ products { totalCount } }";
+    let query = "{ products { totalCount } tags { totalCount } licenseKeys { totalCount } }";
     for role in [StaffRole::Admin, StaffRole::Manager, StaffRole::Support] {
         let token = app.staff_token(role).await;
         let body = app.graphql(Some(&token), query, json!({})).await;
-        assert_eq!(data(&body)["products"]["totalCount"], 0, "{role:?}");
+        assert_eq!(
+            data(&body),
+            &json!({ "products": { "totalCount": 0 }, "tags": { "totalCount": 2 }, "licenseKeys": { "totalCount": 0 } }),
+            "{role:?}"
+        );
     }
     let customer = app.customer_token(&entity::new_id());
-    assert_eq!(
-        error_code(&app.graphql(Some(&customer), query, json!({})).await),
-        Some("FORBIDDEN")
-    );
-    assert_eq!(
-        error_code(&app.graphql(None, query, json!({})).await),
-        Some("UNAUTHENTICATED")
-    );
+    assert_eq!(error_code(&app.graphql(Some(&customer), query, json!({})).await), Some("FORBIDDEN"));
+    assert_eq!(error_code(&app.graphql(None, query, json!({})).await), Some("UNAUTHENTICATED"));
 }

@@ -41,14 +41,9 @@ on_both_databases!(
 async fn a_key_string_is_delivered_at_most_once_per_environment(app: TestApp) {
     let db = app.db();
     // Messy uploads may hold the same key twice while both are in the pool.
-    let first = key_row(Environment::Production, "AAAA-BBBB", KeySource::Uploaded)
-        .insert(db)
-        .await
-        .expect("first");
-    let second = key_row(Environment::Production, "AAAA-BBBB", KeySource::Uploaded)
-        .insert(db)
-        .await
-        .expect("a pool duplicate");
+    let first = key_row(Environment::Production, "AAAA-BBBB", KeySource::Uploaded).insert(db).await.expect("first");
+    let second =
+        key_row(Environment::Production, "AAAA-BBBB", KeySource::Uploaded).insert(db).await.expect("a pool duplicate");
 
     let mut delivered: license_key::ActiveModel = first.into();
     delivered.status = Set(LicenseStatus::Assigned);
@@ -56,31 +51,15 @@ async fn a_key_string_is_delivered_at_most_once_per_environment(app: TestApp) {
 
     let mut again: license_key::ActiveModel = second.clone().into();
     again.status = Set(LicenseStatus::Assigned);
-    let err = again
-        .update(db)
-        .await
-        .expect_err("the same key string cannot be delivered twice");
-    assert!(
-        matches!(
-            err.sql_err(),
-            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-        ),
-        "{err}"
-    );
-    let unchanged = license_key::Entity::find_by_id(second.id)
-        .one(db)
-        .await
-        .expect("read")
-        .expect("row");
+    let err = again.update(db).await.expect_err("the same key string cannot be delivered twice");
+    assert!(matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))), "{err}");
+    let unchanged = license_key::Entity::find_by_id(second.id).one(db).await.expect("read").expect("row");
     assert_eq!(unchanged.status, LicenseStatus::Available);
 
     // Revoked counts as delivered too; the other environment is independent.
     let mut staging = key_row(Environment::Staging, "AAAA-BBBB", KeySource::Uploaded);
     staging.status = Set(LicenseStatus::Revoked);
-    staging
-        .insert(db)
-        .await
-        .expect("the other environment is separate");
+    staging.insert(db).await.expect("the other environment is separate");
     let mut revoked = key_row(Environment::Production, "AAAA-BBBB", KeySource::Uploaded);
     revoked.status = Set(LicenseStatus::Revoked);
     assert!(revoked.insert(db).await.is_err());
@@ -88,35 +67,18 @@ async fn a_key_string_is_delivered_at_most_once_per_environment(app: TestApp) {
 
 async fn generated_keys_are_unique(app: TestApp) {
     let db = app.db();
-    key_row(Environment::Production, "01GEN", KeySource::Generated)
-        .insert(db)
-        .await
-        .expect("first");
+    key_row(Environment::Production, "01GEN", KeySource::Generated).insert(db).await.expect("first");
     let err = key_row(Environment::Production, "01GEN", KeySource::Generated)
         .insert(db)
         .await
         .expect_err("a generated key is unique");
-    assert!(
-        matches!(
-            err.sql_err(),
-            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-        ),
-        "{err}"
-    );
-    key_row(Environment::Staging, "01GEN", KeySource::Generated)
-        .insert(db)
-        .await
-        .expect("per environment");
+    assert!(matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))), "{err}");
+    key_row(Environment::Staging, "01GEN", KeySource::Generated).insert(db).await.expect("per environment");
 }
 
 async fn migrating_twice_changes_nothing(app: TestApp) {
-    keysmith::db::migrate(app.db())
-        .await
-        .expect("migrate again");
-    let keys = license_key::Entity::find()
-        .all(app.db())
-        .await
-        .expect("the schema is intact");
+    keysmith::db::migrate(app.db()).await.expect("migrate again");
+    let keys = license_key::Entity::find().all(app.db()).await.expect("the schema is intact");
     assert!(keys.is_empty());
 }
 
@@ -126,29 +88,20 @@ async fn migrating_twice_changes_nothing(app: TestApp) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_write_transactions_queue_instead_of_failing() {
     let dir = tempfile::tempdir().expect("dir");
-    let url = fresh_database(Backend::Sqlite, dir.path())
-        .await
-        .expect("sqlite");
+    let url = fresh_database(Backend::Sqlite, dir.path()).await.expect("sqlite");
     let db = keysmith::db::connect(&url, 16).await.expect("connect");
     keysmith::db::migrate(&db).await.expect("migrate");
-    setting::ActiveModel {
-        name: Set("counter".into()),
-        value: Set(json!(0)),
-        updated_at: Set(entity::now()),
-    }
-    .insert(&db)
-    .await
-    .expect("seed");
+    setting::ActiveModel { name: Set("counter".into()), value: Set(json!(0)), updated_at: Set(entity::now()) }
+        .insert(&db)
+        .await
+        .expect("seed");
 
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let db = db.clone();
         tasks.push(tokio::spawn(async move {
             let txn = keysmith::db::begin_write(&db).await?;
-            let row = setting::Entity::find_by_id("counter".to_string())
-                .one(&txn)
-                .await?
-                .expect("counter");
+            let row = setting::Entity::find_by_id("counter".to_string()).one(&txn).await?.expect("counter");
             tokio::task::yield_now().await;
             let mut active: setting::ActiveModel = row.clone().into();
             active.value = Set(json!(row.value.as_i64().unwrap_or_default() + 1));
@@ -159,10 +112,6 @@ async fn sqlite_write_transactions_queue_instead_of_failing() {
     for task in tasks {
         task.await.expect("task").expect("no transaction fails");
     }
-    let counter = setting::Entity::find_by_id("counter".to_string())
-        .one(&db)
-        .await
-        .expect("read")
-        .expect("row");
+    let counter = setting::Entity::find_by_id("counter".to_string()).one(&db).await.expect("read").expect("row");
     assert_eq!(counter.value, json!(50));
 }

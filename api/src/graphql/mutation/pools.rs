@@ -3,9 +3,9 @@ use crate::error::AppError;
 use crate::graphql::guard::RoleGuard;
 use crate::graphql::request;
 use crate::graphql::types::pool::{
-    CleanUpDuplicatesInput, CreateTagInput, DeleteLicenseKeysInput, DeleteTagInput,
-    ImportLicenseKeysInput, ImportLicenseKeysPayload, KeysChangedPayload, MoveLicenseKeysInput,
-    RenameTagInput, Tag, TagLicenseKeysInput, TagPayload, ids,
+    CleanUpDuplicatesInput, CreateTagInput, DeleteLicenseKeysInput, DeleteTagInput, ImportLicenseKeysInput,
+    ImportLicenseKeysPayload, KeysChangedPayload, MoveLicenseKeysInput, RenameTagInput, Tag, TagLicenseKeysInput,
+    TagPayload, ids,
 };
 use crate::services::import::{self, ImportFormat, ImportOptions};
 use crate::services::keys::{self, KeyFilter};
@@ -23,51 +23,33 @@ impl PoolMutation {
     async fn create_tag(&self, ctx: &Context<'_>, input: CreateTagInput) -> Result<TagPayload> {
         let (state, rc) = request(ctx)?;
         let created = tags::create(&state.db, rc, &input.name).await?;
-        Ok(TagPayload {
-            tag: Tag(tags::stats(&state.db, rc, &created.id).await?),
-        })
+        Ok(TagPayload { tag: Tag(tags::stats(&state.db, rc, &created.id).await?) })
     }
 
     #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
     async fn rename_tag(&self, ctx: &Context<'_>, input: RenameTagInput) -> Result<TagPayload> {
         let (state, rc) = request(ctx)?;
         let renamed = tags::rename(&state.db, rc, &input.id, &input.name).await?;
-        Ok(TagPayload {
-            tag: Tag(tags::stats(&state.db, rc, &renamed.id).await?),
-        })
+        Ok(TagPayload { tag: Tag(tags::stats(&state.db, rc, &renamed.id).await?) })
     }
 
     /// Deletes a tag and every key in it.
     #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
-    async fn delete_tag(
-        &self,
-        ctx: &Context<'_>,
-        input: DeleteTagInput,
-    ) -> Result<KeysChangedPayload> {
+    async fn delete_tag(&self, ctx: &Context<'_>, input: DeleteTagInput) -> Result<KeysChangedPayload> {
         let (state, rc) = request(ctx)?;
-        Ok(tags::delete(&state.db, rc, &input.id, input.force)
-            .await?
-            .into())
+        Ok(tags::delete(&state.db, rc, &input.id, input.force).await?.into())
     }
 
     /// Adds a tag to keys; keys may carry several tags.
     #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
-    async fn tag_license_keys(
-        &self,
-        ctx: &Context<'_>,
-        input: TagLicenseKeysInput,
-    ) -> Result<KeysChangedPayload> {
+    async fn tag_license_keys(&self, ctx: &Context<'_>, input: TagLicenseKeysInput) -> Result<KeysChangedPayload> {
         let (state, rc) = request(ctx)?;
         let changed = keys::tag(&state.db, rc, &input.tag_id, &ids(input.key_ids)).await?;
         Ok(KeysChangedPayload::changed(changed))
     }
 
     #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
-    async fn untag_license_keys(
-        &self,
-        ctx: &Context<'_>,
-        input: TagLicenseKeysInput,
-    ) -> Result<KeysChangedPayload> {
+    async fn untag_license_keys(&self, ctx: &Context<'_>, input: TagLicenseKeysInput) -> Result<KeysChangedPayload> {
         let (state, rc) = request(ctx)?;
         let changed = keys::untag(&state.db, rc, &input.tag_id, &ids(input.key_ids)).await?;
         Ok(KeysChangedPayload::changed(changed))
@@ -75,21 +57,10 @@ impl PoolMutation {
 
     /// Moves keys between tags; customers keep the keys they have.
     #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
-    async fn move_license_keys(
-        &self,
-        ctx: &Context<'_>,
-        input: MoveLicenseKeysInput,
-    ) -> Result<KeysChangedPayload> {
+    async fn move_license_keys(&self, ctx: &Context<'_>, input: MoveLicenseKeysInput) -> Result<KeysChangedPayload> {
         let (state, rc) = request(ctx)?;
         let key_ids = input.key_ids.map(ids);
-        let moved = keys::move_keys(
-            &state.db,
-            rc,
-            &input.from_tag_id,
-            &input.to_tag_id,
-            key_ids.as_deref(),
-        )
-        .await?;
+        let moved = keys::move_keys(&state.db, rc, &input.from_tag_id, &input.to_tag_id, key_ids.as_deref()).await?;
         Ok(KeysChangedPayload::changed(moved))
     }
 
@@ -102,29 +73,20 @@ impl PoolMutation {
     ) -> Result<KeysChangedPayload> {
         let (state, rc) = request(ctx)?;
         let filter = match (input.key_ids, input.filter) {
-            (Some(key_ids), None) => KeyFilter {
-                ids: Some(ids(key_ids)),
-                ..KeyFilter::default()
-            },
+            (Some(key_ids), None) => KeyFilter { ids: Some(ids(key_ids)), ..KeyFilter::default() },
             (None, Some(filter)) => {
                 let filter: KeyFilter = filter.into();
                 if filter.tag.is_none()
                     && filter.status.is_none()
                     && filter.search.as_deref().is_none_or(|s| s.trim().is_empty())
                 {
-                    return Err(AppError::invalid(
-                        "filter",
-                        "must name a tag, a status or a search",
-                    )
-                    .into());
+                    return Err(AppError::invalid("filter", "must name a tag, a status or a search").into());
                 }
                 filter
             }
             _ => return Err(AppError::invalid("keyIds", "give either keyIds or filter").into()),
         };
-        Ok(keys::delete(&state.db, rc, &filter, input.force)
-            .await?
-            .into())
+        Ok(keys::delete(&state.db, rc, &filter, input.force).await?.into())
     }
 
     /// Uploads keys into pools from pasted text or a file. All or nothing:
@@ -147,26 +109,18 @@ impl PoolMutation {
         let report = match (input.text, input.file) {
             (Some(text), None) => {
                 let format = input.format.map(Into::into).unwrap_or(ImportFormat::Text);
-                import::import(
-                    &state.db,
-                    rc,
-                    std::io::Cursor::new(text.into_bytes()),
-                    options(format),
-                    progress,
-                )
-                .await?
+                import::import(&state.db, rc, std::io::Cursor::new(text.into_bytes()), options(format), progress)
+                    .await?
             }
             (None, Some(upload)) => {
-                let file = upload
-                    .value(ctx)
-                    .map_err(|e| AppError::invalid("file", format!("could not be read: {e}")))?;
-                let format = input.format.map(Into::into).unwrap_or(
-                    if file.filename.to_lowercase().ends_with(".csv") {
+                let file =
+                    upload.value(ctx).map_err(|e| AppError::invalid("file", format!("could not be read: {e}")))?;
+                let format =
+                    input.format.map(Into::into).unwrap_or(if file.filename.to_lowercase().ends_with(".csv") {
                         ImportFormat::Csv
                     } else {
                         ImportFormat::Text
-                    },
-                );
+                    });
                 import::import(&state.db, rc, file.content, options(format), progress).await?
             }
             _ => return Err(AppError::invalid("text", "give either text or file").into()),
@@ -182,8 +136,6 @@ impl PoolMutation {
         input: CleanUpDuplicatesInput,
     ) -> Result<KeysChangedPayload> {
         let (state, rc) = request(ctx)?;
-        Ok(keys::clean_up_duplicates(&state.db, rc, &input.tag_id)
-            .await?
-            .into())
+        Ok(keys::clean_up_duplicates(&state.db, rc, &input.tag_id).await?.into())
     }
 }

@@ -2,8 +2,8 @@ use crate::auth::may;
 use crate::graphql::guard::RoleGuard;
 use crate::graphql::request;
 use crate::graphql::types::product::{
-    ArchiveProductInput, ArchiveProductPayload, CreateProductInput, CreateProductPayload, Product,
-    UpdateProductInput, UpdateProductPayload,
+    ArchiveProductInput, ArchiveProductPayload, CreateProductInput, CreateProductPayload, Product, UpdateProductInput,
+    UpdateProductPayload,
 };
 use crate::services::products::{self, NewProduct, ProductPatch};
 use async_graphql::{Context, Object, Result};
@@ -14,11 +14,7 @@ pub struct ProductMutation;
 #[Object]
 impl ProductMutation {
     #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
-    async fn create_product(
-        &self,
-        ctx: &Context<'_>,
-        input: CreateProductInput,
-    ) -> Result<CreateProductPayload> {
+    async fn create_product(&self, ctx: &Context<'_>, input: CreateProductInput) -> Result<CreateProductPayload> {
         let (state, rc) = request(ctx)?;
         let new = NewProduct {
             name: input.name,
@@ -29,17 +25,11 @@ impl ProductMutation {
             requires_fingerprint: input.requires_fingerprint,
         };
         let product = products::create(&state.db, rc, new).await?;
-        Ok(CreateProductPayload {
-            product: Product(product),
-        })
+        Ok(CreateProductPayload { product: Product(product) })
     }
 
     #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
-    async fn update_product(
-        &self,
-        ctx: &Context<'_>,
-        input: UpdateProductInput,
-    ) -> Result<UpdateProductPayload> {
+    async fn update_product(&self, ctx: &Context<'_>, input: UpdateProductInput) -> Result<UpdateProductPayload> {
         let (state, rc) = request(ctx)?;
         let patch = ProductPatch {
             name: input.name,
@@ -50,21 +40,13 @@ impl ProductMutation {
             requires_fingerprint: input.requires_fingerprint,
         };
         let product = products::update(&state.db, rc, &input.id, patch).await?;
-        Ok(UpdateProductPayload {
-            product: Product(product),
-        })
+        Ok(UpdateProductPayload { product: Product(product) })
     }
 
     #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
-    async fn archive_product(
-        &self,
-        ctx: &Context<'_>,
-        input: ArchiveProductInput,
-    ) -> Result<ArchiveProductPayload> {
+    async fn archive_product(&self, ctx: &Context<'_>, input: ArchiveProductInput) -> Result<ArchiveProductPayload> {
         let (state, rc) = request(ctx)?;
         let product = products::archive(&state.db, rc, &input.id).await?;
-        Ok(ArchiveProductPayload {
-            product: Product(product),
-        })
+        Ok(ArchiveProductPayload { product: Product(product) })
     }
 }

@@ -15,12 +15,7 @@ impl SessionMutation {
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<LoginPayload> {
         let (state, _) = request(ctx)?;
         let ttl = state.config.token_ttl_seconds();
-        let (issued, user) =
-            users::login(&state.db, &state.jwt, ttl, &input.email, &input.password).await?;
-        Ok(LoginPayload {
-            token: issued.token,
-            expires_at: issued.expires_at,
-            user: StaffUser(user),
-        })
+        let (issued, user) = users::login(&state.db, &state.jwt, ttl, &input.email, &input.password).await?;
+        Ok(LoginPayload { token: issued.token, expires_at: issued.expires_at, user: StaffUser(user) })
     }
 }

@@ -27,20 +27,11 @@ impl ProductQuery {
     ) -> Result<ListConnection<Product>> {
         let (state, rc) = request(ctx)?;
         let args = PageArgs::parse(first, after)?;
-        let order = order_by.map(Into::into).unwrap_or(products::ProductOrder {
-            field: products::ProductOrderField::CreatedAt,
-            descending: true,
-        });
+        let order = order_by
+            .map(Into::into)
+            .unwrap_or(products::ProductOrder { field: products::ProductOrderField::CreatedAt, descending: true });
         let want_total = ctx.look_ahead().field("totalCount").exists();
-        let page = products::list(
-            &state.db,
-            rc,
-            &filter.unwrap_or_default().into(),
-            order,
-            &args,
-            want_total,
-        )
-        .await?;
+        let page = products::list(&state.db, rc, &filter.unwrap_or_default().into(), order, &args, want_total).await?;
         Ok(connection(page, Product))
     }
 

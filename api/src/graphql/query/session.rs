@@ -16,10 +16,6 @@ impl SessionQuery {
             Viewer::Staff { user_id, .. } => users::get(&state.db, user_id).await?.map(StaffUser),
             _ => None,
         };
-        Ok(Me {
-            role: rc.viewer.role().into(),
-            environment: rc.environment.into(),
-            user,
-        })
+        Ok(Me { role: rc.viewer.role().into(), environment: rc.environment.into(), user })
     }
 }

@@ -57,14 +57,8 @@ pub fn connection<M, N: OutputType>(page: Page<M>, node: impl Fn(M) -> N) -> Lis
     let mut conn = Connection::with_additional_fields(
         page.has_previous_page,
         page.has_next_page,
-        ConnectionTotals {
-            total_count: page.total_count.unwrap_or_default(),
-        },
+        ConnectionTotals { total_count: page.total_count.unwrap_or_default() },
     );
-    conn.edges = page
-        .items
-        .into_iter()
-        .map(|(cursor, item)| Edge::new(cursor, node(item)))
-        .collect();
+    conn.edges = page.items.into_iter().map(|(cursor, item)| Edge::new(cursor, node(item))).collect();
     conn
 }

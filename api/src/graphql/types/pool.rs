@@ -8,8 +8,7 @@ use crate::graphql::loaders::Loaders;
 use crate::graphql::request;
 use crate::graphql::types::common::connection;
 use crate::services::keys::{
-    self, KeyFilter, KeyOrder as ServiceKeyOrder, KeyOrderField as ServiceKeyOrderField, Removal,
-    TagRef,
+    self, KeyFilter, KeyOrder as ServiceKeyOrder, KeyOrderField as ServiceKeyOrderField, Removal, TagRef,
 };
 use crate::services::pagination::PageArgs;
 use crate::services::tags::TagStats;
@@ -107,10 +106,8 @@ pub(crate) async fn list_keys(
 ) -> Result<ListConnection<LicenseKey>> {
     let (state, rc) = request(ctx)?;
     let args = PageArgs::parse(first, after)?;
-    let order = order_by.map(Into::into).unwrap_or(ServiceKeyOrder {
-        field: ServiceKeyOrderField::AddedAt,
-        descending: true,
-    });
+    let order =
+        order_by.map(Into::into).unwrap_or(ServiceKeyOrder { field: ServiceKeyOrderField::AddedAt, descending: true });
     let want_total = ctx.look_ahead().field("totalCount").exists();
     let page = keys::list(&state.db, rc, &filter, order, &args, want_total).await?;
     Ok(connection(page, LicenseKey))
@@ -146,30 +143,16 @@ impl LicenseKey {
     }
     /// The tags the key carries, by name.
     async fn tags(&self, ctx: &Context<'_>) -> Result<Vec<TagLink>> {
-        let loaders = ctx
-            .data::<Loaders>()
-            .map_err(|_| AppError::internal("no loaders in the request"))?;
-        let tags = loaders
-            .tags_of_key
-            .load_one(self.0.id.clone())
-            .await?
-            .unwrap_or_default();
-        Ok(tags
-            .into_iter()
-            .map(|t| TagLink {
-                id: ID(t.id),
-                name: t.name,
-            })
-            .collect())
+        let loaders = ctx.data::<Loaders>().map_err(|_| AppError::internal("no loaders in the request"))?;
+        let tags = loaders.tags_of_key.load_one(self.0.id.clone()).await?.unwrap_or_default();
+        Ok(tags.into_iter().map(|t| TagLink { id: ID(t.id), name: t.name }).collect())
     }
     /// The order the key was delivered with.
     async fn order_id(&self, ctx: &Context<'_>) -> Result<Option<ID>> {
         let Some(line) = &self.0.order_line_id else {
             return Ok(None);
         };
-        let loaders = ctx
-            .data::<Loaders>()
-            .map_err(|_| AppError::internal("no loaders in the request"))?;
+        let loaders = ctx.data::<Loaders>().map_err(|_| AppError::internal("no loaders in the request"))?;
         Ok(loaders.order_of_line.load_one(line.clone()).await?.map(ID))
     }
     async fn product_id(&self) -> Option<ID> {
@@ -324,19 +307,13 @@ pub struct KeysChangedPayload {
 
 impl From<Removal> for KeysChangedPayload {
     fn from(r: Removal) -> Self {
-        Self {
-            keys_changed: r.keys,
-            orders_affected: r.orders_affected,
-        }
+        Self { keys_changed: r.keys, orders_affected: r.orders_affected }
     }
 }
 
 impl KeysChangedPayload {
     pub fn changed(keys: u64) -> Self {
-        Self {
-            keys_changed: keys,
-            orders_affected: 0,
-        }
+        Self { keys_changed: keys, orders_affected: 0 }
     }
 }
 
@@ -428,10 +405,7 @@ impl From<crate::services::import::ImportReport> for ImportLicenseKeysPayload {
             invalid_lines: r
                 .invalid_lines
                 .into_iter()
-                .map(|l| InvalidLine {
-                    line: l.line,
-                    reason: l.reason,
-                })
+                .map(|l| InvalidLine { line: l.line, reason: l.reason })
                 .collect(),
             created_tags: r.created_tags,
         }

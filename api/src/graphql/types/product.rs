@@ -166,10 +166,7 @@ pub struct ProductFilter {
 
 impl From<ProductFilter> for ServiceFilter {
     fn from(f: ProductFilter) -> Self {
-        ServiceFilter {
-            search: f.search,
-            status: f.status.map(Into::into),
-        }
+        ServiceFilter { search: f.search, status: f.status.map(Into::into) }
     }
 }
 

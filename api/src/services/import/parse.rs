@@ -43,11 +43,7 @@ pub enum Line {
 /// Reads the next line into `buf` (without its line ending). Returns `None` at
 /// the end, else whether the line was longer than `max` (then `buf` holds only
 /// its first `max` bytes) and how many bytes were consumed.
-pub fn read_line_capped(
-    reader: &mut impl BufRead,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<Option<(bool, u64)>> {
+pub fn read_line_capped(reader: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<(bool, u64)>> {
     buf.clear();
     let mut consumed = 0u64;
     let mut too_long = false;
@@ -84,16 +80,9 @@ pub fn read_line_capped(
 /// Makes sense of one line (`number` counts from 1).
 pub fn parse_line(format: ImportFormat, number: u64, raw: &[u8], too_long: bool) -> Line {
     if too_long {
-        return Line::Invalid(format!(
-            "the line is longer than {} KiB",
-            MAX_LINE_BYTES / 1024
-        ));
+        return Line::Invalid(format!("the line is longer than {} KiB", MAX_LINE_BYTES / 1024));
     }
-    let raw = if number == 1 {
-        raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
-    } else {
-        raw
-    };
+    let raw = if number == 1 { raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw) } else { raw };
     let Ok(text) = std::str::from_utf8(raw) else {
         return Line::Invalid("the line is not valid UTF-8".into());
     };
@@ -102,13 +91,9 @@ pub fn parse_line(format: ImportFormat, number: u64, raw: &[u8], too_long: bool)
     }
     match format {
         ImportFormat::Text => match key(text) {
-            Ok(key) => Line::Key(KeyLine {
-                key,
-                tags: Vec::new(),
-                product: None,
-                expires_at: None,
-                activation_limit: None,
-            }),
+            Ok(key) => {
+                Line::Key(KeyLine { key, tags: Vec::new(), product: None, expires_at: None, activation_limit: None })
+            }
             Err(reason) => Line::Invalid(reason),
         },
         ImportFormat::Csv => csv_line(number, text),
@@ -116,10 +101,7 @@ pub fn parse_line(format: ImportFormat, number: u64, raw: &[u8], too_long: bool)
 }
 
 fn csv_line(number: u64, text: &str) -> Line {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
     let record = match reader.records().next() {
         Some(Ok(record)) => record,
         Some(Err(e)) => return Line::Invalid(format!("not a CSV record: {e}")),
@@ -145,8 +127,7 @@ fn csv_line(number: u64, text: &str) -> Line {
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .map(|t| {
-                    let name =
-                        TagName::parse("tags", t).map_err(|e| format!("tags: {}", e.reason))?;
+                    let name = TagName::parse("tags", t).map_err(|e| format!("tags: {}", e.reason))?;
                     if entity::tag::is_system_name(name.as_str()) {
                         return Err(format!("tags: '{t}' is a system tag"));
                     }
@@ -157,21 +138,11 @@ fn csv_line(number: u64, text: &str) -> Line {
         let expires_at = cell(3).map(expiry).transpose()?;
         let activation_limit = cell(4)
             .map(|raw| {
-                let n: i64 = raw
-                    .parse()
-                    .map_err(|_| format!("activation limit: {raw:?} is not a whole number"))?;
-                ActivationLimit::parse("activation limit", n)
-                    .map(ActivationLimit::get)
-                    .map_err(|e| e.to_string())
+                let n: i64 = raw.parse().map_err(|_| format!("activation limit: {raw:?} is not a whole number"))?;
+                ActivationLimit::parse("activation limit", n).map(ActivationLimit::get).map_err(|e| e.to_string())
             })
             .transpose()?;
-        Ok(KeyLine {
-            key,
-            tags,
-            product: cell(2).map(str::to_string),
-            expires_at,
-            activation_limit,
-        })
+        Ok(KeyLine { key, tags, product: cell(2).map(str::to_string), expires_at, activation_limit })
     })();
     match result {
         Ok(line) => Line::Key(line),
@@ -186,9 +157,7 @@ fn key(raw: &str) -> Result<String, String> {
     }
     let chars = key.chars().count();
     if chars > MAX_KEY_CHARS {
-        return Err(format!(
-            "the key is longer than {MAX_KEY_CHARS} characters ({chars})"
-        ));
+        return Err(format!("the key is longer than {MAX_KEY_CHARS} characters ({chars})"));
     }
     if key.chars().any(char::is_control) {
         return Err("the key contains control characters".into());
@@ -201,8 +170,7 @@ fn expiry(raw: &str) -> Result<DateTime<Utc>, String> {
     let at = DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
         .or_else(|_| {
-            NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(23, 59, 59).unwrap_or_default().and_utc())
+            NaiveDate::parse_from_str(raw, "%Y-%m-%d").map(|d| d.and_hms_opt(23, 59, 59).unwrap_or_default().and_utc())
         })
         .map_err(|_| format!("expiry: {raw:?} is not a date (2027-01-31) or an RFC 3339 time"))?;
     if at <= Utc::now() {
@@ -250,15 +218,8 @@ mod tests {
             other => Err(format!("{other:?}")),
         };
         assert_eq!(key("  ABCD-1234  "), Ok("ABCD-1234".into()));
-        assert_eq!(
-            parse_line(ImportFormat::Text, 2, b"   ", false),
-            Line::Blank
-        );
-        assert!(
-            key(&"x".repeat(257))
-                .unwrap_err()
-                .contains("longer than 256")
-        );
+        assert_eq!(parse_line(ImportFormat::Text, 2, b"   ", false), Line::Blank);
+        assert!(key(&"x".repeat(257)).unwrap_err().contains("longer than 256"));
         assert!(key("AB\u{7}CD").unwrap_err().contains("control"));
         assert!(
             matches!(parse_line(ImportFormat::Text, 1, b"\xEF\xBB\xBFKEY-1", false), Line::Key(k) if k.key == "KEY-1")
@@ -266,31 +227,18 @@ mod tests {
         assert!(
             matches!(parse_line(ImportFormat::Text, 3, b"\xFF\xFE", false), Line::Invalid(r) if r.contains("UTF-8"))
         );
-        assert!(
-            matches!(parse_line(ImportFormat::Text, 3, b"x", true), Line::Invalid(r) if r.contains("64 KiB"))
-        );
+        assert!(matches!(parse_line(ImportFormat::Text, 3, b"x", true), Line::Invalid(r) if r.contains("64 KiB")));
     }
 
     #[test]
     fn csv_lines() {
-        assert_eq!(
-            parse_line(ImportFormat::Csv, 1, b"key,tags,product", false),
-            Line::Header
-        );
-        match parse_line(
-            ImportFormat::Csv,
-            2,
-            b"\"K-1\", pro;beta ,Pro Suite,2999-01-31,3",
-            false,
-        ) {
+        assert_eq!(parse_line(ImportFormat::Csv, 1, b"key,tags,product", false), Line::Header);
+        match parse_line(ImportFormat::Csv, 2, b"\"K-1\", pro;beta ,Pro Suite,2999-01-31,3", false) {
             Line::Key(k) => {
                 assert_eq!(k.key, "K-1");
                 assert_eq!(k.tags, ["pro", "beta"]);
                 assert_eq!(k.product.as_deref(), Some("Pro Suite"));
-                assert_eq!(
-                    k.expires_at.map(|t| t.to_rfc3339()),
-                    Some("2999-01-31T23:59:59+00:00".into())
-                );
+                assert_eq!(k.expires_at.map(|t| t.to_rfc3339()), Some("2999-01-31T23:59:59+00:00".into()));
                 assert_eq!(k.activation_limit, Some(3));
             }
             other => panic!("{other:?}"),
