@@ -51,7 +51,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ctx = RequestContext::system(Environment::Production);
             let user = users::create(&state.db, &ctx, &email, &password, role.into())
                 .await
-                .map_err(|e| anyhow::anyhow!(e.client_message()))?;
+                .map_err(|e| anyhow::anyhow!(e.detail()))?;
             println!("created {} ({:?}) {}", user.email, user.role, user.id);
             Ok(())
         }
@@ -82,7 +82,7 @@ async fn token(config: Config, args: TokenArgs) -> anyhow::Result<()> {
     let ttl = config.token_ttl_seconds();
     let state = AppState::open(config).await?;
     let Some(user) =
-        users::find_by_email(&state.db, &args.email).await.map_err(|e| anyhow::anyhow!(e.client_message()))?
+        users::find_by_email(&state.db, &args.email).await.map_err(|e| anyhow::anyhow!(e.detail()))?
     else {
         bail!("no staff account with the email {}", args.email);
     };
@@ -90,7 +90,7 @@ async fn token(config: Config, args: TokenArgs) -> anyhow::Result<()> {
         bail!("the account {} is disabled", user.email);
     }
     let issued =
-        users::issue_token(&state.jwt, &user, environment, ttl).map_err(|e| anyhow::anyhow!(e.client_message()))?;
+        users::issue_token(&state.jwt, &user, environment, ttl).map_err(|e| anyhow::anyhow!(e.detail()))?;
     println!("{}", issued.token);
     Ok(())
 }

@@ -77,6 +77,15 @@ impl AppError {
         }
     }
 
+    /// The whole story, internal detail included: for operators (logs, the
+    /// command line), never for API clients.
+    pub fn detail(&self) -> String {
+        match self {
+            AppError::Internal(detail) => format!("internal error: {detail}"),
+            other => other.client_message(),
+        }
+    }
+
     /// The input field the error is about, when there is one.
     pub fn field(&self) -> Option<&str> {
         match self {

@@ -64,7 +64,7 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
             let result = import::import(&state.db, &ctx, source, options, progress.clone()).await;
             ticker.abort();
             bar.finish_and_clear();
-            let report = result.map_err(|e| anyhow::anyhow!(e.client_message()))?;
+            let report = result.map_err(|e| anyhow::anyhow!(e.detail()))?;
             print_report(&file.display().to_string(), &report, started.elapsed());
             if !report.committed {
                 bail!(
@@ -110,10 +110,10 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
             };
             let mut stream = Box::pin(
                 export::stream(state.db.clone(), &ctx, &filter, format)
-                    .map_err(|e| anyhow::anyhow!(e.client_message()))?,
+                    .map_err(|e| anyhow::anyhow!(e.detail()))?,
             );
             while let Some(chunk) = stream.next().await {
-                out.write_all(&chunk.map_err(|e| anyhow::anyhow!(e.client_message()))?)?;
+                out.write_all(&chunk.map_err(|e| anyhow::anyhow!(e.detail()))?)?;
             }
             out.flush()?;
             Ok(())

@@ -14,21 +14,21 @@ use super::tags;
 use crate::auth::{RequestContext, may};
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
-use entity::license_key::{self, KeySource};
-use entity::{LicenseStatus, license_key_tag, product, tag};
+use entity::{product, tag};
 use parse::{KeyLine, Line, parse_line, read_line_capped};
+use sea_orm::sea_query::ArrayType;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, Set,
-    Value,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, Value,
 };
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Lines parsed and inserted together. 1000 keys × 20 columns stays under
-/// both SQLite's (32766) and PostgreSQL's (65535) bound-parameter limits.
-const BATCH: usize = 1000;
+/// Lines parsed and inserted together. 2000 keys × 5 bound values stays well
+/// under SQLite's bound-parameter limit (32766); PostgreSQL binds one array a column.
+const BATCH: usize = 2000;
 /// Tag links per insert statement (2 parameters each).
 const LINK_BATCH: usize = 10_000;
 /// Invalid lines listed in a report; all are counted.
@@ -97,6 +97,11 @@ pub async fn import(
 ) -> AppResult<ImportReport> {
     ctx.viewer.require(may::MANAGE)?;
     let txn = begin_write(db).await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // The planner's statistics do not know the rows this transaction adds;
+        // without this, duplicate checks late in a big import scan the table.
+        txn.execute_unprepared("SET LOCAL enable_seqscan = off").await?;
+    }
     let mut importer = Importer::start(&txn, ctx, &options).await?;
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(u64, Line)>>(4);
@@ -295,6 +300,9 @@ impl Importer {
             candidates.retain(|(k, _)| !in_pool.contains(&k.key));
             self.report.duplicates_in_pool += (before - candidates.len()) as u64;
         }
+        if candidates.is_empty() {
+            return Ok(());
+        }
         self.insert(txn, ctx, candidates).await
     }
 
@@ -304,69 +312,119 @@ impl Importer {
         ctx: &RequestContext,
         candidates: &[(KeyLine, Option<String>)],
     ) -> AppResult<HashSet<String>> {
+        let backend = txn.get_database_backend();
         let mut sql = Sql::new("");
-        sql.push("SELECT key FROM license_key WHERE environment = ?", [Value::from(ctx.environment.as_str())]).push(
-            &format!(" AND key IN ({})", placeholders(candidates.len())),
-            candidates.iter().map(|(k, _)| Value::from(k.key.clone())),
-        );
-        let rows = txn.query_all_raw(sql.statement(txn.get_database_backend())).await?;
+        if backend == DbBackend::Postgres {
+            sql.push(
+                "SELECT u.key FROM unnest(?::text[]) AS u(key) WHERE EXISTS \
+                 (SELECT 1 FROM license_key k WHERE k.environment = ? AND k.key = u.key)",
+                [text_array(candidates.iter().map(|(k, _)| Some(k.key.clone()))), Value::from(ctx.environment.as_str())],
+            );
+        } else {
+            sql.push("SELECT key FROM license_key WHERE environment = ?", [Value::from(ctx.environment.as_str())]).push(
+                &format!(" AND key IN ({})", placeholders(candidates.len())),
+                candidates.iter().map(|(k, _)| Value::from(k.key.clone())),
+            );
+        }
+        let rows = txn.query_all_raw(sql.statement(backend)).await?;
         rows.iter().map(|r| r.try_get_by_index::<String>(0)).collect::<Result<_, _>>().map_err(Into::into)
     }
 
+    /// Inserts a batch with as few bound values as possible: the columns that
+    /// are the same for every key are written into the statement once.
+    /// PostgreSQL gets one array per column (`unnest`), SQLite a multi-row VALUES.
     async fn insert(
         &mut self,
         txn: &DatabaseTransaction,
         ctx: &RequestContext,
         rows: Vec<(KeyLine, Option<String>)>,
     ) -> AppResult<()> {
-        let mut keys = Vec::with_capacity(rows.len());
-        let mut links = Vec::new();
-        for (line, product_id) in rows {
+        let backend = txn.get_database_backend();
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut links: HashMap<String, Vec<String>> = HashMap::new();
+        for (line, _) in &rows {
             let id = self.ids.generate().map(|u| u.to_string()).unwrap_or_else(|_| entity::new_id());
             for target in &self.targets {
-                links.push((id.clone(), target.clone()));
+                links.entry(target.clone()).or_default().push(id.clone());
             }
             for name in &line.tags {
                 let tag_id = self.tag_named(txn, ctx, name, "tags").await?;
                 if !self.targets.contains(&tag_id) {
-                    links.push((id.clone(), tag_id));
+                    links.entry(tag_id).or_default().push(id.clone());
                 }
             }
-            keys.push(license_key::ActiveModel {
-                id: Set(id),
-                environment: Set(ctx.environment),
-                key: Set(line.key),
-                product_id: Set(product_id),
-                source: Set(KeySource::Uploaded),
-                generator_id: Set(None),
-                status: Set(LicenseStatus::Available),
-                customer_id: Set(None),
-                order_line_id: Set(None),
-                activation_limit: Set(line.activation_limit.unwrap_or(DEFAULT_ACTIVATION_LIMIT)),
-                expires_at: Set(line.expires_at),
-                feature_flags: Set(serde_json::json!({})),
-                metadata: Set(serde_json::json!({})),
-                created_at: Set(self.now),
-                updated_at: Set(self.now),
-                assigned_at: Set(None),
-                activated_at: Set(None),
-                revealed_at: Set(None),
-                revoked_at: Set(None),
-            });
+            ids.push(id);
         }
-        self.report.imported += license_key::Entity::insert_many(keys).exec_without_returning(txn).await?;
-        let mut links = links.into_iter().peekable();
-        while links.peek().is_some() {
-            let chunk: Vec<_> = links
-                .by_ref()
-                .take(LINK_BATCH)
-                .map(|(license_key_id, tag_id)| license_key_tag::ActiveModel {
-                    license_key_id: Set(license_key_id),
-                    tag_id: Set(tag_id),
-                })
-                .collect();
-            license_key_tag::Entity::insert_many(chunk).exec_without_returning(txn).await?;
+        // Written as sqlx writes a timestamp, so that SQLite stores the same text either way.
+        let now = self.now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
+        let environment = ctx.environment.as_str();
+        let mut sql = Sql::new(
+            "INSERT INTO license_key (id, environment, key, source, status, product_id, activation_limit, \
+             expires_at, feature_flags, metadata, created_at, updated_at) ",
+        );
+        if backend == DbBackend::Postgres {
+            // Arrays cannot carry NULLs here: an empty string stands for "none".
+            let limits = rows.iter().map(|(l, _)| Value::Int(Some(l.activation_limit.unwrap_or(DEFAULT_ACTIVATION_LIMIT))));
+            let expiries = rows.iter().map(|(l, _)| Some(l.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default()));
+            sql.push(
+                &format!(
+                    "SELECT u.id, '{environment}', u.key, 'UPLOADED', 'AVAILABLE', NULLIF(u.product_id, ''), \
+                     u.activation_limit, NULLIF(u.expires_at, '')::timestamptz, '{{}}', '{{}}', ?::timestamptz, \
+                     ?::timestamptz FROM unnest(?::text[], ?::text[], ?::text[], ?::int[], ?::text[]) \
+                     AS u(id, key, product_id, activation_limit, expires_at)"
+                ),
+                [
+                    Value::from(now.clone()),
+                    Value::from(now),
+                    text_array(ids.iter().cloned().map(Some)),
+                    text_array(rows.iter().map(|(l, _)| Some(l.key.clone()))),
+                    text_array(rows.iter().map(|(_, p)| Some(p.clone().unwrap_or_default()))),
+                    Value::Array(ArrayType::Int, Some(Box::new(limits.collect()))),
+                    text_array(expiries),
+                ],
+            );
+        } else {
+            let row = format!("(?, '{environment}', ?, 'UPLOADED', 'AVAILABLE', ?, ?, ?, '{{}}', '{{}}', '{now}', '{now}')");
+            sql.push("VALUES ", []);
+            for (i, ((line, product), id)) in rows.into_iter().zip(&ids).enumerate() {
+                if i > 0 {
+                    sql.push(", ", []);
+                }
+                sql.push(
+                    &row,
+                    [
+                        Value::from(id.clone()),
+                        Value::from(line.key),
+                        Value::from(product),
+                        Value::from(line.activation_limit.unwrap_or(DEFAULT_ACTIVATION_LIMIT)),
+                        Value::from(line.expires_at),
+                    ],
+                );
+            }
+        }
+        self.report.imported += txn.execute_raw(sql.statement(backend)).await?.rows_affected();
+
+        for (tag_id, key_ids) in links {
+            for chunk in key_ids.chunks(LINK_BATCH) {
+                let mut sql = Sql::new("INSERT INTO license_key_tag (license_key_id, tag_id) ");
+                if backend == DbBackend::Postgres {
+                    sql.push(
+                        "SELECT u.id, ? FROM unnest(?::text[]) AS u(id)",
+                        [Value::from(tag_id.clone()), text_array(chunk.iter().cloned().map(Some))],
+                    );
+                } else {
+                    sql.push(
+                        &format!("SELECT column1, ? FROM (VALUES {})", vec!["(?)"; chunk.len()].join(", ")),
+                        std::iter::once(Value::from(tag_id.clone())).chain(chunk.iter().cloned().map(Value::from)),
+                    );
+                }
+                txn.execute_raw(sql.statement(backend)).await?;
+            }
         }
         Ok(())
     }
+}
+
+fn text_array(items: impl Iterator<Item = Option<String>>) -> Value {
+    Value::Array(ArrayType::String, Some(Box::new(items.map(Value::String).collect())))
 }

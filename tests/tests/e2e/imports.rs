@@ -65,6 +65,14 @@ async fn pasted_keys_are_imported_with_a_report(app: TestApp) {
     let report = &data(&again)["importLicenseKeys"];
     assert_eq!((report["imported"].as_u64(), report["duplicatesInPool"].as_u64()), (Some(1), Some(1)));
 
+    let nothing_new = import_text(&app, &manager, json!({ "text": "AAA-1\nAAA-2", "tagIds": [pro] })).await;
+    let report = &data(&nothing_new)["importLicenseKeys"];
+    assert_eq!(
+        (report["committed"].as_bool(), report["imported"].as_u64(), report["duplicatesInPool"].as_u64()),
+        (Some(true), Some(0), Some(2)),
+        "a list of known keys imports nothing, successfully"
+    );
+
     let keep = import_text(&app, &manager, json!({ "text": "AAA-1\nAAA-1", "duplicates": "KEEP" })).await;
     assert_eq!(data(&keep)["importLicenseKeys"]["imported"], 2);
 
@@ -83,7 +91,7 @@ async fn pasted_keys_are_imported_with_a_report(app: TestApp) {
         .count(app.db())
         .await
         .expect("audit");
-    assert_eq!(imported, 3);
+    assert_eq!(imported, 4);
 }
 
 async fn one_invalid_line_imports_nothing_unless_invalid_lines_are_skipped(app: TestApp) {
