@@ -81,16 +81,14 @@ async fn token(config: Config, args: TokenArgs) -> anyhow::Result<()> {
         .transpose()?;
     let ttl = config.token_ttl_seconds();
     let state = AppState::open(config).await?;
-    let Some(user) =
-        users::find_by_email(&state.db, &args.email).await.map_err(|e| anyhow::anyhow!(e.detail()))?
+    let Some(user) = users::find_by_email(&state.db, &args.email).await.map_err(|e| anyhow::anyhow!(e.detail()))?
     else {
         bail!("no staff account with the email {}", args.email);
     };
     if user.disabled {
         bail!("the account {} is disabled", user.email);
     }
-    let issued =
-        users::issue_token(&state.jwt, &user, environment, ttl).map_err(|e| anyhow::anyhow!(e.detail()))?;
+    let issued = users::issue_token(&state.jwt, &user, environment, ttl).map_err(|e| anyhow::anyhow!(e.detail()))?;
     println!("{}", issued.token);
     Ok(())
 }

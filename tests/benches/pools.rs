@@ -109,7 +109,8 @@ fn row(name: &str, n: usize, i: &Import) -> String {
 }
 
 async fn count(db: &DatabaseConnection) -> i64 {
-    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT COUNT(*) FROM license_key"))
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT COUNT(*) FROM license_key"))
         .await
         .expect("count")
         .expect("row");
@@ -122,7 +123,12 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 /// Median time of `sql` (with one `?`/`$1` bound to each term) over the terms.
-async fn sql_median(db: &DatabaseConnection, sql: &str, terms: &[String], pattern: impl Fn(&str) -> String) -> Duration {
+async fn sql_median(
+    db: &DatabaseConnection,
+    sql: &str,
+    terms: &[String],
+    pattern: impl Fn(&str) -> String,
+) -> Duration {
     let mut samples = Vec::new();
     for term in terms {
         let started = Instant::now();
@@ -157,6 +163,30 @@ async fn api_median(base: &str, token: &str, terms: &[String]) -> Duration {
         samples.push(started.elapsed());
         let edges = body["data"]["licenseKeys"]["edges"].as_array().unwrap_or_else(|| panic!("{body}"));
         assert!(!edges.is_empty(), "{term} found through the API");
+    }
+    median(samples)
+}
+
+/// Median of 11 requests for the tag overview (figures aggregated over every key).
+async fn overview_median(base: &str, token: &str) -> Duration {
+    let client = reqwest::Client::new();
+    let mut samples = Vec::new();
+    for _ in 0..11 {
+        let started = Instant::now();
+        let body: serde_json::Value = client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(token)
+            .json(
+                &serde_json::json!({ "query": "{ tags { edges { node { name total remaining usedPercentage } } } }" }),
+            )
+            .send()
+            .await
+            .expect("answer")
+            .json()
+            .await
+            .expect("json");
+        samples.push(started.elapsed());
+        assert!(body["data"]["tags"]["edges"].is_array(), "{body}");
     }
     median(samples)
 }
@@ -203,15 +233,15 @@ async fn main() {
         dir.join("rows.csv").display()
     );
     std::fs::write(dir.join("import.sql"), script).expect("script");
-    let (seconds, kib) = timed(
-        Command::new("sqlite3")
-            .arg(&baseline_file)
-            .arg(format!(".read {}", dir.join("import.sql").display())),
-    );
+    let (seconds, kib) =
+        timed(Command::new("sqlite3").arg(&baseline_file).arg(format!(".read {}", dir.join("import.sql").display())));
     let sqlite3 = Import { seconds, kib };
     table.push(row("SQLite — `keysmith keys import`", n, &ours_sqlite));
     table.push(row("SQLite — `sqlite3 .import` (baseline)", n, &sqlite3));
-    table.push(format!("| SQLite ratio (baseline time / keysmith time) | {:.2} | | |", sqlite3.seconds / ours_sqlite.seconds));
+    table.push(format!(
+        "| SQLite ratio (baseline time / keysmith time) | {:.2} | | |",
+        sqlite3.seconds / ours_sqlite.seconds
+    ));
 
     // PostgreSQL: keysmith keys import, then psql \copy into the same table.
     let pg = fresh_database(Backend::Postgres, dir).await;
@@ -229,7 +259,8 @@ async fn main() {
              created_at, updated_at) FROM '{}' WITH (FORMAT csv, HEADER true)",
             dir.join("rows.csv").display()
         );
-        let (seconds, kib) = timed(Command::new("psql").arg(&baseline_url).args(["-q", "-v", "ON_ERROR_STOP=1", "-c", &copy]));
+        let (seconds, kib) =
+            timed(Command::new("psql").arg(&baseline_url).args(["-q", "-v", "ON_ERROR_STOP=1", "-c", &copy]));
         let psql = Import { seconds, kib };
         table.push(row("PostgreSQL — `keysmith keys import`", n, &ours_pg));
         table.push(row("PostgreSQL — `psql \\copy` (baseline)", n, &psql));
@@ -247,8 +278,11 @@ async fn main() {
     table.push(String::new());
     table.push(format!("Substring search of a 4-character term over {n} keys, median of {SEARCHES} terms:"));
     table.push(String::new());
-    table.push("| database | trigram index (SQL) | no index (SQL) | ratio | through the API (HTTP) |".into());
-    table.push("|---|---|---|---|---|".into());
+    table.push(
+        "| database | trigram index (SQL) | no index (SQL) | ratio | through the API (HTTP) | tag overview (API) |"
+            .into(),
+    );
+    table.push("|---|---|---|---|---|---|".into());
     let searches: Vec<(&str, String, String, String)> = {
         let mut v = vec![(
             "SQLite",
@@ -256,7 +290,8 @@ async fn main() {
             "SELECT k.key FROM license_key k WHERE k.rowid IN (SELECT rowid FROM license_key_search WHERE \
              license_key_search MATCH ?) ORDER BY k.created_at DESC, k.id DESC LIMIT 21"
                 .to_string(),
-            "SELECT k.key FROM license_key k WHERE k.key LIKE ? ORDER BY k.created_at DESC, k.id DESC LIMIT 21".to_string(),
+            "SELECT k.key FROM license_key k WHERE k.key LIKE ? ORDER BY k.created_at DESC, k.id DESC LIMIT 21"
+                .to_string(),
         )];
         if let Some(url) = &pg_url_for_search {
             v.push((
@@ -274,7 +309,8 @@ async fn main() {
         let db = keysmith::db::connect(&url, 4).await.expect("connect");
         assert_eq!(count(&db).await as usize, n, "{name} holds every key");
         let fts = db.get_database_backend() == DbBackend::Sqlite;
-        let with_index = sql_median(&db, &indexed, &terms, |t| if fts { format!("\"{t}\"") } else { format!("%{t}%") }).await;
+        let with_index =
+            sql_median(&db, &indexed, &terms, |t| if fts { format!("\"{t}\"") } else { format!("%{t}%") }).await;
         let without = sql_median(&db, &unindexed, &terms[..21], |t| format!("%{t}%")).await;
 
         // The API: the real server over HTTP, a staff token from the command line.
@@ -311,14 +347,16 @@ async fn main() {
         }
         api_median(&base, &token, &terms[..5]).await; // warm-up
         let api = api_median(&base, &token, &terms).await;
+        let overview = overview_median(&base, &token).await;
         server.kill().ok();
         server.wait().ok();
         table.push(format!(
-            "| {name} | {} | {} | {:.0}× | {} |",
+            "| {name} | {} | {} | {:.0}× | {} | {} |",
             ms(with_index),
             ms(without),
             without.as_secs_f64() / with_index.as_secs_f64(),
-            ms(api)
+            ms(api),
+            ms(overview)
         ));
         db.close().await.ok();
     }

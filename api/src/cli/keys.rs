@@ -109,8 +109,7 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             let mut stream = Box::pin(
-                export::stream(state.db.clone(), &ctx, &filter, format)
-                    .map_err(|e| anyhow::anyhow!(e.detail()))?,
+                export::stream(state.db.clone(), &ctx, &filter, format).map_err(|e| anyhow::anyhow!(e.detail()))?,
             );
             while let Some(chunk) = stream.next().await {
                 out.write_all(&chunk.map_err(|e| anyhow::anyhow!(e.detail()))?)?;

@@ -68,7 +68,11 @@ pub struct KeyOrder {
 /// The SQL condition choosing `filter`'s keys in `environment`, on table alias `k`.
 pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilter, k: &str) -> AppResult<Sql> {
     let mut sql = Sql::new("");
-    sql.push(&format!("{k}.environment = ?"), [Value::from(environment.as_str())]);
+    let substring = filter.search.as_deref().is_some_and(|t| t.trim().chars().count() >= MIN_SUBSTRING);
+    // With a substring search on SQLite the trigram index must drive the query;
+    // the unary `+` keeps the planner from walking the environment's index instead.
+    let plus = if substring && backend == DbBackend::Sqlite { "+" } else { "" };
+    sql.push(&format!("{plus}{k}.environment = ?"), [Value::from(environment.as_str())]);
     match &filter.tag {
         None => {}
         Some(TagRef::NoTag) => {
