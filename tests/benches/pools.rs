@@ -93,7 +93,8 @@ fn rows_csv(path: &Path, keys: &[String]) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("csv"));
     writeln!(out, "id,environment,key,source,status,activation_limit,feature_flags,metadata,created_at,updated_at")
         .expect("write");
-    let now = "2026-11-25T00:00:00+00:00";
+    // Microseconds, as Keysmith writes its own timestamps: the same bytes per row.
+    let now = "2026-11-25T00:00:00.123456+00:00";
     for (i, key) in keys.iter().enumerate() {
         writeln!(out, "B{i:025},production,{key},UPLOADED,AVAILABLE,1,{{}},{{}},{now},{now}").expect("write");
     }

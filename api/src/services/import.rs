@@ -376,10 +376,14 @@ impl Importer {
         // Written as sqlx writes a timestamp, so that SQLite stores the same text either way.
         let now = self.now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
         let environment = ctx.environment.as_str();
-        let mut sql = Sql::new(
-            "INSERT INTO license_key (id, environment, key, source, status, product_id, activation_limit, \
-             expires_at, feature_flags, metadata, created_at, updated_at) ",
-        );
+        // On SQLite, `OR FAIL` spares every statement its statement journal (a
+        // copy of each page it touches, kept to undo just that statement): a
+        // failure here rolls the whole import back anyway.
+        let verb = if backend == DbBackend::Sqlite { "INSERT OR FAIL" } else { "INSERT" };
+        let mut sql = Sql::new(format!(
+            "{verb} INTO license_key (id, environment, key, source, status, product_id, activation_limit, \
+             expires_at, feature_flags, metadata, created_at, updated_at) "
+        ));
         if backend == DbBackend::Postgres {
             // Arrays cannot carry NULLs here: an empty string stands for "none".
             let limits =
