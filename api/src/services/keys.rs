@@ -5,8 +5,7 @@
 
 use super::audit::{self, Change};
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
-use super::products::escape_like;
-use super::sql::{Sql, placeholders};
+use super::sql::{Sql, escape_like, placeholders};
 use super::tags;
 use crate::auth::{RequestContext, may};
 use crate::db::begin_write;
@@ -193,16 +192,7 @@ pub async fn delete(
         tags::find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("tag", "filter.tagId"))?;
     }
     if let Some(ids) = &filter.ids {
-        let sel = selection(
-            txn.get_database_backend(),
-            ctx.environment,
-            &KeyFilter { ids: Some(ids.clone()), ..KeyFilter::default() },
-            "k",
-        )?;
-        let found = scalar(&txn, Sql::new("SELECT COUNT(*) FROM license_key k WHERE ").append(&sel)).await?;
-        if found as usize != distinct_ids(ids)?.len() {
-            return Err(AppError::not_found_in("licence key", "keyIds"));
-        }
+        require_keys(&txn, ctx, ids).await?;
     }
     let sel = selection(txn.get_database_backend(), ctx.environment, filter, "k")?;
     let removal = remove(&txn, ctx, &sel, force, "license_keys.deleted", ("license_key", "selection")).await?;

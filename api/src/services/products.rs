@@ -3,6 +3,7 @@
 
 use super::audit::{self, Change};
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
+use super::sql::escape_like;
 use crate::auth::{RequestContext, may};
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
@@ -323,16 +324,4 @@ fn optional_text(field: &str, raw: Option<String>, default: &str, max: usize, mu
 /// A product as the audit trail records it.
 fn snapshot(p: &product::Model) -> serde_json::Value {
     serde_json::to_value(p).unwrap_or_default()
-}
-
-/// Escapes LIKE wildcards so that a search term matches itself.
-pub fn escape_like(term: &str) -> String {
-    let mut out = String::with_capacity(term.len());
-    for c in term.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -75,6 +75,18 @@ pub fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
+/// Escapes LIKE wildcards so that a search term matches itself.
+pub fn escape_like(term: &str) -> String {
+    let mut out = String::with_capacity(term.len());
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +95,10 @@ mod tests {
     fn postgres_placeholders_are_numbered_outside_strings() {
         assert_eq!(numbered("a = ? AND b LIKE '?%' AND c IN (?, ?)"), "a = $1 AND b LIKE '?%' AND c IN ($2, $3)");
         assert_eq!(placeholders(3), "?, ?, ?");
+    }
+
+    #[test]
+    fn like_wildcards_match_themselves() {
+        assert_eq!(escape_like(r"50%_off\x"), r"50\%\_off\\x");
     }
 }
