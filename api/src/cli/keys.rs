@@ -40,6 +40,7 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                 tag_names: tags,
                 duplicates: if keep_duplicates { DuplicatePolicy::Keep } else { DuplicatePolicy::Skip },
                 skip_invalid,
+                size_hint: Some(size),
             };
             let progress = Arc::new(AtomicU64::new(0));
             let bar = ProgressBar::new(size);

@@ -54,6 +54,9 @@ pub struct ImportOptions {
     pub tag_names: Vec<String>,
     pub duplicates: DuplicatePolicy,
     pub skip_invalid: bool,
+    /// The size of the source in bytes, when known: the duplicate set is then
+    /// sized once instead of growing (and briefly doubling) as it fills.
+    pub size_hint: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,35 +104,44 @@ pub async fn import(
         // The planner's statistics do not know the rows this transaction adds;
         // without this, duplicate checks late in a big import scan the table.
         DbBackend::Postgres => txn.execute_unprepared("SET LOCAL enable_seqscan = off").await?,
-        // A bulk load touches index pages all over the file: a 16 MiB page
+        // A bulk load touches index pages all over the file: a 24 MiB page
         // cache (SQLite's default is 2 MiB) saves re-reading them. It is a cap
         // for this pooled connection, not an allocation.
-        _ => txn.execute_unprepared("PRAGMA cache_size = -16384").await?,
+        _ => txn.execute_unprepared("PRAGMA cache_size = -24576").await?,
     };
     let mut importer = Importer::start(&txn, ctx, &options).await?;
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(u64, Line)>>(4);
+    // Each batch travels with the number of bytes it took up in the source.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<(u64, Line)>, u64)>(4);
     let format = options.format;
     let parser = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let mut reader = BufReader::with_capacity(256 * 1024, source);
         let mut buf = Vec::with_capacity(256);
         let mut number = 0u64;
         let mut batch = Vec::with_capacity(BATCH);
+        let mut bytes = 0;
         while let Some((too_long, consumed)) = read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES)? {
             number += 1;
+            bytes += consumed;
             progress.fetch_add(consumed, Ordering::Relaxed);
             batch.push((number, parse_line(format, number, &buf, too_long)));
-            if batch.len() == BATCH && tx.blocking_send(std::mem::take(&mut batch)).is_err() {
+            if batch.len() == BATCH
+                && tx.blocking_send((std::mem::take(&mut batch), std::mem::take(&mut bytes))).is_err()
+            {
                 return Ok(());
             }
         }
         if !batch.is_empty() {
-            tx.blocking_send(batch).ok();
+            tx.blocking_send((batch, bytes)).ok();
         }
         Ok(())
     });
 
-    while let Some(batch) = rx.recv().await {
+    let mut first = true;
+    while let Some((batch, bytes)) = rx.recv().await {
+        if std::mem::take(&mut first) {
+            importer.expect_lines(options.size_hint, batch.len(), bytes);
+        }
         importer.batch(&txn, ctx, batch).await?;
     }
     parser
@@ -265,6 +277,15 @@ impl Importer {
             .map(|p| p.id);
         self.products.insert(named.to_string(), found.clone());
         Ok(found)
+    }
+
+    /// Sizes the duplicate set for the lines the source probably holds, judged
+    /// from the first batch.
+    fn expect_lines(&mut self, size_hint: Option<u64>, lines: usize, bytes: u64) {
+        if let Some(total) = size_hint.filter(|_| self.skip_duplicates && bytes > 0) {
+            let expected = (total as f64 * lines as f64 / bytes as f64 * 1.05) as usize;
+            self.seen.reserve(expected.min(50_000_000));
+        }
     }
 
     fn failing(&self) -> bool {

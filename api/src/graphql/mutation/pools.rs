@@ -98,18 +98,19 @@ impl PoolMutation {
         input: ImportLicenseKeysInput,
     ) -> Result<ImportLicenseKeysPayload> {
         let (state, rc) = request(ctx)?;
-        let options = |format: ImportFormat| ImportOptions {
+        let options = |format: ImportFormat, size_hint: Option<u64>| ImportOptions {
             format,
             tag_ids: ids(input.tag_ids.clone()),
             tag_names: Vec::new(),
             duplicates: input.duplicates.into(),
             skip_invalid: input.skip_invalid,
+            size_hint,
         };
         let progress = Arc::new(AtomicU64::new(0));
         let report = match (input.text, input.file) {
             (Some(text), None) => {
                 let format = input.format.map(Into::into).unwrap_or(ImportFormat::Text);
-                import::import(&state.db, rc, std::io::Cursor::new(text.into_bytes()), options(format), progress)
+                import::import(&state.db, rc, std::io::Cursor::new(text.into_bytes()), options(format, None), progress)
                     .await?
             }
             (None, Some(upload)) => {
@@ -121,7 +122,8 @@ impl PoolMutation {
                     } else {
                         ImportFormat::Text
                     });
-                import::import(&state.db, rc, file.content, options(format), progress).await?
+                let size = file.content.metadata().ok().map(|m| m.len());
+                import::import(&state.db, rc, file.content, options(format, size), progress).await?
             }
             _ => return Err(AppError::invalid("text", "give either text or file").into()),
         };
