@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod export;
+pub mod generators;
 pub mod import;
 pub mod keys;
 pub mod pagination;

@@ -9,6 +9,7 @@ pub mod customer;
 pub mod environment;
 pub mod generator;
 pub mod job;
+pub mod keygen;
 pub mod license_key;
 pub mod license_key_tag;
 pub mod lifecycle;

@@ -1,6 +1,7 @@
 //! The mutation root, merged from one object per area. Every mutation takes
 //! one `input` object, returns a payload, and carries a `RoleGuard`.
 
+mod generators;
 mod pools;
 mod products;
 mod session;
@@ -8,4 +9,9 @@ mod session;
 use async_graphql::MergedObject;
 
 #[derive(Default, MergedObject)]
-pub struct Mutation(products::ProductMutation, pools::PoolMutation, session::SessionMutation);
+pub struct Mutation(
+    products::ProductMutation,
+    generators::GeneratorMutation,
+    pools::PoolMutation,
+    session::SessionMutation,
+);

@@ -1,5 +1,6 @@
 //! The query root, merged from one object per area.
 
+mod generators;
 mod pools;
 mod products;
 mod session;
@@ -7,4 +8,4 @@ mod session;
 use async_graphql::MergedObject;
 
 #[derive(Default, MergedObject)]
-pub struct Query(products::ProductQuery, pools::PoolQuery, session::SessionQuery);
+pub struct Query(products::ProductQuery, generators::GeneratorQuery, pools::PoolQuery, session::SessionQuery);

@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod errors;
+mod generators;
 mod imports;
 mod pools;
 mod products;

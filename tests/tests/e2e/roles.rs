@@ -22,6 +22,9 @@ const MATRIX: &[(&str, [Outcome; 5])] = &[
     ("createProduct", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("updateProduct", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("archiveProduct", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("createGenerator", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("updateGenerator", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("deleteGenerator", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("createTag", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("renameTag", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("deleteTag", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
@@ -78,7 +81,30 @@ async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (String, Val
     let tag_mutation = |name: &str| {
         format!("mutation($t: ID!, $k: [ID!]!) {{ {name}(input: {{tagId: $t, keyIds: $k}}) {{ keysChanged }} }}")
     };
+    let generator_id = || async {
+        let body = app
+            .graphql(
+                Some(admin),
+                "mutation($n: String!) { createGenerator(input: {name: $n}) { generator { id } } }",
+                json!({ "n": format!("g-{}", ulid::Ulid::generate()) }),
+            )
+            .await;
+        data(&body)["createGenerator"]["generator"]["id"].clone()
+    };
     match mutation {
+        "createGenerator" => (
+            "mutation($n: String!) { createGenerator(input: {name: $n}) { generator { id } } }".into(),
+            json!({ "n": format!("g-{}", ulid::Ulid::generate()) }),
+        ),
+        "updateGenerator" => (
+            "mutation($id: ID!) { updateGenerator(input: {id: $id, defaultActivationLimit: 5}) { generator { id } } }"
+                .into(),
+            json!({ "id": generator_id().await }),
+        ),
+        "deleteGenerator" => (
+            "mutation($id: ID!) { deleteGenerator(input: {id: $id}) { deletedId } }".into(),
+            json!({ "id": generator_id().await }),
+        ),
         "createTag" => (
             "mutation($n: String!) { createTag(input: {name: $n}) { tag { id } } }".into(),
             json!({ "n": format!("t-{}", ulid::Ulid::generate().to_string().to_lowercase()) }),
