@@ -69,6 +69,8 @@ pub mod may {
     pub const MANAGE: &[Role] = &[Role::Admin, Role::Manager];
     /// Read everything staff can see.
     pub const READ: &[Role] = &[Role::Admin, Role::Manager, Role::Support];
+    /// Inactivate and reactivate licences: support may switch them off and on again.
+    pub const SWITCH: &[Role] = &[Role::Admin, Role::Manager, Role::Support];
     /// Anyone at all, signed in or not (staff sign-in, client validation).
     pub const ANYONE: &[Role] = &[Role::Admin, Role::Manager, Role::Support, Role::Customer, Role::Anonymous];
 }

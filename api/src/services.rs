@@ -4,10 +4,12 @@
 //! know nothing of GraphQL or HTTP.
 
 pub mod audit;
+pub mod customers;
 pub mod export;
 pub mod generators;
 pub mod import;
 pub mod keys;
+pub mod licenses;
 pub mod pagination;
 pub mod products;
 pub mod sql;

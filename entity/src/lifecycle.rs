@@ -65,6 +65,9 @@ pub enum LicenseAction {
     Unsuspend,
     Expire,
     Revoke,
+    /// Changing a licence's customer, limits, expiry, flags or metadata: any
+    /// status but REVOKED, and the status stays.
+    Edit,
 }
 
 impl LicenseAction {
@@ -80,6 +83,7 @@ impl LicenseAction {
             LicenseAction::Unsuspend => "unsuspend",
             LicenseAction::Expire => "expire",
             LicenseAction::Revoke => "revoke",
+            LicenseAction::Edit => "edit",
         }
     }
 }
@@ -110,6 +114,7 @@ pub fn transition(from: LicenseStatus, action: LicenseAction) -> Result<LicenseS
         (A::Unsuspend, S::Suspended) => S::Active,
         (A::Expire, S::Assigned | S::Active) => S::Expired,
         (A::Revoke, s) if s != S::Revoked => S::Revoked,
+        (A::Edit, s) if s != S::Revoked => s,
         _ => return Err(TransitionError { from, action }),
     };
     Ok(to)
@@ -140,6 +145,12 @@ mod tests {
         (A::Revoke, S::Inactive, S::Revoked),
         (A::Revoke, S::Suspended, S::Revoked),
         (A::Revoke, S::Expired, S::Revoked),
+        (A::Edit, S::Available, S::Available),
+        (A::Edit, S::Assigned, S::Assigned),
+        (A::Edit, S::Active, S::Active),
+        (A::Edit, S::Inactive, S::Inactive),
+        (A::Edit, S::Suspended, S::Suspended),
+        (A::Edit, S::Expired, S::Expired),
     ];
 
     #[test]

@@ -1,7 +1,9 @@
 //! The mutation root, merged from one object per area. Every mutation takes
 //! one `input` object, returns a payload, and carries a `RoleGuard`.
 
+mod customers;
 mod generators;
+mod licenses;
 mod pools;
 mod products;
 mod session;
@@ -11,7 +13,9 @@ use async_graphql::MergedObject;
 #[derive(Default, MergedObject)]
 pub struct Mutation(
     products::ProductMutation,
+    customers::CustomerMutation,
     generators::GeneratorMutation,
+    licenses::LicenseMutation,
     pools::PoolMutation,
     session::SessionMutation,
 );

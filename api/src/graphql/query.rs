@@ -1,5 +1,6 @@
 //! The query root, merged from one object per area.
 
+mod customers;
 mod generators;
 mod pools;
 mod products;
@@ -8,4 +9,10 @@ mod session;
 use async_graphql::MergedObject;
 
 #[derive(Default, MergedObject)]
-pub struct Query(products::ProductQuery, generators::GeneratorQuery, pools::PoolQuery, session::SessionQuery);
+pub struct Query(
+    products::ProductQuery,
+    customers::CustomerQuery,
+    generators::GeneratorQuery,
+    pools::PoolQuery,
+    session::SessionQuery,
+);

@@ -2,6 +2,7 @@
 //! object wraps a domain value and exposes only the fields clients may see.
 
 pub mod common;
+pub mod customer;
 pub mod generator;
 pub mod pool;
 pub mod product;

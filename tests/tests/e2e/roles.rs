@@ -3,6 +3,8 @@
 //! `every_mutation_has_a_row_in_the_role_matrix`.
 
 use entity::user::StaffRole;
+use entity::{Environment, LicenseStatus};
+use keysmith_tests::app::seed;
 use keysmith_tests::{TestApp, data, error_code, on_both_databases};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -25,6 +27,18 @@ const MATRIX: &[(&str, [Outcome; 5])] = &[
     ("createGenerator", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("updateGenerator", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("deleteGenerator", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("createCustomer", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("updateCustomer", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("createLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("updateLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("assignLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("returnLicenseToPool", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("inactivateLicense", [Allowed, Allowed, Allowed, Forbidden, Unauthenticated]),
+    ("reactivateLicense", [Allowed, Allowed, Allowed, Forbidden, Unauthenticated]),
+    ("suspendLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("unsuspendLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("revokeLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("deleteLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("createTag", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("renameTag", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("deleteTag", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
@@ -91,7 +105,55 @@ async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (String, Val
             .await;
         data(&body)["createGenerator"]["generator"]["id"].clone()
     };
+    let customer_id = || async {
+        let body = app
+            .graphql(
+                Some(admin),
+                "mutation($e: String!) { createCustomer(input: {email: $e}) { customer { id } } }",
+                json!({ "e": format!("c-{}@example.com", ulid::Ulid::generate().to_string().to_lowercase()) }),
+            )
+            .await;
+        data(&body)["createCustomer"]["customer"]["id"].clone()
+    };
+    let licence = |status: LicenseStatus| async move {
+        let id =
+            seed::key(app.db(), Environment::Production, &format!("L-{}", ulid::Ulid::generate()), status, &[]).await;
+        json!(id)
+    };
+    let by_id = |name: &str| format!("mutation($id: ID!) {{ {name}(input: {{id: $id}}) {{ license {{ id }} }} }}");
     match mutation {
+        "createCustomer" => (
+            "mutation($e: String!) { createCustomer(input: {email: $e}) { customer { id } } }".into(),
+            json!({ "e": format!("c-{}@example.com", ulid::Ulid::generate().to_string().to_lowercase()) }),
+        ),
+        "updateCustomer" => (
+            "mutation($id: ID!) { updateCustomer(input: {id: $id, name: \"New\"}) { customer { id } } }".into(),
+            json!({ "id": customer_id().await }),
+        ),
+        "createLicense" => (
+            "mutation($p: ID!, $g: ID!) { createLicense(input: {productId: $p, generatorId: $g}) { license { id } } }"
+                .into(),
+            json!({ "p": product_id().await, "g": generator_id().await }),
+        ),
+        "updateLicense" => (
+            "mutation($id: ID!) { updateLicense(input: {id: $id, activationLimit: 2}) { license { id } } }".into(),
+            json!({ "id": licence(LicenseStatus::Available).await }),
+        ),
+        "assignLicense" => (
+            "mutation($id: ID!, $c: ID!) { assignLicense(input: {id: $id, customerId: $c}) { license { id } } }".into(),
+            json!({ "id": licence(LicenseStatus::Available).await, "c": customer_id().await }),
+        ),
+        "returnLicenseToPool" => (by_id(mutation), json!({ "id": licence(LicenseStatus::Assigned).await })),
+        "inactivateLicense" | "suspendLicense" => {
+            (by_id(mutation), json!({ "id": licence(LicenseStatus::Active).await }))
+        }
+        "reactivateLicense" => (by_id(mutation), json!({ "id": licence(LicenseStatus::Inactive).await })),
+        "unsuspendLicense" => (by_id(mutation), json!({ "id": licence(LicenseStatus::Suspended).await })),
+        "revokeLicense" => (by_id(mutation), json!({ "id": licence(LicenseStatus::Assigned).await })),
+        "deleteLicense" => (
+            "mutation($id: ID!) { deleteLicense(input: {id: $id}) { keysChanged } }".into(),
+            json!({ "id": licence(LicenseStatus::Available).await }),
+        ),
         "createGenerator" => (
             "mutation($n: String!) { createGenerator(input: {name: $n}) { generator { id } } }".into(),
             json!({ "n": format!("g-{}", ulid::Ulid::generate()) }),

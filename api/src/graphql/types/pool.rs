@@ -158,6 +158,29 @@ impl LicenseKey {
     async fn product_id(&self) -> Option<ID> {
         self.0.product_id.clone().map(ID)
     }
+    async fn customer_id(&self) -> Option<ID> {
+        self.0.customer_id.clone().map(ID)
+    }
+    async fn generator_id(&self) -> Option<ID> {
+        self.0.generator_id.clone().map(ID)
+    }
+    async fn feature_flags(&self) -> async_graphql::Json<serde_json::Value> {
+        async_graphql::Json(self.0.feature_flags.clone())
+    }
+    /// The seller's own notes; staff only.
+    #[graphql(guard = "RoleGuard::new(may::READ)")]
+    async fn metadata(&self) -> async_graphql::Json<serde_json::Value> {
+        async_graphql::Json(self.0.metadata.clone())
+    }
+    async fn assigned_at(&self) -> Option<DateTime<Utc>> {
+        self.0.assigned_at
+    }
+    async fn activated_at(&self) -> Option<DateTime<Utc>> {
+        self.0.activated_at
+    }
+    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.revoked_at
+    }
     /// `-1` for unlimited.
     async fn activation_limit(&self) -> i32 {
         self.0.activation_limit

@@ -1,0 +1,369 @@
+//! Licences: creating one from a generator, the lifecycle actions staff take,
+//! editing and deleting. Every status change asks the state machine in
+//! `entity::lifecycle`; a refused action changes nothing.
+
+use super::audit::{self, Change};
+use super::customers;
+use super::generators::spec;
+use super::keys::{self, KeyFilter};
+use crate::auth::{RequestContext, may};
+use crate::db::begin_write;
+use crate::error::{AppError, AppResult};
+use chrono::{DateTime, Duration, Utc};
+use entity::license_key::{self, KeySource};
+use entity::lifecycle::transition;
+use entity::product::ProductStatus;
+use entity::values::ActivationLimit;
+use entity::{LicenseAction, LicenseStatus, TransitionError, activation, generator, license_key_tag, product, tag};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use serde_json::Value;
+
+/// Largest metadata object, serialised.
+pub const MAX_METADATA_BYTES: usize = 10 * 1024;
+
+#[derive(Debug, Clone, Default)]
+pub struct NewLicense {
+    pub product_id: String,
+    pub generator_id: String,
+    pub customer_id: Option<String>,
+    pub activation_limit: Option<i64>,
+    /// `Some(None)` is a lifetime licence; `None` takes the generator's validity.
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    pub feature_flags: Option<Value>,
+    pub metadata: Option<Value>,
+}
+
+/// Changes to a licence; `None` keeps a field.
+#[derive(Debug, Clone, Default)]
+pub struct LicensePatch {
+    pub customer_id: Option<String>,
+    pub activation_limit: Option<i64>,
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    pub feature_flags: Option<Value>,
+    pub metadata: Option<Value>,
+}
+
+fn flags(field: &str, value: Value) -> AppResult<Value> {
+    if value.is_object() { Ok(value) } else { Err(AppError::invalid(field, "must be a JSON object")) }
+}
+
+fn metadata(value: Value) -> AppResult<Value> {
+    let value = flags("metadata", value)?;
+    let size = value.to_string().len();
+    if size > MAX_METADATA_BYTES {
+        return Err(AppError::invalid("metadata", format!("must be at most 10 KB as JSON (got {size} bytes)")));
+    }
+    Ok(value)
+}
+
+fn future(field: &str, at: Option<DateTime<Utc>>) -> AppResult<Option<DateTime<Utc>>> {
+    match at {
+        Some(t) if t <= Utc::now() => {
+            Err(AppError::invalid(field, "must be in the future, or null for a lifetime licence"))
+        }
+        other => Ok(other),
+    }
+}
+
+/// The status that decides what may happen: a licence past its expiry is
+/// EXPIRED whether or not the sweeper has written it down yet.
+pub fn effective_status(key: &license_key::Model, now: DateTime<Utc>) -> LicenseStatus {
+    let due = key.expires_at.is_some_and(|t| t <= now);
+    if due && matches!(key.status, LicenseStatus::Assigned | LicenseStatus::Active) {
+        LicenseStatus::Expired
+    } else {
+        key.status
+    }
+}
+
+pub(crate) async fn find(
+    db: &impl ConnectionTrait,
+    ctx: &RequestContext,
+    id: &str,
+) -> AppResult<Option<license_key::Model>> {
+    Ok(license_key::Entity::find_by_id(id.to_string())
+        .filter(license_key::Column::Environment.eq(ctx.environment))
+        .one(db)
+        .await?)
+}
+
+pub async fn get(db: &DatabaseConnection, ctx: &RequestContext, id: &str) -> AppResult<license_key::Model> {
+    ctx.viewer.require(may::READ)?;
+    find(db, ctx, id).await?.ok_or_else(|| AppError::not_found("licence"))
+}
+
+fn snapshot(k: &license_key::Model) -> Value {
+    serde_json::json!({
+        "status": k.status,
+        "customerId": k.customer_id,
+        "activationLimit": k.activation_limit,
+        "expiresAt": k.expires_at,
+        "featureFlags": k.feature_flags,
+    })
+}
+
+/// Creates a licence with a key from `generator`, for `product`, assigned
+/// when a customer is given. The generator's defaults fill what is not given.
+pub async fn create(db: &DatabaseConnection, ctx: &RequestContext, input: NewLicense) -> AppResult<license_key::Model> {
+    ctx.viewer.require(may::MANAGE)?;
+    let feature_flags = input.feature_flags.map(|f| flags("featureFlags", f)).transpose()?;
+    let metadata = input.metadata.map(metadata).transpose()?.unwrap_or_else(|| serde_json::json!({}));
+    let expires_at = input.expires_at.map(|e| future("expiresAt", e)).transpose()?;
+    let activation_limit = input
+        .activation_limit
+        .map(|l| ActivationLimit::parse("activationLimit", l).map(ActivationLimit::get))
+        .transpose()?;
+
+    let txn = begin_write(db).await?;
+    let product = product::Entity::find_by_id(input.product_id.clone())
+        .filter(product::Column::Environment.eq(ctx.environment))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found_in("product", "productId"))?;
+    if product.status != ProductStatus::Active {
+        return Err(AppError::invalid("productId", "the product is archived"));
+    }
+    let generator = generator::Entity::find_by_id(input.generator_id.clone())
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found_in("generator", "generatorId"))?;
+    if let Some(customer_id) = &input.customer_id {
+        customers::find(&txn, ctx, customer_id)
+            .await?
+            .ok_or_else(|| AppError::not_found_in("customer", "customerId"))?;
+    }
+    let format =
+        spec(&generator).map_err(|e| AppError::internal(format!("generator {} is unusable: {e}", generator.id)))?;
+    let now = entity::now();
+    // A collision of 80+ random bits is not expected; the database's unique
+    // rule would refuse one, and a few retries make it practically impossible.
+    let mut key = format.generate(&mut rand::rng());
+    for _ in 0..5 {
+        let taken = license_key::Entity::find()
+            .filter(license_key::Column::Environment.eq(ctx.environment))
+            .filter(license_key::Column::Key.eq(key.as_str()))
+            .one(&txn)
+            .await?
+            .is_some();
+        if !taken {
+            break;
+        }
+        key = format.generate(&mut rand::rng());
+    }
+    let status = if input.customer_id.is_some() { LicenseStatus::Assigned } else { LicenseStatus::Available };
+    let created = license_key::ActiveModel {
+        id: Set(entity::new_id()),
+        environment: Set(ctx.environment),
+        key: Set(key),
+        product_id: Set(Some(product.id)),
+        source: Set(KeySource::Generated),
+        generator_id: Set(Some(generator.id.clone())),
+        status: Set(status),
+        customer_id: Set(input.customer_id.clone()),
+        order_line_id: Set(None),
+        activation_limit: Set(activation_limit.unwrap_or(generator.default_activation_limit)),
+        expires_at: Set(match expires_at {
+            Some(explicit) => explicit,
+            None => generator.validity_days.map(|d| now + Duration::days(i64::from(d))),
+        }),
+        feature_flags: Set(feature_flags.unwrap_or(generator.default_feature_flags)),
+        metadata: Set(metadata),
+        created_at: Set(now),
+        updated_at: Set(now),
+        assigned_at: Set(input.customer_id.as_ref().map(|_| now)),
+        activated_at: Set(None),
+        revealed_at: Set(None),
+        revoked_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    license_key_tag::ActiveModel {
+        license_key_id: Set(created.id.clone()),
+        tag_id: Set(tag::auto_generated_id(ctx.environment).to_string()),
+    }
+    .insert(&txn)
+    .await?;
+    audit::record(
+        &txn,
+        ctx,
+        Change {
+            action: "license.created",
+            target_kind: "license_key",
+            target_id: &created.id,
+            key: Some(&created.key),
+            after: Some(snapshot(&created)),
+            ..Change::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(created)
+}
+
+/// A staff lifecycle action: assign (with `customer_id`), return to pool,
+/// inactivate, reactivate, suspend, unsuspend or revoke.
+pub async fn act(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    id: &str,
+    action: LicenseAction,
+    customer_id: Option<&str>,
+) -> AppResult<license_key::Model> {
+    let roles =
+        if matches!(action, LicenseAction::Inactivate | LicenseAction::Reactivate) { may::SWITCH } else { may::MANAGE };
+    ctx.viewer.require(roles)?;
+    let txn = begin_write(db).await?;
+    let before = find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("licence", "id"))?;
+    let now = entity::now();
+    let from = effective_status(&before, now);
+    let to = transition(from, action)?;
+    if action == LicenseAction::ReturnToPool && (before.activated_at.is_some() || before.revealed_at.is_some()) {
+        return Err(TransitionError { from, action }.into());
+    }
+    let mut active: license_key::ActiveModel = before.clone().into();
+    active.status = Set(to);
+    active.updated_at = Set(now);
+    match action {
+        LicenseAction::Assign => {
+            let customer_id =
+                customer_id.ok_or_else(|| AppError::invalid("customerId", "is required to assign a licence"))?;
+            customers::find(&txn, ctx, customer_id)
+                .await?
+                .ok_or_else(|| AppError::not_found_in("customer", "customerId"))?;
+            active.customer_id = Set(Some(customer_id.to_string()));
+            active.assigned_at = Set(Some(now));
+        }
+        LicenseAction::ReturnToPool => {
+            active.customer_id = Set(None);
+            active.order_line_id = Set(None);
+            active.assigned_at = Set(None);
+        }
+        LicenseAction::Revoke => {
+            active.revoked_at = Set(Some(now));
+            activation::Entity::update_many()
+                .col_expr(activation::Column::DeactivatedAt, Expr::value(now))
+                .filter(activation::Column::LicenseKeyId.eq(id))
+                .filter(activation::Column::DeactivatedAt.is_null())
+                .exec(&txn)
+                .await?;
+        }
+        _ => {}
+    }
+    let after = active.update(&txn).await?;
+    let verb = match action {
+        LicenseAction::Assign => "assigned",
+        LicenseAction::ReturnToPool => "returned_to_pool",
+        LicenseAction::Inactivate => "inactivated",
+        LicenseAction::Reactivate => "reactivated",
+        LicenseAction::Suspend => "suspended",
+        LicenseAction::Unsuspend => "unsuspended",
+        LicenseAction::Revoke => "revoked",
+        LicenseAction::Activate => "activated",
+        LicenseAction::Reveal => "revealed",
+        LicenseAction::Expire => "expired",
+        LicenseAction::Edit => "updated",
+    };
+    audit::record(
+        &txn,
+        ctx,
+        Change {
+            action: &format!("license.{verb}"),
+            target_kind: "license_key",
+            target_id: &after.id,
+            key: Some(&after.key),
+            before: Some(snapshot(&before)),
+            after: Some(snapshot(&after)),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
+/// Edits a licence. Key, product and environment never change; a revoked licence not at all.
+pub async fn update(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    id: &str,
+    patch: LicensePatch,
+) -> AppResult<license_key::Model> {
+    ctx.viewer.require(may::MANAGE)?;
+    let feature_flags = patch.feature_flags.map(|f| flags("featureFlags", f)).transpose()?;
+    let metadata = patch.metadata.map(metadata).transpose()?;
+    let expires_at = patch.expires_at.map(|e| future("expiresAt", e)).transpose()?;
+    let activation_limit = patch
+        .activation_limit
+        .map(|l| ActivationLimit::parse("activationLimit", l).map(ActivationLimit::get))
+        .transpose()?;
+    let txn = begin_write(db).await?;
+    let before = find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("licence", "id"))?;
+    transition(before.status, LicenseAction::Edit)?;
+    let mut active: license_key::ActiveModel = before.clone().into();
+    if let Some(customer_id) = &patch.customer_id {
+        if before.status == LicenseStatus::Available {
+            return Err(AppError::invalid("customerId", "an available licence is given a customer with assignLicense"));
+        }
+        customers::find(&txn, ctx, customer_id)
+            .await?
+            .ok_or_else(|| AppError::not_found_in("customer", "customerId"))?;
+        active.customer_id = Set(Some(customer_id.clone()));
+    }
+    if let Some(limit) = activation_limit {
+        active.activation_limit = Set(limit);
+    }
+    if let Some(at) = expires_at {
+        active.expires_at = Set(at);
+    }
+    if let Some(flags) = feature_flags {
+        active.feature_flags = Set(flags);
+    }
+    if let Some(metadata) = metadata {
+        active.metadata = Set(metadata);
+    }
+    active.updated_at = Set(entity::now());
+    let after = active.update(&txn).await?;
+    audit::record(
+        &txn,
+        ctx,
+        Change {
+            action: "license.updated",
+            target_kind: "license_key",
+            target_id: &after.id,
+            key: Some(&after.key),
+            before: Some(snapshot(&before)),
+            after: Some(snapshot(&after)),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
+/// Deletes a licence; one that was ever activated needs `force`.
+pub async fn delete(db: &DatabaseConnection, ctx: &RequestContext, id: &str, force: bool) -> AppResult<keys::Removal> {
+    ctx.viewer.require(may::MANAGE)?;
+    let txn = begin_write(db).await?;
+    let licence = find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("licence", "id"))?;
+    let filter = KeyFilter { ids: Some(vec![licence.id.clone()]), ..KeyFilter::default() };
+    let sel = keys::selection(txn.get_database_backend(), ctx.environment, &filter, "k")?;
+    // AVAILABLE keys get no per-key event from the bulk path; a single deletion always names its key.
+    if licence.status == LicenseStatus::Available {
+        audit::record(
+            &txn,
+            ctx,
+            Change {
+                action: "license_key.deleted",
+                target_kind: "license_key",
+                target_id: &licence.id,
+                key: Some(&licence.key),
+                before: Some(snapshot(&licence)),
+                ..Change::default()
+            },
+        )
+        .await?;
+    }
+    let removal = keys::remove(&txn, ctx, &sel, force, "license.deleted", ("license_key", &licence.id)).await?;
+    txn.commit().await?;
+    Ok(removal)
+}

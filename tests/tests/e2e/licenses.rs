@@ -1,0 +1,362 @@
+//! Licences: creation from generators, the strict lifecycle, editing,
+//! deleting, and customers — each refusal changing nothing.
+
+use entity::user::StaffRole;
+use entity::{Environment, LicenseStatus, activation, audit_event, license_key};
+use keysmith_tests::app::seed;
+use keysmith_tests::{TestApp, data, error_code, on_both_databases};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use serde_json::{Value, json};
+
+const CREATE: &str = r#"
+mutation($input: CreateLicenseInput!) {
+  createLicense(input: $input) {
+    license { id key type status customerId productId generatorId activationLimit expiresAt featureFlags metadata tags { name } }
+  }
+}"#;
+
+const LICENSE: &str =
+    "query($id: ID!) { licenseKey(id: $id) { id status customerId activationLimit expiresAt featureFlags metadata } }";
+
+struct Fixture {
+    manager: String,
+    product: Value,
+    generator: Value,
+    customer: Value,
+}
+
+async fn fixture(app: &TestApp) -> Fixture {
+    let manager = app.staff_token(StaffRole::Manager).await;
+    let product = app
+        .graphql(Some(&manager), "mutation { createProduct(input: {name: \"Pro\"}) { product { id } } }", json!({}))
+        .await;
+    let generator = app
+        .graphql(
+            Some(&manager),
+            "mutation { createGenerator(input: {name: \"Pro keys\", format: CHUNKED, prefix: \"PRO-\", defaultActivationLimit: 3, validityDays: 30, defaultFeatureFlags: {tier: \"pro\"}}) { generator { id } } }",
+            json!({}),
+        )
+        .await;
+    let customer = app
+        .graphql(
+            Some(&manager),
+            "mutation { createCustomer(input: {email: \"Ann@Example.com\", name: \"Ann\"}) { customer { id email } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data(&customer)["createCustomer"]["customer"]["email"], "ann@example.com");
+    Fixture {
+        product: data(&product)["createProduct"]["product"]["id"].clone(),
+        generator: data(&generator)["createGenerator"]["generator"]["id"].clone(),
+        customer: data(&customer)["createCustomer"]["customer"]["id"].clone(),
+        manager,
+    }
+}
+
+async fn create(app: &TestApp, f: &Fixture, extra: Value) -> Value {
+    let mut input = json!({ "productId": f.product, "generatorId": f.generator });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        input[k] = v;
+    }
+    app.graphql(Some(&f.manager), CREATE, json!({ "input": input })).await
+}
+
+async fn act(app: &TestApp, token: &str, mutation: &str, id: &Value) -> Value {
+    let query = format!("mutation($id: ID!) {{ {mutation}(input: {{id: $id}}) {{ license {{ id status }} }} }}");
+    app.graphql(Some(token), &query, json!({ "id": id })).await
+}
+
+async fn set_status(app: &TestApp, id: &str, status: LicenseStatus, activated: bool) {
+    let mut row: license_key::ActiveModel =
+        license_key::Entity::find_by_id(id.to_string()).one(app.db()).await.expect("read").expect("row").into();
+    row.status = Set(status);
+    if activated {
+        row.activated_at = Set(Some(entity::now()));
+    }
+    row.update(app.db()).await.expect("update");
+}
+
+fn refused(body: &Value) -> (&str, &str) {
+    (
+        body["errors"][0]["extensions"]["code"].as_str().unwrap_or_default(),
+        body["errors"][0]["extensions"]["field"].as_str().unwrap_or_default(),
+    )
+}
+
+on_both_databases!(
+    licences_take_the_generators_defaults_unless_told_otherwise,
+    bad_licence_input_is_refused_and_creates_nothing,
+    the_lifecycle_allows_only_its_transitions,
+    licences_are_edited_within_the_rules_and_deleted_with_care,
+    customers_are_unique_per_environment,
+);
+
+async fn licences_take_the_generators_defaults_unless_told_otherwise(app: TestApp) {
+    let f = fixture(&app).await;
+    let body = create(&app, &f, json!({})).await;
+    let license = &data(&body)["createLicense"]["license"];
+    assert_eq!(license["status"], "AVAILABLE");
+    assert_eq!(license["type"], "GENERATED");
+    assert_eq!(license["activationLimit"], 3);
+    assert_eq!(license["featureFlags"], json!({ "tier": "pro" }));
+    assert_eq!(license["tags"], json!([{ "name": "auto-generated" }]));
+    let key = license["key"].as_str().expect("key");
+    assert!(key.starts_with("PRO-") && key.len() == 4 + 4 * 5 + 3, "{key}");
+    let expires = chrono::DateTime::parse_from_rfc3339(license["expiresAt"].as_str().expect("expiry")).expect("time");
+    let days = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours() as f64 / 24.0;
+    assert!((29.9..=30.0).contains(&days), "30 days from the generator: {days}");
+
+    let body = create(
+        &app,
+        &f,
+        json!({ "customerId": f.customer, "activationLimit": -1, "expiresAt": null, "featureFlags": { "seats": 5 }, "metadata": { "crm": "A-17" } }),
+    )
+    .await;
+    let license = &data(&body)["createLicense"]["license"];
+    assert_eq!(license["status"], "ASSIGNED");
+    assert_eq!(license["customerId"], f.customer);
+    assert_eq!((license["activationLimit"].as_i64(), license["expiresAt"].is_null()), (Some(-1), true));
+    assert_eq!(license["metadata"], json!({ "crm": "A-17" }));
+
+    let event = audit_event::Entity::find()
+        .filter(audit_event::Column::TargetId.eq(license["id"].as_str().expect("id")))
+        .one(app.db())
+        .await
+        .expect("audit")
+        .expect("license.created");
+    assert_eq!(event.action, "license.created");
+    assert_eq!(event.key_prefix.as_deref(), license["key"].as_str().map(|k| &k[..8]));
+}
+
+async fn bad_licence_input_is_refused_and_creates_nothing(app: TestApp) {
+    let f = fixture(&app).await;
+    let past = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let other = "01ZZZZZZZZZZZZZZZZZZZZZZZZ";
+    for (extra, expected) in [
+        (json!({ "activationLimit": 0 }), ("INVALID_INPUT", "activationLimit")),
+        (json!({ "activationLimit": 10001 }), ("INVALID_INPUT", "activationLimit")),
+        (json!({ "expiresAt": past }), ("INVALID_INPUT", "expiresAt")),
+        (json!({ "featureFlags": [1] }), ("INVALID_INPUT", "featureFlags")),
+        (json!({ "metadata": { "blob": "x".repeat(11 * 1024) } }), ("INVALID_INPUT", "metadata")),
+        (json!({ "productId": other }), ("NOT_FOUND", "productId")),
+        (json!({ "generatorId": other }), ("NOT_FOUND", "generatorId")),
+        (json!({ "customerId": other }), ("NOT_FOUND", "customerId")),
+    ] {
+        let body = create(&app, &f, extra.clone()).await;
+        assert_eq!(refused(&body), expected, "{extra}: {body:#}");
+    }
+    app.graphql(
+        Some(&f.manager),
+        "mutation($id: ID!) { archiveProduct(input: {id: $id}) { product { id } } }",
+        json!({ "id": f.product }),
+    )
+    .await;
+    let archived = create(&app, &f, json!({})).await;
+    assert_eq!(refused(&archived), ("INVALID_INPUT", "productId"));
+    let (_, staged) = app
+        .graphql_in(
+            Some(&f.manager),
+            Some("staging"),
+            CREATE,
+            json!({ "input": { "productId": f.product, "generatorId": f.generator } }),
+        )
+        .await;
+    assert_eq!(refused(&staged), ("NOT_FOUND", "productId"), "another environment's product is not there");
+    assert_eq!(license_key::Entity::find().count(app.db()).await.expect("count"), 0);
+}
+
+async fn the_lifecycle_allows_only_its_transitions(app: TestApp) {
+    let f = fixture(&app).await;
+    let support = app.staff_token(StaffRole::Support).await;
+    let m = f.manager.clone();
+    let body = create(&app, &f, json!({})).await;
+    let id = data(&body)["createLicense"]["license"]["id"].clone();
+    let status = |body: &Value, mutation: &str| data(body)[mutation]["license"]["status"].as_str().map(String::from);
+
+    let assign = "mutation($id: ID!, $c: ID!) { assignLicense(input: {id: $id, customerId: $c}) { license { status customerId } } }";
+    let assigned = app.graphql(Some(&m), assign, json!({ "id": id, "c": f.customer })).await;
+    assert_eq!(data(&assigned)["assignLicense"]["license"], json!({ "status": "ASSIGNED", "customerId": f.customer }));
+    let returned = act(&app, &m, "returnLicenseToPool", &id).await;
+    assert_eq!(status(&returned, "returnLicenseToPool").as_deref(), Some("AVAILABLE"));
+    let again = app.graphql(Some(&m), assign, json!({ "id": id, "c": f.customer })).await;
+    data(&again);
+
+    // Refused from ASSIGNED: the error names the state and the action, and nothing changes.
+    let refused_body = act(&app, &m, "inactivateLicense", &id).await;
+    assert_eq!(error_code(&refused_body), Some("INVALID_TRANSITION"));
+    assert_eq!(refused_body["errors"][0]["extensions"]["from"], "ASSIGNED");
+    assert_eq!(refused_body["errors"][0]["extensions"]["action"], "inactivate");
+    assert!(refused_body["errors"][0]["message"].as_str().unwrap_or_default().contains("ASSIGNED"));
+    let unchanged = app.graphql(Some(&m), LICENSE, json!({ "id": id })).await;
+    assert_eq!(data(&unchanged)["licenseKey"]["status"], "ASSIGNED");
+
+    // As if activated on a device.
+    set_status(&app, id.as_str().expect("id"), LicenseStatus::Active, true).await;
+    let activation_id = entity::new_id();
+    activation::ActiveModel {
+        id: Set(activation_id.clone()),
+        license_key_id: Set(id.as_str().expect("id").to_string()),
+        fingerprint: Set("laptop".into()),
+        name: Set(None),
+        platform: Set(None),
+        client_address: Set(None),
+        created_at: Set(entity::now()),
+        last_seen_at: Set(entity::now()),
+        deactivated_at: Set(None),
+    }
+    .insert(app.db())
+    .await
+    .expect("activation");
+    assert_eq!(error_code(&act(&app, &m, "returnLicenseToPool", &id).await), Some("INVALID_TRANSITION"));
+    for (token, mutation, expected) in [
+        (&support, "inactivateLicense", "INACTIVE"),
+        (&support, "reactivateLicense", "ACTIVE"),
+        (&m, "suspendLicense", "SUSPENDED"),
+        (&m, "unsuspendLicense", "ACTIVE"),
+        (&m, "revokeLicense", "REVOKED"),
+    ] {
+        let body = act(&app, token, mutation, &id).await;
+        assert_eq!(status(&body, mutation).as_deref(), Some(expected), "{mutation}: {body:#}");
+    }
+    let ended = activation::Entity::find_by_id(activation_id).one(app.db()).await.expect("read").expect("row");
+    assert!(ended.deactivated_at.is_some(), "revoking ends every activation");
+    for mutation in ["revokeLicense", "reactivateLicense", "unsuspendLicense"] {
+        assert_eq!(error_code(&act(&app, &m, mutation, &id).await), Some("INVALID_TRANSITION"), "{mutation}");
+    }
+    let edit = app
+        .graphql(
+            Some(&m),
+            "mutation($id: ID!) { updateLicense(input: {id: $id, activationLimit: 9}) { license { id } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(error_code(&edit), Some("INVALID_TRANSITION"), "a revoked licence cannot be edited");
+    let support_suspend = act(&app, &support, "suspendLicense", &id).await;
+    assert_eq!(error_code(&support_suspend), Some("FORBIDDEN"));
+
+    // Past its expiry a licence is EXPIRED, whether or not the sweeper wrote it down.
+    let body = create(&app, &f, json!({ "customerId": f.customer })).await;
+    let late = data(&body)["createLicense"]["license"]["id"].clone();
+    let mut row: license_key::ActiveModel = license_key::Entity::find_by_id(late.as_str().expect("id").to_string())
+        .one(app.db())
+        .await
+        .expect("read")
+        .expect("row")
+        .into();
+    row.status = Set(LicenseStatus::Active);
+    row.expires_at = Set(Some(entity::now() - chrono::Duration::minutes(1)));
+    row.update(app.db()).await.expect("expire");
+    let body = act(&app, &m, "suspendLicense", &late).await;
+    assert_eq!(body["errors"][0]["extensions"]["from"], "EXPIRED", "{body:#}");
+    let revoked = act(&app, &m, "revokeLicense", &late).await;
+    assert_eq!(status(&revoked, "revokeLicense").as_deref(), Some("REVOKED"));
+
+    let actions: Vec<String> = audit_event::Entity::find()
+        .filter(audit_event::Column::TargetId.eq(id.as_str().expect("id")))
+        .all(app.db())
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "license.created",
+            "license.assigned",
+            "license.returned_to_pool",
+            "license.assigned",
+            "license.inactivated",
+            "license.reactivated",
+            "license.suspended",
+            "license.unsuspended",
+            "license.revoked"
+        ]
+    );
+}
+
+async fn licences_are_edited_within_the_rules_and_deleted_with_care(app: TestApp) {
+    let f = fixture(&app).await;
+    let body = create(&app, &f, json!({})).await;
+    let id = data(&body)["createLicense"]["license"]["id"].clone();
+    let update = "mutation($input: UpdateLicenseInput!) { updateLicense(input: $input) { license { activationLimit expiresAt featureFlags metadata customerId } } }";
+    let later = (chrono::Utc::now() + chrono::Duration::days(90)).to_rfc3339();
+    let body = app
+        .graphql(
+            Some(&f.manager),
+            update,
+            json!({ "input": { "id": id, "activationLimit": 7, "expiresAt": later, "featureFlags": { "beta": true }, "metadata": { "note": "vip" } } }),
+        )
+        .await;
+    let license = &data(&body)["updateLicense"]["license"];
+    assert_eq!((license["activationLimit"].as_i64(), &license["featureFlags"]), (Some(7), &json!({ "beta": true })));
+    let lifetime = app.graphql(Some(&f.manager), update, json!({ "input": { "id": id, "expiresAt": null } })).await;
+    assert!(data(&lifetime)["updateLicense"]["license"]["expiresAt"].is_null());
+    for (input, field) in [
+        (json!({ "id": id, "expiresAt": "2001-01-01T00:00:00Z" }), "expiresAt"),
+        (json!({ "id": id, "activationLimit": -2 }), "activationLimit"),
+        (json!({ "id": id, "customerId": f.customer }), "customerId"),
+    ] {
+        let body = app.graphql(Some(&f.manager), update, json!({ "input": input })).await;
+        assert_eq!(refused(&body), ("INVALID_INPUT", field), "{body:#}");
+    }
+    let kept = app.graphql(Some(&f.manager), LICENSE, json!({ "id": id })).await;
+    assert_eq!(data(&kept)["licenseKey"]["activationLimit"], 7);
+
+    let delete =
+        "mutation($id: ID!, $f: Boolean) { deleteLicense(input: {id: $id, force: $f}) { keysChanged ordersAffected } }";
+    let gone = app.graphql(Some(&f.manager), delete, json!({ "id": id, "f": false })).await;
+    assert_eq!(data(&gone)["deleteLicense"]["keysChanged"], 1);
+    let used = seed::key(app.db(), Environment::Production, "USED-KEY-1", LicenseStatus::Available, &[]).await;
+    set_status(&app, &used, LicenseStatus::Active, true).await;
+    let refused_body = app.graphql(Some(&f.manager), delete, json!({ "id": used, "f": false })).await;
+    assert_eq!(refused(&refused_body), ("INVALID_INPUT", "force"));
+    let forced = app.graphql(Some(&f.manager), delete, json!({ "id": used, "f": true })).await;
+    assert_eq!(data(&forced)["deleteLicense"]["keysChanged"], 1);
+    let prefixes: Vec<Option<String>> = audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq("license_key.deleted"))
+        .all(app.db())
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.key_prefix)
+        .collect();
+    assert_eq!(prefixes.len(), 2);
+    assert!(prefixes.contains(&Some("USED-KEY".to_string())));
+    assert_eq!(license_key::Entity::find().count(app.db()).await.expect("count"), 0);
+}
+
+async fn customers_are_unique_per_environment(app: TestApp) {
+    let f = fixture(&app).await;
+    let create = "mutation($e: String!, $n: String!) { createCustomer(input: {email: $e, name: $n}) { customer { id email name environment } } }";
+    let clash = app.graphql(Some(&f.manager), create, json!({ "e": "ANN@example.com", "n": "Ann again" })).await;
+    assert_eq!(refused(&clash), ("CONFLICT", "email"));
+    let bad = app.graphql(Some(&f.manager), create, json!({ "e": "not-an-email", "n": "X" })).await;
+    assert_eq!(refused(&bad), ("INVALID_INPUT", "email"));
+    let (_, staged) =
+        app.graphql_in(Some(&f.manager), Some("staging"), create, json!({ "e": "ann@example.com", "n": "Ann" })).await;
+    assert_eq!(data(&staged)["createCustomer"]["customer"]["environment"], "STAGING");
+    data(&app.graphql(Some(&f.manager), create, json!({ "e": "bob@example.com", "n": "Bob Builder" })).await);
+
+    let update =
+        "mutation($id: ID!, $n: String) { updateCustomer(input: {id: $id, name: $n}) { customer { name email } } }";
+    let renamed = app.graphql(Some(&f.manager), update, json!({ "id": f.customer, "n": "Ann Smith" })).await;
+    assert_eq!(
+        data(&renamed)["updateCustomer"]["customer"],
+        json!({ "name": "Ann Smith", "email": "ann@example.com" })
+    );
+
+    let list = app
+        .graphql(
+            Some(&f.manager),
+            "{ customers(search: \"BUILD\", orderBy: {field: EMAIL}) { totalCount edges { node { email } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data(&list)["customers"],
+        json!({ "totalCount": 1, "edges": [{ "node": { "email": "bob@example.com" } }] })
+    );
+    let all = app.graphql(Some(&f.manager), "{ customers { totalCount } }", json!({})).await;
+    assert_eq!(data(&all)["customers"]["totalCount"], 2, "the staging customer is not listed in production");
+}
