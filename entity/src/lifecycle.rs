@@ -176,4 +176,45 @@ mod tests {
             assert!(transition(S::Revoked, action).is_err(), "{action:?}");
         }
     }
+
+    /// Every status reachable from AVAILABLE through the table.
+    fn reachable() -> Vec<S> {
+        let mut seen = vec![S::Available];
+        let mut i = 0;
+        while i < seen.len() {
+            for action in A::iter() {
+                if let Ok(to) = transition(seen[i], action)
+                    && !seen.contains(&to)
+                {
+                    seen.push(to);
+                }
+            }
+            i += 1;
+        }
+        seen
+    }
+
+    proptest::proptest! {
+        /// Random action sequences from AVAILABLE: the licence is always in a
+        /// reachable state, a refused action leaves it where it was, and
+        /// REVOKED is never left.
+        #[test]
+        fn random_action_sequences_stay_in_reachable_states(actions in proptest::collection::vec(0usize..11, 0..60)) {
+            let all: Vec<A> = A::iter().collect();
+            let reachable = reachable();
+            let mut status = S::Available;
+            for i in actions {
+                let action = all[i % all.len()];
+                let before = status;
+                match transition(status, action) {
+                    Ok(to) => status = to,
+                    Err(e) => proptest::prop_assert_eq!(e, TransitionError { from: before, action }),
+                }
+                proptest::prop_assert!(reachable.contains(&status));
+                if before == S::Revoked {
+                    proptest::prop_assert_eq!(status, S::Revoked);
+                }
+            }
+        }
+    }
 }

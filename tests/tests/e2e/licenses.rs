@@ -360,3 +360,63 @@ async fn customers_are_unique_per_environment(app: TestApp) {
     let all = app.graphql(Some(&f.manager), "{ customers { totalCount } }", json!({})).await;
     assert_eq!(data(&all)["customers"]["totalCount"], 2, "the staging customer is not listed in production");
 }
+
+on_both_databases!(random_action_sequences_follow_the_state_machine);
+
+/// Random walks of staff actions through the API, each checked against the
+/// state machine: allowed actions land where the table says, refused ones
+/// leave the stored licence exactly as it was.
+async fn random_action_sequences_follow_the_state_machine(app: TestApp) {
+    use entity::LicenseAction as A;
+    let f = fixture(&app).await;
+    let actions = [
+        (A::Assign, "assignLicense"),
+        (A::ReturnToPool, "returnLicenseToPool"),
+        (A::Inactivate, "inactivateLicense"),
+        (A::Reactivate, "reactivateLicense"),
+        (A::Suspend, "suspendLicense"),
+        (A::Unsuspend, "unsuspendLicense"),
+        (A::Revoke, "revokeLicense"),
+    ];
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    for start in [LicenseStatus::Available, LicenseStatus::Active, LicenseStatus::Suspended, LicenseStatus::Inactive] {
+        let body = create(&app, &f, json!({ "customerId": f.customer })).await;
+        let id = data(&body)["createLicense"]["license"]["id"].as_str().expect("id").to_string();
+        match start {
+            LicenseStatus::Available => data(&act(&app, &f.manager, "returnLicenseToPool", &json!(id)).await),
+            other => {
+                set_status(&app, &id, other, true).await;
+                &Value::Null
+            }
+        };
+        for _ in 0..25 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let (action, mutation) = actions[(state % actions.len() as u64) as usize];
+            let before = license_key::Entity::find_by_id(id.clone()).one(app.db()).await.expect("read").expect("row");
+            let expected = entity::lifecycle::transition(before.status, action);
+            let body = if action == A::Assign {
+                app.graphql(
+                    Some(&f.manager),
+                    "mutation($id: ID!, $c: ID!) { assignLicense(input: {id: $id, customerId: $c}) { license { status } } }",
+                    json!({ "id": id, "c": f.customer }),
+                )
+                .await
+            } else {
+                act(&app, &f.manager, mutation, &json!(id)).await
+            };
+            let after = license_key::Entity::find_by_id(id.clone()).one(app.db()).await.expect("read").expect("row");
+            match expected {
+                Ok(to) => {
+                    assert_eq!(data(&body)[mutation]["license"]["status"], to.as_str(), "{mutation} from {:?}", before.status);
+                    assert_eq!(after.status, to);
+                }
+                Err(_) => {
+                    assert_eq!(error_code(&body), Some("INVALID_TRANSITION"), "{mutation} from {:?}: {body:#}", before.status);
+                    assert_eq!(after, before, "a refused {mutation} changed the licence");
+                }
+            }
+        }
+    }
+}
