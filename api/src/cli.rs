@@ -68,7 +68,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(%database, "database ready");
     tracing::info!("serving GraphQL at http://{local}/graphql (GraphiQL in a browser), portal at /portal");
-    crate::http::serve(state, listener, shutdown_signal()).await?;
+    let background = crate::background::spawn(state.clone());
+    let served = crate::http::serve(state, listener, shutdown_signal()).await;
+    background.abort();
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

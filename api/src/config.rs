@@ -36,6 +36,9 @@ pub struct Config {
     /// Largest file accepted by a multipart upload (key imports), in bytes.
     #[arg(long, env = "KEYSMITH_MAX_UPLOAD_BYTES", default_value_t = 512 * 1024 * 1024, global = true)]
     pub max_upload_bytes: usize,
+    /// Seconds between runs of the expiry sweeper (licences past their expiry become EXPIRED).
+    #[arg(long, env = "KEYSMITH_SWEEP_INTERVAL_SECONDS", default_value_t = 60, global = true)]
+    pub sweep_interval_seconds: u64,
     /// Log format.
     #[arg(long, env = "KEYSMITH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
@@ -172,6 +175,7 @@ impl std::fmt::Debug for Config {
             .field("token_ttl_minutes", &self.token_ttl_minutes)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("sweep_interval_seconds", &self.sweep_interval_seconds)
             .field("log_format", &self.log_format)
             .field("log", &self.log)
             .field("db_max_connections", &self.db_max_connections)

@@ -3,6 +3,7 @@
 //! commands; `main.rs` only parses the command line and calls in here.
 
 pub mod auth;
+pub mod background;
 pub mod cli;
 pub mod config;
 pub mod db;

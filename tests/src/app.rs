@@ -43,6 +43,7 @@ pub fn config(database_url: &str) -> Config {
         token_ttl_minutes: 60,
         max_body_bytes: 64 * 1024,
         max_upload_bytes: 32 * 1024 * 1024,
+        sweep_interval_seconds: 1,
         log_format: LogFormat::Human,
         log: "warn".into(),
         db_max_connections: 8,
@@ -86,11 +87,13 @@ impl TestApp {
         let (shutdown, stop) = oneshot::channel::<()>();
         let server_state = state.clone();
         let server = tokio::spawn(async move {
+            let background = keysmith::background::spawn(server_state.clone());
             keysmith::http::serve(server_state, listener, async {
                 stop.await.ok();
             })
             .await
             .expect("the server runs");
+            background.abort();
         });
         Self {
             backend,

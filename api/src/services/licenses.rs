@@ -16,7 +16,9 @@ use entity::product::ProductStatus;
 use entity::values::ActivationLimit;
 use entity::{LicenseAction, LicenseStatus, TransitionError, activation, generator, license_key_tag, product, tag};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set,
+};
 use serde_json::Value;
 
 /// Largest metadata object, serialised.
@@ -366,4 +368,54 @@ pub async fn delete(db: &DatabaseConnection, ctx: &RequestContext, id: &str, for
     let removal = keys::remove(&txn, ctx, &sel, force, "license.deleted", ("license_key", &licence.id)).await?;
     txn.commit().await?;
     Ok(removal)
+}
+
+/// Moves every ASSIGNED or ACTIVE licence past its expiry to EXPIRED, with an
+/// audit event each, in batches. Safe to run on several nodes at once: a row
+/// is only changed (and audited) by the node whose update still finds it due.
+pub async fn expire_due(db: &DatabaseConnection) -> AppResult<u64> {
+    const BATCH: u64 = 500;
+    let mut expired = 0;
+    loop {
+        let now = entity::now();
+        let txn = begin_write(db).await?;
+        let due = license_key::Entity::find()
+            .filter(license_key::Column::Status.is_in([LicenseStatus::Assigned, LicenseStatus::Active]))
+            .filter(license_key::Column::ExpiresAt.lte(now))
+            .limit(BATCH)
+            .all(&txn)
+            .await?;
+        if due.is_empty() {
+            txn.commit().await?;
+            return Ok(expired);
+        }
+        for key in &due {
+            let to = transition(key.status, LicenseAction::Expire)?;
+            let changed = license_key::Entity::update_many()
+                .col_expr(license_key::Column::Status, Expr::value(to.as_str()))
+                .col_expr(license_key::Column::UpdatedAt, Expr::value(now))
+                .filter(license_key::Column::Id.eq(key.id.as_str()))
+                .filter(license_key::Column::Status.eq(key.status))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            if changed == 1 {
+                expired += 1;
+                audit::record(
+                    &txn,
+                    &RequestContext::system(key.environment),
+                    Change {
+                        action: "license.expired",
+                        target_kind: "license_key",
+                        target_id: &key.id,
+                        key: Some(&key.key),
+                        before: Some(serde_json::json!({ "status": key.status, "expiresAt": key.expires_at })),
+                        after: Some(serde_json::json!({ "status": to })),
+                    },
+                )
+                .await?;
+            }
+        }
+        txn.commit().await?;
+    }
 }

@@ -409,14 +409,66 @@ async fn random_action_sequences_follow_the_state_machine(app: TestApp) {
             let after = license_key::Entity::find_by_id(id.clone()).one(app.db()).await.expect("read").expect("row");
             match expected {
                 Ok(to) => {
-                    assert_eq!(data(&body)[mutation]["license"]["status"], to.as_str(), "{mutation} from {:?}", before.status);
+                    assert_eq!(
+                        data(&body)[mutation]["license"]["status"],
+                        to.as_str(),
+                        "{mutation} from {:?}",
+                        before.status
+                    );
                     assert_eq!(after.status, to);
                 }
                 Err(_) => {
-                    assert_eq!(error_code(&body), Some("INVALID_TRANSITION"), "{mutation} from {:?}: {body:#}", before.status);
+                    assert_eq!(
+                        error_code(&body),
+                        Some("INVALID_TRANSITION"),
+                        "{mutation} from {:?}: {body:#}",
+                        before.status
+                    );
                     assert_eq!(after, before, "a refused {mutation} changed the licence");
                 }
             }
         }
     }
+}
+
+on_both_databases!(the_sweeper_expires_licences_past_their_date);
+
+async fn the_sweeper_expires_licences_past_their_date(app: TestApp) {
+    let f = fixture(&app).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let body = create(&app, &f, json!({ "customerId": f.customer })).await;
+        ids.push(data(&body)["createLicense"]["license"]["id"].as_str().expect("id").to_string());
+    }
+    let waiting = seed::key(app.db(), Environment::Production, "POOL-PAST-1", LicenseStatus::Available, &[]).await;
+    let past = entity::now() - chrono::Duration::seconds(5);
+    set_status(&app, &ids[1], LicenseStatus::Active, true).await;
+    for id in [&ids[0], &ids[1], &waiting] {
+        let mut row: license_key::ActiveModel =
+            license_key::Entity::find_by_id(id.clone()).one(app.db()).await.expect("read").expect("row").into();
+        row.expires_at = Set(Some(past));
+        row.update(app.db()).await.expect("backdate");
+    }
+
+    // The server's own sweeper runs every second in tests.
+    let app = &app;
+    let status = |id: String| async move {
+        license_key::Entity::find_by_id(id).one(app.db()).await.expect("read").expect("row").status
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while status(ids[1].clone()).await != LicenseStatus::Expired {
+        assert!(std::time::Instant::now() < deadline, "the sweeper did not run");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status(ids[0].clone()).await, LicenseStatus::Expired);
+    assert_eq!(status(ids[2].clone()).await, LicenseStatus::Assigned, "not due yet");
+    assert_eq!(status(waiting.clone()).await, LicenseStatus::Available, "pool keys do not expire");
+    assert_eq!(keysmith::services::licenses::expire_due(app.db()).await.ok(), Some(0), "nothing is expired twice");
+    let events = audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq("license.expired"))
+        .all(app.db())
+        .await
+        .expect("audit");
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.actor_kind == "system" && e.key_prefix.as_deref().is_some_and(|p| p.len() == 8)));
 }
