@@ -296,39 +296,31 @@ async fn require_keys(txn: &impl ConnectionTrait, ctx: &RequestContext, ids: &[S
 
 /// Adds a tag to keys (those already carrying it are left alone). Returns how many gained it.
 pub async fn tag(db: &DatabaseConnection, ctx: &RequestContext, tag_id: &str, key_ids: &[String]) -> AppResult<u64> {
-    ctx.viewer.require(may::MANAGE)?;
-    let txn = begin_write(db).await?;
-    let tag = tags::find_sellers_tag(&txn, ctx, tag_id, "tagId").await?;
-    let ids = require_keys(&txn, ctx, key_ids).await?;
-    let changed = link(&txn, &tag.id, &ids_selection(&ids)).await?;
-    audit::record(
-        &txn,
-        ctx,
-        Change {
-            action: "license_keys.tagged",
-            target_kind: "tag",
-            target_id: &tag.id,
-            after: Some(serde_json::json!({ "keys": changed })),
-            ..Change::default()
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(changed)
+    retag(db, ctx, tag_id, key_ids, true).await
 }
 
 /// Removes a tag from keys. Returns how many lost it.
 pub async fn untag(db: &DatabaseConnection, ctx: &RequestContext, tag_id: &str, key_ids: &[String]) -> AppResult<u64> {
+    retag(db, ctx, tag_id, key_ids, false).await
+}
+
+async fn retag(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    tag_id: &str,
+    key_ids: &[String],
+    add: bool,
+) -> AppResult<u64> {
     ctx.viewer.require(may::MANAGE)?;
     let txn = begin_write(db).await?;
     let tag = tags::find_sellers_tag(&txn, ctx, tag_id, "tagId").await?;
-    let ids = require_keys(&txn, ctx, key_ids).await?;
-    let changed = unlink(&txn, &tag.id, &ids_selection(&ids)).await?;
+    let ids = ids_selection(&require_keys(&txn, ctx, key_ids).await?);
+    let changed = if add { link(&txn, &tag.id, &ids).await? } else { unlink(&txn, &tag.id, &ids).await? };
     audit::record(
         &txn,
         ctx,
         Change {
-            action: "license_keys.untagged",
+            action: if add { "license_keys.tagged" } else { "license_keys.untagged" },
             target_kind: "tag",
             target_id: &tag.id,
             after: Some(serde_json::json!({ "keys": changed })),
