@@ -2,12 +2,26 @@
 //! nodes on one database: it changes a row only if the row still needs it.
 
 use crate::AppState;
-use crate::services::licenses;
+use crate::services::{jobs, licenses};
 use std::time::Duration;
 
 /// Starts the background tasks; they stop when the returned handle is dropped or aborted.
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+    let node = entity::new_id();
+    let jobs_state = state.clone();
+    let job_runner = tokio::spawn(async move {
+        // Jobs are picked up within a second of being queued, or of a node's claim lapsing.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = jobs::run_pending(&jobs_state.db, &node).await {
+                tracing::warn!(error = %e.detail(), "job runner failed; retrying");
+            }
+        }
+    });
     tokio::spawn(async move {
+        let _runner = AbortOnDrop(job_runner);
         let mut tick = tokio::time::interval(Duration::from_secs(state.config.sweep_interval_seconds.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -19,4 +33,13 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// Stops a task when the task that owns it ends or is aborted.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -8,6 +8,7 @@ pub mod customers;
 pub mod export;
 pub mod generators;
 pub mod import;
+pub mod jobs;
 pub mod keys;
 pub mod licenses;
 pub mod pagination;

@@ -2,6 +2,7 @@
 
 mod customers;
 mod generators;
+mod jobs;
 mod pools;
 mod products;
 mod session;
@@ -13,6 +14,7 @@ pub struct Query(
     products::ProductQuery,
     customers::CustomerQuery,
     generators::GeneratorQuery,
+    jobs::JobQuery,
     pools::PoolQuery,
     session::SessionQuery,
 );

@@ -4,6 +4,7 @@
 pub mod common;
 pub mod customer;
 pub mod generator;
+pub mod job;
 pub mod pool;
 pub mod product;
 pub mod session;

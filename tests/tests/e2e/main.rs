@@ -6,6 +6,7 @@ mod cli;
 mod errors;
 mod generators;
 mod imports;
+mod jobs;
 mod licenses;
 mod pools;
 mod products;

@@ -30,6 +30,7 @@ const MATRIX: &[(&str, [Outcome; 5])] = &[
     ("createCustomer", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("updateCustomer", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("createLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("generateLicenses", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("updateLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("assignLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("returnLicenseToPool", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
@@ -133,6 +134,10 @@ async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (String, Val
         "createLicense" => (
             "mutation($p: ID!, $g: ID!) { createLicense(input: {productId: $p, generatorId: $g}) { license { id } } }"
                 .into(),
+            json!({ "p": product_id().await, "g": generator_id().await }),
+        ),
+        "generateLicenses" => (
+            "mutation($p: ID!, $g: ID!) { generateLicenses(input: {productId: $p, generatorId: $g, count: 3}) { job { id } } }".into(),
             json!({ "p": product_id().await, "g": generator_id().await }),
         ),
         "updateLicense" => (

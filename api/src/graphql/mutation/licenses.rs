@@ -1,7 +1,9 @@
 use crate::auth::may;
 use crate::graphql::guard::RoleGuard;
 use crate::graphql::request;
+use crate::graphql::types::job::Job;
 use crate::graphql::types::pool::{KeysChangedPayload, LicenseKey};
+use crate::services::jobs;
 use crate::services::licenses::{self, LicensePatch, NewLicense};
 use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -55,6 +57,21 @@ pub struct DeleteLicenseInput {
     pub force: bool,
 }
 
+#[derive(Debug, InputObject)]
+pub struct GenerateLicensesInput {
+    pub generator_id: ID,
+    /// An active product of this environment.
+    pub product_id: ID,
+    /// 1–100000 licences.
+    pub count: i32,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct GenerateLicensesPayload {
+    /// Follow it with `job(id)`: the licences are made in the background.
+    pub job: Job,
+}
+
 #[derive(Debug, SimpleObject)]
 pub struct LicensePayload {
     pub license: LicenseKey,
@@ -94,6 +111,21 @@ impl LicenseMutation {
         };
         let license = licenses::create(&state.db, rc, new).await?;
         Ok(LicensePayload { license: LicenseKey(license) })
+    }
+
+    /// Queues the generation of up to 100000 AVAILABLE licences into the
+    /// `auto-generated` pool; returns the job at once.
+    #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
+    async fn generate_licenses(
+        &self,
+        ctx: &Context<'_>,
+        input: GenerateLicensesInput,
+    ) -> Result<GenerateLicensesPayload> {
+        let (state, rc) = request(ctx)?;
+        let job =
+            jobs::generate_licenses(&state.db, rc, &input.generator_id, &input.product_id, i64::from(input.count))
+                .await?;
+        Ok(GenerateLicensesPayload { job: Job(job) })
     }
 
     /// Changes customer, activation limit, expiry, flags or metadata; never key, product or environment.

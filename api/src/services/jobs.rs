@@ -1,0 +1,296 @@
+//! Background jobs, starting with bulk licence generation. A job is a row:
+//! any node may claim it (a lease that expires if the node dies), and its
+//! work is done in batches that commit together with the job's progress, so
+//! a stop loses nothing: the next claim resumes where the last batch ended.
+
+use super::audit::{self, Change};
+use super::generators::spec;
+use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
+use super::sql::{Sql, placeholders};
+use crate::auth::{RequestContext, Viewer, may};
+use crate::db::begin_write;
+use crate::error::{AppError, AppResult};
+use chrono::Duration;
+use entity::license_key::{self, KeySource};
+use entity::product::ProductStatus;
+use entity::{Environment, LicenseStatus, generator, job, license_key_tag, product, tag};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, Set, Value,
+};
+use std::collections::HashSet;
+
+pub const GENERATE_LICENSES: &str = "GENERATE_LICENSES";
+/// Most licences one generation job makes.
+pub const MAX_GENERATE: i64 = 100_000;
+/// Keys made and committed together with the job's progress.
+const BATCH: i64 = 1000;
+/// How long a claim holds without the node renewing it.
+const LEASE_SECONDS: i64 = 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "QUEUED",
+            JobStatus::Running => "RUNNING",
+            JobStatus::Succeeded => "SUCCEEDED",
+            JobStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed]
+            .into_iter()
+            .find(|j| j.as_str() == s)
+    }
+}
+
+/// Queues the generation of `count` AVAILABLE licences of `product` from `generator`.
+pub async fn generate_licenses(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    generator_id: &str,
+    product_id: &str,
+    count: i64,
+) -> AppResult<job::Model> {
+    ctx.viewer.require(may::MANAGE)?;
+    if !(1..=MAX_GENERATE).contains(&count) {
+        return Err(AppError::invalid("count", format!("must be between 1 and {MAX_GENERATE} (got {count})")));
+    }
+    let txn = begin_write(db).await?;
+    let product = product::Entity::find_by_id(product_id.to_string())
+        .filter(product::Column::Environment.eq(ctx.environment))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found_in("product", "productId"))?;
+    if product.status != ProductStatus::Active {
+        return Err(AppError::invalid("productId", "the product is archived"));
+    }
+    generator::Entity::find_by_id(generator_id.to_string())
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found_in("generator", "generatorId"))?;
+    let created = job::ActiveModel {
+        id: Set(entity::new_id()),
+        environment: Set(Some(ctx.environment.as_str().to_string())),
+        kind: Set(GENERATE_LICENSES.into()),
+        status: Set(JobStatus::Queued.as_str().into()),
+        progress: Set(0),
+        total: Set(count),
+        payload: Set(serde_json::json!({ "generatorId": generator_id, "productId": product_id })),
+        result: Set(None),
+        error: Set(None),
+        created_by: Set(match &ctx.viewer {
+            Viewer::Staff { user_id, .. } => Some(user_id.clone()),
+            _ => None,
+        }),
+        locked_by: Set(None),
+        locked_until: Set(None),
+        created_at: Set(entity::now()),
+        started_at: Set(None),
+        finished_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    audit::record(
+        &txn,
+        ctx,
+        Change {
+            action: "job.queued",
+            target_kind: "job",
+            target_id: &created.id,
+            after: Some(serde_json::json!({ "kind": GENERATE_LICENSES, "count": count, "productId": product_id, "generatorId": generator_id })),
+            ..Change::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(created)
+}
+
+pub async fn get(db: &DatabaseConnection, ctx: &RequestContext, id: &str) -> AppResult<job::Model> {
+    ctx.viewer.require(may::READ)?;
+    job::Entity::find_by_id(id.to_string())
+        .filter(job::Column::Environment.eq(ctx.environment.as_str()))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("job"))
+}
+
+pub async fn list(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    status: Option<JobStatus>,
+    args: &PageArgs,
+    want_total: bool,
+) -> AppResult<Page<job::Model>> {
+    ctx.viewer.require(may::READ)?;
+    let mut query = job::Entity::find().filter(job::Column::Environment.eq(ctx.environment.as_str()));
+    if let Some(status) = status {
+        query = query.filter(job::Column::Status.eq(status.as_str()));
+    }
+    let keyset = Keyset { column: job::Column::CreatedAt, kind: SortKind::Time, id: job::Column::Id, descending: true };
+    paginate(db, query, keyset, args, want_total, |j| time_value(&j.created_at), |j| j.id.clone()).await
+}
+
+/// Claims the oldest job that is queued or whose claim lapsed, for `node`.
+async fn claim(db: &DatabaseConnection, node: &str) -> AppResult<Option<job::Model>> {
+    let now = entity::now();
+    let claimable = Condition::any().add(job::Column::Status.eq(JobStatus::Queued.as_str())).add(
+        Condition::all().add(job::Column::Status.eq(JobStatus::Running.as_str())).add(job::Column::LockedUntil.lt(now)),
+    );
+    let Some(candidate) =
+        job::Entity::find().filter(claimable.clone()).order_by_asc(job::Column::CreatedAt).one(db).await?
+    else {
+        return Ok(None);
+    };
+    let claimed = job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::value(JobStatus::Running.as_str()))
+        .col_expr(job::Column::LockedBy, Expr::value(node))
+        .col_expr(job::Column::LockedUntil, Expr::value(now + Duration::seconds(LEASE_SECONDS)))
+        .col_expr(job::Column::StartedAt, Expr::value(candidate.started_at.unwrap_or(now)))
+        .filter(job::Column::Id.eq(candidate.id.as_str()))
+        .filter(claimable)
+        .exec(db)
+        .await?
+        .rows_affected;
+    if claimed == 1 { Ok(job::Entity::find_by_id(candidate.id).one(db).await?) } else { Ok(None) }
+}
+
+/// Runs claimable jobs until none is left. Returns how many it finished.
+pub async fn run_pending(db: &DatabaseConnection, node: &str) -> AppResult<u64> {
+    let mut finished = 0;
+    while let Some(job) = claim(db, node).await? {
+        let outcome = match job.kind.as_str() {
+            GENERATE_LICENSES => generate(db, node, &job).await,
+            other => Err(AppError::internal(format!("unknown job kind {other}"))),
+        };
+        let (status, result, error) = match outcome {
+            Ok(Some(result)) => (JobStatus::Succeeded, Some(result), None),
+            // The claim was lost to another node, which carries on.
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e.detail(), "job failed");
+                (JobStatus::Failed, None, Some(e.client_message()))
+            }
+        };
+        job::Entity::update_many()
+            .col_expr(job::Column::Status, Expr::value(status.as_str()))
+            .col_expr(job::Column::Result, Expr::value(result))
+            .col_expr(job::Column::Error, Expr::value(error))
+            .col_expr(job::Column::FinishedAt, Expr::value(entity::now()))
+            .col_expr(job::Column::LockedUntil, Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None))
+            .filter(job::Column::Id.eq(job.id.as_str()))
+            .filter(job::Column::LockedBy.eq(node))
+            .exec(db)
+            .await?;
+        finished += 1;
+    }
+    Ok(finished)
+}
+
+/// Makes the rest of a generation job's licences, a batch a transaction.
+/// `None` when another node took the job over.
+async fn generate(db: &DatabaseConnection, node: &str, job: &job::Model) -> AppResult<Option<serde_json::Value>> {
+    let environment = job.environment.as_deref().and_then(Environment::parse).unwrap_or_default();
+    let generator_id = job.payload["generatorId"].as_str().unwrap_or_default().to_string();
+    let product_id = job.payload["productId"].as_str().unwrap_or_default().to_string();
+    let generator = generator::Entity::find_by_id(generator_id.clone())
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::invalid("generatorId", "the generator no longer exists"))?;
+    let format =
+        spec(&generator).map_err(|e| AppError::internal(format!("generator {} is unusable: {e}", generator.id)))?;
+    let auto = tag::auto_generated_id(environment).to_string();
+    let mut progress = job.progress;
+    while progress < job.total {
+        let count = BATCH.min(job.total - progress) as usize;
+        let now = entity::now();
+        let txn = begin_write(db).await?;
+        let mut keys: HashSet<String> = HashSet::with_capacity(count);
+        while keys.len() < count {
+            while keys.len() < count {
+                keys.insert(format.generate(&mut rand::rng()));
+            }
+            // Collisions with stored keys are retried, never stored.
+            let mut sql = Sql::new("");
+            sql.push("SELECT key FROM license_key WHERE environment = ?", [Value::from(environment.as_str())])
+                .push(&format!(" AND key IN ({})", placeholders(keys.len())), keys.iter().cloned().map(Value::from));
+            for row in txn.query_all_raw(sql.statement(txn.get_database_backend())).await? {
+                keys.remove(&row.try_get_by_index::<String>(0)?);
+            }
+        }
+        let rows: Vec<license_key::ActiveModel> = keys
+            .into_iter()
+            .map(|key| license_key::ActiveModel {
+                id: Set(entity::new_id()),
+                environment: Set(environment),
+                key: Set(key),
+                product_id: Set(Some(product_id.clone())),
+                source: Set(KeySource::Generated),
+                generator_id: Set(Some(generator.id.clone())),
+                status: Set(LicenseStatus::Available),
+                customer_id: Set(None),
+                order_line_id: Set(None),
+                activation_limit: Set(generator.default_activation_limit),
+                expires_at: Set(generator.validity_days.map(|d| now + Duration::days(i64::from(d)))),
+                feature_flags: Set(generator.default_feature_flags.clone()),
+                metadata: Set(serde_json::json!({})),
+                created_at: Set(now),
+                updated_at: Set(now),
+                assigned_at: Set(None),
+                activated_at: Set(None),
+                revealed_at: Set(None),
+                revoked_at: Set(None),
+            })
+            .collect();
+        let links: Vec<license_key_tag::ActiveModel> = rows
+            .iter()
+            .map(|r| license_key_tag::ActiveModel { license_key_id: r.id.clone(), tag_id: Set(auto.clone()) })
+            .collect();
+        // 1000 rows × 20 columns stays under SQLite's 32766 bound values.
+        license_key::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+        license_key_tag::Entity::insert_many(links).exec_without_returning(&txn).await?;
+        progress += count as i64;
+        let kept = job::Entity::update_many()
+            .col_expr(job::Column::Progress, Expr::value(progress))
+            .col_expr(job::Column::LockedUntil, Expr::value(entity::now() + Duration::seconds(LEASE_SECONDS)))
+            .filter(job::Column::Id.eq(job.id.as_str()))
+            .filter(job::Column::LockedBy.eq(node))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if kept != 1 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        txn.commit().await?;
+    }
+    let ctx = RequestContext::system(environment);
+    let txn = begin_write(db).await?;
+    audit::record(
+        &txn,
+        &ctx,
+        Change {
+            action: "license.generated",
+            target_kind: "job",
+            target_id: &job.id,
+            after: Some(
+                serde_json::json!({ "count": job.total, "productId": product_id, "generatorId": generator_id }),
+            ),
+            ..Change::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(Some(serde_json::json!({ "generated": job.total })))
+}
