@@ -215,8 +215,13 @@ async fn export(req: &Request, state: &AppState, format: ExportFormat) -> Result
         })
         .transpose()
         .map_err(|e| error_response(StatusCode::BAD_REQUEST, e))?;
-    let filter =
-        KeyFilter { tag: params.tag_id.as_deref().map(TagRef::parse), status, search: params.search, ids: None };
+    let filter = KeyFilter {
+        tag: params.tag_id.as_deref().map(TagRef::parse),
+        status,
+        search: params.search,
+        ids: None,
+        ..KeyFilter::default()
+    };
     let stream =
         export::stream(state.db.clone(), &context, &filter, format).map_err(|e| error_response(status_of(&e), e))?;
     let stream = stream.map(|chunk| {

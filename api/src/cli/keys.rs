@@ -98,7 +98,7 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                         .with_context(|| format!("{s} is not a licence status"))
                 })
                 .transpose()?;
-            let filter = KeyFilter { tag, status, search, ids: None };
+            let filter = KeyFilter { tag, status, search, ids: None, ..KeyFilter::default() };
             let format = match format {
                 ExportFormatArg::Csv => ExportFormat::Csv,
                 ExportFormatArg::Json => ExportFormat::Json,

@@ -41,6 +41,10 @@ pub struct KeyFilter {
     /// Any part of the key (at least 3 characters), or its start (fewer).
     pub search: Option<String>,
     pub ids: Option<Vec<String>>,
+    pub product_id: Option<String>,
+    pub customer_id: Option<String>,
+    /// Keys whose expiry falls before this moment (lifetime keys never do).
+    pub expiring_before: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What a removal did.
@@ -89,6 +93,15 @@ pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilte
     }
     if let Some(status) = filter.status {
         sql.push(&format!(" AND {k}.status = ?"), [Value::from(status.as_str())]);
+    }
+    if let Some(product) = &filter.product_id {
+        sql.push(&format!(" AND {k}.product_id = ?"), [Value::from(product.as_str())]);
+    }
+    if let Some(customer) = &filter.customer_id {
+        sql.push(&format!(" AND {k}.customer_id = ?"), [Value::from(customer.as_str())]);
+    }
+    if let Some(before) = filter.expiring_before {
+        sql.push(&format!(" AND {k}.expires_at IS NOT NULL AND {k}.expires_at < ?"), [Value::from(before)]);
     }
     if let Some(term) = filter.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         sql.push(" AND ", []).append(&search(backend, term, k));

@@ -472,3 +472,71 @@ async fn the_sweeper_expires_licences_past_their_date(app: TestApp) {
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e.actor_kind == "system" && e.key_prefix.as_deref().is_some_and(|p| p.len() == 8)));
 }
+
+on_both_databases!(licences_are_found_by_customer_product_and_expiry_in_their_environment_only);
+
+async fn licences_are_found_by_customer_product_and_expiry_in_their_environment_only(app: TestApp) {
+    let f = fixture(&app).await;
+    let soon = (chrono::Utc::now() + chrono::Duration::days(10)).to_rfc3339();
+    let a = create(&app, &f, json!({ "customerId": f.customer, "expiresAt": soon })).await;
+    let a = data(&a)["createLicense"]["license"]["id"].clone();
+    data(&create(&app, &f, json!({})).await);
+    let c = create(&app, &f, json!({ "customerId": f.customer, "expiresAt": null })).await;
+    let c = data(&c)["createLicense"]["license"]["id"].clone();
+
+    let body = app
+        .graphql(
+            Some(&f.manager),
+            "query($id: ID!) { customer(id: $id) { licenses(orderBy: {field: ADDED_AT}) { totalCount edges { node { id } } } } }",
+            json!({ "id": f.customer }),
+        )
+        .await;
+    let owned = &data(&body)["customer"]["licenses"];
+    assert_eq!(owned["totalCount"], 2);
+    assert_eq!(owned["edges"], json!([{ "node": { "id": a } }, { "node": { "id": c } }]));
+
+    let count = |filter: Value| {
+        let app = &app;
+        let token = f.manager.clone();
+        async move {
+            let body = app
+                .graphql(
+                    Some(&token),
+                    "query($f: LicenseKeyFilter) { licenseKeys(filter: $f) { totalCount } }",
+                    json!({ "f": filter }),
+                )
+                .await;
+            data(&body)["licenseKeys"]["totalCount"].as_i64().expect("count")
+        }
+    };
+    assert_eq!(count(json!({ "customerId": f.customer })).await, 2);
+    assert_eq!(count(json!({ "productId": f.product })).await, 3);
+    let in_twenty_days = (chrono::Utc::now() + chrono::Duration::days(20)).to_rfc3339();
+    assert_eq!(count(json!({ "expiringBefore": in_twenty_days })).await, 1);
+    assert_eq!(count(json!({ "productId": f.product, "status": "ASSIGNED" })).await, 2);
+
+    // Nothing of production is visible or changeable from staging.
+    for (query, vars) in [
+        (LICENSE, json!({ "id": a })),
+        ("mutation($id: ID!) { suspendLicense(input: {id: $id}) { license { id } } }", json!({ "id": a })),
+        ("mutation($id: ID!) { revokeLicense(input: {id: $id}) { license { id } } }", json!({ "id": a })),
+        (
+            "mutation($id: ID!) { updateLicense(input: {id: $id, activationLimit: 5}) { license { id } } }",
+            json!({ "id": a }),
+        ),
+        ("mutation($id: ID!) { deleteLicense(input: {id: $id}) { keysChanged } }", json!({ "id": a })),
+        ("query($id: ID!) { customer(id: $id) { id } }", json!({ "id": f.customer })),
+        (
+            "mutation($id: ID!) { updateCustomer(input: {id: $id, name: \"X\"}) { customer { id } } }",
+            json!({ "id": f.customer }),
+        ),
+    ] {
+        let (_, body) = app.graphql_in(Some(&f.manager), Some("staging"), query, vars).await;
+        assert_eq!(error_code(&body), Some("NOT_FOUND"), "{query}: {body:#}");
+    }
+    let (_, staged) =
+        app.graphql_in(Some(&f.manager), Some("staging"), "{ licenseKeys { totalCount } }", json!({})).await;
+    assert_eq!(data(&staged)["licenseKeys"]["totalCount"], 0);
+    let untouched = app.graphql(Some(&f.manager), LICENSE, json!({ "id": a })).await;
+    assert_eq!(data(&untouched)["licenseKey"]["status"], "ASSIGNED");
+}

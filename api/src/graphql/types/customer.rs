@@ -1,7 +1,9 @@
 //! Customers as clients see them.
 
-use super::common::{Environment, OrderDirection};
-use async_graphql::{Enum, ID, InputObject, Object, SimpleObject};
+use super::common::{Environment, ListConnection, OrderDirection};
+use super::pool::{LicenseKey, LicenseKeyOrder, PoolKeyFilter, list_keys};
+use crate::services::keys::KeyFilter;
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::customer::Model;
 
@@ -26,6 +28,25 @@ impl Customer {
     }
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
+    }
+    /// The customer's licences, newest first unless `orderBy` says otherwise.
+    #[graphql(complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn licenses(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<PoolKeyFilter>,
+        order_by: Option<LicenseKeyOrder>,
+    ) -> Result<ListConnection<LicenseKey>> {
+        let filter = filter.unwrap_or_default();
+        let filter = KeyFilter {
+            customer_id: Some(self.0.id.clone()),
+            status: filter.status.map(Into::into),
+            search: filter.search,
+            ..KeyFilter::default()
+        };
+        list_keys(ctx, first, after, filter, order_by).await
     }
 }
 

@@ -91,7 +91,7 @@ impl Tag {
             tag: Some(TagRef::parse(&self.0.id)),
             status: filter.status.map(Into::into),
             search: filter.search,
-            ids: None,
+            ..KeyFilter::default()
         };
         list_keys(ctx, first, after, filter, order_by).await
     }
@@ -206,6 +206,10 @@ pub struct PoolKeyFilter {
 pub struct LicenseKeyFilter {
     /// A tag's id, or `no-tag` for keys without any tag.
     pub tag_id: Option<ID>,
+    pub product_id: Option<ID>,
+    pub customer_id: Option<ID>,
+    /// Keys whose expiry falls before this moment (lifetime keys never do).
+    pub expiring_before: Option<DateTime<Utc>>,
     pub status: Option<LicenseStatus>,
     /// Any part of the key (3 characters or more), or its beginning (fewer).
     pub search: Option<String>,
@@ -218,6 +222,9 @@ impl From<LicenseKeyFilter> for KeyFilter {
             status: f.status.map(Into::into),
             search: f.search,
             ids: None,
+            product_id: f.product_id.map(|id| id.0),
+            customer_id: f.customer_id.map(|id| id.0),
+            expiring_before: f.expiring_before,
         }
     }
 }
