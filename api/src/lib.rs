@@ -18,6 +18,7 @@ use config::Config;
 use rand::RngCore;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What every request handler shares: the database, the token keys and the configuration.
 #[derive(Clone)]
@@ -27,6 +28,9 @@ pub struct StateInner {
     pub db: DatabaseConnection,
     pub jwt: JwtKeys,
     pub config: Config,
+    /// SQL statements this node has run: for operators and for tests that
+    /// prove a page costs a constant number of queries.
+    pub statements: Arc<AtomicU64>,
 }
 
 impl std::ops::Deref for AppState {
@@ -37,8 +41,13 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(db: DatabaseConnection, jwt: JwtKeys, config: Config) -> Self {
-        Self(Arc::new(StateInner { db, jwt, config }))
+    pub fn new(mut db: DatabaseConnection, jwt: JwtKeys, config: Config) -> Self {
+        let statements = Arc::new(AtomicU64::new(0));
+        let counter = statements.clone();
+        db.set_metric_callback(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        Self(Arc::new(StateInner { db, jwt, config, statements }))
     }
 
     /// Opens and migrates the configured database and loads the signing secret.

@@ -3,7 +3,7 @@
 
 use crate::error::SharedError;
 use async_graphql::dataloader::{DataLoader, Loader};
-use entity::{license_key_tag, order_line, tag};
+use entity::{activation, customer, license_key_tag, order_line, product, tag};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use std::collections::HashMap;
 
@@ -69,17 +69,86 @@ impl Loader<String> for OrderOfLine {
     }
 }
 
+/// Product id → product.
+pub struct Products(pub DatabaseConnection);
+
+impl Loader<String> for Products {
+    type Value = product::Model;
+    type Error = SharedError;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
+        Ok(product::Entity::find()
+            .filter(product::Column::Id.is_in(keys.iter().cloned()))
+            .all(&self.0)
+            .await
+            .map_err(SharedError::from)?
+            .into_iter()
+            .map(|p| (p.id.clone(), p))
+            .collect())
+    }
+}
+
+/// Customer id → customer.
+pub struct Customers(pub DatabaseConnection);
+
+impl Loader<String> for Customers {
+    type Value = customer::Model;
+    type Error = SharedError;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
+        Ok(customer::Entity::find()
+            .filter(customer::Column::Id.is_in(keys.iter().cloned()))
+            .all(&self.0)
+            .await
+            .map_err(SharedError::from)?
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect())
+    }
+}
+
+/// Licence key id → its activations, newest first (ended ones included).
+pub struct ActivationsOfKey(pub DatabaseConnection);
+
+impl Loader<String> for ActivationsOfKey {
+    type Value = Vec<activation::Model>;
+    type Error = SharedError;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
+        let mut out: HashMap<String, Vec<activation::Model>> = HashMap::new();
+        for a in activation::Entity::find()
+            .filter(activation::Column::LicenseKeyId.is_in(keys.iter().cloned()))
+            .order_by_desc(activation::Column::CreatedAt)
+            .all(&self.0)
+            .await
+            .map_err(SharedError::from)?
+        {
+            out.entry(a.license_key_id.clone()).or_default().push(a);
+        }
+        Ok(out)
+    }
+}
+
 /// The loaders of one request (each caches for that request only).
 pub struct Loaders {
     pub tags_of_key: DataLoader<TagsOfKey>,
     pub order_of_line: DataLoader<OrderOfLine>,
+    pub products: DataLoader<Products>,
+    pub customers: DataLoader<Customers>,
+    pub activations_of_key: DataLoader<ActivationsOfKey>,
 }
 
 impl Loaders {
     pub fn new(db: &DatabaseConnection) -> Self {
+        // Long enough for every resolver of a page to ask before the batch
+        // goes out (the default 1 ms splits batches on a busy node).
+        let delay = std::time::Duration::from_millis(10);
         Self {
-            tags_of_key: DataLoader::new(TagsOfKey(db.clone()), tokio::spawn),
-            order_of_line: DataLoader::new(OrderOfLine(db.clone()), tokio::spawn),
+            tags_of_key: DataLoader::new(TagsOfKey(db.clone()), tokio::spawn).delay(delay),
+            order_of_line: DataLoader::new(OrderOfLine(db.clone()), tokio::spawn).delay(delay),
+            products: DataLoader::new(Products(db.clone()), tokio::spawn).delay(delay),
+            customers: DataLoader::new(Customers(db.clone()), tokio::spawn).delay(delay),
+            activations_of_key: DataLoader::new(ActivationsOfKey(db.clone()), tokio::spawn).delay(delay),
         }
     }
 }

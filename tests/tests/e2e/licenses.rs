@@ -540,3 +540,54 @@ async fn licences_are_found_by_customer_product_and_expiry_in_their_environment_
     let untouched = app.graphql(Some(&f.manager), LICENSE, json!({ "id": a })).await;
     assert_eq!(data(&untouched)["licenseKey"]["status"], "ASSIGNED");
 }
+
+on_both_databases!(a_page_of_licences_costs_the_same_statements_whatever_its_size);
+
+/// Nested fields come through DataLoaders: 100 licences with their product,
+/// customer, tags, activations and order cost what 10 do.
+async fn a_page_of_licences_costs_the_same_statements_whatever_its_size(app: TestApp) {
+    let f = fixture(&app).await;
+    for i in 0..120 {
+        let extra = if i % 2 == 0 { json!({ "customerId": f.customer }) } else { json!({}) };
+        let body = create(&app, &f, extra).await;
+        let id = data(&body)["createLicense"]["license"]["id"].as_str().expect("id").to_string();
+        if i % 3 == 0 {
+            activation::ActiveModel {
+                id: Set(entity::new_id()),
+                license_key_id: Set(id),
+                fingerprint: Set(format!("device-{i}")),
+                name: Set(None),
+                platform: Set(None),
+                client_address: Set(None),
+                created_at: Set(entity::now()),
+                last_seen_at: Set(entity::now()),
+                deactivated_at: Set(None),
+            }
+            .insert(app.db())
+            .await
+            .expect("activation");
+        }
+    }
+    let query = "query($n: Int) { licenseKeys(first: $n) { edges { node { id key product { name } customer { email } \
+                 tags { name } activations { fingerprint } activationsUsed orderId } } } }";
+    let cost = |n: i64| {
+        let app = &app;
+        let token = f.manager.clone();
+        async move {
+            // The fewest of three tries: background work (the sweeper, the job runner) may add a statement now and then.
+            let mut fewest = u64::MAX;
+            for _ in 0..3 {
+                let before = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
+                let body = app.graphql(Some(&token), query, json!({ "n": n })).await;
+                let after = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
+                assert_eq!(data(&body)["licenseKeys"]["edges"].as_array().map(Vec::len), Some(n as usize));
+                fewest = fewest.min(after - before);
+            }
+            fewest
+        }
+    };
+    let ten = cost(10).await;
+    let hundred = cost(100).await;
+    assert_eq!(ten, hundred, "a page of 100 costs what a page of 10 does");
+    assert!(hundred <= 8, "a handful of statements: {hundred}");
+}

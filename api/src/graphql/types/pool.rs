@@ -7,6 +7,8 @@ use crate::graphql::guard::RoleGuard;
 use crate::graphql::loaders::Loaders;
 use crate::graphql::request;
 use crate::graphql::types::common::connection;
+use crate::graphql::types::customer::Customer;
+use crate::graphql::types::product::Product;
 use crate::services::keys::{
     self, KeyFilter, KeyOrder as ServiceKeyOrder, KeyOrderField as ServiceKeyOrderField, Removal, TagRef,
 };
@@ -113,6 +115,36 @@ pub(crate) async fn list_keys(
     Ok(connection(page, LicenseKey))
 }
 
+fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
+    Ok(ctx.data::<Loaders>().map_err(|_| AppError::internal("no loaders in the request"))?)
+}
+
+/// One device using a licence.
+#[derive(Debug, SimpleObject)]
+pub struct Activation {
+    pub id: ID,
+    pub fingerprint: String,
+    pub name: Option<String>,
+    pub platform: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub deactivated_at: Option<DateTime<Utc>>,
+}
+
+impl From<entity::activation::Model> for Activation {
+    fn from(a: entity::activation::Model) -> Self {
+        Self {
+            id: ID(a.id),
+            fingerprint: a.fingerprint,
+            name: a.name,
+            platform: a.platform,
+            created_at: a.created_at,
+            last_seen_at: a.last_seen_at,
+            deactivated_at: a.deactivated_at,
+        }
+    }
+}
+
 /// A tag as a key lists it.
 #[derive(Debug, SimpleObject)]
 pub struct TagLink {
@@ -143,7 +175,7 @@ impl LicenseKey {
     }
     /// The tags the key carries, by name.
     async fn tags(&self, ctx: &Context<'_>) -> Result<Vec<TagLink>> {
-        let loaders = ctx.data::<Loaders>().map_err(|_| AppError::internal("no loaders in the request"))?;
+        let loaders = loaders(ctx)?;
         let tags = loaders.tags_of_key.load_one(self.0.id.clone()).await?.unwrap_or_default();
         Ok(tags.into_iter().map(|t| TagLink { id: ID(t.id), name: t.name }).collect())
     }
@@ -152,7 +184,7 @@ impl LicenseKey {
         let Some(line) = &self.0.order_line_id else {
             return Ok(None);
         };
-        let loaders = ctx.data::<Loaders>().map_err(|_| AppError::internal("no loaders in the request"))?;
+        let loaders = loaders(ctx)?;
         Ok(loaders.order_of_line.load_one(line.clone()).await?.map(ID))
     }
     async fn product_id(&self) -> Option<ID> {
@@ -160,6 +192,29 @@ impl LicenseKey {
     }
     async fn customer_id(&self) -> Option<ID> {
         self.0.customer_id.clone().map(ID)
+    }
+    async fn product(&self, ctx: &Context<'_>) -> Result<Option<Product>> {
+        let Some(id) = &self.0.product_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)?.products.load_one(id.clone()).await?.map(Product))
+    }
+    #[graphql(guard = "RoleGuard::new(may::READ)")]
+    async fn customer(&self, ctx: &Context<'_>) -> Result<Option<Customer>> {
+        let Some(id) = &self.0.customer_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)?.customers.load_one(id.clone()).await?.map(Customer))
+    }
+    /// Devices using the licence, newest first; ended ones keep `deactivatedAt`.
+    async fn activations(&self, ctx: &Context<'_>) -> Result<Vec<Activation>> {
+        let list = loaders(ctx)?.activations_of_key.load_one(self.0.id.clone()).await?.unwrap_or_default();
+        Ok(list.into_iter().map(Activation::from).collect())
+    }
+    /// Activations still in use.
+    async fn activations_used(&self, ctx: &Context<'_>) -> Result<i64> {
+        let list = loaders(ctx)?.activations_of_key.load_one(self.0.id.clone()).await?.unwrap_or_default();
+        Ok(list.iter().filter(|a| a.deactivated_at.is_none()).count() as i64)
     }
     async fn generator_id(&self) -> Option<ID> {
         self.0.generator_id.clone().map(ID)
