@@ -186,6 +186,16 @@ pub fn error_code(body: &Value) -> Option<&str> {
     body["errors"][0]["extensions"]["code"].as_str()
 }
 
+/// The `extensions.field` of the first error: the input the refusal is about.
+pub fn error_field(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["field"].as_str()
+}
+
+/// The code and field of the first error, empty where absent.
+pub fn refusal(body: &Value) -> (&str, &str) {
+    (error_code(body).unwrap_or_default(), error_field(body).unwrap_or_default())
+}
+
 /// Panics with the whole response unless it has data and no errors.
 pub fn data(body: &Value) -> &Value {
     assert!(body.get("errors").is_none(), "unexpected errors: {body:#}");

@@ -5,7 +5,7 @@
 pub mod app;
 pub mod postgres;
 
-pub use app::{Backend, TestApp, data, error_code};
+pub use app::{Backend, TestApp, data, error_code, error_field, refusal};
 
 /// Writes one test per database for each named `async fn(TestApp)`:
 /// `name::sqlite` and `name::postgres`.

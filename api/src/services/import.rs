@@ -189,9 +189,10 @@ struct Importer {
     tag_ids: HashMap<String, String>,
     products: HashMap<String, Option<String>>,
     ids: ulid::Generator,
-    /// Nothing was in the environment when the import began (and, holding the
-    /// write lock, nothing else adds keys meanwhile): then the file itself is
-    /// the only source of duplicates and the database need not be asked.
+    /// Nothing was in the environment when the import began: then the file
+    /// itself is the only source of duplicates and the database need not be
+    /// asked. (On SQLite the import holds the write lock; on PostgreSQL a
+    /// concurrent import's rows are invisible until it commits either way.)
     pool_was_empty: bool,
     now: chrono::DateTime<chrono::Utc>,
 }

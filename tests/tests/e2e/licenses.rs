@@ -4,7 +4,7 @@
 use entity::user::StaffRole;
 use entity::{Environment, LicenseStatus, activation, audit_event, license_key};
 use keysmith_tests::app::seed;
-use keysmith_tests::{TestApp, data, error_code, on_both_databases};
+use keysmith_tests::{TestApp, data, error_code, on_both_databases, refusal};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use serde_json::{Value, json};
 
@@ -76,13 +76,6 @@ async fn set_status(app: &TestApp, id: &str, status: LicenseStatus, activated: b
     row.update(app.db()).await.expect("update");
 }
 
-fn refused(body: &Value) -> (&str, &str) {
-    (
-        body["errors"][0]["extensions"]["code"].as_str().unwrap_or_default(),
-        body["errors"][0]["extensions"]["field"].as_str().unwrap_or_default(),
-    )
-}
-
 on_both_databases!(
     licences_take_the_generators_defaults_unless_told_otherwise,
     bad_licence_input_is_refused_and_creates_nothing,
@@ -143,7 +136,7 @@ async fn bad_licence_input_is_refused_and_creates_nothing(app: TestApp) {
         (json!({ "customerId": other }), ("NOT_FOUND", "customerId")),
     ] {
         let body = create(&app, &f, extra.clone()).await;
-        assert_eq!(refused(&body), expected, "{extra}: {body:#}");
+        assert_eq!(refusal(&body), expected, "{extra}: {body:#}");
     }
     app.graphql(
         Some(&f.manager),
@@ -152,7 +145,7 @@ async fn bad_licence_input_is_refused_and_creates_nothing(app: TestApp) {
     )
     .await;
     let archived = create(&app, &f, json!({})).await;
-    assert_eq!(refused(&archived), ("INVALID_INPUT", "productId"));
+    assert_eq!(refusal(&archived), ("INVALID_INPUT", "productId"));
     let (_, staged) = app
         .graphql_in(
             Some(&f.manager),
@@ -161,7 +154,7 @@ async fn bad_licence_input_is_refused_and_creates_nothing(app: TestApp) {
             json!({ "input": { "productId": f.product, "generatorId": f.generator } }),
         )
         .await;
-    assert_eq!(refused(&staged), ("NOT_FOUND", "productId"), "another environment's product is not there");
+    assert_eq!(refusal(&staged), ("NOT_FOUND", "productId"), "another environment's product is not there");
     assert_eq!(license_key::Entity::find().count(app.db()).await.expect("count"), 0);
 }
 
@@ -298,7 +291,7 @@ async fn licences_are_edited_within_the_rules_and_deleted_with_care(app: TestApp
         (json!({ "id": id, "customerId": f.customer }), "customerId"),
     ] {
         let body = app.graphql(Some(&f.manager), update, json!({ "input": input })).await;
-        assert_eq!(refused(&body), ("INVALID_INPUT", field), "{body:#}");
+        assert_eq!(refusal(&body), ("INVALID_INPUT", field), "{body:#}");
     }
     let kept = app.graphql(Some(&f.manager), LICENSE, json!({ "id": id })).await;
     assert_eq!(data(&kept)["licenseKey"]["activationLimit"], 7);
@@ -310,7 +303,7 @@ async fn licences_are_edited_within_the_rules_and_deleted_with_care(app: TestApp
     let used = seed::key(app.db(), Environment::Production, "USED-KEY-1", LicenseStatus::Available, &[]).await;
     set_status(&app, &used, LicenseStatus::Active, true).await;
     let refused_body = app.graphql(Some(&f.manager), delete, json!({ "id": used, "f": false })).await;
-    assert_eq!(refused(&refused_body), ("INVALID_INPUT", "force"));
+    assert_eq!(refusal(&refused_body), ("INVALID_INPUT", "force"));
     let forced = app.graphql(Some(&f.manager), delete, json!({ "id": used, "f": true })).await;
     assert_eq!(data(&forced)["deleteLicense"]["keysChanged"], 1);
     let prefixes: Vec<Option<String>> = audit_event::Entity::find()
@@ -330,9 +323,9 @@ async fn customers_are_unique_per_environment(app: TestApp) {
     let f = fixture(&app).await;
     let create = "mutation($e: String!, $n: String!) { createCustomer(input: {email: $e, name: $n}) { customer { id email name environment } } }";
     let clash = app.graphql(Some(&f.manager), create, json!({ "e": "ANN@example.com", "n": "Ann again" })).await;
-    assert_eq!(refused(&clash), ("CONFLICT", "email"));
+    assert_eq!(refusal(&clash), ("CONFLICT", "email"));
     let bad = app.graphql(Some(&f.manager), create, json!({ "e": "not-an-email", "n": "X" })).await;
-    assert_eq!(refused(&bad), ("INVALID_INPUT", "email"));
+    assert_eq!(refusal(&bad), ("INVALID_INPUT", "email"));
     let (_, staged) =
         app.graphql_in(Some(&f.manager), Some("staging"), create, json!({ "e": "ann@example.com", "n": "Ann" })).await;
     assert_eq!(data(&staged)["createCustomer"]["customer"]["environment"], "STAGING");
