@@ -119,11 +119,16 @@ impl Viewer {
 pub struct RequestContext {
     pub viewer: Viewer,
     pub environment: Environment,
+    /// When the request's token was issued (the caller's last sign-in).
+    pub issued_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The `Host` the request was sent to, for addresses shown to staff
+    /// when no public URL is configured. Never used in anything sent out.
+    pub host: Option<String>,
 }
 
 impl RequestContext {
     pub fn new(viewer: Viewer, environment: Environment) -> Self {
-        Self { viewer, environment }
+        Self { viewer, environment, issued_at: None, host: None }
     }
 
     /// The built-in identity of command-line tools and background work.

@@ -10,11 +10,16 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     let node = entity::new_id();
     let jobs_state = state.clone();
     let job_runner = tokio::spawn(async move {
-        // Jobs are picked up within a second of being queued, or of a node's claim lapsing.
+        // Jobs queued through this node start at once; jobs queued through
+        // another node, or whose node's claim lapsed, within a second.
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let queued = jobs_state.jobs_queued.clone();
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = queued.notified() => {}
+            }
             if let Err(e) = jobs::run_pending(&jobs_state.db, &node).await {
                 tracing::warn!(error = %e.detail(), "job runner failed; retrying");
             }

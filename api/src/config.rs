@@ -27,6 +27,11 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "KEYSMITH_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: SocketAddr,
+    /// The address customers and client software reach Keysmith at (e.g.
+    /// `https://licences.example.com`), used in code samples and links. When
+    /// unset, samples shown to staff use the address the request was sent to.
+    #[arg(long, env = "KEYSMITH_PUBLIC_URL", value_parser = public_url, global = true)]
+    pub public_url: Option<String>,
     /// How long a token from `login` or `keysmith token` stays valid, in minutes.
     #[arg(long, env = "KEYSMITH_TOKEN_TTL_MINUTES", default_value_t = 720, global = true)]
     pub token_ttl_minutes: u64,
@@ -48,6 +53,16 @@ pub struct Config {
     /// Most database connections per node.
     #[arg(long, env = "KEYSMITH_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
+}
+
+/// An http(s) address without a trailing slash.
+fn public_url(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let rest = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(trimmed.to_string()),
+        _ => Err(format!("{raw:?} is not an http:// or https:// address")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -172,6 +187,7 @@ impl std::fmt::Debug for Config {
             .field("database_url", &crate::db::redact_url(&self.database_url))
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
             .field("token_ttl_minutes", &self.token_ttl_minutes)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_upload_bytes", &self.max_upload_bytes)

@@ -163,12 +163,13 @@ async fn execute(req: &Request, body: Body, state: &AppState, schemas: &Schemas)
 async fn request_context(req: &Request, state: &AppState) -> Result<RequestContext, Response> {
     let environment = request_environment(req).map_err(|e| error_response(StatusCode::BAD_REQUEST, e))?;
     let token = bearer_token(req).map_err(|e| error_response(StatusCode::UNAUTHORIZED, e))?;
-    let (viewer, token_environment) = match token {
-        None => (Viewer::Anonymous, None),
+    let who = match token {
+        None => users::Authenticated { viewer: Viewer::Anonymous, environment: None, issued_at: None },
         Some(token) => {
             users::authenticate(&state.db, &state.jwt, token).await.map_err(|e| error_response(status_of(&e), e))?
         }
     };
+    let token_environment = who.environment;
     let environment = match (environment, token_environment) {
         (Some(asked), Some(allowed)) if asked != allowed => {
             return Err(error_response(
@@ -178,7 +179,10 @@ async fn request_context(req: &Request, state: &AppState) -> Result<RequestConte
         }
         (asked, allowed) => asked.or(allowed).unwrap_or_default(),
     };
-    Ok(RequestContext::new(viewer, environment))
+    let mut context = RequestContext::new(who.viewer, environment);
+    context.issued_at = who.issued_at;
+    context.host = req.header("host").map(str::to_string);
+    Ok(context)
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -31,6 +31,9 @@ pub struct StateInner {
     /// SQL statements this node has run: for operators and for tests that
     /// prove a page costs a constant number of queries.
     pub statements: Arc<AtomicU64>,
+    /// Wakes this node's job runner when a request queues a job, so the job
+    /// starts at once instead of at the runner's next tick.
+    pub jobs_queued: Arc<tokio::sync::Notify>,
 }
 
 impl std::ops::Deref for AppState {
@@ -47,7 +50,7 @@ impl AppState {
         db.set_metric_callback(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
         });
-        Self(Arc::new(StateInner { db, jwt, config, statements }))
+        Self(Arc::new(StateInner { db, jwt, config, statements, jobs_queued: Arc::default() }))
     }
 
     /// Opens and migrates the configured database and loads the signing secret.

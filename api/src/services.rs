@@ -4,6 +4,7 @@
 //! know nothing of GraphQL or HTTP.
 
 pub mod audit;
+pub mod bulk;
 pub mod customers;
 pub mod export;
 pub mod generators;
@@ -13,6 +14,9 @@ pub mod keys;
 pub mod licenses;
 pub mod pagination;
 pub mod products;
+pub mod samples;
+pub mod settings;
 pub mod sql;
 pub mod tags;
 pub mod users;
+pub mod validation;

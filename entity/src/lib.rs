@@ -31,8 +31,15 @@ pub use values::InvalidValue;
 /// keeps, so that SQLite and PostgreSQL store the same instant and a cursor
 /// built from a row's timestamp compares equal to it.
 pub fn now() -> chrono::DateTime<chrono::Utc> {
+    stored_time(chrono::Utc::now())
+}
+
+/// `t` as the databases keep it: PostgreSQL holds microseconds, so every
+/// time Keysmith stores (client-supplied ones included) is cut to them, and
+/// both databases sort, compare and page through the same values.
+pub fn stored_time(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
-    chrono::Utc::now().trunc_subsecs(6)
+    t.trunc_subsecs(6)
 }
 
 /// A new sortable, unique identifier for any row (a ULID, 26 characters).

@@ -40,6 +40,7 @@ pub fn config(database_url: &str) -> Config {
         database_url: database_url.to_string(),
         jwt_secret: Some(TEST_SECRET.to_string()),
         listen: "127.0.0.1:0".parse().expect("address"),
+        public_url: None,
         token_ttl_minutes: 60,
         max_body_bytes: 64 * 1024,
         max_upload_bytes: 32 * 1024 * 1024,

@@ -31,3 +31,19 @@ macro_rules! on_both_databases {
         )*
     };
 }
+
+/// A command-line tool some tests drive (`curl`, `python3`), found on `PATH`.
+/// Missing, the test is skipped with a loud message — except under
+/// `CI=true`, where that is a failure (`.ci/run` installs them).
+pub fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file());
+    if found.is_none() {
+        assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{name} is not installed, and CI needs it");
+        eprintln!("\n!!! {name} is not installed: skipping the test that runs it\n");
+    }
+    found
+}

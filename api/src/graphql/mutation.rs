@@ -7,6 +7,7 @@ mod licenses;
 mod pools;
 mod products;
 mod session;
+mod settings;
 
 use async_graphql::MergedObject;
 
@@ -18,4 +19,5 @@ pub struct Mutation(
     licenses::LicenseMutation,
     pools::PoolMutation,
     session::SessionMutation,
+    settings::SettingsMutation,
 );

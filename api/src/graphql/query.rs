@@ -6,6 +6,7 @@ mod jobs;
 mod pools;
 mod products;
 mod session;
+mod settings;
 
 use async_graphql::MergedObject;
 
@@ -17,4 +18,5 @@ pub struct Query(
     jobs::JobQuery,
     pools::PoolQuery,
     session::SessionQuery,
+    settings::SettingsQuery,
 );

@@ -8,3 +8,4 @@ pub mod job;
 pub mod pool;
 pub mod product;
 pub mod session;
+pub mod validation;

@@ -9,17 +9,17 @@ mod parse;
 pub use parse::{ImportFormat, MAX_KEY_CHARS, MAX_LINE_BYTES};
 
 use super::audit::{self, Change};
-use super::sql::{Sql, placeholders};
+use super::bulk;
 use super::tags;
 use crate::auth::{RequestContext, may};
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
+use entity::license_key::KeySource;
 use entity::{license_key, product, tag};
 use parse::{KeyLine, Line, parse_line, read_line_capped};
-use sea_orm::sea_query::ArrayType;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, Value,
+    QueryFilter,
 };
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read};
@@ -29,8 +29,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Lines parsed and inserted together. 2000 keys × 5 bound values stays well
 /// under SQLite's bound-parameter limit (32766); PostgreSQL binds one array a column.
 const BATCH: usize = 2000;
-/// Tag links per insert statement (2 parameters each).
-const LINK_BATCH: usize = 10_000;
 /// Invalid lines listed in a report; all are counted.
 pub const MAX_REPORTED_INVALID: usize = 1000;
 /// Activation limit of uploaded keys whose line does not give one.
@@ -348,41 +346,19 @@ impl Importer {
         ctx: &RequestContext,
         candidates: &[(KeyLine, Option<String>)],
     ) -> AppResult<HashSet<String>> {
-        let backend = txn.get_database_backend();
-        let mut sql = Sql::new("");
-        if backend == DbBackend::Postgres {
-            sql.push(
-                "SELECT u.key FROM unnest(?::text[]) AS u(key) WHERE EXISTS \
-                 (SELECT 1 FROM license_key k WHERE k.environment = ? AND k.key = u.key)",
-                [
-                    text_array(candidates.iter().map(|(k, _)| Some(k.key.clone()))),
-                    Value::from(ctx.environment.as_str()),
-                ],
-            );
-        } else {
-            sql.push("SELECT key FROM license_key WHERE environment = ?", [Value::from(ctx.environment.as_str())])
-                .push(
-                    &format!(" AND key IN ({})", placeholders(candidates.len())),
-                    candidates.iter().map(|(k, _)| Value::from(k.key.clone())),
-                );
-        }
-        let rows = txn.query_all_raw(sql.statement(backend)).await?;
-        rows.iter().map(|r| r.try_get_by_index::<String>(0)).collect::<Result<_, _>>().map_err(Into::into)
+        bulk::already_in_pool(txn, ctx.environment, candidates.iter().map(|(k, _)| k.key.as_str())).await
     }
 
-    /// Inserts a batch with as few bound values as possible: the columns that
-    /// are the same for every key are written into the statement once.
-    /// PostgreSQL gets one array per column (`unnest`), SQLite a multi-row VALUES.
+    /// Inserts a batch and links it to its tags.
     async fn insert(
         &mut self,
         txn: &DatabaseTransaction,
         ctx: &RequestContext,
         rows: Vec<(KeyLine, Option<String>)>,
     ) -> AppResult<()> {
-        let backend = txn.get_database_backend();
-        let mut ids = Vec::with_capacity(rows.len());
+        let mut keys = Vec::with_capacity(rows.len());
         let mut links: HashMap<String, Vec<String>> = HashMap::new();
-        for (line, _) in &rows {
+        for (line, product_id) in rows {
             let id = self.ids.generate().map(|u| u.to_string()).unwrap_or_else(|_| entity::new_id());
             for target in &self.targets {
                 links.entry(target.clone()).or_default().push(id.clone());
@@ -393,84 +369,25 @@ impl Importer {
                     links.entry(tag_id).or_default().push(id.clone());
                 }
             }
-            ids.push(id);
+            keys.push(bulk::NewKey {
+                id,
+                key: line.key,
+                product_id,
+                activation_limit: line.activation_limit.unwrap_or(DEFAULT_ACTIVATION_LIMIT),
+                expires_at: line.expires_at,
+            });
         }
-        // Written as sqlx writes a timestamp, so that SQLite stores the same text either way.
-        let now = self.now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
-        let environment = ctx.environment.as_str();
-        // On SQLite, `OR FAIL` spares every statement its statement journal (a
-        // copy of each page it touches, kept to undo just that statement): a
-        // failure here rolls the whole import back anyway.
-        let verb = if backend == DbBackend::Sqlite { "INSERT OR FAIL" } else { "INSERT" };
-        let mut sql = Sql::new(format!(
-            "{verb} INTO license_key (id, environment, key, source, status, product_id, activation_limit, \
-             expires_at, feature_flags, metadata, created_at, updated_at) "
-        ));
-        if backend == DbBackend::Postgres {
-            // Arrays cannot carry NULLs here: an empty string stands for "none".
-            let limits =
-                rows.iter().map(|(l, _)| Value::Int(Some(l.activation_limit.unwrap_or(DEFAULT_ACTIVATION_LIMIT))));
-            let expiries = rows.iter().map(|(l, _)| Some(l.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default()));
-            sql.push(
-                &format!(
-                    "SELECT u.id, '{environment}', u.key, 'UPLOADED', 'AVAILABLE', NULLIF(u.product_id, ''), \
-                     u.activation_limit, NULLIF(u.expires_at, '')::timestamptz, '{{}}', '{{}}', ?::timestamptz, \
-                     ?::timestamptz FROM unnest(?::text[], ?::text[], ?::text[], ?::int[], ?::text[]) \
-                     AS u(id, key, product_id, activation_limit, expires_at)"
-                ),
-                [
-                    Value::from(now.clone()),
-                    Value::from(now),
-                    text_array(ids.iter().cloned().map(Some)),
-                    text_array(rows.iter().map(|(l, _)| Some(l.key.clone()))),
-                    text_array(rows.iter().map(|(_, p)| Some(p.clone().unwrap_or_default()))),
-                    Value::Array(ArrayType::Int, Some(Box::new(limits.collect()))),
-                    text_array(expiries),
-                ],
-            );
-        } else {
-            let row =
-                format!("(?, '{environment}', ?, 'UPLOADED', 'AVAILABLE', ?, ?, ?, '{{}}', '{{}}', '{now}', '{now}')");
-            sql.push("VALUES ", []);
-            for (i, ((line, product), id)) in rows.into_iter().zip(&ids).enumerate() {
-                if i > 0 {
-                    sql.push(", ", []);
-                }
-                sql.push(
-                    &row,
-                    [
-                        Value::from(id.clone()),
-                        Value::from(line.key),
-                        Value::from(product),
-                        Value::from(line.activation_limit.unwrap_or(DEFAULT_ACTIVATION_LIMIT)),
-                        Value::from(line.expires_at),
-                    ],
-                );
-            }
-        }
-        self.report.imported += txn.execute_raw(sql.statement(backend)).await?.rows_affected();
-
+        let common = bulk::Common {
+            environment: ctx.environment,
+            source: KeySource::Uploaded,
+            generator_id: None,
+            feature_flags: serde_json::json!({}),
+            now: self.now,
+        };
+        self.report.imported += bulk::insert(txn, &common, &keys).await?;
         for (tag_id, key_ids) in links {
-            for chunk in key_ids.chunks(LINK_BATCH) {
-                let mut sql = Sql::new("INSERT INTO license_key_tag (license_key_id, tag_id) ");
-                if backend == DbBackend::Postgres {
-                    sql.push(
-                        "SELECT u.id, ? FROM unnest(?::text[]) AS u(id)",
-                        [Value::from(tag_id.clone()), text_array(chunk.iter().cloned().map(Some))],
-                    );
-                } else {
-                    sql.push(
-                        &format!("SELECT column1, ? FROM (VALUES {})", vec!["(?)"; chunk.len()].join(", ")),
-                        std::iter::once(Value::from(tag_id.clone())).chain(chunk.iter().cloned().map(Value::from)),
-                    );
-                }
-                txn.execute_raw(sql.statement(backend)).await?;
-            }
+            bulk::tag(txn, &tag_id, &key_ids).await?;
         }
         Ok(())
     }
-}
-
-fn text_array(items: impl Iterator<Item = Option<String>>) -> Value {
-    Value::Array(ArrayType::String, Some(Box::new(items.map(Value::String).collect())))
 }

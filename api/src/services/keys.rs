@@ -4,7 +4,7 @@
 //! loaded into memory.
 
 use super::audit::{self, Change};
-use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
+use super::pagination::{Cursor, Keyset, Page, PageArgs, SortKind, paginate, time_value};
 use super::sql::{Sql, escape_like, placeholders};
 use super::tags;
 use crate::auth::{RequestContext, may};
@@ -12,8 +12,9 @@ use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use entity::tag::NO_TAG_ID;
 use entity::{Environment, LicenseStatus, license_key};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Value};
-use std::collections::BTreeSet;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Iterable, QueryFilter, Value};
+use std::collections::{BTreeSet, HashMap};
 
 /// Most ids one request may name; larger sets are chosen by filter.
 pub const MAX_IDS: usize = 1000;
@@ -38,7 +39,8 @@ impl TagRef {
 pub struct KeyFilter {
     pub tag: Option<TagRef>,
     pub status: Option<LicenseStatus>,
-    /// Any part of the key (at least 3 characters), or its start (fewer).
+    /// Any part of the key, the customer's email or name, or the product's
+    /// name (at least 3 characters), or their start (fewer).
     pub search: Option<String>,
     pub ids: Option<Vec<String>>,
     pub product_id: Option<String>,
@@ -59,7 +61,17 @@ pub struct Removal {
 pub enum KeyOrderField {
     Key,
     #[default]
-    AddedAt,
+    CreatedAt,
+    /// The product's name; keys without a product first.
+    Product,
+    /// The customer's name (their email when the name is empty); keys without a customer first.
+    Customer,
+    /// Lifecycle order: available, assigned, active, inactive, suspended, expired, revoked.
+    Status,
+    /// Unlimited (`-1`) counts as the largest.
+    ActivationLimit,
+    /// Lifetime keys count as expiring last.
+    Expiry,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -104,7 +116,7 @@ pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilte
         sql.push(&format!(" AND {k}.expires_at IS NOT NULL AND {k}.expires_at < ?"), [Value::from(before)]);
     }
     if let Some(term) = filter.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        sql.push(" AND ", []).append(&search(backend, term, k));
+        sql.push(" AND ", []).append(&search(backend, environment, term, k));
     }
     if let Some(ids) = &filter.ids {
         let ids = distinct_ids(ids)?;
@@ -113,27 +125,45 @@ pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilte
     Ok(sql)
 }
 
-/// The substring (or, for short terms, prefix) condition on the key, through
-/// the trigram index of each database. The SQLite index is re-checked against
-/// the key itself, so a stale index can never return a wrong row.
-fn search(backend: DbBackend, term: &str, k: &str) -> Sql {
+/// The search condition: the term matches any part of the key, of the
+/// customer's email or name, or of the product's name (for terms shorter than
+/// three characters: their beginning). Each part is looked up through its own
+/// index and the parts are united, so no part turns the search into a scan of
+/// every key. The SQLite trigram index is re-checked against the key itself,
+/// so a stale index can never return a wrong row.
+fn search(backend: DbBackend, environment: Environment, term: &str, k: &str) -> Sql {
     let escaped = escape_like(term);
     let like = if backend == DbBackend::Postgres { "ILIKE" } else { "LIKE" };
-    let mut sql = Sql::new("");
-    if term.chars().count() < MIN_SUBSTRING {
-        sql.push(&format!("{k}.key {like} ? ESCAPE '\\'"), [Value::from(format!("{escaped}%"))]);
-    } else if backend == DbBackend::Sqlite {
+    let short = term.chars().count() < MIN_SUBSTRING;
+    let pattern = || Value::from(if short { format!("{escaped}%") } else { format!("%{escaped}%") });
+    let env = || Value::from(environment.as_str());
+    let mut sql = Sql::new(format!("{k}.id IN ("));
+    if !short && backend == DbBackend::Sqlite {
         let phrase = format!("\"{}\"", term.replace('"', "\"\""));
         sql.push(
-            &format!(
-                "{k}.rowid IN (SELECT rowid FROM license_key_search WHERE license_key_search MATCH ?) \
-                 AND {k}.key LIKE ? ESCAPE '\\'"
-            ),
-            [Value::from(phrase), Value::from(format!("%{escaped}%"))],
+            "SELECT s.id FROM license_key s \
+             WHERE s.rowid IN (SELECT rowid FROM license_key_search WHERE license_key_search MATCH ?) \
+             AND s.key LIKE ? ESCAPE '\\'",
+            [Value::from(phrase), pattern()],
         );
     } else {
-        sql.push(&format!("{k}.key {like} ? ESCAPE '\\'"), [Value::from(format!("%{escaped}%"))]);
+        sql.push(&format!("SELECT s.id FROM license_key s WHERE s.key {like} ? ESCAPE '\\'"), [pattern()]);
     }
+    sql.push(
+        &format!(
+            " UNION ALL SELECT s.id FROM license_key s WHERE s.customer_id IN \
+             (SELECT c.id FROM customer c WHERE c.environment = ? \
+             AND (c.email {like} ? ESCAPE '\\' OR c.name {like} ? ESCAPE '\\'))"
+        ),
+        [env(), pattern(), pattern()],
+    );
+    sql.push(
+        &format!(
+            " UNION ALL SELECT s.id FROM license_key s WHERE s.product_id IN \
+             (SELECT p.id FROM product p WHERE p.environment = ? AND p.name {like} ? ESCAPE '\\'))"
+        ),
+        [env(), pattern()],
+    );
     sql
 }
 
@@ -163,24 +193,107 @@ pub async fn list(
     let backend = db.get_database_backend();
     let sel = selection(backend, ctx.environment, filter, "license_key")?;
     let query = license_key::Entity::find().filter(sel.expr(backend));
-    let (column, kind) = match order.field {
-        KeyOrderField::Key => (license_key::Column::Key, SortKind::Text),
-        KeyOrderField::AddedAt => (license_key::Column::CreatedAt, SortKind::Time),
+    let (column, kind) = sort_expression(backend, order.field);
+    let keyset = Keyset { column, kind, id: license_key::Column::Id.into_expr(), descending: order.descending };
+    let page = paginate(db, query, keyset, args, want_total, |k| sort_value(order.field, k), |k| k.id.clone()).await?;
+    match order.field {
+        KeyOrderField::Product | KeyOrderField::Customer => with_name_cursors(db, order.field, page).await,
+        _ => Ok(page),
+    }
+}
+
+/// Lifetime keys sort as if they expired at this moment.
+fn never_expires() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(253_402_300_799, 0).unwrap_or_default() // 9999-12-31T23:59:59Z
+}
+
+fn status_rank(status: LicenseStatus) -> i64 {
+    LicenseStatus::iter().position(|s| s == status).unwrap_or_default() as i64
+}
+
+fn limit_rank(limit: i32) -> i64 {
+    if limit < 0 { i64::from(i32::MAX) } else { i64::from(limit) }
+}
+
+/// The SQL a licence list sorts by, on the `license_key` table; [`sort_value`]
+/// computes the same value from a row.
+fn sort_expression(backend: DbBackend, field: KeyOrderField) -> (Expr, SortKind) {
+    let k = "license_key";
+    match field {
+        KeyOrderField::Key => (license_key::Column::Key.into_expr(), SortKind::Text),
+        KeyOrderField::CreatedAt => (license_key::Column::CreatedAt.into_expr(), SortKind::Time),
+        KeyOrderField::Status => {
+            let arms: String =
+                LicenseStatus::iter().map(|s| format!(" WHEN '{}' THEN {}", s.as_str(), status_rank(s))).collect();
+            (Expr::cust(format!("(CASE {k}.status{arms} END)")), SortKind::Int)
+        }
+        KeyOrderField::ActivationLimit => (
+            Expr::cust(format!("(CASE WHEN {k}.activation_limit < 0 THEN {} ELSE {k}.activation_limit END)", i32::MAX)),
+            SortKind::Int,
+        ),
+        KeyOrderField::Expiry => {
+            let sql = Sql { text: format!("COALESCE({k}.expires_at, ?)"), values: vec![Value::from(never_expires())] };
+            (sql.expr(backend), SortKind::Time)
+        }
+        KeyOrderField::Product => (
+            Expr::cust(format!("COALESCE((SELECT p.name FROM product p WHERE p.id = {k}.product_id), '')")),
+            SortKind::Text,
+        ),
+        KeyOrderField::Customer => (
+            Expr::cust(format!(
+                "COALESCE((SELECT CASE WHEN c.name <> '' THEN c.name ELSE c.email END \
+                 FROM customer c WHERE c.id = {k}.customer_id), '')"
+            )),
+            SortKind::Text,
+        ),
+    }
+}
+
+/// A row's sort value as a cursor carries it. Product and customer names are
+/// not on the row: [`with_name_cursors`] fills them in.
+fn sort_value(field: KeyOrderField, k: &license_key::Model) -> String {
+    match field {
+        KeyOrderField::Key => k.key.clone(),
+        KeyOrderField::CreatedAt => time_value(&k.created_at),
+        KeyOrderField::Status => status_rank(k.status).to_string(),
+        KeyOrderField::ActivationLimit => limit_rank(k.activation_limit).to_string(),
+        KeyOrderField::Expiry => time_value(&k.expires_at.unwrap_or_else(never_expires)),
+        KeyOrderField::Product | KeyOrderField::Customer => String::new(),
+    }
+}
+
+/// Rewrites a page's cursors with the product or customer name it was sorted by
+/// (one query for the whole page).
+async fn with_name_cursors(
+    db: &DatabaseConnection,
+    field: KeyOrderField,
+    mut page: Page<license_key::Model>,
+) -> AppResult<Page<license_key::Model>> {
+    let names: HashMap<String, String> = if field == KeyOrderField::Product {
+        let ids: BTreeSet<String> = page.items.iter().filter_map(|(_, k)| k.product_id.clone()).collect();
+        entity::product::Entity::find()
+            .filter(entity::product::Column::Id.is_in(ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p.name))
+            .collect()
+    } else {
+        let ids: BTreeSet<String> = page.items.iter().filter_map(|(_, k)| k.customer_id.clone()).collect();
+        entity::customer::Entity::find()
+            .filter(entity::customer::Column::Id.is_in(ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, if c.name.is_empty() { c.email } else { c.name }))
+            .collect()
     };
-    let keyset = Keyset { column, kind, id: license_key::Column::Id, descending: order.descending };
-    paginate(
-        db,
-        query,
-        keyset,
-        args,
-        want_total,
-        |k| match order.field {
-            KeyOrderField::Key => k.key.clone(),
-            KeyOrderField::AddedAt => time_value(&k.created_at),
-        },
-        |k| k.id.clone(),
-    )
-    .await
+    for (cursor, k) in &mut page.items {
+        let owner = if field == KeyOrderField::Product { &k.product_id } else { &k.customer_id };
+        let value = owner.as_ref().and_then(|id| names.get(id)).cloned().unwrap_or_default();
+        *cursor = Cursor { value, id: k.id.clone() }.encode();
+    }
+    Ok(page)
 }
 
 async fn scalar(db: &impl ConnectionTrait, sql: &Sql) -> AppResult<i64> {

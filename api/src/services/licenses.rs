@@ -6,6 +6,7 @@ use super::audit::{self, Change};
 use super::customers;
 use super::generators::spec;
 use super::keys::{self, KeyFilter};
+use super::{samples, settings};
 use crate::auth::{RequestContext, may};
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
@@ -17,7 +18,8 @@ use entity::values::ActivationLimit;
 use entity::{LicenseAction, LicenseStatus, TransitionError, activation, generator, license_key_tag, product, tag};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use serde_json::Value;
 
@@ -64,7 +66,7 @@ fn future(field: &str, at: Option<DateTime<Utc>>) -> AppResult<Option<DateTime<U
         Some(t) if t <= Utc::now() => {
             Err(AppError::invalid(field, "must be in the future, or null for a lifetime licence"))
         }
-        other => Ok(other),
+        other => Ok(other.map(entity::stored_time)),
     }
 }
 
@@ -93,6 +95,62 @@ pub(crate) async fn find(
 pub async fn get(db: &DatabaseConnection, ctx: &RequestContext, id: &str) -> AppResult<license_key::Model> {
     ctx.viewer.require(may::READ)?;
     find(db, ctx, id).await?.ok_or_else(|| AppError::not_found("licence"))
+}
+
+/// A licence as the admin preview shows it.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    pub license: license_key::Model,
+    /// Every device that used the licence, the ended ones included, newest first.
+    pub activations: Vec<activation::Model>,
+    pub samples: Vec<samples::Sample>,
+}
+
+/// What a sample uses for a device when the licence has none yet.
+pub const PLACEHOLDER_FINGERPRINT: &str = "REPLACE-WITH-DEVICE-ID";
+
+/// The licence with its activation history and validation samples. With the
+/// recent-sign-in setting on, only a token issued in the last five minutes may
+/// see it.
+pub async fn preview(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    public_url: Option<&str>,
+    id: &str,
+) -> AppResult<Preview> {
+    ctx.viewer.require(may::READ)?;
+    if settings::current(db).await?.preview_requires_recent_sign_in {
+        let recent =
+            ctx.issued_at.is_some_and(|t| Utc::now() - t <= Duration::seconds(settings::RECENT_SIGN_IN_SECONDS));
+        if !recent {
+            return Err(AppError::Unauthenticated(
+                "licence previews need a recent sign-in: sign in again (a token issued in the last 5 minutes)".into(),
+            ));
+        }
+    }
+    let license = find(db, ctx, id).await?.ok_or_else(|| AppError::not_found("licence"))?;
+    let activations = activation::Entity::find()
+        .filter(activation::Column::LicenseKeyId.eq(license.id.as_str()))
+        .order_by_desc(activation::Column::CreatedAt)
+        .order_by_desc(activation::Column::Id)
+        .all(db)
+        .await?;
+    let base_url = match (public_url, &ctx.host) {
+        (Some(url), _) => url.to_string(),
+        (None, Some(host)) => format!("http://{host}"),
+        (None, None) => "http://127.0.0.1:8080".to_string(),
+    };
+    let fingerprint = activations
+        .iter()
+        .find(|a| a.deactivated_at.is_none())
+        .map_or(PLACEHOLDER_FINGERPRINT, |a| a.fingerprint.as_str());
+    let samples = samples::all(&samples::Target {
+        base_url: &base_url,
+        environment: ctx.environment,
+        key: &license.key,
+        fingerprint,
+    });
+    Ok(Preview { license, activations, samples })
 }
 
 fn snapshot(k: &license_key::Model) -> Value {

@@ -7,10 +7,10 @@ use crate::error::{AppError, AppResult};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Order;
+use sea_orm::sea_query::{Expr, ExprTrait, Order};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
-    Value,
+    Condition, ConnectionTrait, EntityTrait, IntoSimpleExpr, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Select, Value,
 };
 
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
@@ -62,10 +62,12 @@ impl Cursor {
 pub enum SortKind {
     Text,
     Time,
+    Int,
 }
 
-/// The ordering of one list: a column, its kind, the id column and the direction.
-#[derive(Debug, Clone, Copy)]
+/// The ordering of one list: a column (or an expression over the row), its
+/// kind, the id column and the direction.
+#[derive(Debug, Clone)]
 pub struct Keyset<C> {
     pub column: C,
     pub kind: SortKind,
@@ -94,6 +96,10 @@ fn sql_value(kind: SortKind, raw: &str) -> AppResult<Value> {
         SortKind::Time => DateTime::parse_from_rfc3339(raw)
             .map(|t| Value::from(t.with_timezone(&Utc)))
             .map_err(|_| AppError::invalid("after", "is not a cursor returned by this list")),
+        SortKind::Int => raw
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| AppError::invalid("after", "is not a cursor returned by this list")),
     }
 }
 
@@ -109,26 +115,28 @@ pub async fn paginate<E, C>(
     id_of: impl Fn(&E::Model) -> String,
 ) -> AppResult<Page<E::Model>>
 where
-    E: EntityTrait<Column = C>,
-    C: ColumnTrait,
+    E: EntityTrait,
+    C: IntoSimpleExpr,
     E::Model: Send + Sync,
 {
+    let column: Expr = keyset.column.into_simple_expr();
+    let id_column: Expr = keyset.id.into_simple_expr();
     let total_count = if want_total { Some(query.clone().count(db).await?) } else { None };
     let mut query = query;
     if let Some(cursor) = &args.after {
         let value = sql_value(keyset.kind, &cursor.value)?;
         let id = Value::from(cursor.id.clone());
         let (beyond, id_beyond) = if keyset.descending {
-            (keyset.column.lt(value.clone()), keyset.id.lt(id))
+            (column.clone().lt(value.clone()), id_column.clone().lt(id))
         } else {
-            (keyset.column.gt(value.clone()), keyset.id.gt(id))
+            (column.clone().gt(value.clone()), id_column.clone().gt(id))
         };
         query = query
-            .filter(Condition::any().add(beyond).add(Condition::all().add(keyset.column.eq(value)).add(id_beyond)));
+            .filter(Condition::any().add(beyond).add(Condition::all().add(column.clone().eq(value)).add(id_beyond)));
     }
     let order = if keyset.descending { Order::Desc } else { Order::Asc };
     let mut rows =
-        query.order_by(keyset.column, order.clone()).order_by(keyset.id, order).limit(args.first + 1).all(db).await?;
+        query.order_by(column, order.clone()).order_by(id_column, order).limit(args.first + 1).all(db).await?;
     let has_next_page = rows.len() as u64 > args.first;
     rows.truncate(args.first as usize);
     let items = rows

@@ -107,11 +107,17 @@ pub fn issue_token(
 /// The viewer a bearer token stands for, and the environment it is limited to.
 /// A staff token only works while its account exists, is enabled and has not
 /// moved to a newer token version.
-pub async fn authenticate(
-    db: &DatabaseConnection,
-    keys: &JwtKeys,
-    token: &str,
-) -> AppResult<(Viewer, Option<Environment>)> {
+/// Who a bearer token speaks for.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub viewer: Viewer,
+    /// The only environment the token may act in, when it is limited to one.
+    pub environment: Option<Environment>,
+    /// When the token was issued: a staff member's last sign-in.
+    pub issued_at: Option<DateTime<Utc>>,
+}
+
+pub async fn authenticate(db: &DatabaseConnection, keys: &JwtKeys, token: &str) -> AppResult<Authenticated> {
     let claims: Claims = keys.verify(token).map_err(AppError::Unauthenticated)?;
     let viewer = match claims.role {
         Role::Admin | Role::Manager | Role::Support => {
@@ -124,5 +130,6 @@ pub async fn authenticate(
         Role::Customer => Viewer::Customer { customer_id: claims.sub },
         Role::Anonymous => return Err(AppError::Unauthenticated("the token is not valid".into())),
     };
-    Ok((viewer, claims.env))
+    let issued_at = DateTime::from_timestamp(i64::try_from(claims.iat).unwrap_or(0), 0);
+    Ok(Authenticated { viewer, environment: claims.env, issued_at })
 }

@@ -480,7 +480,7 @@ async fn licences_are_found_by_customer_product_and_expiry_in_their_environment_
     let body = app
         .graphql(
             Some(&f.manager),
-            "query($id: ID!) { customer(id: $id) { licenses(orderBy: {field: ADDED_AT}) { totalCount edges { node { id } } } } }",
+            "query($id: ID!) { customer(id: $id) { licenses(orderBy: {field: CREATED_AT}) { totalCount edges { node { id } } } } }",
             json!({ "id": f.customer }),
         )
         .await;
@@ -583,4 +583,163 @@ async fn a_page_of_licences_costs_the_same_statements_whatever_its_size(app: Tes
     let hundred = cost(100).await;
     assert_eq!(ten, hundred, "a page of 100 costs what a page of 10 does");
     assert!(hundred <= 8, "a handful of statements: {hundred}");
+}
+
+on_both_databases!(licences_are_searched_across_customers_and_products_and_sorted_by_every_field);
+
+/// The licence list finds a licence by its customer or product as well as its
+/// key, and pages through every sort order, both ways, without losing or
+/// repeating a row.
+async fn licences_are_searched_across_customers_and_products_and_sorted_by_every_field(app: TestApp) {
+    let f = fixture(&app).await;
+    let m = Some(f.manager.as_str());
+    let basic =
+        app.graphql(m, "mutation { createProduct(input: {name: \"Basic Plan\"}) { product { id } } }", json!({})).await;
+    let basic = data(&basic)["createProduct"]["product"]["id"].clone();
+    let mut customers = vec![f.customer.clone()];
+    for (email, name) in [("zed@corp.io", "Zed Quinn"), ("bob@corp.io", "")] {
+        let body = app
+            .graphql(
+                m,
+                "mutation($e: String!, $n: String!) { createCustomer(input: {email: $e, name: $n}) { customer { id } } }",
+                json!({ "e": email, "n": name }),
+            )
+            .await;
+        customers.push(data(&body)["createCustomer"]["customer"]["id"].clone());
+    }
+    let (ann, zed, bob) = (&customers[0], &customers[1], &customers[2]);
+    let days = |n: i64| (chrono::Utc::now() + chrono::Duration::days(n)).to_rfc3339();
+    let mut made = Vec::new();
+    for (product, extra, then) in [
+        (&f.product, json!({ "customerId": ann }), None),
+        (&f.product, json!({}), None),
+        (
+            &basic,
+            json!({ "customerId": zed, "activationLimit": -1, "expiresAt": null }),
+            Some(LicenseStatus::Suspended),
+        ),
+        (&basic, json!({ "customerId": bob, "activationLimit": 10, "expiresAt": days(5) }), None),
+        (&f.product, json!({ "customerId": ann, "activationLimit": 1 }), Some(LicenseStatus::Revoked)),
+        (&basic, json!({ "activationLimit": 1, "expiresAt": days(400) }), None),
+        (&f.product, json!({ "customerId": zed, "expiresAt": days(5) }), Some(LicenseStatus::Inactive)),
+    ] {
+        let mut input = extra;
+        input["productId"] = product.clone();
+        input["generatorId"] = f.generator.clone();
+        let body = app.graphql(m, CREATE, json!({ "input": input })).await;
+        let id = data(&body)["createLicense"]["license"]["id"].clone();
+        if let Some(status) = then {
+            set_status(&app, id.as_str().expect("id"), status, true).await;
+        }
+        made.push(id);
+    }
+    // An uploaded key has neither product nor customer.
+    made.push(json!(
+        seed::key(app.db(), Environment::Production, "UPLOADED-KEY-1", LicenseStatus::Available, &[]).await
+    ));
+
+    let query = "query($f: LicenseKeyFilter, $o: LicenseKeyOrder, $after: String) { licenseKeys(first: 3, after: $after, \
+                 filter: $f, orderBy: $o) { totalCount edges { cursor node { id key status activationLimit expiresAt \
+                 createdAt product { name } customer { name email } } } pageInfo { hasNextPage } } }";
+    let list = |filter: Value, order: Value| {
+        let app = &app;
+        async move {
+            let (mut nodes, mut after, mut total) = (Vec::new(), Value::Null, None);
+            loop {
+                let body = app.graphql(m, query, json!({ "f": filter, "o": order, "after": after })).await;
+                let page = &data(&body)["licenseKeys"];
+                total = total.or(page["totalCount"].as_u64());
+                let edges = page["edges"].as_array().expect("edges");
+                nodes.extend(edges.iter().map(|e| e["node"].clone()));
+                if page["pageInfo"]["hasNextPage"] != json!(true) {
+                    break;
+                }
+                after = edges.last().expect("a full page")["cursor"].clone();
+            }
+            assert_eq!(total, Some(nodes.len() as u64), "totalCount matches the rows paged through ({order})");
+            nodes
+        }
+    };
+    let ids = |nodes: &[Value]| nodes.iter().map(|n| n["id"].as_str().expect("id").to_string()).collect::<Vec<_>>();
+    let ids_of = |list: &[&Value]| {
+        let mut v = list.iter().map(|v| v.as_str().expect("id").to_string()).collect::<Vec<_>>();
+        v.sort();
+        v
+    };
+
+    // Search: terms holding characters no key has, so only customers and products can match.
+    let found = |term: &str| {
+        let list = &list;
+        let term = term.to_string();
+        async move {
+            let mut found = ids(&list(json!({ "search": term }), json!({ "field": "KEY" })).await);
+            found.sort();
+            found
+        }
+    };
+    assert_eq!(found("@EXAMPLE.c").await, ids_of(&[&made[0], &made[4]]), "customer email, any case");
+    assert_eq!(found("d qui").await, ids_of(&[&made[2], &made[6]]), "customer name");
+    assert_eq!(found("c pl").await, ids_of(&[&made[2], &made[3], &made[5]]), "product name");
+    assert_eq!(found("ro").await, Vec::<String>::new(), "short terms match the beginning only");
+    assert_eq!(found("ba").await, ids_of(&[&made[2], &made[3], &made[5]]), "a product name's beginning");
+    assert_eq!(found("bob@").await, ids_of(&[&made[3]]));
+    let key = app.graphql(m, "query($id: ID!) { licenseKey(id: $id) { key } }", json!({ "id": made[1] })).await;
+    let key = data(&key)["licenseKey"]["key"].as_str().expect("key").to_string();
+    assert_eq!(found(&key[6..14].to_lowercase()).await, ids_of(&[&made[1]]), "any part of the key");
+    let narrowed = list(json!({ "search": "corp.io", "status": "SUSPENDED" }), json!({ "field": "KEY" })).await;
+    assert_eq!(ids(&narrowed), ids_of(&[&made[2]]), "search narrows with the other filters");
+
+    // Every order, both directions, paged three at a time.
+    let lifecycle = ["AVAILABLE", "ASSIGNED", "ACTIVE", "INACTIVE", "SUSPENDED", "EXPIRED", "REVOKED"];
+    let everything = list(json!({}), json!({ "field": "KEY" })).await;
+    assert_eq!(everything.len(), 8);
+    let sort_key = |field: &str, n: &Value| -> String {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let time = |v: &Value| {
+            let t = chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a time")).expect("RFC 3339");
+            t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        };
+        match field {
+            "KEY" => text(&n["key"]),
+            "CREATED_AT" => time(&n["createdAt"]),
+            "PRODUCT" => text(&n["product"]["name"]),
+            "CUSTOMER" => {
+                let name = text(&n["customer"]["name"]);
+                if name.is_empty() { text(&n["customer"]["email"]) } else { name }
+            }
+            "STATUS" => lifecycle.iter().position(|s| n["status"] == *s).expect("a status").to_string(),
+            "ACTIVATION_LIMIT" => match n["activationLimit"].as_i64().expect("limit") {
+                -1 => format!("{:010}", i32::MAX),
+                l => format!("{l:010}"),
+            },
+            "EXPIRES_AT" => {
+                if n["expiresAt"].is_null() {
+                    "9999".to_string()
+                } else {
+                    time(&n["expiresAt"])
+                }
+            }
+            other => panic!("unknown field {other}"),
+        }
+    };
+    for field in ["KEY", "CREATED_AT", "PRODUCT", "CUSTOMER", "STATUS", "ACTIVATION_LIMIT", "EXPIRES_AT"] {
+        let mut expected = everything.clone();
+        expected.sort_by_key(|n| (sort_key(field, n), n["id"].as_str().expect("id").to_string()));
+        let ascending = list(json!({}), json!({ "field": field, "direction": "ASC" })).await;
+        assert_eq!(ids(&ascending), ids(&expected), "{field} ascending");
+        expected.reverse();
+        let descending = list(json!({}), json!({ "field": field, "direction": "DESC" })).await;
+        assert_eq!(ids(&descending), ids(&expected), "{field} descending");
+    }
+    // The first rows under each order, spelled out.
+    let by_status = list(json!({}), json!({ "field": "STATUS" })).await;
+    assert_eq!(by_status.first().expect("rows")["status"], "AVAILABLE");
+    assert_eq!(by_status.last().expect("rows")["status"], "REVOKED");
+    let by_limit = list(json!({}), json!({ "field": "ACTIVATION_LIMIT", "direction": "DESC" })).await;
+    assert_eq!(by_limit[0]["id"], made[2], "unlimited sorts as the largest");
+    let by_customer = list(json!({}), json!({ "field": "CUSTOMER" })).await;
+    let names: Vec<String> = by_customer.iter().map(|n| sort_key("CUSTOMER", n)).collect();
+    assert_eq!(names, ["", "", "", "Ann", "Ann", "Zed Quinn", "Zed Quinn", "bob@corp.io"]);
+    let by_expiry = list(json!({}), json!({ "field": "EXPIRES_AT", "direction": "DESC" })).await;
+    assert_eq!(by_expiry[0]["expiresAt"], Value::Null, "lifetime keys expire last");
 }

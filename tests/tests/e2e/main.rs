@@ -3,12 +3,14 @@
 
 mod auth;
 mod cli;
+mod environments;
 mod errors;
 mod generators;
 mod imports;
 mod jobs;
 mod licenses;
 mod pools;
+mod preview;
 mod products;
 mod roles;
 mod schema_rules;

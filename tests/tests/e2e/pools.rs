@@ -252,7 +252,7 @@ async fn keys_in_a_tag_are_searched_filtered_and_paged(app: TestApp) {
     let body = app
         .graphql(
             Some(&manager),
-            "query($id: ID!) { tag(id: $id) { keys(first: 2, orderBy: {field: KEY}) { totalCount edges { cursor node { key type status tags { name } orderId addedAt } } pageInfo { hasNextPage } } } }",
+            "query($id: ID!) { tag(id: $id) { keys(first: 2, orderBy: {field: KEY}) { totalCount edges { cursor node { key type status tags { name } orderId createdAt } } pageInfo { hasNextPage } } } }",
             json!({ "id": pro }),
         )
         .await;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Allowed,
     Forbidden,
     Unauthenticated,
@@ -20,7 +20,7 @@ use Outcome::{Allowed, Forbidden, Unauthenticated};
 const ROLES: [&str; 5] = ["admin", "manager", "support", "customer", "anonymous"];
 
 /// (mutation, outcome for admin, manager, support, customer, anonymous)
-const MATRIX: &[(&str, [Outcome; 5])] = &[
+pub(crate) const MATRIX: &[(&str, [Outcome; 5])] = &[
     ("createProduct", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("updateProduct", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("archiveProduct", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
@@ -49,12 +49,15 @@ const MATRIX: &[(&str, [Outcome; 5])] = &[
     ("moveLicenseKeys", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("deleteLicenseKeys", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("cleanUpDuplicates", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("updateSettings", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
     // Signing in is open to anyone; the outcome is then decided by the credentials.
     ("login", [Allowed, Allowed, Allowed, Allowed, Allowed]),
+    // Shipped software validates keys without signing in.
+    ("validateLicense", [Allowed, Allowed, Allowed, Allowed, Allowed]),
 ];
 
 /// A request exercising `mutation`, valid for a caller who may run it.
-async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (String, Value) {
+pub(crate) async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (String, Value) {
     let product_id = || async {
         let body = app
             .graphql(
@@ -225,6 +228,15 @@ async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (String, Val
         "login" => (
             "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { token } }".into(),
             json!({ "e": "nobody@example.com", "p": "wrong password here" }),
+        ),
+        "updateSettings" => (
+            "mutation { updateSettings(input: {previewRequiresRecentSignIn: false}) { settings { previewRequiresRecentSignIn } } }"
+                .into(),
+            json!({}),
+        ),
+        "validateLicense" => (
+            "mutation($k: String!) { validateLicense(input: {key: $k}) { code } }".into(),
+            json!({ "k": format!("L-{}", ulid::Ulid::generate()) }),
         ),
         other => panic!("no request written for {other}"),
     }

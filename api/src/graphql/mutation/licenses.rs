@@ -125,6 +125,7 @@ impl LicenseMutation {
         let job =
             jobs::generate_licenses(&state.db, rc, &input.generator_id, &input.product_id, i64::from(input.count))
                 .await?;
+        state.jobs_queued.notify_one();
         Ok(GenerateLicensesPayload { job: Job(job) })
     }
 

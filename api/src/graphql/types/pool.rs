@@ -108,8 +108,9 @@ pub(crate) async fn list_keys(
 ) -> Result<ListConnection<LicenseKey>> {
     let (state, rc) = request(ctx)?;
     let args = PageArgs::parse(first, after)?;
-    let order =
-        order_by.map(Into::into).unwrap_or(ServiceKeyOrder { field: ServiceKeyOrderField::AddedAt, descending: true });
+    let order = order_by
+        .map(Into::into)
+        .unwrap_or(ServiceKeyOrder { field: ServiceKeyOrderField::CreatedAt, descending: true });
     let want_total = ctx.look_ahead().field("totalCount").exists();
     let page = keys::list(&state.db, rc, &filter, order, &args, want_total).await?;
     Ok(connection(page, LicenseKey))
@@ -245,7 +246,7 @@ impl LicenseKey {
         self.0.expires_at
     }
     /// When the key was uploaded or created.
-    async fn added_at(&self) -> DateTime<Utc> {
+    async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
 }
@@ -266,7 +267,8 @@ pub struct LicenseKeyFilter {
     /// Keys whose expiry falls before this moment (lifetime keys never do).
     pub expiring_before: Option<DateTime<Utc>>,
     pub status: Option<LicenseStatus>,
-    /// Any part of the key (3 characters or more), or its beginning (fewer).
+    /// Any part of the key, the customer's email or name, or the product's name
+    /// (3 characters or more), or their beginning (fewer); case-insensitive.
     pub search: Option<String>,
 }
 
@@ -287,7 +289,18 @@ impl From<LicenseKeyFilter> for KeyFilter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 pub enum LicenseKeyOrderField {
     Key,
-    AddedAt,
+    /// When the key was uploaded or created.
+    CreatedAt,
+    /// The product's name; keys without a product first.
+    Product,
+    /// The customer's name (their email when the name is empty); keys without a customer first.
+    Customer,
+    /// Lifecycle order: available, assigned, active, inactive, suspended, expired, revoked.
+    Status,
+    /// Unlimited (`-1`) counts as the largest.
+    ActivationLimit,
+    /// Lifetime keys count as expiring last.
+    ExpiresAt,
 }
 
 #[derive(Debug, InputObject)]
@@ -302,7 +315,12 @@ impl From<LicenseKeyOrder> for ServiceKeyOrder {
         ServiceKeyOrder {
             field: match o.field {
                 LicenseKeyOrderField::Key => ServiceKeyOrderField::Key,
-                LicenseKeyOrderField::AddedAt => ServiceKeyOrderField::AddedAt,
+                LicenseKeyOrderField::CreatedAt => ServiceKeyOrderField::CreatedAt,
+                LicenseKeyOrderField::Product => ServiceKeyOrderField::Product,
+                LicenseKeyOrderField::Customer => ServiceKeyOrderField::Customer,
+                LicenseKeyOrderField::Status => ServiceKeyOrderField::Status,
+                LicenseKeyOrderField::ActivationLimit => ServiceKeyOrderField::ActivationLimit,
+                LicenseKeyOrderField::ExpiresAt => ServiceKeyOrderField::Expiry,
             },
             descending: o.direction.descending(),
         }

@@ -176,7 +176,7 @@ fn expiry(raw: &str) -> Result<DateTime<Utc>, String> {
     if at <= Utc::now() {
         return Err(format!("expiry: {raw} is not in the future"));
     }
-    Ok(at)
+    Ok(entity::stored_time(at))
 }
 
 #[cfg(test)]

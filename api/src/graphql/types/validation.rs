@@ -1,0 +1,147 @@
+//! What client software sends and gets back, the licence preview, and settings.
+
+use super::pool::{Activation, LicenseKey, LicenseStatus};
+use crate::services::licenses::Preview;
+use crate::services::samples::Language;
+use crate::services::settings::Settings as ServiceSettings;
+use crate::services::validation::{Code, Verdict};
+use async_graphql::{Enum, InputObject, Json, SimpleObject};
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, InputObject)]
+pub struct ValidateLicenseInput {
+    pub key: String,
+    /// A stable id of the device asking (at most 200 characters). Without
+    /// it, the licence is judged alone.
+    pub fingerprint: Option<String>,
+}
+
+/// The answer's code. Checked in this order; the first that applies is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "Code")]
+pub enum ValidationCode {
+    /// No licence has this key in this environment.
+    NotFound,
+    Revoked,
+    Suspended,
+    /// Switched off by the seller.
+    Inactive,
+    /// Past its expiry, judged at the moment of the call.
+    Expired,
+    /// The key is in a pool, not yet delivered to a customer.
+    NotAssigned,
+    /// The product binds licences to devices and no fingerprint was sent.
+    FingerprintRequired,
+    /// The fingerprint is not one of the licence's activations.
+    NotActivated,
+    Valid,
+}
+
+/// The licence as client software may see it.
+#[derive(Debug, SimpleObject)]
+pub struct LicenseFacts {
+    pub status: LicenseStatus,
+    /// Null for a lifetime licence.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub feature_flags: Json<serde_json::Value>,
+    /// Devices using the licence now.
+    pub activations_used: i64,
+    /// `-1` for unlimited.
+    pub activation_limit: i32,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct ValidationPayload {
+    pub valid: bool,
+    pub code: ValidationCode,
+    /// The code in words, for logs and support.
+    pub detail: String,
+    /// Null when no licence has the key.
+    pub license: Option<LicenseFacts>,
+}
+
+impl From<Verdict> for ValidationPayload {
+    fn from(v: Verdict) -> Self {
+        let code: Code = v.code;
+        Self {
+            valid: v.valid(),
+            code: code.into(),
+            detail: code.detail().to_string(),
+            license: v.license.map(|f| LicenseFacts {
+                status: f.status.into(),
+                expires_at: f.expires_at,
+                feature_flags: Json(f.feature_flags),
+                activations_used: f.activations_used,
+                activation_limit: f.activation_limit,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "Language")]
+pub enum SampleLanguage {
+    Curl,
+    Php,
+    JavaScript,
+    Python,
+}
+
+/// A ready-to-run validation request.
+#[derive(Debug, SimpleObject)]
+pub struct CodeSample {
+    pub language: SampleLanguage,
+    pub code: String,
+}
+
+/// A licence as the admin preview shows it.
+#[derive(SimpleObject)]
+pub struct LicensePreview {
+    pub license: LicenseKey,
+    /// Every device that used the licence, ended ones included, newest first.
+    pub activation_history: Vec<Activation>,
+    /// `validateLicense` in cURL, PHP, JavaScript and Python, filled in with
+    /// this server's address, the environment, the key and a device
+    /// fingerprint (an active device's, or a placeholder to replace).
+    pub samples: Vec<CodeSample>,
+}
+
+impl From<Preview> for LicensePreview {
+    fn from(p: Preview) -> Self {
+        Self {
+            license: LicenseKey(p.license),
+            activation_history: p.activations.into_iter().map(Activation::from).collect(),
+            samples: p
+                .samples
+                .into_iter()
+                .map(|s| {
+                    let language: Language = s.language;
+                    CodeSample { language: language.into(), code: s.code }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Server-wide settings.
+#[derive(Debug, SimpleObject)]
+pub struct Settings {
+    /// Licence previews need a token issued in the last five minutes.
+    pub preview_requires_recent_sign_in: bool,
+}
+
+impl From<ServiceSettings> for Settings {
+    fn from(s: ServiceSettings) -> Self {
+        Self { preview_requires_recent_sign_in: s.preview_requires_recent_sign_in }
+    }
+}
+
+#[derive(Debug, InputObject)]
+pub struct UpdateSettingsInput {
+    pub preview_requires_recent_sign_in: Option<bool>,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct SettingsPayload {
+    pub settings: Settings,
+}
