@@ -12,6 +12,7 @@ pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod licenses;
+pub mod orders;
 pub mod pagination;
 pub mod products;
 pub mod samples;

@@ -3,7 +3,7 @@
 
 use crate::error::SharedError;
 use async_graphql::dataloader::{DataLoader, Loader};
-use entity::{activation, customer, license_key_tag, order_line, product, tag};
+use entity::{activation, customer, license_key, license_key_tag, order, order_line, product, tag};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use std::collections::HashMap;
 
@@ -66,6 +66,73 @@ impl Loader<String> for OrderOfLine {
             .into_iter()
             .map(|l| (l.id, l.order_id))
             .collect())
+    }
+}
+
+/// Order id → order.
+pub struct Orders(pub DatabaseConnection);
+
+impl Loader<String> for Orders {
+    type Value = order::Model;
+    type Error = SharedError;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
+        Ok(order::Entity::find()
+            .filter(order::Column::Id.is_in(keys.iter().cloned()))
+            .all(&self.0)
+            .await
+            .map_err(SharedError::from)?
+            .into_iter()
+            .map(|o| (o.id.clone(), o))
+            .collect())
+    }
+}
+
+/// Order id → its lines, oldest first.
+pub struct LinesOfOrder(pub DatabaseConnection);
+
+impl Loader<String> for LinesOfOrder {
+    type Value = Vec<order_line::Model>;
+    type Error = SharedError;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
+        let mut out: HashMap<String, Vec<order_line::Model>> = HashMap::new();
+        for line in order_line::Entity::find()
+            .filter(order_line::Column::OrderId.is_in(keys.iter().cloned()))
+            .order_by_asc(order_line::Column::CreatedAt)
+            .order_by_asc(order_line::Column::Id)
+            .all(&self.0)
+            .await
+            .map_err(SharedError::from)?
+        {
+            out.entry(line.order_id.clone()).or_default().push(line);
+        }
+        Ok(out)
+    }
+}
+
+/// Order line id → the keys delivered on it, oldest first.
+pub struct KeysOfLine(pub DatabaseConnection);
+
+impl Loader<String> for KeysOfLine {
+    type Value = Vec<license_key::Model>;
+    type Error = SharedError;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
+        let mut out: HashMap<String, Vec<license_key::Model>> = HashMap::new();
+        for key in license_key::Entity::find()
+            .filter(license_key::Column::OrderLineId.is_in(keys.iter().cloned()))
+            .order_by_asc(license_key::Column::AssignedAt)
+            .order_by_asc(license_key::Column::Id)
+            .all(&self.0)
+            .await
+            .map_err(SharedError::from)?
+        {
+            if let Some(line) = key.order_line_id.clone() {
+                out.entry(line).or_default().push(key);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -136,6 +203,9 @@ pub struct Loaders {
     pub products: DataLoader<Products>,
     pub customers: DataLoader<Customers>,
     pub activations_of_key: DataLoader<ActivationsOfKey>,
+    pub orders: DataLoader<Orders>,
+    pub lines_of_order: DataLoader<LinesOfOrder>,
+    pub keys_of_line: DataLoader<KeysOfLine>,
 }
 
 impl Loaders {
@@ -149,6 +219,9 @@ impl Loaders {
             products: DataLoader::new(Products(db.clone()), tokio::spawn).delay(delay),
             customers: DataLoader::new(Customers(db.clone()), tokio::spawn).delay(delay),
             activations_of_key: DataLoader::new(ActivationsOfKey(db.clone()), tokio::spawn).delay(delay),
+            orders: DataLoader::new(Orders(db.clone()), tokio::spawn).delay(delay),
+            lines_of_order: DataLoader::new(LinesOfOrder(db.clone()), tokio::spawn).delay(delay),
+            keys_of_line: DataLoader::new(KeysOfLine(db.clone()), tokio::spawn).delay(delay),
         }
     }
 }

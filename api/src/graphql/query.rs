@@ -3,6 +3,7 @@
 mod customers;
 mod generators;
 mod jobs;
+mod orders;
 mod pools;
 mod products;
 mod session;
@@ -16,6 +17,7 @@ pub struct Query(
     customers::CustomerQuery,
     generators::GeneratorQuery,
     jobs::JobQuery,
+    orders::OrderQuery,
     pools::PoolQuery,
     session::SessionQuery,
     settings::SettingsQuery,

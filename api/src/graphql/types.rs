@@ -5,6 +5,7 @@ pub mod common;
 pub mod customer;
 pub mod generator;
 pub mod job;
+pub mod order;
 pub mod pool;
 pub mod product;
 pub mod session;

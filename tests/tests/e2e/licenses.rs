@@ -562,7 +562,7 @@ async fn a_page_of_licences_costs_the_same_statements_whatever_its_size(app: Tes
         }
     }
     let query = "query($n: Int) { licenseKeys(first: $n) { edges { node { id key product { name } customer { email } \
-                 tags { name } activations { fingerprint } activationsUsed orderId } } } }";
+                 tags { name } activations { fingerprint } activationsUsed orderId order { externalId } } } } }";
     let cost = |n: i64| {
         let app = &app;
         let token = f.manager.clone();

@@ -9,6 +9,7 @@ mod generators;
 mod imports;
 mod jobs;
 mod licenses;
+mod orders;
 mod pools;
 mod preview;
 mod products;

@@ -1,6 +1,7 @@
 //! Customers as clients see them.
 
 use super::common::{Environment, ListConnection, OrderDirection};
+use super::order::{Order, OrderFilter, OrderOrder, list_orders};
 use super::pool::{LicenseKey, LicenseKeyOrder, PoolKeyFilter, list_keys};
 use crate::services::keys::KeyFilter;
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
@@ -47,6 +48,20 @@ impl Customer {
             ..KeyFilter::default()
         };
         list_keys(ctx, first, after, filter, order_by).await
+    }
+    /// The customer's orders, newest first unless `orderBy` says otherwise.
+    #[graphql(complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<OrderFilter>,
+        order_by: Option<OrderOrder>,
+    ) -> Result<ListConnection<Order>> {
+        let mut filter = filter.unwrap_or_default();
+        filter.customer_id = Some(ID(self.0.id.clone()));
+        list_orders(ctx, first, after, filter, order_by).await
     }
 }
 

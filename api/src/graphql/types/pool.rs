@@ -8,6 +8,7 @@ use crate::graphql::loaders::Loaders;
 use crate::graphql::request;
 use crate::graphql::types::common::connection;
 use crate::graphql::types::customer::Customer;
+use crate::graphql::types::order::Order;
 use crate::graphql::types::product::Product;
 use crate::services::keys::{
     self, KeyFilter, KeyOrder as ServiceKeyOrder, KeyOrderField as ServiceKeyOrderField, Removal, TagRef,
@@ -116,7 +117,7 @@ pub(crate) async fn list_keys(
     Ok(connection(page, LicenseKey))
 }
 
-fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
+pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
     Ok(ctx.data::<Loaders>().map_err(|_| AppError::internal("no loaders in the request"))?)
 }
 
@@ -180,13 +181,24 @@ impl LicenseKey {
         let tags = loaders.tags_of_key.load_one(self.0.id.clone()).await?.unwrap_or_default();
         Ok(tags.into_iter().map(|t| TagLink { id: ID(t.id), name: t.name }).collect())
     }
-    /// The order the key was delivered with.
+    /// The id of the order the key was delivered with.
     async fn order_id(&self, ctx: &Context<'_>) -> Result<Option<ID>> {
         let Some(line) = &self.0.order_line_id else {
             return Ok(None);
         };
         let loaders = loaders(ctx)?;
         Ok(loaders.order_of_line.load_one(line.clone()).await?.map(ID))
+    }
+    /// The order the key was delivered with.
+    async fn order(&self, ctx: &Context<'_>) -> Result<Option<Order>> {
+        let Some(line) = &self.0.order_line_id else {
+            return Ok(None);
+        };
+        let loaders = loaders(ctx)?;
+        let Some(order_id) = loaders.order_of_line.load_one(line.clone()).await? else {
+            return Ok(None);
+        };
+        Ok(loaders.orders.load_one(order_id).await?.map(Order))
     }
     async fn product_id(&self) -> Option<ID> {
         self.0.product_id.clone().map(ID)
