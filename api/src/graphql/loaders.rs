@@ -69,25 +69,6 @@ impl Loader<String> for OrderOfLine {
     }
 }
 
-/// Order id → order.
-pub struct Orders(pub DatabaseConnection);
-
-impl Loader<String> for Orders {
-    type Value = order::Model;
-    type Error = SharedError;
-
-    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
-        Ok(order::Entity::find()
-            .filter(order::Column::Id.is_in(keys.iter().cloned()))
-            .all(&self.0)
-            .await
-            .map_err(SharedError::from)?
-            .into_iter()
-            .map(|o| (o.id.clone(), o))
-            .collect())
-    }
-}
-
 /// Order id → its lines, oldest first.
 pub struct LinesOfOrder(pub DatabaseConnection);
 
@@ -136,40 +117,51 @@ impl Loader<String> for KeysOfLine {
     }
 }
 
-/// Product id → product.
-pub struct Products(pub DatabaseConnection);
+/// A table whose rows are loaded by their string id.
+pub trait ById: EntityTrait {
+    fn id_column() -> Self::Column;
+    fn id_of(row: &Self::Model) -> String;
+}
 
-impl Loader<String> for Products {
-    type Value = product::Model;
-    type Error = SharedError;
+macro_rules! by_id {
+    ($($entity:ident),*) => {
+        $(impl ById for $entity::Entity {
+            fn id_column() -> Self::Column {
+                $entity::Column::Id
+            }
+            fn id_of(row: &Self::Model) -> String {
+                row.id.clone()
+            }
+        })*
+    };
+}
+by_id!(product, customer, order);
 
-    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
-        Ok(product::Entity::find()
-            .filter(product::Column::Id.is_in(keys.iter().cloned()))
-            .all(&self.0)
-            .await
-            .map_err(SharedError::from)?
-            .into_iter()
-            .map(|p| (p.id.clone(), p))
-            .collect())
+/// Id → row, for any table with a string id (products, customers, orders).
+pub struct Rows<E>(pub DatabaseConnection, std::marker::PhantomData<E>);
+
+impl<E> Rows<E> {
+    pub fn new(db: &DatabaseConnection) -> Self {
+        Self(db.clone(), std::marker::PhantomData)
     }
 }
 
-/// Customer id → customer.
-pub struct Customers(pub DatabaseConnection);
-
-impl Loader<String> for Customers {
-    type Value = customer::Model;
+impl<E> Loader<String> for Rows<E>
+where
+    E: ById + Send + Sync + 'static,
+    E::Model: Clone + Send + Sync + 'static,
+{
+    type Value = E::Model;
     type Error = SharedError;
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
-        Ok(customer::Entity::find()
-            .filter(customer::Column::Id.is_in(keys.iter().cloned()))
+        Ok(E::find()
+            .filter(E::id_column().is_in(keys.iter().cloned()))
             .all(&self.0)
             .await
             .map_err(SharedError::from)?
             .into_iter()
-            .map(|c| (c.id.clone(), c))
+            .map(|row| (E::id_of(&row), row))
             .collect())
     }
 }
@@ -200,10 +192,10 @@ impl Loader<String> for ActivationsOfKey {
 pub struct Loaders {
     pub tags_of_key: DataLoader<TagsOfKey>,
     pub order_of_line: DataLoader<OrderOfLine>,
-    pub products: DataLoader<Products>,
-    pub customers: DataLoader<Customers>,
+    pub products: DataLoader<Rows<product::Entity>>,
+    pub customers: DataLoader<Rows<customer::Entity>>,
     pub activations_of_key: DataLoader<ActivationsOfKey>,
-    pub orders: DataLoader<Orders>,
+    pub orders: DataLoader<Rows<order::Entity>>,
     pub lines_of_order: DataLoader<LinesOfOrder>,
     pub keys_of_line: DataLoader<KeysOfLine>,
 }
@@ -216,10 +208,10 @@ impl Loaders {
         Self {
             tags_of_key: DataLoader::new(TagsOfKey(db.clone()), tokio::spawn).delay(delay),
             order_of_line: DataLoader::new(OrderOfLine(db.clone()), tokio::spawn).delay(delay),
-            products: DataLoader::new(Products(db.clone()), tokio::spawn).delay(delay),
-            customers: DataLoader::new(Customers(db.clone()), tokio::spawn).delay(delay),
+            products: DataLoader::new(Rows::new(db), tokio::spawn).delay(delay),
+            customers: DataLoader::new(Rows::new(db), tokio::spawn).delay(delay),
             activations_of_key: DataLoader::new(ActivationsOfKey(db.clone()), tokio::spawn).delay(delay),
-            orders: DataLoader::new(Orders(db.clone()), tokio::spawn).delay(delay),
+            orders: DataLoader::new(Rows::new(db), tokio::spawn).delay(delay),
             lines_of_order: DataLoader::new(LinesOfOrder(db.clone()), tokio::spawn).delay(delay),
             keys_of_line: DataLoader::new(KeysOfLine(db.clone()), tokio::spawn).delay(delay),
         }
