@@ -203,12 +203,34 @@ impl Config {
     pub fn token_ttl_seconds(&self) -> u64 {
         self.token_ttl_minutes.saturating_mul(60)
     }
+
+    /// The address to show staff for this server: the configured public URL,
+    /// else the `Host` a request came to, else the listen address.
+    pub fn address_for_staff(&self, request_host: Option<&str>) -> String {
+        match (&self.public_url, request_host) {
+            (Some(url), _) => url.clone(),
+            (None, Some(host)) => format!("http://{host}"),
+            (None, None) => format!("http://{}", self.listen),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn the_public_url_is_an_http_address_and_wins_over_the_request_host() {
+        assert_eq!(public_url("https://licences.example.com/").as_deref(), Ok("https://licences.example.com"));
+        assert!(public_url("ftp://licences.example.com").unwrap_err().contains("not an http"));
+        assert!(public_url("https://").is_err());
+        let mut cli = Cli::parse_from(["keysmith", "--listen", "127.0.0.1:9000"]);
+        assert_eq!(cli.config.address_for_staff(None), "http://127.0.0.1:9000");
+        assert_eq!(cli.config.address_for_staff(Some("keys.local:8080")), "http://keys.local:8080");
+        cli.config.public_url = Some("https://licences.example.com".into());
+        assert_eq!(cli.config.address_for_staff(Some("keys.local:8080")), "https://licences.example.com");
+    }
 
     #[test]
     fn debug_output_hides_secrets() {

@@ -8,6 +8,7 @@ mod pools;
 mod products;
 mod session;
 mod settings;
+mod validation;
 
 use async_graphql::MergedObject;
 
@@ -20,4 +21,5 @@ pub struct Mutation(
     pools::PoolMutation,
     session::SessionMutation,
     settings::SettingsMutation,
+    validation::ValidationMutation,
 );

@@ -3,6 +3,7 @@
 mod customers;
 mod generators;
 mod jobs;
+mod licenses;
 mod orders;
 mod pools;
 mod products;
@@ -17,6 +18,7 @@ pub struct Query(
     customers::CustomerQuery,
     generators::GeneratorQuery,
     jobs::JobQuery,
+    licenses::LicenseQuery,
     orders::OrderQuery,
     pools::PoolQuery,
     session::SessionQuery,

@@ -9,4 +9,5 @@ pub mod order;
 pub mod pool;
 pub mod product;
 pub mod session;
+pub mod settings;
 pub mod validation;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use entity::Environment;
 use entity::license_key::KeySource;
 use sea_orm::sea_query::ArrayType;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Value};
+use sea_orm::{ActiveEnum, ConnectionTrait, DatabaseTransaction, DbBackend, Value};
 use std::collections::HashSet;
 
 /// Tag links per insert statement (2 parameters each on SQLite).
@@ -75,7 +75,7 @@ pub async fn insert(txn: &DatabaseTransaction, common: &Common, rows: &[NewKey])
     ));
     let shared = [
         Value::from(common.environment.as_str()),
-        Value::from(source(common.source)),
+        Value::from(common.source.into_value()),
         Value::from(common.feature_flags.clone()),
         Value::from(common.generator_id.clone()),
         Value::from(common.now),
@@ -146,14 +146,6 @@ pub async fn tag(txn: &DatabaseTransaction, tag_id: &str, key_ids: &[String]) ->
     Ok(())
 }
 
-fn source(s: KeySource) -> &'static str {
-    match s {
-        KeySource::Uploaded => "UPLOADED",
-        KeySource::Generated => "GENERATED",
-        KeySource::Manual => "MANUAL",
-    }
-}
-
-pub fn text_array(items: impl Iterator<Item = Option<String>>) -> Value {
+fn text_array(items: impl Iterator<Item = Option<String>>) -> Value {
     Value::Array(ArrayType::String, Some(Box::new(items.map(Value::String).collect())))
 }

@@ -329,7 +329,8 @@ impl Importer {
             return Ok(());
         }
         if self.skip_duplicates && !self.pool_was_empty {
-            let in_pool = self.already_in_pool(txn, ctx, &candidates).await?;
+            let keys = candidates.iter().map(|(k, _)| k.key.as_str());
+            let in_pool = bulk::already_in_pool(txn, ctx.environment, keys).await?;
             let before = candidates.len();
             candidates.retain(|(k, _)| !in_pool.contains(&k.key));
             self.report.duplicates_in_pool += (before - candidates.len()) as u64;
@@ -338,15 +339,6 @@ impl Importer {
             return Ok(());
         }
         self.insert(txn, ctx, candidates).await
-    }
-
-    async fn already_in_pool(
-        &self,
-        txn: &DatabaseTransaction,
-        ctx: &RequestContext,
-        candidates: &[(KeyLine, Option<String>)],
-    ) -> AppResult<HashSet<String>> {
-        bulk::already_in_pool(txn, ctx.environment, candidates.iter().map(|(k, _)| k.key.as_str())).await
     }
 
     /// Inserts a batch and links it to its tags.

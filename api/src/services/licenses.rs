@@ -112,12 +112,7 @@ pub const PLACEHOLDER_FINGERPRINT: &str = "REPLACE-WITH-DEVICE-ID";
 /// The licence with its activation history and validation samples. With the
 /// recent-sign-in setting on, only a token issued in the last five minutes may
 /// see it.
-pub async fn preview(
-    db: &DatabaseConnection,
-    ctx: &RequestContext,
-    public_url: Option<&str>,
-    id: &str,
-) -> AppResult<Preview> {
+pub async fn preview(db: &DatabaseConnection, ctx: &RequestContext, base_url: &str, id: &str) -> AppResult<Preview> {
     ctx.viewer.require(may::READ)?;
     if settings::current(db).await?.preview_requires_recent_sign_in {
         let recent =
@@ -135,21 +130,12 @@ pub async fn preview(
         .order_by_desc(activation::Column::Id)
         .all(db)
         .await?;
-    let base_url = match (public_url, &ctx.host) {
-        (Some(url), _) => url.to_string(),
-        (None, Some(host)) => format!("http://{host}"),
-        (None, None) => "http://127.0.0.1:8080".to_string(),
-    };
     let fingerprint = activations
         .iter()
         .find(|a| a.deactivated_at.is_none())
         .map_or(PLACEHOLDER_FINGERPRINT, |a| a.fingerprint.as_str());
-    let samples = samples::all(&samples::Target {
-        base_url: &base_url,
-        environment: ctx.environment,
-        key: &license.key,
-        fingerprint,
-    });
+    let samples =
+        samples::all(&samples::Target { base_url, environment: ctx.environment, key: &license.key, fingerprint });
     Ok(Preview { license, activations, samples })
 }
 

@@ -3,9 +3,7 @@ use crate::graphql::guard::RoleGuard;
 use crate::graphql::request;
 use crate::graphql::types::common::{ListConnection, connection};
 use crate::graphql::types::customer::{Customer, CustomerOrder, CustomerOrderField};
-use crate::graphql::types::pool::LicenseKey;
 use crate::services::customers::{self, CustomerOrderField as Field};
-use crate::services::licenses;
 use crate::services::pagination::PageArgs;
 use async_graphql::{Context, ID, Object, Result};
 
@@ -48,12 +46,5 @@ impl CustomerQuery {
     async fn customer(&self, ctx: &Context<'_>, id: ID) -> Result<Customer> {
         let (state, rc) = request(ctx)?;
         Ok(Customer(customers::get(&state.db, rc, &id).await?))
-    }
-
-    /// One licence of the request's environment.
-    #[graphql(guard = "RoleGuard::new(may::READ)")]
-    async fn license_key(&self, ctx: &Context<'_>, id: ID) -> Result<LicenseKey> {
-        let (state, rc) = request(ctx)?;
-        Ok(LicenseKey(licenses::get(&state.db, rc, &id).await?))
     }
 }

@@ -1,9 +1,8 @@
-//! What client software sends and gets back, the licence preview, and settings.
+//! What client software sends and gets back, and the licence preview with its validation samples.
 
 use super::pool::{Activation, LicenseKey, LicenseStatus};
 use crate::services::licenses::Preview;
 use crate::services::samples::Language;
-use crate::services::settings::Settings as ServiceSettings;
 use crate::services::validation::{Code, Verdict};
 use async_graphql::{Enum, InputObject, Json, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -121,27 +120,4 @@ impl From<Preview> for LicensePreview {
                 .collect(),
         }
     }
-}
-
-/// Server-wide settings.
-#[derive(Debug, SimpleObject)]
-pub struct Settings {
-    /// Licence previews need a token issued in the last five minutes.
-    pub preview_requires_recent_sign_in: bool,
-}
-
-impl From<ServiceSettings> for Settings {
-    fn from(s: ServiceSettings) -> Self {
-        Self { preview_requires_recent_sign_in: s.preview_requires_recent_sign_in }
-    }
-}
-
-#[derive(Debug, InputObject)]
-pub struct UpdateSettingsInput {
-    pub preview_requires_recent_sign_in: Option<bool>,
-}
-
-#[derive(Debug, SimpleObject)]
-pub struct SettingsPayload {
-    pub settings: Settings,
 }

@@ -1,0 +1,27 @@
+//! Server-wide settings and the input that changes them.
+
+use crate::services::settings::Settings as ServiceSettings;
+use async_graphql::{InputObject, SimpleObject};
+
+/// Server-wide settings.
+#[derive(Debug, SimpleObject)]
+pub struct Settings {
+    /// Licence previews need a token issued in the last five minutes.
+    pub preview_requires_recent_sign_in: bool,
+}
+
+impl From<ServiceSettings> for Settings {
+    fn from(s: ServiceSettings) -> Self {
+        Self { preview_requires_recent_sign_in: s.preview_requires_recent_sign_in }
+    }
+}
+
+#[derive(Debug, InputObject)]
+pub struct UpdateSettingsInput {
+    pub preview_requires_recent_sign_in: Option<bool>,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct SettingsPayload {
+    pub settings: Settings,
+}
