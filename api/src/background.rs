@@ -2,7 +2,9 @@
 //! nodes on one database: it changes a row only if the row still needs it.
 
 use crate::AppState;
-use crate::services::{jobs, licenses};
+use crate::services::{exhaustion, fulfilment, jobs, licenses};
+use entity::Environment;
+use sea_orm::Iterable;
 use std::time::Duration;
 
 /// Starts the background tasks; they stop when the returned handle is dropped or aborted.
@@ -23,6 +25,11 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
             if let Err(e) = jobs::run_pending(&jobs_state.db, &node).await {
                 tracing::warn!(error = %e.detail(), "job runner failed; retrying");
             }
+            for (environment, pool) in jobs_state.pools_to_check.take() {
+                if let Err(e) = exhaustion::check(&jobs_state.db, environment, &pool).await {
+                    tracing::warn!(error = %e.detail(), pool = pool.id(), "exhaustion check failed");
+                }
+            }
         }
     });
     tokio::spawn(async move {
@@ -35,6 +42,16 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "expiry sweep"),
                 Err(e) => tracing::warn!(error = %e.detail(), "expiry sweep failed; retrying at the next tick"),
+            }
+            // Safety nets: lines left waiting when keys arrived through a node
+            // that stopped before filling them, and pools never checked.
+            for environment in Environment::iter() {
+                if let Err(e) = fulfilment::backfill(&state.db, environment).await {
+                    tracing::warn!(error = %e.detail(), "backfill sweep failed; retrying at the next tick");
+                }
+                if let Err(e) = exhaustion::check_all(&state.db, environment).await {
+                    tracing::warn!(error = %e.detail(), "exhaustion sweep failed; retrying at the next tick");
+                }
             }
         }
     })

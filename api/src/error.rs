@@ -27,6 +27,11 @@ pub enum AppError {
     Conflict { field: String, reason: String },
     /// `RATE_LIMITED`: too many requests; retry after the given seconds.
     RateLimited { retry_after_secs: u64 },
+    /// `CONFLICT`: the transaction lost a race with a concurrent one (a unique
+    /// rule hit by a row another transaction just wrote, a deadlock, a
+    /// serialization failure). Nothing was changed; running it again is safe,
+    /// and the services that can race retry it themselves.
+    Contended(String),
     /// `INTERNAL`: anything else. The detail is logged, the client sees a generic message.
     Internal(String),
 }
@@ -55,7 +60,7 @@ impl AppError {
             AppError::NotFound { .. } => "NOT_FOUND",
             AppError::InvalidInput { .. } => "INVALID_INPUT",
             AppError::InvalidTransition(_) => "INVALID_TRANSITION",
-            AppError::Conflict { .. } => "CONFLICT",
+            AppError::Conflict { .. } | AppError::Contended(_) => "CONFLICT",
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Internal(_) => "INTERNAL",
         }
@@ -73,6 +78,7 @@ impl AppError {
             AppError::RateLimited { retry_after_secs } => {
                 format!("too many requests; retry in {retry_after_secs} s")
             }
+            AppError::Contended(_) => "the request collided with a concurrent one; send it again".to_string(),
             AppError::Internal(_) => "internal error".to_string(),
         }
     }
@@ -133,8 +139,39 @@ pub fn conflict_from(err: &DbErr) -> Option<AppError> {
         .map(|(_, _, field, reason)| AppError::Conflict { field: (*field).to_string(), reason: (*reason).to_string() })
 }
 
+/// Whether `err` is a race lost to a concurrent transaction: a deadlock or a
+/// serialization failure (PostgreSQL SQLSTATE 40P01, 40001).
+pub fn is_contention(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error;
+    let runtime = match err {
+        DbErr::Exec(e) | DbErr::Query(e) | DbErr::Conn(e) => e,
+        _ => return false,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(e) => match e.as_ref() {
+            Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// A write's error where a unique-rule violation means a concurrent
+/// transaction got there first: [`AppError::Contended`], to be retried.
+pub fn contended(err: DbErr) -> AppError {
+    if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) || is_contention(&err) {
+        AppError::Contended(err.to_string())
+    } else {
+        err.into()
+    }
+}
+
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
+        if is_contention(&err) {
+            return AppError::Contended(err.to_string());
+        }
         conflict_from(&err).unwrap_or_else(|| AppError::Internal(format!("database: {err}")))
     }
 }

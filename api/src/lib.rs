@@ -34,6 +34,27 @@ pub struct StateInner {
     /// Wakes this node's job runner when a request queues a job, so the job
     /// starts at once instead of at the runner's next tick.
     pub jobs_queued: Arc<tokio::sync::Notify>,
+    /// Pools this node's requests took keys from, for the background runner
+    /// to check against the exhaustion threshold off the request path.
+    pub pools_to_check: Arc<PoolWatch>,
+}
+
+/// Pools waiting for an exhaustion check. Only a shortcut: every node also
+/// checks every delivering pool on the sweeper's schedule, so a pool noted
+/// here by a node that then stops is still checked.
+#[derive(Default)]
+pub struct PoolWatch(std::sync::Mutex<std::collections::HashSet<(entity::Environment, services::keys::TagRef)>>);
+
+impl PoolWatch {
+    pub fn note(&self, pools: impl IntoIterator<Item = (entity::Environment, services::keys::TagRef)>) {
+        if let Ok(mut set) = self.0.lock() {
+            set.extend(pools);
+        }
+    }
+
+    pub fn take(&self) -> Vec<(entity::Environment, services::keys::TagRef)> {
+        self.0.lock().map(|mut set| set.drain().collect()).unwrap_or_default()
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -50,7 +71,14 @@ impl AppState {
         db.set_metric_callback(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
         });
-        Self(Arc::new(StateInner { db, jwt, config, statements, jobs_queued: Arc::default() }))
+        Self(Arc::new(StateInner {
+            db,
+            jwt,
+            config,
+            statements,
+            jobs_queued: Arc::default(),
+            pools_to_check: Arc::default(),
+        }))
     }
 
     /// Opens and migrates the configured database and loads the signing secret.

@@ -6,7 +6,10 @@
 pub mod audit;
 pub mod bulk;
 pub mod customers;
+pub mod events;
+pub mod exhaustion;
 pub mod export;
+pub mod fulfilment;
 pub mod generators;
 pub mod import;
 pub mod jobs;

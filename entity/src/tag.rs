@@ -13,8 +13,6 @@ pub struct Model {
     pub id: String,
     pub environment: Environment,
     pub name: String,
-    /// Set when a `pool.exhausting` event fired for the current crossing of the threshold.
-    pub exhausting_notified_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
 }
 

@@ -4,6 +4,7 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod fulfilment;
 mod initial_schema;
 mod key_search;
 
@@ -12,6 +13,6 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(initial_schema::Migration), Box::new(key_search::Migration)]
+        vec![Box::new(initial_schema::Migration), Box::new(key_search::Migration), Box::new(fulfilment::Migration)]
     }
 }

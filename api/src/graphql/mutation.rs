@@ -3,7 +3,8 @@
 
 mod customers;
 mod generators;
-mod licenses;
+pub(crate) mod licenses;
+mod orders;
 mod pools;
 mod products;
 mod session;
@@ -18,6 +19,7 @@ pub struct Mutation(
     customers::CustomerMutation,
     generators::GeneratorMutation,
     licenses::LicenseMutation,
+    orders::OrderMutation,
     pools::PoolMutation,
     session::SessionMutation,
     settings::SettingsMutation,

@@ -174,6 +174,7 @@ pub async fn import(
     .await?;
     txn.commit().await?;
     report.committed = true;
+    super::fulfilment::after_keys_arrived(db, ctx.environment).await;
     Ok(report)
 }
 

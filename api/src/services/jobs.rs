@@ -277,5 +277,6 @@ async fn generate(db: &DatabaseConnection, node: &str, job: &job::Model) -> AppR
     )
     .await?;
     txn.commit().await?;
+    super::fulfilment::after_keys_arrived(db, environment).await;
     Ok(Some(serde_json::json!({ "generated": job.total })))
 }

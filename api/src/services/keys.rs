@@ -22,7 +22,7 @@ pub const MAX_IDS: usize = 1000;
 pub const MIN_SUBSTRING: usize = 3;
 
 /// A tag as a filter: a real tag, or "no tag" (keys without any tag).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TagRef {
     NoTag,
     Tag(String),
@@ -31,6 +31,14 @@ pub enum TagRef {
 impl TagRef {
     pub fn parse(id: &str) -> Self {
         if id == NO_TAG_ID { TagRef::NoTag } else { TagRef::Tag(id.to_string()) }
+    }
+
+    /// The id lists and alerts use: the tag's id, or `no-tag`.
+    pub fn id(&self) -> &str {
+        match self {
+            TagRef::NoTag => NO_TAG_ID,
+            TagRef::Tag(id) => id,
+        }
     }
 }
 
@@ -47,6 +55,8 @@ pub struct KeyFilter {
     pub customer_id: Option<String>,
     /// Keys whose expiry falls before this moment (lifetime keys never do).
     pub expiring_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keys an order line for this product could be given: see [`deliverable`].
+    pub deliverable_to: Option<String>,
 }
 
 /// What a removal did.
@@ -88,20 +98,8 @@ pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilte
     // the unary `+` keeps the planner from walking the environment's index instead.
     let plus = if substring && backend == DbBackend::Sqlite { "+" } else { "" };
     sql.push(&format!("{plus}{k}.environment = ?"), [Value::from(environment.as_str())]);
-    match &filter.tag {
-        None => {}
-        Some(TagRef::NoTag) => {
-            sql.push(
-                &format!(" AND NOT EXISTS (SELECT 1 FROM license_key_tag lt WHERE lt.license_key_id = {k}.id)"),
-                [],
-            );
-        }
-        Some(TagRef::Tag(id)) => {
-            sql.push(
-                &format!(" AND {k}.id IN (SELECT lt.license_key_id FROM license_key_tag lt WHERE lt.tag_id = ?)"),
-                [Value::from(id.clone())],
-            );
-        }
+    if let Some(tag) = &filter.tag {
+        sql.push(" AND ", []).append(&in_pool(k, tag));
     }
     if let Some(status) = filter.status {
         sql.push(&format!(" AND {k}.status = ?"), [Value::from(status.as_str())]);
@@ -111,6 +109,9 @@ pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilte
     }
     if let Some(customer) = &filter.customer_id {
         sql.push(&format!(" AND {k}.customer_id = ?"), [Value::from(customer.as_str())]);
+    }
+    if let Some(product) = &filter.deliverable_to {
+        sql.push(" AND ", []).append(&deliverable(k, product, chrono::Utc::now()));
     }
     if let Some(before) = filter.expiring_before {
         sql.push(&format!(" AND {k}.expires_at IS NOT NULL AND {k}.expires_at < ?"), [Value::from(before)]);
@@ -123,6 +124,38 @@ pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilte
         sql.push(&format!(" AND {k}.id IN ({})", placeholders(ids.len())), ids.into_iter().map(Value::from));
     }
     Ok(sql)
+}
+
+/// The keys of a pool, on table alias `k`.
+pub(crate) fn in_pool(k: &str, tag: &TagRef) -> Sql {
+    match tag {
+        TagRef::NoTag => Sql::new(format!("NOT EXISTS (SELECT 1 FROM license_key_tag lt WHERE lt.license_key_id = {k}.id)")),
+        TagRef::Tag(id) => {
+            let mut sql = Sql::new("");
+            sql.push(
+                &format!("{k}.id IN (SELECT lt.license_key_id FROM license_key_tag lt WHERE lt.tag_id = ?)"),
+                [Value::from(id.clone())],
+            );
+            sql
+        }
+    }
+}
+
+/// Keys `k` that may go to an order line for `product_id` at `now`: bound to
+/// no other product, not past their expiry, and with no copy of the same key
+/// string already delivered in the environment (uploaded lists may hold
+/// duplicates; a key string is delivered once).
+pub(crate) fn deliverable(k: &str, product_id: &str, now: chrono::DateTime<chrono::Utc>) -> Sql {
+    let mut sql = Sql::new("");
+    sql.push(
+        &format!(
+            "({k}.product_id IS NULL OR {k}.product_id = ?) AND ({k}.expires_at IS NULL OR {k}.expires_at > ?) \
+             AND NOT EXISTS (SELECT 1 FROM license_key d WHERE d.environment = {k}.environment \
+             AND d.key = {k}.key AND d.status <> 'AVAILABLE')"
+        ),
+        [Value::from(product_id), Value::from(now)],
+    );
+    sql
 }
 
 /// The search condition: the term matches any part of the key, of the
@@ -455,6 +488,7 @@ async fn retag(
     )
     .await?;
     txn.commit().await?;
+    super::fulfilment::after_keys_arrived(db, ctx.environment).await;
     Ok(changed)
 }
 
@@ -509,6 +543,7 @@ pub async fn move_keys(
     )
     .await?;
     txn.commit().await?;
+    super::fulfilment::after_keys_arrived(db, ctx.environment).await;
     Ok(moved)
 }
 

@@ -18,7 +18,7 @@ use entity::values::ActivationLimit;
 use entity::{LicenseAction, LicenseStatus, TransitionError, activation, generator, license_key_tag, product, tag};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
 use serde_json::Value;
@@ -139,7 +139,7 @@ pub async fn preview(db: &DatabaseConnection, ctx: &RequestContext, base_url: &s
     Ok(Preview { license, activations, samples })
 }
 
-fn snapshot(k: &license_key::Model) -> Value {
+pub(crate) fn snapshot(k: &license_key::Model) -> Value {
     serde_json::json!({
         "status": k.status,
         "customerId": k.customer_id,
@@ -261,6 +261,24 @@ pub async fn act(
     ctx.viewer.require(roles)?;
     let txn = begin_write(db).await?;
     let before = find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("licence", "id"))?;
+    let after = apply(&txn, ctx, before, action, customer_id).await?;
+    txn.commit().await?;
+    if action == LicenseAction::ReturnToPool {
+        super::fulfilment::after_keys_arrived(db, ctx.environment).await;
+    }
+    Ok(after)
+}
+
+/// Takes `before` through `action` inside `txn`, with its audit event. Returning
+/// to the pool also takes the key off its customer and order line; revoking
+/// ends every activation.
+pub(crate) async fn apply(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    before: license_key::Model,
+    action: LicenseAction,
+    customer_id: Option<&str>,
+) -> AppResult<license_key::Model> {
     let now = entity::now();
     let from = effective_status(&before, now);
     let to = transition(from, action)?;
@@ -274,7 +292,7 @@ pub async fn act(
         LicenseAction::Assign => {
             let customer_id =
                 customer_id.ok_or_else(|| AppError::invalid("customerId", "is required to assign a licence"))?;
-            customers::find(&txn, ctx, customer_id)
+            customers::find(txn, ctx, customer_id)
                 .await?
                 .ok_or_else(|| AppError::not_found_in("customer", "customerId"))?;
             active.customer_id = Set(Some(customer_id.to_string()));
@@ -289,14 +307,14 @@ pub async fn act(
             active.revoked_at = Set(Some(now));
             activation::Entity::update_many()
                 .col_expr(activation::Column::DeactivatedAt, Expr::value(now))
-                .filter(activation::Column::LicenseKeyId.eq(id))
+                .filter(activation::Column::LicenseKeyId.eq(before.id.as_str()))
                 .filter(activation::Column::DeactivatedAt.is_null())
-                .exec(&txn)
+                .exec(txn)
                 .await?;
         }
         _ => {}
     }
-    let after = active.update(&txn).await?;
+    let after = active.update(txn).await?;
     let verb = match action {
         LicenseAction::Assign => "assigned",
         LicenseAction::ReturnToPool => "returned_to_pool",
@@ -311,7 +329,7 @@ pub async fn act(
         LicenseAction::Edit => "updated",
     };
     audit::record(
-        &txn,
+        txn,
         ctx,
         Change {
             action: &format!("license.{verb}"),
@@ -323,7 +341,6 @@ pub async fn act(
         },
     )
     .await?;
-    txn.commit().await?;
     Ok(after)
 }
 

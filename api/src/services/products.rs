@@ -224,6 +224,9 @@ pub async fn update(
     )
     .await?;
     txn.commit().await?;
+    if after.delivery_mode != before.delivery_mode || after.delivery_tag_id != before.delivery_tag_id {
+        super::fulfilment::after_keys_arrived(db, ctx.environment).await;
+    }
     Ok(after)
 }
 

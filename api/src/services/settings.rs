@@ -15,18 +15,27 @@ use serde::{Deserialize, Serialize};
 pub const RECENT_SIGN_IN_SECONDS: i64 = 5 * 60;
 
 /// Every setting with its current value.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Settings {
     /// Licence previews (which show the full key and ready-to-run requests)
     /// need a token issued in the last five minutes.
     pub preview_requires_recent_sign_in: bool,
+    /// The used share of a pool, in percent (1–100), at which `pool.exhausting` fires.
+    pub exhaustion_threshold: u8,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { preview_requires_recent_sign_in: false, exhaustion_threshold: 80 }
+    }
 }
 
 /// A change to some settings; `None` leaves one as it is.
 #[derive(Debug, Clone, Default)]
 pub struct SettingsPatch {
     pub preview_requires_recent_sign_in: Option<bool>,
+    pub exhaustion_threshold: Option<i64>,
 }
 
 /// The settings in force: the stored values over the defaults.
@@ -47,11 +56,21 @@ pub async fn get(db: &DatabaseConnection, ctx: &RequestContext) -> AppResult<Set
 
 pub async fn update(db: &DatabaseConnection, ctx: &RequestContext, patch: SettingsPatch) -> AppResult<Settings> {
     ctx.viewer.require(may::ADMINISTER)?;
+    let threshold = patch
+        .exhaustion_threshold
+        .map(|t| match u8::try_from(t) {
+            Ok(t @ 1..=100) => Ok(t),
+            _ => Err(AppError::invalid("exhaustionThreshold", format!("must be a percentage from 1 to 100 (got {t})"))),
+        })
+        .transpose()?;
     let txn = begin_write(db).await?;
     let before = current(&txn).await?;
     let mut after = before.clone();
     if let Some(v) = patch.preview_requires_recent_sign_in {
         after.preview_requires_recent_sign_in = v;
+    }
+    if let Some(t) = threshold {
+        after.exhaustion_threshold = t;
     }
     let (old, new) = (json(&before)?, json(&after)?);
     let now = entity::now();

@@ -189,6 +189,19 @@ pub async fn overview(
     Ok(Page { items, has_next_page: end < total, has_previous_page: start > 0, total_count: Some(total as u64) })
 }
 
+/// A pool's figures, without a role check (for Keysmith's own use); `None`
+/// when the tag does not exist.
+pub(crate) async fn figures(
+    db: &impl ConnectionTrait,
+    ctx: &RequestContext,
+    pool: &TagRef,
+) -> AppResult<Option<TagStats>> {
+    match pool {
+        TagRef::NoTag => Ok(Some(untagged_figures(db, ctx).await?)),
+        TagRef::Tag(id) => Ok(tag_figures(db, ctx, Some(id)).await?.pop()),
+    }
+}
+
 /// One pool's figures (`no-tag` for keys without a tag).
 pub async fn stats(db: &DatabaseConnection, ctx: &RequestContext, id: &str) -> AppResult<TagStats> {
     ctx.viewer.require(may::READ)?;
@@ -246,7 +259,6 @@ pub(crate) async fn insert(txn: &impl ConnectionTrait, ctx: &RequestContext, nam
         id: Set(entity::new_id()),
         environment: Set(ctx.environment),
         name: Set(name.to_string()),
-        exhausting_notified_at: Set(None),
         created_at: Set(entity::now()),
     }
     .insert(txn)

@@ -14,7 +14,10 @@ impl SettingsMutation {
     #[graphql(guard = "RoleGuard::new(may::ADMINISTER)")]
     async fn update_settings(&self, ctx: &Context<'_>, input: UpdateSettingsInput) -> Result<SettingsPayload> {
         let (state, rc) = request(ctx)?;
-        let patch = SettingsPatch { preview_requires_recent_sign_in: input.preview_requires_recent_sign_in };
+        let patch = SettingsPatch {
+            preview_requires_recent_sign_in: input.preview_requires_recent_sign_in,
+            exhaustion_threshold: input.exhaustion_threshold.map(i64::from),
+        };
         Ok(SettingsPayload { settings: settings::update(&state.db, rc, patch).await?.into() })
     }
 }

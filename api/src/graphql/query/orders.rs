@@ -1,9 +1,11 @@
 use crate::auth::may;
 use crate::graphql::guard::RoleGuard;
 use crate::graphql::request;
-use crate::graphql::types::common::ListConnection;
+use crate::graphql::types::common::{ListConnection, connection};
+use crate::graphql::types::pool::LicenseKey;
 use crate::graphql::types::order::{Order, OrderFilter, OrderOrder, list_orders};
-use crate::services::orders;
+use crate::services::pagination::PageArgs;
+use crate::services::{fulfilment, orders};
 use async_graphql::{Context, ID, Object, Result};
 
 #[derive(Default)]
@@ -31,5 +33,26 @@ impl OrderQuery {
     async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Order> {
         let (state, rc) = request(ctx)?;
         Ok(Order(orders::get(&state.db, rc, &id).await?))
+    }
+
+    /// The AVAILABLE keys an order line could be given (its product's pool,
+    /// deliverable to that product), searchable by any part of the key, in the
+    /// order automatic delivery takes them: the first is the one it would take next.
+    #[graphql(
+        guard = "RoleGuard::new(may::READ)",
+        complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity"
+    )]
+    async fn available_keys_for_line(
+        &self,
+        ctx: &Context<'_>,
+        line_id: ID,
+        search: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<ListConnection<LicenseKey>> {
+        let (state, rc) = request(ctx)?;
+        let args = PageArgs::parse(first, after)?;
+        let page = fulfilment::available_for_line(&state.db, rc, &line_id, search, &args).await?;
+        Ok(connection(page, LicenseKey))
     }
 }

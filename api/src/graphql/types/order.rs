@@ -5,9 +5,10 @@ use super::customer::Customer;
 use super::pool::{LicenseKey, loaders};
 use super::product::Product;
 use crate::graphql::request;
+use crate::services::fulfilment::{NewLine, NewOrder, Reassignment};
 use crate::services::orders::{self, OrderFilter as ServiceFilter};
 use crate::services::pagination::PageArgs;
-use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{order, order_line};
 
@@ -122,5 +123,150 @@ pub(crate) async fn list_orders(
 impl std::fmt::Debug for Order {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("Order").field(&self.0.id).finish()
+    }
+}
+
+#[derive(Debug, InputObject)]
+pub struct OrderCustomerInput {
+    /// The customer is found by this email, or created with it.
+    pub email: String,
+    /// Used when the customer is created (or has no name yet); up to 200 characters.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, InputObject)]
+pub struct OrderLineInput {
+    pub product_id: ID,
+    /// 1–1000 units; each gets one key.
+    pub quantity: i32,
+}
+
+#[derive(Debug, InputObject)]
+pub struct CreateOrderInput {
+    /// The seller's own id for the order, 1–200 characters. Sending it again
+    /// with the same customer email and lines returns the stored order;
+    /// with other content it is a `CONFLICT`.
+    pub external_id: String,
+    pub customer: OrderCustomerInput,
+    /// 1–100 lines.
+    pub lines: Vec<OrderLineInput>,
+}
+
+impl From<CreateOrderInput> for NewOrder {
+    fn from(i: CreateOrderInput) -> Self {
+        NewOrder {
+            external_id: i.external_id,
+            email: i.customer.email,
+            name: i.customer.name,
+            lines: i
+                .lines
+                .into_iter()
+                .map(|l| NewLine { product_id: l.product_id.0, quantity: i64::from(l.quantity) })
+                .collect(),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct CreateOrderPayload {
+    pub order: Order,
+    /// False when the external id was known and the stored order is returned.
+    pub created: bool,
+}
+
+/// What happens to the key taken off a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "crate::services::fulfilment::OldKey")]
+pub enum OldKeyFate {
+    /// Back to AVAILABLE; only for a key never activated or revealed.
+    ReturnToPool,
+    /// Retired from circulation (REVOKED).
+    Revoke,
+}
+
+#[derive(Debug, InputObject)]
+pub struct ReassignOrderKeyInput {
+    pub line_id: ID,
+    /// The key to replace. Without it the line gets one more key (it must have fewer keys than its quantity).
+    pub license_id: Option<ID>,
+    /// The key to give (from `availableKeysForLine`). Without it: the first available key of the
+    /// line's pool, or a fresh key for an auto-generated product.
+    pub new_license_id: Option<ID>,
+    /// Without it: back to the pool if it was never activated or revealed, retired otherwise.
+    pub old_key: Option<OldKeyFate>,
+    /// Tell the customer about the new key by email. Default false.
+    #[graphql(default)]
+    pub notify_customer: bool,
+}
+
+impl From<ReassignOrderKeyInput> for Reassignment {
+    fn from(i: ReassignOrderKeyInput) -> Self {
+        Reassignment {
+            line_id: i.line_id.0,
+            license_id: i.license_id.map(|id| id.0),
+            new_license_id: i.new_license_id.map(|id| id.0),
+            old_key: i.old_key.map(Into::into),
+            notify_customer: i.notify_customer,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct ReassignOrderKeyPayload {
+    pub line: OrderLine,
+    /// The key now on the line.
+    pub license: LicenseKey,
+    /// The key it replaced, as it is now (AVAILABLE or REVOKED).
+    pub previous: Option<LicenseKey>,
+}
+
+/// Where an unassigned key goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "crate::services::fulfilment::UnassignTo")]
+pub enum UnassignTarget {
+    /// Back to the pool ("pending"), for a key never activated or revealed.
+    Pool,
+    /// Retired as used (REVOKED).
+    Used,
+}
+
+#[derive(Debug, InputObject)]
+pub struct UnassignLicenseInput {
+    pub id: ID,
+    pub to: UnassignTarget,
+}
+
+/// What a refund does with the order's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Enum)]
+#[graphql(remote = "crate::services::fulfilment::RefundKeys")]
+pub enum RefundKeys {
+    /// The customer keeps them.
+    #[default]
+    Keep,
+    /// Back to the pool; refused if one was activated or revealed.
+    ReturnToPool,
+    /// Retired (REVOKED).
+    Revoke,
+}
+
+#[derive(Debug, InputObject)]
+pub struct RefundOrderInput {
+    pub id: ID,
+    /// Default `KEEP`.
+    #[graphql(default)]
+    pub keys: RefundKeys,
+    /// Tell the customer by email. Default false.
+    #[graphql(default)]
+    pub notify_customer: bool,
+}
+
+#[derive(SimpleObject)]
+pub struct OrderPayload {
+    pub order: Order,
+}
+
+impl std::fmt::Debug for OrderLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("OrderLine").field(&self.0.id).finish()
     }
 }

@@ -294,6 +294,7 @@ impl From<LicenseKeyFilter> for KeyFilter {
             product_id: f.product_id.map(|id| id.0),
             customer_id: f.customer_id.map(|id| id.0),
             expiring_before: f.expiring_before,
+            deliverable_to: None,
         }
     }
 }

@@ -1,0 +1,64 @@
+use crate::auth::may;
+use crate::graphql::guard::RoleGuard;
+use crate::graphql::request;
+use crate::graphql::types::order::{
+    CreateOrderInput, CreateOrderPayload, Order, OrderLine, OrderPayload, ReassignOrderKeyInput,
+    ReassignOrderKeyPayload, RefundOrderInput, UnassignLicenseInput,
+};
+use crate::graphql::mutation::licenses::LicensePayload;
+use crate::graphql::types::pool::LicenseKey;
+use crate::services::fulfilment;
+use async_graphql::{Context, Object, Result};
+
+#[derive(Default)]
+pub struct OrderMutation;
+
+#[Object]
+impl OrderMutation {
+    /// Places an order and delivers one key per unit at once; lines the pool
+    /// cannot cover wait and are filled, oldest order first, when keys arrive.
+    #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
+    async fn create_order(&self, ctx: &Context<'_>, input: CreateOrderInput) -> Result<CreateOrderPayload> {
+        let (state, rc) = request(ctx)?;
+        let placed = fulfilment::create_order(&state.db, rc, input.into()).await?;
+        if !placed.pools.is_empty() {
+            state.pools_to_check.note(placed.pools);
+            state.jobs_queued.notify_one();
+        }
+        Ok(CreateOrderPayload { order: Order(placed.order), created: placed.created })
+    }
+
+    /// Puts a new key on an order line: a chosen one or the first available,
+    /// replacing `licenseId` when given.
+    #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
+    async fn reassign_order_key(
+        &self,
+        ctx: &Context<'_>,
+        input: ReassignOrderKeyInput,
+    ) -> Result<ReassignOrderKeyPayload> {
+        let (state, rc) = request(ctx)?;
+        let done = fulfilment::reassign(&state.db, rc, input.into()).await?;
+        state.pools_to_check.note(done.pools);
+        Ok(ReassignOrderKeyPayload {
+            line: OrderLine(done.line),
+            license: LicenseKey(done.license),
+            previous: done.previous.map(LicenseKey),
+        })
+    }
+
+    /// Takes a key off its order and customer: back to the pool, or retired as used.
+    #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
+    async fn unassign_license(&self, ctx: &Context<'_>, input: UnassignLicenseInput) -> Result<LicensePayload> {
+        let (state, rc) = request(ctx)?;
+        let key = fulfilment::unassign(&state.db, rc, &input.id, input.to.into()).await?;
+        Ok(LicensePayload { license: LicenseKey(key) })
+    }
+
+    /// Marks an order refunded. Its keys stay with the customer unless `keys` says otherwise.
+    #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
+    async fn refund_order(&self, ctx: &Context<'_>, input: RefundOrderInput) -> Result<OrderPayload> {
+        let (state, rc) = request(ctx)?;
+        let order = fulfilment::refund(&state.db, rc, &input.id, input.keys.into(), input.notify_customer).await?;
+        Ok(OrderPayload { order: Order(order) })
+    }
+}

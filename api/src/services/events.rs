@@ -1,0 +1,39 @@
+//! The event outbox. An event is written in the same transaction as the change
+//! it announces, so it exists exactly when the change does; webhooks and email
+//! deliver from here.
+
+use crate::error::AppResult;
+use entity::{Environment, event};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use serde_json::Value;
+
+/// What an event is about: its kind and the record it names.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub kind: &'a str,
+    pub id: &'a str,
+}
+
+/// Records `kind` (`order.fulfilled`, `pool.exhausting` …) about `subject`.
+pub async fn emit(
+    db: &impl ConnectionTrait,
+    environment: Environment,
+    kind: &str,
+    subject: Subject<'_>,
+    payload: Value,
+) -> AppResult<String> {
+    let id = entity::new_id();
+    event::ActiveModel {
+        id: Set(id.clone()),
+        environment: Set(Some(environment.as_str().to_string())),
+        kind: Set(kind.to_string()),
+        subject_kind: Set(subject.kind.to_string()),
+        subject_id: Set(subject.id.to_string()),
+        payload: Set(payload),
+        created_at: Set(entity::now()),
+        dispatched_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok(id)
+}
