@@ -14,12 +14,12 @@
 //!   rolled back whole and run again.
 
 use super::audit::{self, Change};
+use super::bulk;
 use super::events::{self, Subject};
 use super::generators::spec;
 use super::keys::{self, KeyFilter, KeyOrder, KeyOrderField, TagRef};
 use super::licenses::{self, snapshot};
 use super::pagination::{Page, PageArgs};
-use super::bulk;
 use super::sql::Sql;
 use crate::auth::{RequestContext, may};
 use crate::db::begin_write;
@@ -261,11 +261,8 @@ fn progress_event(status: OrderStatus) -> Option<&'static str> {
 
 /// Refuses a repeated external id whose content differs from the stored order.
 async fn same_content(txn: &DatabaseTransaction, existing: &order::Model, input: &CheckedOrder) -> AppResult<()> {
-    let email = customer::Entity::find_by_id(existing.customer_id.clone())
-        .one(txn)
-        .await?
-        .map(|c| c.email)
-        .unwrap_or_default();
+    let email =
+        customer::Entity::find_by_id(existing.customer_id.clone()).one(txn).await?.map(|c| c.email).unwrap_or_default();
     let mut stored: Vec<(String, i64)> = order_line::Entity::find()
         .filter(order_line::Column::OrderId.eq(existing.id.as_str()))
         .all(txn)
@@ -618,11 +615,10 @@ async fn backfill_batch(
         [Value::from(ctx.environment.as_str())],
     );
     if let Some((at, id)) = &after {
-        sql.push(" AND (o.created_at > ? OR (o.created_at = ? AND ol.id > ?))", [
-            Value::from(*at),
-            Value::from(*at),
-            Value::from(id.as_str()),
-        ]);
+        sql.push(
+            " AND (o.created_at > ? OR (o.created_at = ? AND ol.id > ?))",
+            [Value::from(*at), Value::from(*at), Value::from(id.as_str())],
+        );
     }
     sql.push(&format!(" ORDER BY o.created_at, ol.id LIMIT {BACKFILL_BATCH}"), []);
     if backend == DbBackend::Postgres {
@@ -742,10 +738,7 @@ async fn line_in(
     if txn.get_database_backend() == DbBackend::Postgres {
         query = query.lock_exclusive();
     }
-    let line = query
-        .one(txn)
-        .await?
-        .ok_or_else(|| AppError::not_found_in("order line", "lineId"))?;
+    let line = query.one(txn).await?.ok_or_else(|| AppError::not_found_in("order line", "lineId"))?;
     let placed = order::Entity::find_by_id(line.order_id.clone())
         .filter(order::Column::Environment.eq(ctx.environment))
         .one(txn)
@@ -768,7 +761,8 @@ pub async fn reassign(db: &DatabaseConnection, ctx: &RequestContext, input: Reas
         .ok_or_else(|| AppError::internal(format!("product {} vanished", line.product_id)))?;
     let old = match &input.license_id {
         Some(id) => {
-            let key = licenses::find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("licence", "licenseId"))?;
+            let key =
+                licenses::find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("licence", "licenseId"))?;
             if key.order_line_id.as_deref() != Some(line.id.as_str()) {
                 return Err(AppError::invalid("licenseId", "the licence is not on this order line"));
             }
@@ -780,10 +774,7 @@ pub async fn reassign(db: &DatabaseConnection, ctx: &RequestContext, input: Reas
                 .count(&txn)
                 .await?;
             if held >= line.quantity as u64 {
-                return Err(AppError::invalid(
-                    "licenseId",
-                    "the line has all its keys; name the licence to replace",
-                ));
+                return Err(AppError::invalid("licenseId", "the line has all its keys; name the licence to replace"));
             }
             None
         }
@@ -1046,7 +1037,12 @@ pub async fn available_for_line(
         Source::Pool(pool) => pool,
         Source::Generated(_) => TagRef::Tag(tag::auto_generated_id(ctx.environment).to_string()),
         Source::Nowhere => {
-            return Ok(Page { items: Vec::new(), has_next_page: false, has_previous_page: false, total_count: Some(0) });
+            return Ok(Page {
+                items: Vec::new(),
+                has_next_page: false,
+                has_previous_page: false,
+                total_count: Some(0),
+            });
         }
     };
     let filter = KeyFilter {
@@ -1096,7 +1092,9 @@ pub async fn waiting_on(db: &impl ConnectionTrait, environment: Environment, poo
     );
     match pool {
         TagRef::NoTag => sql.push(" AND p.delivery_mode = 'NO_TAG'", []),
-        TagRef::Tag(id) => sql.push(" AND p.delivery_mode = 'TAG' AND p.delivery_tag_id = ?", [Value::from(id.as_str())]),
+        TagRef::Tag(id) => {
+            sql.push(" AND p.delivery_mode = 'TAG' AND p.delivery_tag_id = ?", [Value::from(id.as_str())])
+        }
     };
     let backend = db.get_database_backend();
     let row = db.query_one_raw(sql.statement(backend)).await?;

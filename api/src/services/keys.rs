@@ -129,7 +129,9 @@ pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilte
 /// The keys of a pool, on table alias `k`.
 pub(crate) fn in_pool(k: &str, tag: &TagRef) -> Sql {
     match tag {
-        TagRef::NoTag => Sql::new(format!("NOT EXISTS (SELECT 1 FROM license_key_tag lt WHERE lt.license_key_id = {k}.id)")),
+        TagRef::NoTag => {
+            Sql::new(format!("NOT EXISTS (SELECT 1 FROM license_key_tag lt WHERE lt.license_key_id = {k}.id)"))
+        }
         TagRef::Tag(id) => {
             let mut sql = Sql::new("");
             sql.push(

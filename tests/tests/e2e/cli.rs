@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_keysmith-e2e");
 
 /// The command in `dir`, with none of the developer's Keysmith settings.
-fn keysmith(dir: &Path) -> Command {
+pub(crate) fn keysmith(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir);
     for (name, _) in std::env::vars() {
@@ -27,15 +27,15 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     log: std::path::PathBuf,
 }
 
 impl Served {
     /// Starts `keysmith serve` (the default command) and waits until it answers.
-    async fn start(mut cmd: Command, dir: &Path) -> Served {
+    pub(crate) async fn start(mut cmd: Command, dir: &Path) -> Served {
         let port = free_port();
         let log = dir.join(format!("serve-{port}.log"));
         let child = cmd
@@ -75,7 +75,7 @@ impl Served {
     }
 
     /// Sends SIGTERM and waits for the process to exit.
-    fn terminate(self) -> (ExitStatus, String) {
+    pub(crate) fn terminate(self) -> (ExitStatus, String) {
         self.signal("-TERM")
     }
 

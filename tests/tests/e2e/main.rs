@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod environments;
 mod errors;
+mod fulfilment;
 mod generators;
 mod imports;
 mod jobs;

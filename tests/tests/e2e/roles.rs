@@ -50,6 +50,10 @@ pub(crate) const MATRIX: &[(&str, [Outcome; 5])] = &[
     ("deleteLicenseKeys", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("cleanUpDuplicates", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("updateSettings", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
+    ("createOrder", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("reassignOrderKey", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("unassignLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("refundOrder", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     // Signing in is open to anyone; the outcome is then decided by the credentials.
     ("login", [Allowed, Allowed, Allowed, Allowed, Allowed]),
     // Shipped software validates keys without signing in.
@@ -123,6 +127,26 @@ pub(crate) async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (
         let id =
             seed::key(app.db(), Environment::Production, &format!("L-{}", ulid::Ulid::generate()), status, &[]).await;
         json!(id)
+    };
+    // An order of one auto-generated key: (order id, line id, key id).
+    let order = || async {
+        let product = product_id().await;
+        let body = app
+            .graphql(
+                Some(admin),
+                "mutation($x: String!, $e: String!, $p: ID!) { createOrder(input: {externalId: $x, \
+                 customer: {email: $e}, lines: [{productId: $p, quantity: 1}]}) \
+                 { order { id lines { id keys { id } } } } }",
+                json!({
+                    "x": format!("x-{}", ulid::Ulid::generate()),
+                    "e": format!("o-{}@example.com", ulid::Ulid::generate().to_string().to_lowercase()),
+                    "p": product,
+                }),
+            )
+            .await;
+        let order = &data(&body)["createOrder"]["order"];
+        let line = &order["lines"][0];
+        (order["id"].clone(), line["id"].clone(), line["keys"][0]["id"].clone())
     };
     let by_id = |name: &str| format!("mutation($id: ID!) {{ {name}(input: {{id: $id}}) {{ license {{ id }} }} }}");
     match mutation {
@@ -238,6 +262,36 @@ pub(crate) async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (
             "mutation($k: String!) { validateLicense(input: {key: $k}) { code } }".into(),
             json!({ "k": format!("L-{}", ulid::Ulid::generate()) }),
         ),
+        "createOrder" => (
+            "mutation($x: String!, $e: String!, $p: ID!) { createOrder(input: {externalId: $x, \
+             customer: {email: $e}, lines: [{productId: $p, quantity: 1}]}) { order { id } } }"
+                .into(),
+            json!({
+                "x": format!("x-{}", ulid::Ulid::generate()),
+                "e": format!("o-{}@example.com", ulid::Ulid::generate().to_string().to_lowercase()),
+                "p": product_id().await,
+            }),
+        ),
+        "reassignOrderKey" => {
+            let (_, line, key) = order().await;
+            (
+                "mutation($l: ID!, $k: ID!) { reassignOrderKey(input: {lineId: $l, licenseId: $k}) \
+                 { license { id } } }"
+                    .into(),
+                json!({ "l": line, "k": key }),
+            )
+        }
+        "unassignLicense" => {
+            let (_, _, key) = order().await;
+            (
+                "mutation($id: ID!) { unassignLicense(input: {id: $id, to: USED}) { license { id } } }".into(),
+                json!({ "id": key }),
+            )
+        }
+        "refundOrder" => {
+            let (id, _, _) = order().await;
+            ("mutation($id: ID!) { refundOrder(input: {id: $id}) { order { id } } }".into(), json!({ "id": id }))
+        }
         other => panic!("no request written for {other}"),
     }
 }

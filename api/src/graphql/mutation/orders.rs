@@ -1,11 +1,11 @@
 use crate::auth::may;
 use crate::graphql::guard::RoleGuard;
+use crate::graphql::mutation::licenses::LicensePayload;
 use crate::graphql::request;
 use crate::graphql::types::order::{
     CreateOrderInput, CreateOrderPayload, Order, OrderLine, OrderPayload, ReassignOrderKeyInput,
     ReassignOrderKeyPayload, RefundOrderInput, UnassignLicenseInput,
 };
-use crate::graphql::mutation::licenses::LicensePayload;
 use crate::graphql::types::pool::LicenseKey;
 use crate::services::fulfilment;
 use async_graphql::{Context, Object, Result};
@@ -58,7 +58,9 @@ impl OrderMutation {
     #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
     async fn refund_order(&self, ctx: &Context<'_>, input: RefundOrderInput) -> Result<OrderPayload> {
         let (state, rc) = request(ctx)?;
-        let order = fulfilment::refund(&state.db, rc, &input.id, input.keys.into(), input.notify_customer).await?;
+        let order =
+            fulfilment::refund(&state.db, rc, &input.id, input.keys.unwrap_or_default().into(), input.notify_customer)
+                .await?;
         Ok(OrderPayload { order: Order(order) })
     }
 }

@@ -252,9 +252,8 @@ pub enum RefundKeys {
 #[derive(Debug, InputObject)]
 pub struct RefundOrderInput {
     pub id: ID,
-    /// Default `KEEP`.
-    #[graphql(default)]
-    pub keys: RefundKeys,
+    /// Default (or null): `KEEP`.
+    pub keys: Option<RefundKeys>,
     /// Tell the customer by email. Default false.
     #[graphql(default)]
     pub notify_customer: bool,
