@@ -52,6 +52,17 @@ impl MigrationTrait for Migration {
             "CREATE INDEX ix_order_line_waiting ON order_line (product_id, created_at) WHERE missing > 0",
         )
         .await?;
+        // The first available key, oldest first: with the id in the index the
+        // order is complete, so a claim reads the index from its start and
+        // stops at the first deliverable key instead of sorting every key that
+        // shares a creation time (a whole import does).
+        // (A new name: SQLite connections of the pool that still hold the old
+        // schema would refuse to create an index of the old name.)
+        db.execute_unprepared(
+            "CREATE INDEX ix_license_key_status_order ON license_key (environment, status, created_at, id)",
+        )
+        .await?;
+        db.execute_unprepared("DROP INDEX ix_license_key_environment_status").await?;
         // The pool state moved to `pool_alert`, which also covers "no tag".
         db.execute_unprepared("ALTER TABLE tag DROP COLUMN exhausting_notified_at").await?;
         Ok(())
@@ -61,6 +72,11 @@ impl MigrationTrait for Migration {
         let db = manager.get_connection();
         db.execute_unprepared("ALTER TABLE tag ADD COLUMN exhausting_notified_at TIMESTAMP NULL").await?;
         db.execute_unprepared("DROP INDEX ix_order_line_waiting").await?;
+        db.execute_unprepared(
+            "CREATE INDEX ix_license_key_environment_status ON license_key (environment, status, created_at)",
+        )
+        .await?;
+        db.execute_unprepared("DROP INDEX ix_license_key_status_order").await?;
         manager.drop_table(Table::drop().table("pool_alert").take()).await?;
         manager.drop_table(Table::drop().table("event").take()).await?;
         Ok(())

@@ -34,7 +34,7 @@ use entity::{Environment, LicenseAction, LicenseStatus, customer, generator, ord
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Value,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Value,
 };
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -423,11 +423,9 @@ async fn claim(
             Value::from(now),
         ],
     );
-    sql.append(&pick).push(") RETURNING id", []);
+    sql.append(&pick).push(") RETURNING *", []);
     let row = txn.query_one_raw(sql.statement(backend)).await.map_err(contended)?;
-    let Some(row) = row else { return Ok(None) };
-    let id: String = row.try_get_by_index(0)?;
-    Ok(license_key::Entity::find_by_id(id).one(txn).await?)
+    row.map(|row| license_key::Model::from_query_result(&row, "")).transpose().map_err(Into::into)
 }
 
 /// Makes `count` new keys with the product's generator (ULID, one
