@@ -638,10 +638,10 @@ async fn backfill_batch(
     let mut empty: HashSet<Source> = HashSet::new();
     let mut touched_orders = BTreeMap::new();
     for line in lines {
-        if !products.contains_key(&line.product_id) {
-            if let Some(p) = product::Entity::find_by_id(line.product_id.clone()).one(&txn).await? {
-                products.insert(p.id.clone(), p);
-            }
+        if !products.contains_key(&line.product_id)
+            && let Some(p) = product::Entity::find_by_id(line.product_id.clone()).one(&txn).await?
+        {
+            products.insert(p.id.clone(), p);
         }
         let Some(product) = products.get(&line.product_id) else { continue };
         let source = source_of(product);
@@ -659,10 +659,10 @@ async fn backfill_batch(
         if delivered.is_empty() {
             continue;
         }
-        if let Source::Pool(pool) = &source {
-            if !result.pools.contains(pool) {
-                result.pools.push(pool.clone());
-            }
+        if let Source::Pool(pool) = &source
+            && !result.pools.contains(pool)
+        {
+            result.pools.push(pool.clone());
         }
         result.delivered += delivered.len() as u64;
         let remaining = line.missing - delivered.len() as i32;

@@ -207,7 +207,9 @@ async fn orders_deliver_from_each_delivery_setting_once_per_external_id(app: Tes
     shop.ok("mutation($id: ID!) { archiveProduct(input: {id: $id}) { product { id } } }", json!({ "id": archived }))
         .await;
     let before = counts(&app).await;
-    let refusals: Vec<(&str, Vec<(&str, i64)>, &str, &str, &str)> = vec![
+    // (external id, lines, email, code, field)
+    type Refusal<'a> = (&'a str, Vec<(&'a str, i64)>, &'a str, &'a str, &'a str);
+    let refusals: Vec<Refusal> = vec![
         ("", vec![(untagged.as_str(), 1)], "new@example.com", "INVALID_INPUT", "externalId"),
         ("shop-2", vec![(untagged.as_str(), 1)], "not an email", "INVALID_INPUT", "customer.email"),
         ("shop-3", vec![], "new@example.com", "INVALID_INPUT", "lines"),
