@@ -71,6 +71,10 @@ pub mod may {
     pub const READ: &[Role] = &[Role::Admin, Role::Manager, Role::Support];
     /// Inactivate and reactivate licences: support may switch them off and on again.
     pub const SWITCH: &[Role] = &[Role::Admin, Role::Manager, Role::Support];
+    /// Staff see everything; a customer sees their own (activations, offline files).
+    pub const READ_OWN: &[Role] = &[Role::Admin, Role::Manager, Role::Support, Role::Customer];
+    /// End a device's activation: support and up any, a customer their own.
+    pub const END_DEVICE: &[Role] = &[Role::Admin, Role::Manager, Role::Support, Role::Customer];
     /// Anyone at all, signed in or not (staff sign-in, client validation).
     pub const ANYONE: &[Role] = &[Role::Admin, Role::Manager, Role::Support, Role::Customer, Role::Anonymous];
 }
@@ -124,11 +128,14 @@ pub struct RequestContext {
     /// The `Host` the request was sent to, for addresses shown to staff
     /// when no public URL is configured. Never used in anything sent out.
     pub host: Option<String>,
+    /// The client's address (the connection's peer, or what the configured
+    /// proxy header says), for per-address rate limits and activation records.
+    pub client_address: Option<std::net::IpAddr>,
 }
 
 impl RequestContext {
     pub fn new(viewer: Viewer, environment: Environment) -> Self {
-        Self { viewer, environment, issued_at: None, host: None }
+        Self { viewer, environment, issued_at: None, host: None, client_address: None }
     }
 
     /// The built-in identity of command-line tools and background work.

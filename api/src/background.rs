@@ -38,6 +38,7 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            state.client_limits.shrink();
             match licenses::expire_due(&state.db).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "expiry sweep"),

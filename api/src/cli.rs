@@ -1,11 +1,13 @@
 //! The `keysmith` command line: serve (the default), migrate, print the
-//! schema, create staff accounts and print tokens.
+//! schema, create staff accounts, print tokens, move keys in and out and
+//! check offline licence files.
 
 use crate::AppState;
 use crate::auth::RequestContext;
 use crate::config::{Cli, Command, Config, LogFormat, TokenArgs, UserCommand};
 use crate::services::users;
 mod keys;
+mod verify;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -57,6 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(args) => token(cli.config, args).await,
         Command::Keys(command) => keys::run(cli.config, command).await,
+        Command::Verify(args) => verify::run(cli.config, args).await,
     }
 }
 

@@ -53,6 +53,18 @@ pub struct Config {
     /// Most database connections per node.
     #[arg(long, env = "KEYSMITH_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
+    /// The Ed25519 key that signs offline licence files: base64 of its 32-byte
+    /// seed (e.g. `openssl rand -base64 32`). When unset, one is generated
+    /// once and kept in the database, shared by every node.
+    #[arg(long, env = "KEYSMITH_OFFLINE_SIGNING_KEY", hide_env_values = true, global = true)]
+    pub offline_signing_key: Option<String>,
+    /// The header a reverse proxy puts the client's address in (e.g.
+    /// `X-Forwarded-For`; the last address in it is used). Set it only behind
+    /// a proxy that writes it: otherwise clients could pick their own address
+    /// and escape the per-address rate limit. Unset, the connection's peer
+    /// address is the client's.
+    #[arg(long, env = "KEYSMITH_CLIENT_ADDRESS_HEADER", global = true)]
+    pub client_address_header: Option<String>,
 }
 
 /// An http(s) address without a trailing slash.
@@ -87,6 +99,19 @@ pub enum Command {
     /// Import and export licence keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check an offline licence file: its signature and validity window; prints its facts.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The offline licence file.
+    pub file: std::path::PathBuf,
+    /// The public key to check against: base64 of its 32 bytes, a PEM
+    /// document, or a file holding either. Without it, the key of the
+    /// configured database (or KEYSMITH_OFFLINE_SIGNING_KEY) is used.
+    #[arg(long)]
+    pub public_key: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,6 +220,8 @@ impl std::fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("log", &self.log)
             .field("db_max_connections", &self.db_max_connections)
+            .field("offline_signing_key", &self.offline_signing_key.as_ref().map(|_| "***"))
+            .field("client_address_header", &self.client_address_header)
             .finish()
     }
 }
@@ -240,10 +267,13 @@ mod tests {
             "postgres://ks:hunter2@db/ks",
             "--jwt-secret",
             "a-very-secret-signing-key-0123456789",
+            "--offline-signing-key",
+            "c2VjcmV0LXNlZWQtc2VjcmV0LXNlZWQtc2VjcmV0LXM=",
         ]);
         let printed = format!("{:?}", cli.config);
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("a-very-secret"), "{printed}");
+        assert!(!printed.contains("c2VjcmV0"), "{printed}");
     }
 
     #[test]

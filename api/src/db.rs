@@ -1,6 +1,7 @@
 //! Opening the database (SQLite by default, PostgreSQL by URL), migrating it,
 //! and starting write transactions the way each engine needs.
 
+use crate::error::{AppError, AppResult};
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -60,6 +61,31 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         ..TransactionOptions::default()
     };
     db.begin_with_options(options).await
+}
+
+/// How often a transaction that lost a race is run again before giving up.
+const ATTEMPTS: u32 = 12;
+
+/// Runs `attempt` again while it loses races to concurrent transactions
+/// ([`AppError::Contended`]: each attempt was rolled back whole), with a
+/// short random pause between tries.
+pub async fn retrying<T, F, Fut>(mut attempt: F) -> AppResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = AppResult<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(AppError::Contended(detail)) if tries + 1 < ATTEMPTS => {
+                tries += 1;
+                tracing::debug!(%detail, tries, "transaction lost a race; running it again");
+                let pause = rand::random_range(1..=5u64 * u64::from(tries));
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A database URL fit for logs: any password replaced.

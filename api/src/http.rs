@@ -36,6 +36,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/graphql", get(graphiql).post(graphql))
         .at("/export/license-keys.csv", get(export_csv))
         .at("/export/license-keys.json", get(export_json))
+        .at("/offline-licence/public-key", get(offline_public_key))
+        .at("/offline-licence/public-key.pem", get(offline_public_key_pem))
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
         .nest("/portal", portal::routes())
@@ -75,6 +77,26 @@ pub async fn serve(
 #[handler]
 fn graphiql() -> Html<String> {
     Html(GraphiQLSource::build().endpoint("/graphql").title("Keysmith GraphiQL").finish())
+}
+
+/// The key offline licence files are signed with, as JSON (no login).
+#[handler]
+fn offline_public_key(Data(state): Data<&AppState>) -> Response {
+    let body = serde_json::json!({
+        "algorithm": crate::services::offline::ALGORITHM,
+        "keyId": state.offline.key_id(),
+        "publicKey": state.offline.public_key_base64(),
+    });
+    json_response(StatusCode::OK, &body)
+}
+
+/// The same key as PEM (SubjectPublicKeyInfo).
+#[handler]
+fn offline_public_key_pem(Data(state): Data<&AppState>) -> Response {
+    match state.offline.public_key_pem() {
+        Ok(pem) => Response::builder().content_type("application/x-pem-file").body(pem),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }
 
 #[handler]
@@ -182,7 +204,23 @@ async fn request_context(req: &Request, state: &AppState) -> Result<RequestConte
     let mut context = RequestContext::new(who.viewer, environment);
     context.issued_at = who.issued_at;
     context.host = req.header("host").map(str::to_string);
+    context.client_address = client_address(req, state.config.client_address_header.as_deref());
     Ok(context)
+}
+
+/// The client's address: the last one in the configured proxy header when
+/// there is one, else the connection's peer.
+fn client_address(req: &Request, header: Option<&str>) -> Option<std::net::IpAddr> {
+    let forwarded = header.and_then(|name| {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+            .next_back()
+    });
+    forwarded.or_else(|| req.remote_addr().as_socket_addr().map(|a| a.ip()))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

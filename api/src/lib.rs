@@ -37,6 +37,12 @@ pub struct StateInner {
     /// Pools this node's requests took keys from, for the background runner
     /// to check against the exhaustion threshold off the request path.
     pub pools_to_check: Arc<PoolWatch>,
+    /// The settings as this node last read them (the client operations' view).
+    pub settings: services::settings::SettingsCache,
+    /// This node's rate-limit budgets for the client operations.
+    pub client_limits: services::ratelimit::ClientLimits,
+    /// The key that signs offline licence files.
+    pub offline: services::offline::OfflineSigner,
 }
 
 /// Pools waiting for an exhaustion check. Only a shortcut: every node also
@@ -65,7 +71,12 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(mut db: DatabaseConnection, jwt: JwtKeys, config: Config) -> Self {
+    pub fn new(
+        mut db: DatabaseConnection,
+        jwt: JwtKeys,
+        offline: services::offline::OfflineSigner,
+        config: Config,
+    ) -> Self {
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
         db.set_metric_callback(move |_| {
@@ -78,6 +89,9 @@ impl AppState {
             statements,
             jobs_queued: Arc::default(),
             pools_to_check: Arc::default(),
+            settings: services::settings::SettingsCache::default(),
+            client_limits: services::ratelimit::ClientLimits::default(),
+            offline,
         }))
     }
 
@@ -86,7 +100,10 @@ impl AppState {
         let db = db::connect(&config.database_url, config.db_max_connections).await?;
         db::migrate(&db).await?;
         let jwt = JwtKeys::new(&signing_secret(&config)?).map_err(anyhow::Error::msg)?;
-        Ok(Self::new(db, jwt, config))
+        let offline = services::offline::load_or_create(&db, config.offline_signing_key.as_deref())
+            .await
+            .context("loading the offline licence signing key")?;
+        Ok(Self::new(db, jwt, offline, config))
     }
 }
 

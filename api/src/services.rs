@@ -3,6 +3,8 @@
 //! permission, enforces the domain rules and returns domain values. Services
 //! know nothing of GraphQL or HTTP.
 
+pub mod abuse;
+pub mod activations;
 pub mod audit;
 pub mod bulk;
 pub mod customers;
@@ -15,9 +17,11 @@ pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod licenses;
+pub mod offline;
 pub mod orders;
 pub mod pagination;
 pub mod products;
+pub mod ratelimit;
 pub mod samples;
 pub mod settings;
 pub mod sql;

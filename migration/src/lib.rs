@@ -4,6 +4,7 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod client_api;
 mod fulfilment;
 mod initial_schema;
 mod key_search;
@@ -13,6 +14,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(initial_schema::Migration), Box::new(key_search::Migration), Box::new(fulfilment::Migration)]
+        vec![
+            Box::new(initial_schema::Migration),
+            Box::new(key_search::Migration),
+            Box::new(fulfilment::Migration),
+            Box::new(client_api::Migration),
+        ]
     }
 }

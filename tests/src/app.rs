@@ -48,6 +48,8 @@ pub fn config(database_url: &str) -> Config {
         log_format: LogFormat::Human,
         log: "warn".into(),
         db_max_connections: 8,
+        offline_signing_key: None,
+        client_address_header: None,
     }
 }
 

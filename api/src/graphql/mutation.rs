@@ -1,6 +1,7 @@
 //! The mutation root, merged from one object per area. Every mutation takes
 //! one `input` object, returns a payload, and carries a `RoleGuard`.
 
+mod activations;
 mod customers;
 mod generators;
 pub(crate) mod licenses;
@@ -15,6 +16,7 @@ use async_graphql::MergedObject;
 
 #[derive(Default, MergedObject)]
 pub struct Mutation(
+    activations::ActivationMutation,
     products::ProductMutation,
     customers::CustomerMutation,
     generators::GeneratorMutation,

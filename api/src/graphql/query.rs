@@ -1,5 +1,6 @@
 //! The query root, merged from one object per area.
 
+mod activations;
 mod customers;
 mod generators;
 mod jobs;
@@ -14,6 +15,7 @@ use async_graphql::MergedObject;
 
 #[derive(Default, MergedObject)]
 pub struct Query(
+    activations::ActivationQuery,
     products::ProductQuery,
     customers::CustomerQuery,
     generators::GeneratorQuery,

@@ -81,6 +81,11 @@ pub fn effective_status(key: &license_key::Model, now: DateTime<Utc>) -> License
     }
 }
 
+/// How long after its expiry a licence still counts as in force (a setting).
+pub(crate) async fn grace_period(db: &impl ConnectionTrait) -> AppResult<Duration> {
+    Ok(Duration::minutes(i64::from(settings::current(db).await?.grace_period_minutes)))
+}
+
 pub(crate) async fn find(
     db: &impl ConnectionTrait,
     ctx: &RequestContext,
@@ -104,6 +109,8 @@ pub struct Preview {
     /// Every device that used the licence, the ended ones included, newest first.
     pub activations: Vec<activation::Model>,
     pub samples: Vec<samples::Sample>,
+    /// The licence's offline file, signed now.
+    pub offline_file: super::offline::IssuedFile,
 }
 
 /// What a sample uses for a device when the licence has none yet.
@@ -112,9 +119,16 @@ pub const PLACEHOLDER_FINGERPRINT: &str = "REPLACE-WITH-DEVICE-ID";
 /// The licence with its activation history and validation samples. With the
 /// recent-sign-in setting on, only a token issued in the last five minutes may
 /// see it.
-pub async fn preview(db: &DatabaseConnection, ctx: &RequestContext, base_url: &str, id: &str) -> AppResult<Preview> {
+pub async fn preview(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    signer: &super::offline::OfflineSigner,
+    base_url: &str,
+    id: &str,
+) -> AppResult<Preview> {
     ctx.viewer.require(may::READ)?;
-    if settings::current(db).await?.preview_requires_recent_sign_in {
+    let settings = settings::current(db).await?;
+    if settings.preview_requires_recent_sign_in {
         let recent =
             ctx.issued_at.is_some_and(|t| Utc::now() - t <= Duration::seconds(settings::RECENT_SIGN_IN_SECONDS));
         if !recent {
@@ -136,7 +150,8 @@ pub async fn preview(db: &DatabaseConnection, ctx: &RequestContext, base_url: &s
         .map_or(PLACEHOLDER_FINGERPRINT, |a| a.fingerprint.as_str());
     let samples =
         samples::all(&samples::Target { base_url, environment: ctx.environment, key: &license.key, fingerprint });
-    Ok(Preview { license, activations, samples })
+    let offline_file = super::offline::issue(db, signer, &settings, &license).await?;
+    Ok(Preview { license, activations, samples, offline_file })
 }
 
 pub(crate) fn snapshot(k: &license_key::Model) -> Value {
@@ -280,7 +295,7 @@ pub(crate) async fn apply(
     customer_id: Option<&str>,
 ) -> AppResult<license_key::Model> {
     let now = entity::now();
-    let from = effective_status(&before, now);
+    let from = effective_status(&before, now - grace_period(txn).await?);
     let to = transition(from, action)?;
     if action == LicenseAction::ReturnToPool && (before.activated_at.is_some() || before.revealed_at.is_some()) {
         return Err(TransitionError { from, action }.into());
@@ -302,6 +317,13 @@ pub(crate) async fn apply(
             active.customer_id = Set(None);
             active.order_line_id = Set(None);
             active.assigned_at = Set(None);
+        }
+        LicenseAction::Unsuspend => {
+            // The abuse rule counts afresh once staff have looked into it.
+            entity::fingerprint_attempt::Entity::delete_many()
+                .filter(entity::fingerprint_attempt::Column::LicenseKeyId.eq(before.id.as_str()))
+                .exec(txn)
+                .await?;
         }
         LicenseAction::Revoke => {
             active.revoked_at = Set(Some(now));
@@ -431,18 +453,19 @@ pub async fn delete(db: &DatabaseConnection, ctx: &RequestContext, id: &str, for
     Ok(removal)
 }
 
-/// Moves every ASSIGNED or ACTIVE licence past its expiry to EXPIRED, with an
+/// Moves every ASSIGNED or ACTIVE licence past its expiry and grace period to EXPIRED, with an
 /// audit event each, in batches. Safe to run on several nodes at once: a row
 /// is only changed (and audited) by the node whose update still finds it due.
 pub async fn expire_due(db: &DatabaseConnection) -> AppResult<u64> {
     const BATCH: u64 = 500;
     let mut expired = 0;
+    let grace = grace_period(db).await?;
     loop {
         let now = entity::now();
         let txn = begin_write(db).await?;
         let due = license_key::Entity::find()
             .filter(license_key::Column::Status.is_in([LicenseStatus::Assigned, LicenseStatus::Active]))
-            .filter(license_key::Column::ExpiresAt.lte(now))
+            .filter(license_key::Column::ExpiresAt.lte(now - grace))
             .limit(BATCH)
             .all(&txn)
             .await?;

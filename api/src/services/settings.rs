@@ -23,11 +23,33 @@ pub struct Settings {
     pub preview_requires_recent_sign_in: bool,
     /// The used share of a pool, in percent (1–100), at which `pool.exhausting` fires.
     pub exhaustion_threshold: u8,
+    /// How long after its expiry a licence still validates, in minutes.
+    pub grace_period_minutes: u32,
+    /// The abuse rule: more than this many distinct fingerprints trying one
+    /// key within `abuse_window_minutes` suspends it (0 turns the rule off).
+    pub abuse_max_fingerprints: u32,
+    pub abuse_window_minutes: u32,
+    /// How long an offline licence file stays valid, in hours.
+    pub offline_file_validity_hours: u32,
+    /// Client calls (validate, activate, deactivate) allowed per key per
+    /// minute, on each node (0: no limit).
+    pub rate_limit_per_key: u32,
+    /// Client calls allowed per client address per minute, on each node (0: no limit).
+    pub rate_limit_per_address: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { preview_requires_recent_sign_in: false, exhaustion_threshold: 80 }
+        Settings {
+            preview_requires_recent_sign_in: false,
+            exhaustion_threshold: 80,
+            grace_period_minutes: 0,
+            abuse_max_fingerprints: 20,
+            abuse_window_minutes: 60,
+            offline_file_validity_hours: 24,
+            rate_limit_per_key: 60,
+            rate_limit_per_address: 600,
+        }
     }
 }
 
@@ -36,6 +58,25 @@ impl Default for Settings {
 pub struct SettingsPatch {
     pub preview_requires_recent_sign_in: Option<bool>,
     pub exhaustion_threshold: Option<i64>,
+    pub grace_period_minutes: Option<i64>,
+    pub abuse_max_fingerprints: Option<i64>,
+    pub abuse_window_minutes: Option<i64>,
+    pub offline_file_validity_hours: Option<i64>,
+    pub rate_limit_per_key: Option<i64>,
+    pub rate_limit_per_address: Option<i64>,
+}
+
+/// `value` for `field` when it lies in `range`, or an error naming both.
+fn ranged<T: TryFrom<i64>>(
+    field: &str,
+    value: Option<i64>,
+    range: std::ops::RangeInclusive<i64>,
+) -> AppResult<Option<T>> {
+    let Some(v) = value else { return Ok(None) };
+    if !range.contains(&v) {
+        return Err(AppError::invalid(field, format!("must be from {} to {} (got {v})", range.start(), range.end())));
+    }
+    T::try_from(v).map(Some).map_err(|_| AppError::invalid(field, format!("is out of range (got {v})")))
 }
 
 /// The settings in force: the stored values over the defaults.
@@ -56,22 +97,30 @@ pub async fn get(db: &DatabaseConnection, ctx: &RequestContext) -> AppResult<Set
 
 pub async fn update(db: &DatabaseConnection, ctx: &RequestContext, patch: SettingsPatch) -> AppResult<Settings> {
     ctx.viewer.require(may::ADMINISTER)?;
-    let threshold = patch
-        .exhaustion_threshold
-        .map(|t| match u8::try_from(t) {
-            Ok(t @ 1..=100) => Ok(t),
-            _ => Err(AppError::invalid("exhaustionThreshold", format!("must be a percentage from 1 to 100 (got {t})"))),
-        })
-        .transpose()?;
+    const MINUTES_A_YEAR: i64 = 365 * 24 * 60;
+    let threshold = ranged("exhaustionThreshold", patch.exhaustion_threshold, 1..=100)?;
+    let grace = ranged("gracePeriodMinutes", patch.grace_period_minutes, 0..=MINUTES_A_YEAR)?;
+    let abuse_max = ranged("abuseMaxFingerprints", patch.abuse_max_fingerprints, 0..=100_000)?;
+    let abuse_window = ranged("abuseWindowMinutes", patch.abuse_window_minutes, 1..=MINUTES_A_YEAR)?;
+    let validity = ranged("offlineFileValidityHours", patch.offline_file_validity_hours, 1..=24 * 366)?;
+    let per_key = ranged("rateLimitPerKey", patch.rate_limit_per_key, 0..=1_000_000)?;
+    let per_address = ranged("rateLimitPerAddress", patch.rate_limit_per_address, 0..=10_000_000)?;
     let txn = begin_write(db).await?;
     let before = current(&txn).await?;
     let mut after = before.clone();
-    if let Some(v) = patch.preview_requires_recent_sign_in {
-        after.preview_requires_recent_sign_in = v;
+    fn put<T>(slot: &mut T, value: Option<T>) {
+        if let Some(v) = value {
+            *slot = v;
+        }
     }
-    if let Some(t) = threshold {
-        after.exhaustion_threshold = t;
-    }
+    put(&mut after.preview_requires_recent_sign_in, patch.preview_requires_recent_sign_in);
+    put(&mut after.exhaustion_threshold, threshold);
+    put(&mut after.grace_period_minutes, grace);
+    put(&mut after.abuse_max_fingerprints, abuse_max);
+    put(&mut after.abuse_window_minutes, abuse_window);
+    put(&mut after.offline_file_validity_hours, validity);
+    put(&mut after.rate_limit_per_key, per_key);
+    put(&mut after.rate_limit_per_address, per_address);
     let (old, new) = (json(&before)?, json(&after)?);
     let now = entity::now();
     for (name, value) in new.as_object().into_iter().flatten() {
@@ -112,4 +161,36 @@ pub async fn update(db: &DatabaseConnection, ctx: &RequestContext, patch: Settin
 
 fn json(s: &Settings) -> AppResult<serde_json::Value> {
     serde_json::to_value(s).map_err(|e| AppError::internal(e.to_string()))
+}
+
+/// How long a node serves settings from memory before reading them again.
+const CACHED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The settings as this node last read them, for the client operations, which
+/// run too often to read the settings table each time. A change made through
+/// this node applies at once, one made through another node within a second.
+#[derive(Default)]
+pub struct SettingsCache(std::sync::RwLock<Option<(std::time::Instant, std::sync::Arc<Settings>)>>);
+
+impl SettingsCache {
+    pub async fn get(&self, db: &impl ConnectionTrait) -> AppResult<std::sync::Arc<Settings>> {
+        if let Ok(slot) = self.0.read()
+            && let Some((read_at, settings)) = slot.as_ref()
+            && read_at.elapsed() < CACHED_FOR
+        {
+            return Ok(settings.clone());
+        }
+        let fresh = std::sync::Arc::new(current(db).await?);
+        if let Ok(mut slot) = self.0.write() {
+            *slot = Some((std::time::Instant::now(), fresh.clone()));
+        }
+        Ok(fresh)
+    }
+
+    /// Drops what is held, so the next read goes to the database.
+    pub fn forget(&self) {
+        if let Ok(mut slot) = self.0.write() {
+            *slot = None;
+        }
+    }
 }

@@ -20,7 +20,9 @@ const NOT_ENVIRONMENT_BOUND: &[(&str, &str)] = &[
     ("deleteGenerator", "generators are formats shared by both environments"),
     ("updateSettings", "settings are server-wide"),
     ("login", "names an account, not a record"),
-    ("validateLicense", "answers NOT_FOUND as a code: see the preview and validation tests"),
+    ("validateLicense", "answers NOT_FOUND as a code: see the preview and client tests"),
+    ("activateLicense", "answers NOT_FOUND as a code: see the client tests"),
+    ("deactivateLicense", "answers NOT_FOUND as a code: see the client tests"),
 ];
 
 on_both_databases!(every_mutation_from_staging_misses_production_records, staging_lists_show_nothing_of_production);
@@ -100,6 +102,7 @@ async fn staging_lists_show_nothing_of_production(app: TestApp) {
         ("query($id: ID!) { tag(id: $id) { id } }", &tag),
         ("query($id: ID!) { licenseKey(id: $id) { id } }", &licence),
         ("query($id: ID!) { licensePreview(id: $id) { license { id } } }", &licence),
+        ("query($id: ID!) { offlineLicenseFile(licenseId: $id) { keyId } }", &licence),
         ("query($id: ID!) { job(id: $id) { id } }", &job),
     ] {
         let (_, body) = app.graphql_in(Some(&admin), Some("staging"), query, json!({ "id": id })).await;

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod client;
 mod environments;
 mod errors;
 mod fulfilment;
@@ -10,6 +11,7 @@ mod generators;
 mod imports;
 mod jobs;
 mod licenses;
+mod offline;
 mod orders;
 mod pools;
 mod preview;

@@ -12,10 +12,13 @@ use std::collections::BTreeSet;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Allowed,
+    /// Allowed on the caller's own records only: another customer's record
+    /// answers `NOT_FOUND`, as a missing one would.
+    OwnOnly,
     Forbidden,
     Unauthenticated,
 }
-use Outcome::{Allowed, Forbidden, Unauthenticated};
+use Outcome::{Allowed, Forbidden, OwnOnly, Unauthenticated};
 
 const ROLES: [&str; 5] = ["admin", "manager", "support", "customer", "anonymous"];
 
@@ -56,8 +59,12 @@ pub(crate) const MATRIX: &[(&str, [Outcome; 5])] = &[
     ("refundOrder", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     // Signing in is open to anyone; the outcome is then decided by the credentials.
     ("login", [Allowed, Allowed, Allowed, Allowed, Allowed]),
-    // Shipped software validates keys without signing in.
+    // Shipped software validates, activates and deactivates keys without signing in.
     ("validateLicense", [Allowed, Allowed, Allowed, Allowed, Allowed]),
+    ("activateLicense", [Allowed, Allowed, Allowed, Allowed, Allowed]),
+    ("deactivateLicense", [Allowed, Allowed, Allowed, Allowed, Allowed]),
+    // Support and up end any device; a customer their own.
+    ("deactivateActivation", [Allowed, Allowed, Allowed, OwnOnly, Unauthenticated]),
 ];
 
 /// A request exercising `mutation`, valid for a caller who may run it.
@@ -262,6 +269,34 @@ pub(crate) async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (
             "mutation($k: String!) { validateLicense(input: {key: $k}) { code } }".into(),
             json!({ "k": format!("L-{}", ulid::Ulid::generate()) }),
         ),
+        "activateLicense" => (
+            "mutation($k: String!) { activateLicense(input: {key: $k, fingerprint: \"pc\"}) { code } }".into(),
+            json!({ "k": format!("L-{}", ulid::Ulid::generate()) }),
+        ),
+        "deactivateLicense" => (
+            "mutation($k: String!) { deactivateLicense(input: {key: $k, fingerprint: \"pc\"}) { code } }".into(),
+            json!({ "k": format!("L-{}", ulid::Ulid::generate()) }),
+        ),
+        "deactivateActivation" => {
+            let (_, _, key) = order().await;
+            let key = key.as_str().expect("a key id").to_string();
+            let activation = entity::activation::ActiveModel {
+                id: sea_orm::Set(entity::new_id()),
+                license_key_id: sea_orm::Set(key),
+                fingerprint: sea_orm::Set("pc".into()),
+                name: sea_orm::Set(None),
+                platform: sea_orm::Set(None),
+                client_address: sea_orm::Set(None),
+                created_at: sea_orm::Set(entity::now()),
+                last_seen_at: sea_orm::Set(entity::now()),
+                deactivated_at: sea_orm::Set(None),
+            };
+            let id = sea_orm::ActiveModelTrait::insert(activation, app.db()).await.expect("an activation").id;
+            (
+                "mutation($id: ID!) { deactivateActivation(input: {id: $id}) { activation { id } } }".into(),
+                json!({ "id": id }),
+            )
+        }
         "createOrder" => (
             "mutation($x: String!, $e: String!, $p: ID!) { createOrder(input: {externalId: $x, \
              customer: {email: $e}, lines: [{productId: $p, quantity: 1}]}) { order { id } } }"
@@ -315,6 +350,7 @@ async fn each_role_gets_the_outcome_the_matrix_says(app: TestApp) {
             match expected {
                 Forbidden => assert_eq!(code, Some("FORBIDDEN"), "{mutation} as {role}: {body:#}"),
                 Unauthenticated => assert_eq!(code, Some("UNAUTHENTICATED"), "{mutation} as {role}: {body:#}"),
+                OwnOnly => assert_eq!(code, Some("NOT_FOUND"), "{mutation} as {role} on another's: {body:#}"),
                 // Past the guard: the mutation ran (login then judges the credentials).
                 Allowed if *mutation == "login" => {
                     assert_eq!(body["errors"][0]["message"], "not authenticated: invalid email or password", "{role}")

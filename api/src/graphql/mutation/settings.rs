@@ -17,7 +17,15 @@ impl SettingsMutation {
         let patch = SettingsPatch {
             preview_requires_recent_sign_in: input.preview_requires_recent_sign_in,
             exhaustion_threshold: input.exhaustion_threshold.map(i64::from),
+            grace_period_minutes: input.grace_period_minutes.map(i64::from),
+            abuse_max_fingerprints: input.abuse_max_fingerprints.map(i64::from),
+            abuse_window_minutes: input.abuse_window_minutes.map(i64::from),
+            offline_file_validity_hours: input.offline_file_validity_hours.map(i64::from),
+            rate_limit_per_key: input.rate_limit_per_key.map(i64::from),
+            rate_limit_per_address: input.rate_limit_per_address.map(i64::from),
         };
-        Ok(SettingsPayload { settings: settings::update(&state.db, rc, patch).await?.into() })
+        let updated = settings::update(&state.db, rc, patch).await;
+        state.settings.forget();
+        Ok(SettingsPayload { settings: updated?.into() })
     }
 }

@@ -25,6 +25,6 @@ impl LicenseQuery {
     async fn license_preview(&self, ctx: &Context<'_>, id: ID) -> Result<LicensePreview> {
         let (state, rc) = request(ctx)?;
         let base_url = state.config.address_for_staff(rc.host.as_deref());
-        Ok(licenses::preview(&state.db, rc, &base_url, &id).await?.into())
+        Ok(licenses::preview(&state.db, rc, &state.offline, &base_url, &id).await?.into())
     }
 }

@@ -125,6 +125,8 @@ pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
 #[derive(Debug, SimpleObject)]
 pub struct Activation {
     pub id: ID,
+    /// The licence the device uses.
+    pub license_id: ID,
     pub fingerprint: String,
     pub name: Option<String>,
     pub platform: Option<String>,
@@ -137,6 +139,7 @@ impl From<entity::activation::Model> for Activation {
     fn from(a: entity::activation::Model) -> Self {
         Self {
             id: ID(a.id),
+            license_id: ID(a.license_key_id),
             fingerprint: a.fingerprint,
             name: a.name,
             platform: a.platform,

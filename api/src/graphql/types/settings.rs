@@ -10,6 +10,22 @@ pub struct Settings {
     pub preview_requires_recent_sign_in: bool,
     /// The used share of a pool, in percent, at which `pool.exhausting` fires (default 80).
     pub exhaustion_threshold: i32,
+    /// Minutes after its expiry that a licence still validates (default 0).
+    pub grace_period_minutes: i64,
+    /// The abuse rule: more than this many distinct device fingerprints
+    /// trying one key within `abuseWindowMinutes` suspends it (default 20; 0
+    /// turns the rule off).
+    pub abuse_max_fingerprints: i64,
+    /// The abuse rule's window, in minutes (default 60).
+    pub abuse_window_minutes: i64,
+    /// How long an offline licence file stays valid, in hours (default 24).
+    pub offline_file_validity_hours: i64,
+    /// Client calls (validate, activate, deactivate) allowed per key per
+    /// minute on each node (default 60; 0: no limit).
+    pub rate_limit_per_key: i64,
+    /// Client calls allowed per client address per minute on each node
+    /// (default 600; 0: no limit).
+    pub rate_limit_per_address: i64,
 }
 
 impl From<ServiceSettings> for Settings {
@@ -17,6 +33,12 @@ impl From<ServiceSettings> for Settings {
         Self {
             preview_requires_recent_sign_in: s.preview_requires_recent_sign_in,
             exhaustion_threshold: i32::from(s.exhaustion_threshold),
+            grace_period_minutes: i64::from(s.grace_period_minutes),
+            abuse_max_fingerprints: i64::from(s.abuse_max_fingerprints),
+            abuse_window_minutes: i64::from(s.abuse_window_minutes),
+            offline_file_validity_hours: i64::from(s.offline_file_validity_hours),
+            rate_limit_per_key: i64::from(s.rate_limit_per_key),
+            rate_limit_per_address: i64::from(s.rate_limit_per_address),
         }
     }
 }
@@ -26,6 +48,18 @@ pub struct UpdateSettingsInput {
     pub preview_requires_recent_sign_in: Option<bool>,
     /// 1–100.
     pub exhaustion_threshold: Option<i32>,
+    /// 0–525600.
+    pub grace_period_minutes: Option<i32>,
+    /// 0 (off) – 100000.
+    pub abuse_max_fingerprints: Option<i32>,
+    /// 1–525600.
+    pub abuse_window_minutes: Option<i32>,
+    /// 1–8784.
+    pub offline_file_validity_hours: Option<i32>,
+    /// 0 (no limit) – 1000000.
+    pub rate_limit_per_key: Option<i32>,
+    /// 0 (no limit) – 10000000.
+    pub rate_limit_per_address: Option<i32>,
 }
 
 #[derive(Debug, SimpleObject)]

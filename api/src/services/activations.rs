@@ -1,0 +1,319 @@
+//! Devices using licences: activation and deactivation by shipped software
+//! (by key and fingerprint, no login), customers ending their own devices,
+//! and staff listing and ending any.
+//!
+//! The activation limit holds under any concurrency: an activation runs in a
+//! write transaction that, on PostgreSQL, first locks the licence's row, so
+//! activations of one licence take turns (on SQLite every write transaction
+//! holds the write lock from its start); the partial unique index
+//! `ux_activation_live` (one live activation per fingerprint and licence) is
+//! the last line of defence, and a transaction that hits it runs again.
+
+use super::abuse;
+use super::audit::{self, Change};
+use super::events::{self, Subject};
+use super::licenses::effective_status;
+use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
+use super::validation::{ClientRules, Code, Facts, Verdict, admit, licence_by_key, live_activations, standing};
+use crate::auth::{RequestContext, Viewer, may};
+use crate::db::{begin_write, retrying};
+use crate::error::{AppError, AppResult, contended};
+use chrono::Utc;
+use entity::values::bounded_text;
+use entity::{LicenseAction, LicenseStatus, activation, license_key, lifecycle::transition};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    EntityTrait, QueryFilter, Set,
+};
+use serde_json::json;
+
+/// Longest device name or platform a client may send.
+pub const MAX_DEVICE_TEXT: usize = 200;
+
+/// A device as shipped software describes it when activating.
+#[derive(Debug, Clone, Default)]
+pub struct Device {
+    pub fingerprint: String,
+    pub name: Option<String>,
+    pub platform: Option<String>,
+}
+
+/// The licence for `key` in `txn`, its row locked on PostgreSQL so that
+/// changes to its activations take turns.
+async fn locked_licence(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    key: &str,
+) -> AppResult<Option<license_key::Model>> {
+    let Some(found) = licence_by_key(txn, ctx, key).await? else {
+        return Ok(None);
+    };
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(Some(found));
+    }
+    use sea_orm::QuerySelect;
+    Ok(license_key::Entity::find_by_id(found.id).lock_exclusive().one(txn).await?)
+}
+
+/// Activates `key` on a device. The same device again changes nothing and
+/// succeeds; a new device needs a free slot (`-1` is unlimited). The first
+/// activation moves an ASSIGNED licence to ACTIVE.
+pub async fn activate(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    rules: ClientRules<'_>,
+    key: &str,
+    device: Device,
+) -> AppResult<Verdict> {
+    let (key, fingerprint) = match admit(ctx, rules, key, Some(&device.fingerprint))? {
+        Ok(admitted) => admitted,
+        Err(limited) => return Ok(limited),
+    };
+    let fingerprint = fingerprint.unwrap_or_default();
+    let name = device.name.as_deref().map(|n| bounded_text("name", n, 0, MAX_DEVICE_TEXT, false)).transpose()?;
+    let platform =
+        device.platform.as_deref().map(|p| bounded_text("platform", p, 0, MAX_DEVICE_TEXT, false)).transpose()?;
+    let device =
+        Device { fingerprint, name: name.filter(|n| !n.is_empty()), platform: platform.filter(|p| !p.is_empty()) };
+    retrying(|| activate_once(db, ctx, rules, &key, &device)).await
+}
+
+async fn activate_once(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    rules: ClientRules<'_>,
+    key: &str,
+    device: &Device,
+) -> AppResult<Verdict> {
+    let txn = begin_write(db).await?;
+    let Some(licence) = locked_licence(&txn, ctx, key).await? else {
+        return Ok(Verdict::bare(Code::NotFound));
+    };
+    let now = entity::now();
+    let status = effective_status(&licence, rules.expiry_clock(Utc::now()));
+    let live = live_activations(&txn, &licence.id).await?;
+    if let Some(code) = standing(status) {
+        return Ok(Verdict::with(code, Facts::of(&licence, status, live.len())));
+    }
+    if live.iter().any(|a| a.fingerprint == device.fingerprint) {
+        return Ok(Verdict::with(Code::Valid, Facts::of(&licence, status, live.len())));
+    }
+    if let Some(suspended) = abuse::tried(&txn, ctx, rules.settings, &licence, &device.fingerprint).await? {
+        txn.commit().await?;
+        return Ok(Verdict::with(Code::Suspended, Facts::of(&suspended, suspended.status, live.len())));
+    }
+    let limit = licence.activation_limit;
+    if limit >= 0 && live.len() >= limit as usize {
+        txn.commit().await?;
+        return Ok(Verdict::with(Code::TooManyActivations, Facts::of(&licence, status, live.len())));
+    }
+    let created = activation::ActiveModel {
+        id: Set(entity::new_id()),
+        license_key_id: Set(licence.id.clone()),
+        fingerprint: Set(device.fingerprint.clone()),
+        name: Set(device.name.clone()),
+        platform: Set(device.platform.clone()),
+        client_address: Set(ctx.client_address.map(|a| a.to_string())),
+        created_at: Set(now),
+        last_seen_at: Set(now),
+        deactivated_at: Set(None),
+    }
+    .insert(&txn)
+    .await
+    .map_err(contended)?;
+    let mut after = licence.clone();
+    if licence.status == LicenseStatus::Assigned || licence.activated_at.is_none() {
+        let mut row: license_key::ActiveModel = licence.clone().into();
+        if licence.status == LicenseStatus::Assigned {
+            row.status = Set(transition(licence.status, LicenseAction::Activate)?);
+        }
+        row.activated_at = Set(Some(licence.activated_at.unwrap_or(now)));
+        row.updated_at = Set(now);
+        after = row.update(&txn).await?;
+    }
+    let used = live.len() + 1;
+    let facts = json!({
+        "status": after.status,
+        "activationId": created.id,
+        "fingerprint": created.fingerprint,
+        "name": created.name,
+        "platform": created.platform,
+        "activationsUsed": used,
+        "activationLimit": limit,
+    });
+    announce(&txn, ctx, &after, "license.activated", Some(json!({ "status": licence.status })), facts).await?;
+    txn.commit().await?;
+    Ok(Verdict::with(Code::Valid, Facts::of(&after, after.status, used)))
+}
+
+/// Frees the slot `key` holds on a device. The licence's standing is checked
+/// first (a revoked licence says so); a device that is not activated is
+/// `NOT_ACTIVATED`.
+pub async fn deactivate(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    rules: ClientRules<'_>,
+    key: &str,
+    fingerprint: &str,
+) -> AppResult<Verdict> {
+    let (key, fingerprint) = match admit(ctx, rules, key, Some(fingerprint))? {
+        Ok(admitted) => admitted,
+        Err(limited) => return Ok(limited),
+    };
+    let fingerprint = fingerprint.unwrap_or_default();
+    let txn = begin_write(db).await?;
+    let Some(licence) = locked_licence(&txn, ctx, &key).await? else {
+        return Ok(Verdict::bare(Code::NotFound));
+    };
+    let status = effective_status(&licence, rules.expiry_clock(Utc::now()));
+    let live = live_activations(&txn, &licence.id).await?;
+    if let Some(code) = standing(status) {
+        return Ok(Verdict::with(code, Facts::of(&licence, status, live.len())));
+    }
+    let Some(device) = live.iter().find(|a| a.fingerprint == fingerprint) else {
+        return Ok(Verdict::with(Code::NotActivated, Facts::of(&licence, status, live.len())));
+    };
+    end(&txn, ctx, &licence, device).await?;
+    txn.commit().await?;
+    Ok(Verdict::with(Code::Valid, Facts::of(&licence, status, live.len() - 1)))
+}
+
+/// Ends one activation, with its audit and outbox events.
+async fn end(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    licence: &license_key::Model,
+    device: &activation::Model,
+) -> AppResult<activation::Model> {
+    let mut row: activation::ActiveModel = device.clone().into();
+    row.deactivated_at = Set(Some(entity::now()));
+    let ended = row.update(txn).await?;
+    let facts = json!({
+        "status": licence.status,
+        "activationId": ended.id,
+        "fingerprint": ended.fingerprint,
+        "name": ended.name,
+        "platform": ended.platform,
+    });
+    announce(
+        txn,
+        ctx,
+        licence,
+        "license.deactivated",
+        Some(json!({ "activationId": ended.id, "deactivatedAt": null })),
+        facts,
+    )
+    .await?;
+    Ok(ended)
+}
+
+/// The audit event and the outbox event of an activation change.
+async fn announce(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    licence: &license_key::Model,
+    action: &str,
+    before: Option<serde_json::Value>,
+    after: serde_json::Value,
+) -> AppResult<()> {
+    audit::record(
+        txn,
+        ctx,
+        Change {
+            action,
+            target_kind: "license_key",
+            target_id: &licence.id,
+            key: Some(&licence.key),
+            before,
+            after: Some(after.clone()),
+        },
+    )
+    .await?;
+    let mut payload = after;
+    payload["licenseId"] = json!(licence.id);
+    payload["keyPrefix"] = json!(license_key::key_prefix(&licence.key));
+    events::emit(txn, ctx.environment, action, Subject { kind: "license_key", id: &licence.id }, payload).await?;
+    Ok(())
+}
+
+/// The licence ids a viewer may see activations of, as a condition on
+/// `activation.license_key_id`: the environment's, and a customer's own only.
+fn visible_licences(ctx: &RequestContext, filter: &ActivationFilter) -> AppResult<Condition> {
+    let mut licences = Query::select()
+        .column(license_key::Column::Id)
+        .from(license_key::Entity)
+        .and_where(Expr::col(license_key::Column::Environment).eq(ctx.environment.as_str()))
+        .to_owned();
+    let customer = match &ctx.viewer {
+        Viewer::Customer { customer_id } => Some(customer_id.as_str()),
+        _ => filter.customer_id.as_deref(),
+    };
+    if let Some(customer) = customer {
+        licences.and_where(Expr::col(license_key::Column::CustomerId).eq(customer));
+    }
+    if let Some(product) = &filter.product_id {
+        licences.and_where(Expr::col(license_key::Column::ProductId).eq(product.as_str()));
+    }
+    if let Some(licence) = &filter.license_id {
+        licences.and_where(Expr::col(license_key::Column::Id).eq(licence.as_str()));
+    }
+    Ok(Condition::all().add(activation::Column::LicenseKeyId.in_subquery(licences)))
+}
+
+/// Which activations a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct ActivationFilter {
+    pub license_id: Option<String>,
+    pub product_id: Option<String>,
+    pub customer_id: Option<String>,
+    /// Only devices in use (`true`) or only ended ones (`false`).
+    pub live: Option<bool>,
+}
+
+/// Activations newest first: staff see the environment's, a customer their own licences'.
+pub async fn list(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    filter: &ActivationFilter,
+    args: &PageArgs,
+    want_total: bool,
+) -> AppResult<Page<activation::Model>> {
+    ctx.viewer.require(may::READ_OWN)?;
+    let mut query = activation::Entity::find().filter(visible_licences(ctx, filter)?);
+    match filter.live {
+        Some(true) => query = query.filter(activation::Column::DeactivatedAt.is_null()),
+        Some(false) => query = query.filter(activation::Column::DeactivatedAt.is_not_null()),
+        None => {}
+    }
+    let keyset = Keyset {
+        column: activation::Column::CreatedAt,
+        kind: SortKind::Time,
+        id: activation::Column::Id,
+        descending: true,
+    };
+    paginate(db, query, keyset, args, want_total, |a| time_value(&a.created_at), |a| a.id.clone()).await
+}
+
+/// Ends one activation by id: a customer's own licence's, or (support and up)
+/// any in the environment. Ending an ended one changes nothing.
+pub async fn deactivate_by_id(db: &DatabaseConnection, ctx: &RequestContext, id: &str) -> AppResult<activation::Model> {
+    ctx.viewer.require(may::END_DEVICE)?;
+    let txn = begin_write(db).await?;
+    let visible = ActivationFilter::default();
+    let found = activation::Entity::find_by_id(id.to_string())
+        .filter(visible_licences(ctx, &visible)?)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found_in("activation", "id"))?;
+    if found.deactivated_at.is_some() {
+        return Ok(found);
+    }
+    let licence = license_key::Entity::find_by_id(found.license_key_id.clone())
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found_in("activation", "id"))?;
+    let ended = end(&txn, ctx, &licence, &found).await?;
+    txn.commit().await?;
+    Ok(ended)
+}

@@ -1,0 +1,151 @@
+//! Rate limits on the client operations (validate, activate, deactivate):
+//! one budget per client address and one per key, checked before any lookup
+//! so that guessing keys costs the guesser and not the database.
+//!
+//! The budgets live in this node's memory (GCRA cells, `governor`): a
+//! deployment of N nodes behind a load balancer allows up to N times the
+//! configured rate. That keeps the check off the database on the hottest path;
+//! the abuse rule, which changes a licence, is counted in the database instead.
+
+use super::settings::Settings;
+use entity::Environment;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// Why a call was refused: which budget ran out and when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub retry_after: Duration,
+}
+
+impl Limited {
+    /// Whole seconds to wait, never 0.
+    pub fn retry_after_seconds(&self) -> u64 {
+        self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0)
+    }
+}
+
+/// The per-address and per-key budgets of one node.
+#[derive(Default)]
+pub struct ClientLimits(RwLock<Limiters>);
+
+#[derive(Default)]
+struct Limiters {
+    per_key: u32,
+    per_address: u32,
+    keys: Option<DefaultKeyedRateLimiter<u64>>,
+    addresses: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+fn limiter<K: std::hash::Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKeyedRateLimiter<K>> {
+    NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
+}
+
+impl ClientLimits {
+    /// Spends one call from `address`'s budget and then from `key`'s, under
+    /// the limits `settings` give (a changed limit starts fresh budgets).
+    pub fn check(
+        &self,
+        settings: &Settings,
+        address: Option<IpAddr>,
+        environment: Environment,
+        key: &str,
+    ) -> Result<(), Limited> {
+        self.follow(settings);
+        let Ok(limiters) = self.0.read() else { return Ok(()) };
+        let clock = DefaultClock::default();
+        let refused = |n: governor::NotUntil<_>| Limited { retry_after: n.wait_time_from(clock.now()) };
+        if let (Some(addresses), Some(address)) = (&limiters.addresses, address) {
+            addresses.check_key(&address).map_err(refused)?;
+        }
+        if let Some(keys) = &limiters.keys {
+            let hashed = xxhash_rust::xxh3::xxh3_64(format!("{}\0{key}", environment.as_str()).as_bytes());
+            keys.check_key(&hashed).map_err(refused)?;
+        }
+        Ok(())
+    }
+
+    fn follow(&self, settings: &Settings) {
+        let wanted = (settings.rate_limit_per_key, settings.rate_limit_per_address);
+        if self.0.read().is_ok_and(|l| (l.per_key, l.per_address) == wanted) {
+            return;
+        }
+        if let Ok(mut l) = self.0.write()
+            && (l.per_key, l.per_address) != wanted
+        {
+            *l = Limiters {
+                per_key: wanted.0,
+                per_address: wanted.1,
+                keys: limiter(wanted.0),
+                addresses: limiter(wanted.1),
+            };
+        }
+    }
+
+    /// Forgets budgets that have refilled completely, so that a flood of
+    /// random keys or addresses does not keep memory: the background runner
+    /// calls this every minute.
+    pub fn shrink(&self) {
+        if let Ok(l) = self.0.read() {
+            if let Some(keys) = &l.keys {
+                keys.retain_recent();
+                keys.shrink_to_fit();
+            }
+            if let Some(addresses) = &l.addresses {
+                addresses.retain_recent();
+                addresses.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Budgets held now (keys and addresses), for tests and operators.
+    pub fn tracked(&self) -> usize {
+        self.0
+            .read()
+            .map(|l| l.keys.as_ref().map_or(0, |k| k.len()) + l.addresses.as_ref().map_or(0, |a| a.len()))
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_key: u32, per_address: u32) -> Settings {
+        Settings { rate_limit_per_key: per_key, rate_limit_per_address: per_address, ..Settings::default() }
+    }
+
+    #[test]
+    fn each_key_and_each_address_has_its_own_budget() {
+        let l = ClientLimits::default();
+        let s = limits(3, 5);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(l.check(&s, Some(a), Environment::Production, "K1").is_ok());
+        }
+        let refused = l.check(&s, Some(a), Environment::Production, "K1").unwrap_err();
+        assert!(refused.retry_after_seconds() >= 1 && refused.retry_after_seconds() <= 20, "{refused:?}");
+        // The same key in the other environment is another budget.
+        assert!(l.check(&s, Some(b), Environment::Staging, "K1").is_ok());
+        // Address a has spent 4 of its 5; one more key, then it is throttled for every key.
+        assert!(l.check(&s, Some(a), Environment::Production, "K2").is_ok());
+        assert!(l.check(&s, Some(a), Environment::Production, "K3").is_err());
+        assert!(l.check(&s, Some(b), Environment::Production, "K3").is_ok());
+    }
+
+    #[test]
+    fn zero_means_no_limit_and_a_new_limit_starts_fresh() {
+        let l = ClientLimits::default();
+        for _ in 0..100 {
+            assert!(l.check(&limits(0, 0), None, Environment::Production, "K").is_ok());
+        }
+        assert!(l.check(&limits(1, 0), None, Environment::Production, "K").is_ok());
+        assert!(l.check(&limits(1, 0), None, Environment::Production, "K").is_err());
+        assert!(l.check(&limits(2, 0), None, Environment::Production, "K").is_ok());
+    }
+}
