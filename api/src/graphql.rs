@@ -13,6 +13,7 @@ pub mod types;
 use crate::AppState;
 use crate::auth::RequestContext;
 use crate::error::AppError;
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Context, EmptySubscription, Schema, SchemaBuilder};
 
 pub use mutation::Mutation;
@@ -41,6 +42,7 @@ pub fn sdl() -> String {
 pub struct Schemas {
     pub staff: KeysmithSchema,
     pub public: KeysmithSchema,
+    pub parsed: std::sync::Arc<ParsedQueries>,
 }
 
 impl Schemas {
@@ -48,7 +50,44 @@ impl Schemas {
         Self {
             staff: builder().data(state.clone()).finish(),
             public: builder().data(state).disable_introspection().disable_suggestions().finish(),
+            parsed: std::sync::Arc::default(),
         }
+    }
+}
+
+/// Queries parsed before, by their text. Shipped software sends the same few
+/// query texts thousands of times a second, and parsing is a large share of
+/// a validation's cost; validation against the schema still runs every time.
+#[derive(Default)]
+pub struct ParsedQueries(std::sync::Mutex<std::collections::HashMap<String, ExecutableDocument>>);
+
+impl ParsedQueries {
+    /// Most query texts kept; when full, the cache starts again empty.
+    const ENTRIES: usize = 512;
+    /// Longer query texts are parsed every time.
+    const LONGEST: usize = 8 * 1024;
+
+    /// Hands `request` its parsed query when the text was seen before; parses
+    /// and keeps it otherwise. A text that does not parse is left for the
+    /// executor to report.
+    pub fn prepare(&self, request: &mut async_graphql::Request) {
+        if request.query.len() > Self::LONGEST {
+            return;
+        }
+        if let Ok(cache) = self.0.lock()
+            && let Some(doc) = cache.get(&request.query)
+        {
+            request.set_parsed_query(doc.clone());
+            return;
+        }
+        let Ok(doc) = async_graphql::parser::parse_query(&request.query) else { return };
+        if let Ok(mut cache) = self.0.lock() {
+            if cache.len() >= Self::ENTRIES {
+                cache.clear();
+            }
+            cache.insert(request.query.clone(), doc.clone());
+        }
+        request.set_parsed_query(doc);
     }
 }
 
@@ -61,6 +100,28 @@ pub(crate) fn request<'a>(ctx: &Context<'a>) -> Result<(&'a AppState, &'a Reques
 
 #[cfg(test)]
 mod tests {
+    use super::ParsedQueries;
+
+    #[test]
+    fn parsed_queries_are_reused_and_bounded() {
+        let cache = ParsedQueries::default();
+        let text = "mutation($k: String!) { validateLicense(input: {key: $k}) { code } }";
+        for _ in 0..3 {
+            let mut request = async_graphql::Request::new(text);
+            cache.prepare(&mut request);
+            assert!(request.parsed_query().is_ok());
+        }
+        assert_eq!(cache.0.lock().unwrap().len(), 1);
+        // A text that does not parse is left for the executor and not kept.
+        let mut broken = async_graphql::Request::new("mutation {");
+        cache.prepare(&mut broken);
+        assert!(broken.parsed_query().is_err());
+        for i in 0..600 {
+            cache.prepare(&mut async_graphql::Request::new(format!("{{ a{i}: __typename }}")));
+        }
+        assert!(cache.0.lock().unwrap().len() <= ParsedQueries::ENTRIES);
+    }
+
     #[test]
     fn the_committed_schema_matches_the_code() {
         let committed = include_str!("../../schema.graphql");

@@ -6,7 +6,7 @@ use crate::AppState;
 use crate::auth::{RequestContext, Viewer};
 use crate::error::AppError;
 use crate::graphql::Schemas;
-use crate::graphql::loaders::Loaders;
+use crate::graphql::loaders::RequestLoaders;
 use crate::services::export::{self, ExportFormat};
 use crate::services::keys::{KeyFilter, TagRef};
 use crate::services::users;
@@ -175,7 +175,11 @@ async fn execute(req: &Request, body: Body, state: &AppState, schemas: &Schemas)
     };
 
     let schema = if context.viewer.role().is_staff() { &schemas.staff } else { &schemas.public };
-    let request = request.data(context).data(Loaders::new(&state.db));
+    let mut request = request;
+    if !multipart {
+        schemas.parsed.prepare(&mut request);
+    }
+    let request = request.data(context).data(RequestLoaders::new(&state.db));
     let response = schema.execute(request).await;
     Ok(json_response(StatusCode::OK, &response))
 }

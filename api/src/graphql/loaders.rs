@@ -188,6 +188,23 @@ impl Loader<String> for ActivationsOfKey {
     }
 }
 
+/// The loaders of one request, made when a resolver first asks: client
+/// calls (validation, activation) never need them, and are the hottest path.
+pub struct RequestLoaders {
+    db: DatabaseConnection,
+    made: std::sync::OnceLock<Loaders>,
+}
+
+impl RequestLoaders {
+    pub fn new(db: &DatabaseConnection) -> Self {
+        Self { db: db.clone(), made: std::sync::OnceLock::new() }
+    }
+
+    pub fn get(&self) -> &Loaders {
+        self.made.get_or_init(|| Loaders::new(&self.db))
+    }
+}
+
 /// The loaders of one request (each caches for that request only).
 pub struct Loaders {
     pub tags_of_key: DataLoader<TagsOfKey>,

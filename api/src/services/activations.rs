@@ -14,7 +14,7 @@ use super::audit::{self, Change};
 use super::events::{self, Subject};
 use super::licenses::effective_status;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
-use super::validation::{ClientRules, Code, Facts, Verdict, admit, licence_by_key, live_activations, standing};
+use super::validation::{ClientRules, Code, Facts, Looked, Verdict, admit, look_up, standing};
 use crate::auth::{RequestContext, Viewer, may};
 use crate::db::{begin_write, retrying};
 use crate::error::{AppError, AppResult, contended};
@@ -24,7 +24,7 @@ use entity::{LicenseAction, LicenseStatus, activation, license_key, lifecycle::t
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
-    EntityTrait, QueryFilter, Set,
+    EntityTrait, QueryFilter, QuerySelect, Set,
 };
 use serde_json::json;
 
@@ -39,21 +39,27 @@ pub struct Device {
     pub platform: Option<String>,
 }
 
-/// The licence for `key` in `txn`, its row locked on PostgreSQL so that
-/// changes to its activations take turns.
-async fn locked_licence(
+/// The licence for `key` as [`look_up`] reads it, inside `txn`. On
+/// PostgreSQL the key's rows are locked first, in a statement of their own,
+/// so that the count of devices that follows (a new snapshot) sees every
+/// activation committed before the lock was granted, and changes to one
+/// licence's activations take turns. On SQLite the write transaction holds
+/// the database's write lock already.
+async fn locked(
     txn: &DatabaseTransaction,
     ctx: &RequestContext,
     key: &str,
-) -> AppResult<Option<license_key::Model>> {
-    let Some(found) = licence_by_key(txn, ctx, key).await? else {
-        return Ok(None);
-    };
-    if txn.get_database_backend() != DbBackend::Postgres {
-        return Ok(Some(found));
+    fingerprint: &str,
+) -> AppResult<Option<Looked>> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        license_key::Entity::find()
+            .filter(license_key::Column::Environment.eq(ctx.environment))
+            .filter(license_key::Column::Key.eq(key))
+            .lock_exclusive()
+            .all(txn)
+            .await?;
     }
-    use sea_orm::QuerySelect;
-    Ok(license_key::Entity::find_by_id(found.id).lock_exclusive().one(txn).await?)
+    look_up(txn, ctx, key, Some(fingerprint)).await
 }
 
 /// Activates `key` on a device. The same device again changes nothing and
@@ -76,6 +82,19 @@ pub async fn activate(
         device.platform.as_deref().map(|p| bounded_text("platform", p, 0, MAX_DEVICE_TEXT, false)).transpose()?;
     let device =
         Device { fingerprint, name: name.filter(|n| !n.is_empty()), platform: platform.filter(|p| !p.is_empty()) };
+    // Most calls change nothing — shipped software activates on every start,
+    // and a licence's standing refuses before any slot is taken — so they are
+    // answered from a read, without queueing for the write lock.
+    let Some(seen) = look_up(db, ctx, &key, Some(&device.fingerprint)).await? else {
+        return Ok(Verdict::bare(Code::NotFound));
+    };
+    let status = effective_status(&seen.licence, rules.expiry_clock(Utc::now()));
+    if let Some(code) = standing(status) {
+        return Ok(Verdict::with(code, Facts::of(&seen.licence, status, seen.used)));
+    }
+    if seen.device.is_some() {
+        return Ok(Verdict::with(Code::Valid, Facts::of(&seen.licence, status, seen.used)));
+    }
     retrying(|| activate_once(db, ctx, rules, &key, &device)).await
 }
 
@@ -87,41 +106,41 @@ async fn activate_once(
     device: &Device,
 ) -> AppResult<Verdict> {
     let txn = begin_write(db).await?;
-    let Some(licence) = locked_licence(&txn, ctx, key).await? else {
+    let Some(Looked { licence, used, device: held, .. }) = locked(&txn, ctx, key, &device.fingerprint).await? else {
         return Ok(Verdict::bare(Code::NotFound));
     };
     let now = entity::now();
     let status = effective_status(&licence, rules.expiry_clock(Utc::now()));
-    let live = live_activations(&txn, &licence.id).await?;
     if let Some(code) = standing(status) {
-        return Ok(Verdict::with(code, Facts::of(&licence, status, live.len())));
+        return Ok(Verdict::with(code, Facts::of(&licence, status, used)));
     }
-    if live.iter().any(|a| a.fingerprint == device.fingerprint) {
-        return Ok(Verdict::with(Code::Valid, Facts::of(&licence, status, live.len())));
+    if held.is_some() {
+        return Ok(Verdict::with(Code::Valid, Facts::of(&licence, status, used)));
     }
     if let Some(suspended) = abuse::tried(&txn, ctx, rules.settings, &licence, &device.fingerprint).await? {
         txn.commit().await?;
-        return Ok(Verdict::with(Code::Suspended, Facts::of(&suspended, suspended.status, live.len())));
+        return Ok(Verdict::with(Code::Suspended, Facts::of(&suspended, suspended.status, used)));
     }
     let limit = licence.activation_limit;
-    if limit >= 0 && live.len() >= limit as usize {
+    if limit >= 0 && used >= limit as usize {
         txn.commit().await?;
-        return Ok(Verdict::with(Code::TooManyActivations, Facts::of(&licence, status, live.len())));
+        return Ok(Verdict::with(Code::TooManyActivations, Facts::of(&licence, status, used)));
     }
-    let created = activation::ActiveModel {
-        id: Set(entity::new_id()),
-        license_key_id: Set(licence.id.clone()),
-        fingerprint: Set(device.fingerprint.clone()),
-        name: Set(device.name.clone()),
-        platform: Set(device.platform.clone()),
-        client_address: Set(ctx.client_address.map(|a| a.to_string())),
-        created_at: Set(now),
-        last_seen_at: Set(now),
-        deactivated_at: Set(None),
-    }
-    .insert(&txn)
-    .await
-    .map_err(contended)?;
+    let created = activation::Model {
+        id: entity::new_id(),
+        license_key_id: licence.id.clone(),
+        fingerprint: device.fingerprint.clone(),
+        name: device.name.clone(),
+        platform: device.platform.clone(),
+        client_address: ctx.client_address.map(|a| a.to_string()),
+        created_at: now,
+        last_seen_at: now,
+        deactivated_at: None,
+    };
+    activation::Entity::insert(activation::ActiveModel::from(created.clone()))
+        .exec_without_returning(&txn)
+        .await
+        .map_err(contended)?;
     let mut after = licence.clone();
     if licence.status == LicenseStatus::Assigned || licence.activated_at.is_none() {
         let mut row: license_key::ActiveModel = licence.clone().into();
@@ -132,7 +151,7 @@ async fn activate_once(
         row.updated_at = Set(now);
         after = row.update(&txn).await?;
     }
-    let used = live.len() + 1;
+    let used = used + 1;
     let facts = json!({
         "status": after.status,
         "activationId": created.id,
@@ -163,20 +182,23 @@ pub async fn deactivate(
     };
     let fingerprint = fingerprint.unwrap_or_default();
     let txn = begin_write(db).await?;
-    let Some(licence) = locked_licence(&txn, ctx, &key).await? else {
+    let Some(Looked { licence, used, device, .. }) = locked(&txn, ctx, &key, &fingerprint).await? else {
         return Ok(Verdict::bare(Code::NotFound));
     };
     let status = effective_status(&licence, rules.expiry_clock(Utc::now()));
-    let live = live_activations(&txn, &licence.id).await?;
     if let Some(code) = standing(status) {
-        return Ok(Verdict::with(code, Facts::of(&licence, status, live.len())));
+        return Ok(Verdict::with(code, Facts::of(&licence, status, used)));
     }
-    let Some(device) = live.iter().find(|a| a.fingerprint == fingerprint) else {
-        return Ok(Verdict::with(Code::NotActivated, Facts::of(&licence, status, live.len())));
+    let Some((device_id, _)) = device else {
+        return Ok(Verdict::with(Code::NotActivated, Facts::of(&licence, status, used)));
     };
-    end(&txn, ctx, &licence, device).await?;
+    let device = activation::Entity::find_by_id(device_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::internal("a live activation vanished inside its transaction"))?;
+    end(&txn, ctx, &licence, &device).await?;
     txn.commit().await?;
-    Ok(Verdict::with(Code::Valid, Facts::of(&licence, status, live.len() - 1)))
+    Ok(Verdict::with(Code::Valid, Facts::of(&licence, status, used.saturating_sub(1))))
 }
 
 /// Ends one activation, with its audit and outbox events.

@@ -4,7 +4,7 @@
 use crate::auth::{RequestContext, Viewer};
 use crate::error::AppResult;
 use entity::audit_event;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use sea_orm::{ConnectionTrait, EntityTrait, Set};
 use serde_json::Value;
 
 /// What changed, for one audit event.
@@ -31,7 +31,7 @@ pub fn actor_of(viewer: &Viewer) -> (&'static str, Option<String>) {
 
 pub async fn record(db: &impl ConnectionTrait, ctx: &RequestContext, change: Change<'_>) -> AppResult<()> {
     let (actor_kind, actor_id) = actor_of(&ctx.viewer);
-    audit_event::ActiveModel {
+    audit_event::Entity::insert(audit_event::ActiveModel {
         id: Set(entity::new_id()),
         environment: Set(Some(ctx.environment.as_str().to_string())),
         actor_kind: Set(actor_kind.to_string()),
@@ -43,8 +43,8 @@ pub async fn record(db: &impl ConnectionTrait, ctx: &RequestContext, change: Cha
         before: Set(change.before),
         after: Set(change.after),
         created_at: Set(entity::now()),
-    }
-    .insert(db)
+    })
+    .exec_without_returning(db)
     .await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use crate::error::AppResult;
 use entity::{Environment, event};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use sea_orm::{ConnectionTrait, EntityTrait, Set};
 use serde_json::Value;
 
 /// What an event is about: its kind and the record it names.
@@ -23,7 +23,7 @@ pub async fn emit(
     payload: Value,
 ) -> AppResult<String> {
     let id = entity::new_id();
-    event::ActiveModel {
+    event::Entity::insert(event::ActiveModel {
         id: Set(id.clone()),
         environment: Set(Some(environment.as_str().to_string())),
         kind: Set(kind.to_string()),
@@ -32,8 +32,8 @@ pub async fn emit(
         payload: Set(payload),
         created_at: Set(entity::now()),
         dispatched_at: Set(None),
-    }
-    .insert(db)
+    })
+    .exec_without_returning(db)
     .await?;
     Ok(id)
 }

@@ -57,14 +57,15 @@ impl ClientLimits {
     ) -> Result<(), Limited> {
         self.follow(settings);
         let Ok(limiters) = self.0.read() else { return Ok(()) };
-        let clock = DefaultClock::default();
-        let refused = |n: governor::NotUntil<_>| Limited { retry_after: n.wait_time_from(clock.now()) };
+        // The limiter's own clock: a new one costs a CPU feature probe.
+        let refused =
+            |n: governor::NotUntil<_>, clock: &DefaultClock| Limited { retry_after: n.wait_time_from(clock.now()) };
         if let (Some(addresses), Some(address)) = (&limiters.addresses, address) {
-            addresses.check_key(&address).map_err(refused)?;
+            addresses.check_key(&address).map_err(|n| refused(n, addresses.clock()))?;
         }
         if let Some(keys) = &limiters.keys {
             let hashed = xxhash_rust::xxh3::xxh3_64(format!("{}\0{key}", environment.as_str()).as_bytes());
-            keys.check_key(&hashed).map_err(refused)?;
+            keys.check_key(&hashed).map_err(|n| refused(n, keys.clock()))?;
         }
         Ok(())
     }

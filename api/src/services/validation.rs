@@ -8,13 +8,14 @@ use super::import::MAX_KEY_CHARS;
 use super::licenses::effective_status;
 use super::ratelimit::ClientLimits;
 use super::settings::Settings;
+use super::sql::Sql;
 use crate::auth::{RequestContext, may};
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, Duration, Utc};
 use entity::values::bounded_text;
-use entity::{LicenseStatus, activation, license_key, product};
+use entity::{LicenseStatus, activation, license_key};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, Value};
 
 /// Longest fingerprint a client may send.
 pub const MAX_FINGERPRINT_CHARS: usize = 200;
@@ -144,25 +145,69 @@ pub fn admit(
     Ok(Ok((key, fingerprint)))
 }
 
-/// The licence a client means by `key` in the request's environment: the
+/// A licence as a client call sees it, read in one statement: the licence,
+/// its devices in use, the asking device's activation, and whether its
+/// product binds licences to devices.
+#[derive(Debug, Clone)]
+pub(crate) struct Looked {
+    pub licence: license_key::Model,
+    /// Activations in use now.
+    pub used: usize,
+    /// The asking device's live activation: its id and when it was last seen.
+    pub device: Option<(String, DateTime<Utc>)>,
+    /// The product binds licences to devices (a fingerprint is required).
+    pub binds: bool,
+}
+
+/// The licence a client means by `key` in the request's environment — the
 /// delivered one when there is one (a key string is delivered at most once),
-/// otherwise an undelivered copy in a pool.
-pub(crate) async fn licence_by_key(
+/// otherwise the oldest undelivered copy in a pool — with what a client call
+/// needs to judge it, in one statement (a client call is the hottest path).
+pub(crate) async fn look_up(
     db: &impl ConnectionTrait,
     ctx: &RequestContext,
     key: &str,
-) -> AppResult<Option<license_key::Model>> {
-    let rows = license_key::Entity::find()
-        .filter(license_key::Column::Environment.eq(ctx.environment))
-        .filter(license_key::Column::Key.eq(key))
-        .order_by_asc(license_key::Column::CreatedAt)
-        .all(db)
-        .await?;
-    let delivered = rows.iter().position(|k| k.status != LicenseStatus::Available);
-    Ok(match delivered {
-        Some(i) => rows.into_iter().nth(i),
-        None => rows.into_iter().next(),
-    })
+    fingerprint: Option<&str>,
+) -> AppResult<Option<Looked>> {
+    let device = "FROM activation a WHERE a.license_key_id = k.id AND a.fingerprint = ? AND a.deactivated_at IS NULL";
+    let mut sql = Sql::new("SELECT k.*, ");
+    sql.push(
+        "(SELECT COUNT(*) FROM activation a WHERE a.license_key_id = k.id AND a.deactivated_at IS NULL) AS ks_used, ",
+        [],
+    );
+    sql.push(&format!("(SELECT a.id {device}) AS ks_device_id, "), [Value::from(fingerprint.map(str::to_string))]);
+    sql.push(
+        &format!("(SELECT a.last_seen_at {device}) AS ks_device_seen, "),
+        [Value::from(fingerprint.map(str::to_string))],
+    );
+    sql.push("(SELECT p.requires_fingerprint FROM product p WHERE p.id = k.product_id) AS ks_binds ", []);
+    // No ORDER BY: with one, SQLite walks the (environment, created_at) index
+    // through the whole environment instead of looking the key up.
+    sql.push(
+        "FROM license_key k WHERE k.environment = ? AND k.key = ?",
+        [Value::from(ctx.environment.as_str()), Value::from(key)],
+    );
+    let backend = db.get_database_backend();
+    let mut found = Vec::new();
+    for row in db.query_all_raw(sql.statement(backend)).await? {
+        let licence = license_key::Model::from_query_result(&row, "")?;
+        let used: i64 = row.try_get("", "ks_used")?;
+        let device_id: Option<String> = row.try_get("", "ks_device_id")?;
+        let seen: Option<DateTime<Utc>> = row.try_get("", "ks_device_seen")?;
+        let binds: Option<bool> = row.try_get("", "ks_binds")?;
+        found.push(Looked {
+            licence,
+            used: used.max(0) as usize,
+            device: device_id.zip(seen),
+            binds: binds.unwrap_or(false),
+        });
+    }
+    found.sort_by(|a, b| {
+        let order =
+            |l: &Looked| (l.licence.status == LicenseStatus::Available, l.licence.created_at, l.licence.id.clone());
+        order(a).cmp(&order(b))
+    });
+    Ok(found.into_iter().next())
 }
 
 /// The code a licence's status alone gives, in the documented order; `None`
@@ -179,23 +224,6 @@ pub fn standing(status: LicenseStatus) -> Option<Code> {
     }
 }
 
-/// The licence's devices in use now.
-pub(crate) async fn live_activations(db: &impl ConnectionTrait, licence_id: &str) -> AppResult<Vec<activation::Model>> {
-    Ok(activation::Entity::find()
-        .filter(activation::Column::LicenseKeyId.eq(licence_id))
-        .filter(activation::Column::DeactivatedAt.is_null())
-        .all(db)
-        .await?)
-}
-
-/// Whether the licence's product binds licences to devices.
-pub(crate) async fn binds_devices(db: &impl ConnectionTrait, licence: &license_key::Model) -> AppResult<bool> {
-    Ok(match &licence.product_id {
-        Some(id) => product::Entity::find_by_id(id.clone()).one(db).await?.is_some_and(|p| p.requires_fingerprint),
-        None => false,
-    })
-}
-
 /// Judges `key` (on the device `fingerprint`, when given) at this moment.
 /// A fingerprint that is not one of the licence's devices counts towards the
 /// abuse rule.
@@ -210,43 +238,41 @@ pub async fn validate(
         Ok(admitted) => admitted,
         Err(limited) => return Ok(limited),
     };
-    let Some(licence) = licence_by_key(db, ctx, &key).await? else {
+    let Some(looked) = look_up(db, ctx, &key, fingerprint.as_deref()).await? else {
         return Ok(Verdict::bare(Code::NotFound));
     };
     let now = Utc::now();
-    let live = live_activations(db, &licence.id).await?;
-    let status = effective_status(&licence, rules.expiry_clock(now));
-    let facts = Facts::of(&licence, status, live.len());
+    let licence = &looked.licence;
+    let status = effective_status(licence, rules.expiry_clock(now));
+    let facts = Facts::of(licence, status, looked.used);
     if let Some(code) = standing(status) {
         return Ok(Verdict::with(code, facts));
     }
-    let code = match fingerprint.as_deref() {
-        None if binds_devices(db, &licence).await? => Code::FingerprintRequired,
-        None => Code::Valid,
-        Some(device) => match live.iter().find(|a| a.fingerprint == device) {
-            Some(seen) => {
-                note_seen(db, seen, now);
-                Code::Valid
+    let code = match (fingerprint.as_deref(), &looked.device) {
+        (None, _) if looked.binds => Code::FingerprintRequired,
+        (None, _) => Code::Valid,
+        (Some(_), Some((id, seen))) => {
+            note_seen(db, id, *seen, now);
+            Code::Valid
+        }
+        (Some(device), None) => {
+            if let Some(suspended) = abuse::stranger_tried(db, ctx, rules.settings, licence, device).await? {
+                return Ok(Verdict::with(Code::Suspended, Facts::of(&suspended, suspended.status, looked.used)));
             }
-            None => {
-                if let Some(suspended) = abuse::stranger_tried(db, ctx, rules.settings, &licence, device).await? {
-                    return Ok(Verdict::with(Code::Suspended, Facts::of(&suspended, suspended.status, live.len())));
-                }
-                Code::NotActivated
-            }
-        },
+            Code::NotActivated
+        }
     };
     Ok(Verdict::with(code, facts))
 }
 
 /// Records that a device was seen, off the caller's path: the answer does not
 /// wait for the write, and a device is written at most once a minute.
-fn note_seen(db: &DatabaseConnection, seen: &activation::Model, now: DateTime<Utc>) {
-    if now - seen.last_seen_at < Duration::seconds(SEEN_EVERY_SECONDS) {
+fn note_seen(db: &DatabaseConnection, id: &str, last_seen: DateTime<Utc>, now: DateTime<Utc>) {
+    if now - last_seen < Duration::seconds(SEEN_EVERY_SECONDS) {
         return;
     }
     let db = db.clone();
-    let id = seen.id.clone();
+    let id = id.to_string();
     tokio::spawn(async move {
         let stamped = activation::Entity::update_many()
             .col_expr(activation::Column::LastSeenAt, Expr::value(entity::now()))

@@ -4,7 +4,7 @@ use super::common::{ListConnection, OrderDirection};
 use crate::auth::may;
 use crate::error::AppError;
 use crate::graphql::guard::RoleGuard;
-use crate::graphql::loaders::Loaders;
+use crate::graphql::loaders::{Loaders, RequestLoaders};
 use crate::graphql::request;
 use crate::graphql::types::common::connection;
 use crate::graphql::types::customer::Customer;
@@ -118,7 +118,7 @@ pub(crate) async fn list_keys(
 }
 
 pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
-    Ok(ctx.data::<Loaders>().map_err(|_| AppError::internal("no loaders in the request"))?)
+    Ok(ctx.data::<RequestLoaders>().map_err(|_| AppError::internal("no loaders in the request"))?.get())
 }
 
 /// One device using a licence.

@@ -1,0 +1,322 @@
+//! The client API under load, over HTTP on SQLite, each figure next to a
+//! baseline served by the same process through the same connection pool in
+//! the same run:
+//!
+//! - `validateLicense` (a device checking its licence: the licence and its
+//!   activations looked up) against a minimal poem handler that does the same
+//!   indexed lookup of the key and answers its status;
+//! - `activateLicense` (a new device on a licence: lookup, limit check,
+//!   activation, status change, audit and outbox events, in one write
+//!   transaction) against a minimal handler that looks the key up and inserts
+//!   an activation in one write transaction.
+//!
+//! 64 concurrent clients; sides alternate over three rounds and the median
+//! round is reported, with p50/p99 latency over every request of a side.
+//! Every response body is checked (a 200 carrying errors is a failure), and
+//! so is "database is locked": never.
+//!
+//! Run: `cargo bench -p keysmith-tests --bench client`
+//! (`KEYSMITH_BENCH_CALLS=6000` for a shorter run).
+
+use entity::user::StaffRole;
+use keysmith_tests::app::{config, fresh_database};
+use keysmith_tests::{Backend, TestApp, data};
+use poem::web::{Data, Json};
+use poem::{EndpointExt, Route, handler, post};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 64;
+const ROUNDS: usize = 3;
+const VALIDATE: &str = "mutation($k: String!) { validateLicense(input: {key: $k, fingerprint: \"device-a\"}) \
+                        { valid code license { status activationsUsed } } }";
+const ACTIVATE: &str = "mutation($k: String!) { activateLicense(input: {key: $k, fingerprint: \"device-a\", \
+                        name: \"Bench PC\", platform: \"linux\"}) { valid code license { status activationsUsed } } }";
+
+/// What one side of a comparison measured.
+#[derive(Default)]
+struct Side {
+    rates: Vec<f64>,
+    latencies: Vec<Duration>,
+}
+
+impl Side {
+    fn median_rate(&self) -> f64 {
+        let mut r = self.rates.clone();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    }
+
+    fn percentile(&mut self, p: f64) -> Duration {
+        self.latencies.sort();
+        self.latencies[((self.latencies.len() as f64 - 1.0) * p).round() as usize]
+    }
+}
+
+/// `calls` requests from 64 clients; `call(i)` makes request `i` and checks its answer.
+async fn load<F, Fut>(side: &mut Side, calls: usize, call: F)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let call = Arc::new(call);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        let (call, next) = (call.clone(), next.clone());
+        clients.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= calls {
+                    return mine;
+                }
+                let t = Instant::now();
+                call(i).await;
+                mine.push(t.elapsed());
+            }
+        });
+    }
+    while let Some(done) = clients.join_next().await {
+        side.latencies.extend(done.expect("a client"));
+    }
+    side.rates.push(calls as f64 / started.elapsed().as_secs_f64());
+}
+
+async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Value {
+    let resp = http.post(url).json(body).send().await.expect("an answer");
+    let status = resp.status();
+    let body: Value = resp.json().await.expect("json");
+    assert!(status.is_success(), "{status}: {body:#}");
+    let text = body.to_string();
+    assert!(!text.contains("database is locked"), "{text}");
+    body
+}
+
+// The baseline: the least a handler can do for the same answer.
+
+#[derive(serde::Deserialize)]
+struct KeyOnly {
+    key: String,
+}
+
+#[handler]
+async fn lookup(Json(input): Json<KeyOnly>, Data(db): Data<&DatabaseConnection>) -> Json<Value> {
+    let found = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT id, status FROM license_key WHERE environment = ? AND key = ?",
+            ["production".into(), input.key.into()],
+        ))
+        .await
+        .expect("lookup")
+        .expect("the key");
+    Json(json!({ "status": found.try_get_by_index::<String>(1).expect("status") }))
+}
+
+#[handler]
+async fn insert_activation(Json(input): Json<KeyOnly>, Data(db): Data<&DatabaseConnection>) -> Json<Value> {
+    let backend = db.get_database_backend();
+    let txn = keysmith::db::begin_write(db).await.expect("begin");
+    let found = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT id FROM license_key WHERE environment = ? AND key = ?",
+            ["production".into(), input.key.into()],
+        ))
+        .await
+        .expect("lookup")
+        .expect("the key");
+    let id: String = found.try_get_by_index(0).expect("id");
+    let now = entity::now();
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "INSERT INTO activation (id, license_key_id, fingerprint, name, platform, client_address, created_at, \
+         last_seen_at, deactivated_at) VALUES (?, ?, 'device-a', 'Bench PC', 'linux', NULL, ?, ?, NULL)",
+        [entity::new_id().into(), id.into(), now.into(), now.into()],
+    ))
+    .await
+    .expect("insert");
+    txn.commit().await.expect("commit");
+    Json(json!({ "activated": true }))
+}
+
+/// `n` keys delivered through one order per 1000: ASSIGNED, one activation each.
+async fn delivered_keys(app: &TestApp, token: &str, prefix: &str, n: usize) -> Vec<String> {
+    let keys: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:07}")).collect();
+    let t = Some(token);
+    let tag = app
+        .graphql(
+            t,
+            "mutation($n: String!) { createTag(input: {name: $n}) { tag { id } } }",
+            json!({ "n": prefix.to_lowercase() }),
+        )
+        .await;
+    let tag = data(&tag)["createTag"]["tag"]["id"].as_str().expect("tag").to_string();
+    let imported = app
+        .graphql(
+            t,
+            "mutation($k: String!, $t: [ID!]!) { importLicenseKeys(input: {text: $k, tagIds: $t}) { imported } }",
+            json!({ "k": keys.join("\n"), "t": [tag] }),
+        )
+        .await;
+    assert_eq!(data(&imported)["importLicenseKeys"]["imported"].as_u64(), Some(n as u64), "{imported:#}");
+    let product = app
+        .graphql(
+            t,
+            "mutation($n: String!, $t: ID!) { createProduct(input: {name: $n, delivery: {mode: TAG, tagId: $t}}) { product { id } } }",
+            json!({ "n": prefix, "t": tag }),
+        )
+        .await;
+    let product = data(&product)["createProduct"]["product"]["id"].as_str().expect("product").to_string();
+    for (o, chunk) in keys.chunks(1000).enumerate() {
+        let order = app
+            .graphql(
+                t,
+                "mutation($x: String!, $p: ID!, $q: Int!) { createOrder(input: {externalId: $x, customer: \
+                 {email: \"bench@example.com\"}, lines: [{productId: $p, quantity: $q}]}) { order { status } } }",
+                json!({ "x": format!("{prefix}-{o}"), "p": product, "q": chunk.len() }),
+            )
+            .await;
+        assert_eq!(data(&order)["createOrder"]["order"]["status"], "FULFILLED", "{order:#}");
+    }
+    keys
+}
+
+#[tokio::main]
+async fn main() {
+    let calls: usize = std::env::var("KEYSMITH_BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000);
+    let per_round = calls / ROUNDS;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = fresh_database(Backend::Sqlite, dir.path()).await.expect("SQLite");
+    let mut cfg = config(&url);
+    // What `keysmith serve` uses by default.
+    cfg.db_max_connections = 16;
+    cfg.sweep_interval_seconds = 60;
+    cfg.max_body_bytes = 64 * 1024 * 1024;
+    let app = TestApp::spawn_with(Backend::Sqlite, cfg, dir).await;
+    let admin = app.staff_token(StaffRole::Admin).await;
+    // Measure the work, not the limits: no rate limits, no abuse rule.
+    let off = app
+        .graphql(
+            Some(&admin),
+            "mutation { updateSettings(input: {rateLimitPerKey: 0, rateLimitPerAddress: 0, abuseMaxFingerprints: 0}) \
+             { settings { rateLimitPerKey } } }",
+            json!({}),
+        )
+        .await;
+    assert!(off.get("errors").is_none(), "{off:#}");
+
+    // The baseline server: the same process, the same pool.
+    let baseline =
+        Route::new().at("/validate", post(lookup)).at("/activate", post(insert_activation)).data(app.db().clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).expect("acceptor");
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(baseline));
+
+    let activations = per_round.min(4000);
+    println!(
+        "SQLite, {CLIENTS} concurrent clients over HTTP; {ROUNDS} alternating rounds of {per_round} validations \
+         and {activations} activations per side; median round\n"
+    );
+    // Keys for activation: one set per round and side, every key activated once.
+    let mut api_act = Side::default();
+    let mut base_act = Side::default();
+    let mut activated = Vec::new();
+    for round in 0..ROUNDS {
+        let theirs = Arc::new(delivered_keys(&app, &admin, &format!("BASE{round}"), activations).await);
+        let ours = Arc::new(delivered_keys(&app, &admin, &format!("API{round}"), activations).await);
+        let (http, url) = (app.http.clone(), format!("{base}/activate"));
+        load(&mut base_act, activations, move |i| {
+            let (http, url, keys) = (http.clone(), url.clone(), theirs.clone());
+            async move {
+                let body = post_json(&http, &url, &json!({ "key": keys[i] })).await;
+                assert_eq!(body["activated"], true, "{body:#}");
+            }
+        })
+        .await;
+        let (http, url) = (app.http.clone(), app.url("/graphql"));
+        let keys = ours.clone();
+        load(&mut api_act, activations, move |i| {
+            let (http, url, keys) = (http.clone(), url.clone(), keys.clone());
+            async move {
+                let body = post_json(&http, &url, &json!({ "query": ACTIVATE, "variables": { "k": keys[i] } })).await;
+                let answer = &data(&body)["activateLicense"];
+                assert_eq!(
+                    (answer["code"].as_str(), answer["license"]["status"].as_str()),
+                    (Some("VALID"), Some("ACTIVE")),
+                    "{body:#}"
+                );
+            }
+        })
+        .await;
+        activated.extend(ours.iter().cloned());
+    }
+
+    // Validations of activated devices, keys chosen round-robin.
+    let keys = Arc::new(activated);
+    let mut api_val = Side::default();
+    let mut base_val = Side::default();
+    for _ in 0..ROUNDS {
+        let (http, url, k) = (app.http.clone(), format!("{base}/validate"), keys.clone());
+        load(&mut base_val, per_round, move |i| {
+            let (http, url, k) = (http.clone(), url.clone(), k.clone());
+            async move {
+                let body = post_json(&http, &url, &json!({ "key": k[i % k.len()] })).await;
+                assert_eq!(body["status"], "ACTIVE", "{body:#}");
+            }
+        })
+        .await;
+        let (http, url, k) = (app.http.clone(), app.url("/graphql"), keys.clone());
+        load(&mut api_val, per_round, move |i| {
+            let (http, url, k) = (http.clone(), url.clone(), k.clone());
+            async move {
+                let body =
+                    post_json(&http, &url, &json!({ "query": VALIDATE, "variables": { "k": k[i % k.len()] } })).await;
+                let answer = &data(&body)["validateLicense"];
+                assert_eq!(
+                    (answer["code"].as_str(), answer["valid"].as_bool()),
+                    (Some("VALID"), Some(true)),
+                    "{body:#}"
+                );
+            }
+        })
+        .await;
+    }
+
+    println!(
+        "| operation | Keysmith (GraphQL) | p50 | p99 | minimal handler (baseline) | p50 | p99 | throughput ratio | p99 ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (name, api, base) in
+        [("validateLicense", &mut api_val, &mut base_val), ("activateLicense", &mut api_act, &mut base_act)]
+    {
+        let (a50, a99, b50, b99) =
+            (api.percentile(0.5), api.percentile(0.99), base.percentile(0.5), base.percentile(0.99));
+        println!(
+            "| {name} | {:.0}/s | {:.2} ms | {:.2} ms | {:.0}/s | {:.2} ms | {:.2} ms | {:.2} | {:.2} |",
+            api.median_rate(),
+            a50.as_secs_f64() * 1e3,
+            a99.as_secs_f64() * 1e3,
+            base.median_rate(),
+            b50.as_secs_f64() * 1e3,
+            b99.as_secs_f64() * 1e3,
+            api.median_rate() / base.median_rate(),
+            a99.as_secs_f64() / b99.as_secs_f64(),
+        );
+    }
+    let rounds = |s: &Side| s.rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
+    eprintln!(
+        "rounds (per second): validate API [{}] baseline [{}]; activate API [{}] baseline [{}]",
+        rounds(&api_val),
+        rounds(&base_val),
+        rounds(&api_act),
+        rounds(&base_act)
+    );
+    app.stop().await;
+}
