@@ -151,8 +151,8 @@ async fn pgbench(app: &TestApp, token: &str, orders: usize) -> Option<(f64, Stri
     let statement = format!(
         "UPDATE license_key SET status = 'ASSIGNED', product_id = '{product}', customer_id = NULL, \
          order_line_id = NULL, assigned_at = now(), updated_at = now() WHERE id = (SELECT k.id FROM license_key k \
-         WHERE k.environment = 'production' AND k.status = 'AVAILABLE' AND k.id IN (SELECT lt.license_key_id \
-         FROM license_key_tag lt WHERE lt.tag_id = '{tag}') AND (k.product_id IS NULL OR k.product_id = '{product}') \
+         WHERE k.environment = 'production' AND k.status = 'AVAILABLE' AND EXISTS (SELECT 1 FROM license_key_tag lt \
+         WHERE lt.license_key_id = k.id AND lt.tag_id = '{tag}') AND (k.product_id IS NULL OR k.product_id = '{product}') \
          AND (k.expires_at IS NULL OR k.expires_at > now()) AND NOT EXISTS (SELECT 1 FROM license_key d \
          WHERE d.environment = k.environment AND d.key = k.key AND d.status <> 'AVAILABLE') \
          ORDER BY k.created_at, k.id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id;"

@@ -30,21 +30,29 @@ pub fn actor_of(viewer: &Viewer) -> (&'static str, Option<String>) {
 }
 
 pub async fn record(db: &impl ConnectionTrait, ctx: &RequestContext, change: Change<'_>) -> AppResult<()> {
+    record_all(db, ctx, vec![change]).await
+}
+
+/// Several events in one statement (an order and every key it delivered).
+pub async fn record_all(db: &impl ConnectionTrait, ctx: &RequestContext, changes: Vec<Change<'_>>) -> AppResult<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
     let (actor_kind, actor_id) = actor_of(&ctx.viewer);
-    audit_event::Entity::insert(audit_event::ActiveModel {
+    let now = entity::now();
+    let rows = changes.into_iter().map(|change| audit_event::ActiveModel {
         id: Set(entity::new_id()),
         environment: Set(Some(ctx.environment.as_str().to_string())),
         actor_kind: Set(actor_kind.to_string()),
-        actor_id: Set(actor_id),
+        actor_id: Set(actor_id.clone()),
         action: Set(change.action.to_string()),
         target_kind: Set(change.target_kind.to_string()),
         target_id: Set(change.target_id.to_string()),
         key_prefix: Set(change.key.map(entity::license_key::key_prefix)),
         before: Set(change.before),
         after: Set(change.after),
-        created_at: Set(entity::now()),
-    })
-    .exec_without_returning(db)
-    .await?;
+        created_at: Set(now),
+    });
+    audit_event::Entity::insert_many(rows).exec_without_returning(db).await?;
     Ok(())
 }

@@ -22,18 +22,38 @@ pub async fn emit(
     subject: Subject<'_>,
     payload: Value,
 ) -> AppResult<String> {
-    let id = entity::new_id();
-    event::Entity::insert(event::ActiveModel {
-        id: Set(id.clone()),
-        environment: Set(Some(environment.as_str().to_string())),
-        kind: Set(kind.to_string()),
-        subject_kind: Set(subject.kind.to_string()),
-        subject_id: Set(subject.id.to_string()),
-        payload: Set(payload),
-        created_at: Set(entity::now()),
-        dispatched_at: Set(None),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(id)
+    let mut ids = emit_all(db, environment, vec![(kind, subject, payload)]).await?;
+    Ok(ids.pop().unwrap_or_default())
+}
+
+/// Several events in one statement; returns their ids in order.
+pub async fn emit_all(
+    db: &impl ConnectionTrait,
+    environment: Environment,
+    events: Vec<(&str, Subject<'_>, Value)>,
+) -> AppResult<Vec<String>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = entity::now();
+    let mut ids = Vec::with_capacity(events.len());
+    let rows: Vec<event::ActiveModel> = events
+        .into_iter()
+        .map(|(kind, subject, payload)| {
+            let id = entity::new_id();
+            ids.push(id.clone());
+            event::ActiveModel {
+                id: Set(id),
+                environment: Set(Some(environment.as_str().to_string())),
+                kind: Set(kind.to_string()),
+                subject_kind: Set(subject.kind.to_string()),
+                subject_id: Set(subject.id.to_string()),
+                payload: Set(payload),
+                created_at: Set(now),
+                dispatched_at: Set(None),
+            }
+        })
+        .collect();
+    event::Entity::insert_many(rows).exec_without_returning(db).await?;
+    Ok(ids)
 }

@@ -172,7 +172,9 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
         environment: Set(ctx.environment),
         external_id: Set(input.external_id.clone()),
         customer_id: Set(customer.id.clone()),
-        status: Set(OrderStatus::Waiting),
+        // Written as delivered and corrected at the end if a line falls short:
+        // nothing outside this transaction sees it before then.
+        status: Set(OrderStatus::Fulfilled),
         created_at: Set(now),
         updated_at: Set(now),
         refunded_at: Set(None),
@@ -190,7 +192,7 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
             order_id: Set(placed.id.clone()),
             product_id: Set(product.id.clone()),
             quantity: Set(quantity),
-            missing: Set(quantity),
+            missing: Set(0),
             created_at: Set(now),
         }
         .insert(&txn)
@@ -226,10 +228,11 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
     )
     .await?;
     let subject = Subject { kind: "order", id: &placed.id };
-    events::emit(&txn, ctx.environment, "order.created", subject, summary.clone()).await?;
+    let mut announced = vec![("order.created", subject, summary.clone())];
     if let Some(kind) = progress_event(status) {
-        events::emit(&txn, ctx.environment, kind, subject, summary).await?;
+        announced.push((kind, subject, summary));
     }
+    events::emit_all(&txn, ctx.environment, announced).await?;
     txn.commit().await?;
     Ok(Placed { order: placed, created: true, pools })
 }
@@ -352,21 +355,19 @@ async fn deliver(
         }
         (Source::Nowhere, _) => Vec::new(),
     };
-    for key in &delivered {
-        audit::record(
-            txn,
-            ctx,
-            Change {
-                action: "license.assigned",
-                target_kind: "license_key",
-                target_id: &key.id,
-                key: Some(&key.key),
-                after: Some(json!({ "orderId": line.order_id, "lineId": line.id, "customerId": customer_id })),
-                ..Change::default()
-            },
-        )
-        .await?;
-    }
+    let assigned = json!({ "orderId": line.order_id, "lineId": line.id, "customerId": customer_id });
+    let changes = delivered
+        .iter()
+        .map(|key| Change {
+            action: "license.assigned",
+            target_kind: "license_key",
+            target_id: &key.id,
+            key: Some(&key.key),
+            after: Some(assigned.clone()),
+            ..Change::default()
+        })
+        .collect();
+    audit::record_all(txn, ctx, changes).await?;
     Ok(delivered)
 }
 
@@ -386,7 +387,7 @@ async fn claim(
     let backend = txn.get_database_backend();
     let mut pick = Sql::new("SELECT k.id FROM license_key k WHERE k.environment = ? AND k.status = 'AVAILABLE'");
     pick.values.push(Value::from(environment.as_str()));
-    pick.push(" AND ", []).append(&keys::in_pool("k", pool));
+    pick.push(" AND ", []).append(&keys::member_of_pool("k", pool));
     pick.push(" AND ", []).append(&keys::deliverable("k", &product.id, now));
     if let Some(id) = only {
         pick.push(" AND k.id = ?", [Value::from(id)]);

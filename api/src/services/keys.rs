@@ -143,6 +143,27 @@ pub(crate) fn in_pool(k: &str, tag: &TagRef) -> Sql {
     }
 }
 
+/// The keys of a pool, on table alias `k`, as a probe of each row: for
+/// claims, which walk the AVAILABLE keys oldest first and stop at the first
+/// that fits. (`IN (SELECT …)` made SQLite build the tag's whole key list on
+/// every claim: 1.8 ms instead of 0.14 ms at 10,000 keys, and growing with
+/// the pool.)
+pub(crate) fn member_of_pool(k: &str, tag: &TagRef) -> Sql {
+    match tag {
+        TagRef::NoTag => in_pool(k, tag),
+        TagRef::Tag(id) => {
+            let mut sql = Sql::new("");
+            sql.push(
+                &format!(
+                    "EXISTS (SELECT 1 FROM license_key_tag lt WHERE lt.license_key_id = {k}.id AND lt.tag_id = ?)"
+                ),
+                [Value::from(id.clone())],
+            );
+            sql
+        }
+    }
+}
+
 /// Keys `k` that may go to an order line for `product_id` at `now`: bound to
 /// no other product, not past their expiry, and with no copy of the same key
 /// string already delivered in the environment (uploaded lists may hold
