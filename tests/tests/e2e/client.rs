@@ -112,6 +112,7 @@ on_both_databases!(
     customers_and_staff_see_and_end_devices,
     rate_limits_count_every_call_and_throttle_one_address_at_a_time,
     the_abuse_rule_suspends_a_shared_key,
+    readme_examples_work_as_written,
 );
 
 async fn activation_and_deactivation_answer_every_code(app: TestApp) {
@@ -481,4 +482,76 @@ async fn the_abuse_rule_suspends_a_shared_key(app: TestApp) {
     assert_eq!(data(&body)["unsuspendLicense"]["license"]["status"], "ACTIVE", "{body:#}");
     assert_eq!(code(&validate(&app, "SHARED-KEY-0001", Some("owner-pc")).await), "VALID");
     assert_eq!(code(&validate(&app, "SHARED-KEY-0001", Some("stranger-4")).await), "NOT_ACTIVATED", "a fresh count");
+}
+
+/// The README's requests for shipped software, run as a seller would paste
+/// them: the cURL activation, then the Python validation.
+async fn readme_examples_work_as_written(app: TestApp) {
+    let (Some(_curl), Some(python)) = (keysmith_tests::tool("curl"), keysmith_tests::tool("python3")) else {
+        return;
+    };
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
+    let section = readme
+        .split("## Validating keys from your software")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the README's section on validating keys");
+    let block = |language: &str| -> String {
+        let start = section.find(&format!("```{language}\n")).unwrap_or_else(|| panic!("a {language} block"));
+        let body = &section[start + language.len() + 4..];
+        body[..body.find("```").expect("the block's end")].replace("https://licences.example.com", &app.base_url)
+    };
+    delivered(&app, "PRO-7Q2M-XK4D-9H3R", 2).await;
+
+    let out = std::process::Command::new("sh").arg("-c").arg(block("sh")).output().expect("sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON from the server");
+    let activated = &answer["data"]["activateLicense"];
+    assert_eq!((code(activated), used(activated)), ("VALID", 1), "{answer:#}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let script = dir.path().join("validate.py");
+    std::fs::write(&script, block("python")).expect("script");
+    let out = std::process::Command::new(python).arg(&script).output().expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "VALID True", "the device the cURL request activated");
+}
+
+/// Behind a reverse proxy, the configured header names the client: each
+/// forwarded address has its own budget, and one the proxy appended last wins
+/// over one a client wrote itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_header_names_the_client_address() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = keysmith_tests::app::fresh_database(keysmith_tests::Backend::Sqlite, dir.path()).await.expect("SQLite");
+    let mut cfg = keysmith_tests::app::config(&url);
+    cfg.client_address_header = Some("X-Forwarded-For".into());
+    let app = TestApp::spawn_with(keysmith_tests::Backend::Sqlite, cfg, dir).await;
+    let admin = app.staff_token(StaffRole::Admin).await;
+    settings(&app, &admin, json!({ "rateLimitPerAddress": 2, "rateLimitPerKey": 0 })).await;
+    let from = |forwarded: &'static str| {
+        let app = &app;
+        async move {
+            let body: Value = app
+                .http
+                .post(app.url("/graphql"))
+                .header("X-Forwarded-For", forwarded)
+                .json(&json!({ "query": validate_query(), "variables": { "k": "NO-SUCH-KEY" } }))
+                .send()
+                .await
+                .expect("answer")
+                .json()
+                .await
+                .expect("json");
+            data(&body)["validateLicense"]["code"].as_str().unwrap_or_default().to_string()
+        }
+    };
+    // The client claims 10.0.0.1; the proxy appended 198.51.100.7, which is what counts.
+    assert_eq!(from("10.0.0.1, 198.51.100.7").await, "NOT_FOUND");
+    assert_eq!(from("198.51.100.7").await, "NOT_FOUND");
+    assert_eq!(from("10.0.0.2, 198.51.100.7").await, "RATE_LIMITED", "a spoofed first address changes nothing");
+    assert_eq!(from("198.51.100.8").await, "NOT_FOUND", "another client has its own budget");
+    let device = activate(&app, "NO-SUCH-KEY", "pc").await;
+    assert_eq!(code(&device), "NOT_FOUND", "without the header: the connection's address, a budget of its own");
+    app.stop().await;
 }
