@@ -71,6 +71,8 @@ pub mod may {
     pub const READ: &[Role] = &[Role::Admin, Role::Manager, Role::Support];
     /// Inactivate and reactivate licences: support may switch them off and on again.
     pub const SWITCH: &[Role] = &[Role::Admin, Role::Manager, Role::Support];
+    /// Read the audit trail.
+    pub const AUDIT: &[Role] = &[Role::Admin, Role::Support];
     /// Staff see everything; a customer sees their own (activations, offline files).
     pub const READ_OWN: &[Role] = &[Role::Admin, Role::Manager, Role::Support, Role::Customer];
     /// End a device's activation: support and up any, a customer their own.

@@ -1,6 +1,7 @@
 //! The query root, merged from one object per area.
 
 mod activations;
+mod audit;
 mod customers;
 mod generators;
 mod jobs;
@@ -16,6 +17,7 @@ use async_graphql::MergedObject;
 #[derive(Default, MergedObject)]
 pub struct Query(
     activations::ActivationQuery,
+    audit::AuditQuery,
     products::ProductQuery,
     customers::CustomerQuery,
     generators::GeneratorQuery,

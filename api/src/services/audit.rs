@@ -1,10 +1,12 @@
 //! Writing the audit trail. Every change of state calls [`record`] with the
 //! same transaction as the change, so the event exists exactly when the change does.
 
-use crate::auth::{RequestContext, Viewer};
+use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
+use crate::auth::{RequestContext, Viewer, may};
 use crate::error::AppResult;
+use chrono::{DateTime, Utc};
 use entity::audit_event;
-use sea_orm::{ConnectionTrait, EntityTrait, Set};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use serde_json::Value;
 
 /// What changed, for one audit event.
@@ -55,4 +57,61 @@ pub async fn record_all(db: &impl ConnectionTrait, ctx: &RequestContext, changes
     });
     audit_event::Entity::insert_many(rows).exec_without_returning(db).await?;
     Ok(())
+}
+
+/// Which audit events a list shows; every given field must match.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    /// `user`, `customer`, `client` or `system`.
+    pub actor_kind: Option<String>,
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    /// From this instant on (inclusive).
+    pub since: Option<DateTime<Utc>>,
+    /// Before this instant.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The audit trail of the request's environment (and server-wide events,
+/// such as settings changes), newest first.
+pub async fn list(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    filter: &AuditFilter,
+    args: &PageArgs,
+    want_total: bool,
+) -> AppResult<Page<audit_event::Model>> {
+    ctx.viewer.require(may::AUDIT)?;
+    let mut query = audit_event::Entity::find().filter(
+        Condition::any()
+            .add(audit_event::Column::Environment.eq(ctx.environment.as_str()))
+            .add(audit_event::Column::Environment.is_null()),
+    );
+    let text = [
+        (audit_event::Column::TargetKind, &filter.target_kind),
+        (audit_event::Column::TargetId, &filter.target_id),
+        (audit_event::Column::ActorKind, &filter.actor_kind),
+        (audit_event::Column::ActorId, &filter.actor_id),
+        (audit_event::Column::Action, &filter.action),
+    ];
+    for (column, value) in text {
+        if let Some(v) = value {
+            query = query.filter(column.eq(v.as_str()));
+        }
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(audit_event::Column::CreatedAt.gte(entity::stored_time(since)));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(audit_event::Column::CreatedAt.lt(entity::stored_time(until)));
+    }
+    let keyset = Keyset {
+        column: audit_event::Column::CreatedAt,
+        kind: SortKind::Time,
+        id: audit_event::Column::Id,
+        descending: true,
+    };
+    paginate(db, query, keyset, args, want_total, |e| time_value(&e.created_at), |e| e.id.clone()).await
 }

@@ -49,7 +49,7 @@ async fn every_mutation_from_staging_misses_production_records(app: TestApp) {
 }
 
 /// Background jobs write too: let them finish before counting rows again.
-async fn wait_for_jobs(app: &TestApp, token: &str) {
+pub(crate) async fn wait_for_jobs(app: &TestApp, token: &str) {
     for _ in 0..300 {
         let body = app.graphql(Some(token), "{ jobs(first: 100) { edges { node { status } } } }", json!({})).await;
         let busy = data(&body)["jobs"]["edges"].as_array().is_some_and(|jobs| {

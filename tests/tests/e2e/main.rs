@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server over HTTP, each test on SQLite and on
 //! PostgreSQL (see `keysmith_tests::on_both_databases!`).
 
+mod audit;
 mod auth;
 mod cli;
 mod client;
