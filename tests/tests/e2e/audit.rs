@@ -9,7 +9,7 @@ use entity::audit_event;
 use entity::user::StaffRole;
 use keysmith_tests::app::{config, fresh_database};
 use keysmith_tests::{Backend, TestApp, data, error_code, on_both_databases};
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, JsonValue, PaginatorTrait, Statement};
+use sea_orm::{DbBackend, EntityTrait, FromQueryResult, JsonValue, PaginatorTrait, Statement};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -157,7 +157,7 @@ async fn the_audit_trail_is_listed_and_filtered_for_admin_and_support(app: TestA
     );
     assert_eq!(activated[0]["after"]["fingerprint"], "pc-1");
     let by_action = app.graphql(Some(&admin), list, json!({ "f": { "action": "product.created" } })).await;
-    assert_eq!(nodes(&by_action).iter().map(|n| n["targetId"].clone()).collect::<Vec<_>>(), [product.clone()]);
+    assert_eq!(nodes(&by_action).iter().map(|n| n["targetId"].clone()).collect::<Vec<_>>(), [product]);
     let by_actor = app.graphql(Some(&admin), list, json!({ "f": { "actorKind": "client" } })).await;
     assert_eq!(nodes(&by_actor).len(), 1);
     let admin_id = nodes(&by_action)[0]["actorId"].clone();
