@@ -27,7 +27,13 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
 }
 
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
-    let mut options = ConnectOptions::new(url.to_owned());
+    // The password goes to the driver apart from the URL: the ORM records its
+    // connection options (the URL included) in debug-level log spans.
+    let (bare, password) = split_password(url);
+    let mut options = ConnectOptions::new(bare);
+    if let Some(password) = password {
+        options.map_sqlx_postgres_opts(move |o| o.password(&password));
+    }
     options
         .max_connections(max_connections.max(1))
         .min_connections(1)
@@ -88,6 +94,23 @@ where
     }
 }
 
+/// The URL without its password, and the password (percent-decoded).
+fn split_password(url: &str) -> (String, Option<String>) {
+    let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) else {
+        return (url.to_string(), None);
+    };
+    if at < scheme + 3 {
+        return (url.to_string(), None);
+    }
+    match url[scheme + 3..at].split_once(':') {
+        Some((user, password)) if !password.is_empty() => {
+            let decoded = percent_encoding::percent_decode_str(password).decode_utf8_lossy().into_owned();
+            (format!("{}{user}{}", &url[..scheme + 3], &url[at..]), Some(decoded))
+        }
+        _ => (url.to_string(), None),
+    }
+}
+
 /// A database URL fit for logs: any password replaced.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -110,6 +133,16 @@ mod tests {
         assert_eq!(sqlite_file("sqlite:///var/lib/k.db?mode=rwc"), Some(PathBuf::from("/var/lib/k.db")));
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://u:p@h/db"), None);
+    }
+
+    #[test]
+    fn passwords_are_handed_to_the_driver_apart_from_the_url() {
+        assert_eq!(
+            split_password("postgres://ks:p%40ss%3Aword@db:5432/ks"),
+            ("postgres://ks@db:5432/ks".to_string(), Some("p@ss:word".to_string()))
+        );
+        assert_eq!(split_password("postgres://ks@db/ks"), ("postgres://ks@db/ks".to_string(), None));
+        assert_eq!(split_password("sqlite://keysmith.db"), ("sqlite://keysmith.db".to_string(), None));
     }
 
     #[test]

@@ -97,7 +97,12 @@ impl Served {
     }
 }
 
-fn create_admin(dir: &Path, email: &str, password: &str, extra_env: &[(&str, &str)]) -> std::process::Output {
+pub(crate) fn create_admin(
+    dir: &Path,
+    email: &str,
+    password: &str,
+    extra_env: &[(&str, &str)],
+) -> std::process::Output {
     let mut cmd = keysmith(dir);
     cmd.args(["user", "create", "--email", email, "--role", "admin"]);
     for (k, v) in extra_env {

@@ -12,6 +12,7 @@ mod generators;
 mod imports;
 mod jobs;
 mod licenses;
+mod logs;
 mod offline;
 mod orders;
 mod pools;
