@@ -39,6 +39,7 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
         loop {
             tick.tick().await;
             state.client_limits.shrink();
+            state.login_limits.shrink();
             match licenses::expire_due(&state.db).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "expiry sweep"),

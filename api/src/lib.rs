@@ -41,6 +41,8 @@ pub struct StateInner {
     pub settings: services::settings::SettingsCache,
     /// This node's rate-limit budgets for the client operations.
     pub client_limits: services::ratelimit::ClientLimits,
+    /// This node's budgets for staff sign-in attempts.
+    pub login_limits: services::ratelimit::LoginLimits,
     /// The key that signs offline licence files.
     pub offline: services::offline::OfflineSigner,
 }
@@ -91,6 +93,7 @@ impl AppState {
             pools_to_check: Arc::default(),
             settings: services::settings::SettingsCache::default(),
             client_limits: services::ratelimit::ClientLimits::default(),
+            login_limits: services::ratelimit::LoginLimits::default(),
             offline,
         }))
     }

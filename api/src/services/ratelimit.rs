@@ -112,6 +112,47 @@ impl ClientLimits {
     }
 }
 
+/// Sign-in attempts allowed per client address per minute, on each node.
+pub const LOGINS_PER_ADDRESS: u32 = 30;
+/// Sign-in attempts allowed per email per minute, on each node.
+pub const LOGINS_PER_EMAIL: u32 = 10;
+
+/// Budgets for staff sign-in: per client address and per email (lowercased),
+/// so that guessing passwords is slow from one place and for one account.
+pub struct LoginLimits {
+    addresses: DefaultKeyedRateLimiter<IpAddr>,
+    emails: DefaultKeyedRateLimiter<u64>,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        let quota = |n| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self {
+            addresses: RateLimiter::keyed(quota(LOGINS_PER_ADDRESS)),
+            emails: RateLimiter::keyed(quota(LOGINS_PER_EMAIL)),
+        }
+    }
+}
+
+impl LoginLimits {
+    /// Spends one attempt from the address's budget and the email's.
+    pub fn check(&self, address: Option<IpAddr>, email: &str) -> Result<(), Limited> {
+        let refused =
+            |n: governor::NotUntil<_>, clock: &DefaultClock| Limited { retry_after: n.wait_time_from(clock.now()) };
+        if let Some(address) = address {
+            self.addresses.check_key(&address).map_err(|n| refused(n, self.addresses.clock()))?;
+        }
+        let email = xxhash_rust::xxh3::xxh3_64(email.trim().to_lowercase().as_bytes());
+        self.emails.check_key(&email).map_err(|n| refused(n, self.emails.clock()))
+    }
+
+    /// Forgets budgets that have refilled completely.
+    pub fn shrink(&self) {
+        self.addresses.retain_recent();
+        self.emails.retain_recent();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

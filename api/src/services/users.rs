@@ -2,6 +2,7 @@
 //! into the account it was issued for.
 
 use super::audit::{self, Change};
+use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
 use crate::auth::jwt::{Claims, JwtKeys};
 use crate::auth::{RequestContext, Role, Viewer, may, password};
 use crate::db::begin_write;
@@ -10,7 +11,7 @@ use chrono::{DateTime, Utc};
 use entity::Environment;
 use entity::user::{self, StaffRole};
 use entity::values::{Email, Password};
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, Set};
 
 /// A signed token and when it stops working.
 #[derive(Debug, Clone)]
@@ -132,4 +133,132 @@ pub async fn authenticate(db: &DatabaseConnection, keys: &JwtKeys, token: &str) 
     };
     let issued_at = DateTime::from_timestamp(i64::try_from(claims.iat).unwrap_or(0), 0);
     Ok(Authenticated { viewer, environment: claims.env, issued_at })
+}
+
+/// Staff accounts, oldest first (admin).
+pub async fn list(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    args: &PageArgs,
+    want_total: bool,
+) -> AppResult<Page<user::Model>> {
+    ctx.viewer.require(may::ADMINISTER)?;
+    let keyset =
+        Keyset { column: user::Column::CreatedAt, kind: SortKind::Time, id: user::Column::Id, descending: false };
+    paginate(db, user::Entity::find(), keyset, args, want_total, |u| time_value(&u.created_at), |u| u.id.clone()).await
+}
+
+/// A change to a staff account; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AccountPatch {
+    pub role: Option<StaffRole>,
+    pub disabled: Option<bool>,
+    /// A new password set by an admin (a reset).
+    pub password: Option<String>,
+}
+
+/// Changes an account's role, enabled state or password (admin). Any of
+/// these ends the account's existing tokens at once (its token version
+/// moves on). The last enabled admin can be neither disabled nor demoted.
+pub async fn update(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    id: &str,
+    patch: AccountPatch,
+) -> AppResult<user::Model> {
+    ctx.viewer.require(may::ADMINISTER)?;
+    let password_hash = match &patch.password {
+        Some(p) => Some(password::hash(Password::parse("password", p)?.expose().to_string()).await?),
+        None => None,
+    };
+    let txn = begin_write(db).await?;
+    let before = user::Entity::find_by_id(id.to_string())
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found_in("user", "id"))?;
+    let role = patch.role.unwrap_or(before.role);
+    let disabled = patch.disabled.unwrap_or(before.disabled);
+    let was_admin = before.role == StaffRole::Admin && !before.disabled;
+    if was_admin && (role != StaffRole::Admin || disabled) {
+        let admins = user::Entity::find()
+            .filter(user::Column::Role.eq(StaffRole::Admin))
+            .filter(user::Column::Disabled.eq(false))
+            .count(&txn)
+            .await?;
+        if admins <= 1 {
+            let field = if disabled { "disabled" } else { "role" };
+            return Err(AppError::Conflict {
+                field: field.into(),
+                reason: "this is the last enabled admin account".into(),
+            });
+        }
+    }
+    let changed = role != before.role || disabled != before.disabled || password_hash.is_some();
+    if !changed {
+        return Ok(before);
+    }
+    let mut row: user::ActiveModel = before.clone().into();
+    row.role = Set(role);
+    row.disabled = Set(disabled);
+    if let Some(hash) = password_hash {
+        row.password_hash = Set(hash);
+    }
+    row.token_version = Set(before.token_version + 1);
+    row.updated_at = Set(entity::now());
+    let after = row.update(&txn).await?;
+    audit::record(
+        &txn,
+        ctx,
+        Change {
+            action: "user.updated",
+            target_kind: "user",
+            target_id: &after.id,
+            before: Some(serde_json::json!({ "role": before.role, "disabled": before.disabled })),
+            after: Some(serde_json::json!({
+                "role": after.role,
+                "disabled": after.disabled,
+                "passwordReset": patch.password.is_some(),
+            })),
+            ..Change::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
+/// A staff member changes their own password, proving the current one. Their
+/// other tokens stop working; the answer carries a fresh one.
+pub async fn change_password(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    keys: &JwtKeys,
+    ttl_seconds: u64,
+    current: &str,
+    new: &str,
+) -> AppResult<IssuedToken> {
+    ctx.viewer.require(may::READ)?;
+    let Viewer::Staff { user_id, .. } = &ctx.viewer else {
+        return Err(AppError::Forbidden("only a staff account has a password".into()));
+    };
+    let new = Password::parse("newPassword", new)?;
+    let account = get(db, user_id).await?.ok_or_else(|| AppError::Unauthenticated("the account is gone".into()))?;
+    if !password::verify(current.to_string(), Some(account.password_hash.clone())).await {
+        return Err(AppError::invalid("currentPassword", "is not this account's password"));
+    }
+    let hash = password::hash(new.expose().to_string()).await?;
+    let txn = begin_write(db).await?;
+    let mut row: user::ActiveModel = account.clone().into();
+    row.password_hash = Set(hash);
+    row.token_version = Set(account.token_version + 1);
+    row.updated_at = Set(entity::now());
+    let after = row.update(&txn).await?;
+    audit::record(
+        &txn,
+        ctx,
+        Change { action: "user.password_changed", target_kind: "user", target_id: &after.id, ..Change::default() },
+    )
+    .await?;
+    txn.commit().await?;
+    issue_token(keys, &after, None, ttl_seconds)
 }

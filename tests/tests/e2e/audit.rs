@@ -85,7 +85,7 @@ async fn every_mutation_that_changes_data_writes_an_audit_event_postgres() {
 }
 
 async fn every_mutation_that_changes_data_writes_an_audit_event(app: TestApp) {
-    let admin = app.staff_token(StaffRole::Admin).await;
+    let mut admin = app.staff_token(StaffRole::Admin).await;
     let tables = tables(&app).await;
     assert!(tables.iter().any(|t| t == "license_key") && tables.iter().any(|t| t == "activation"), "{tables:?}");
     let mut changed = Vec::new();
@@ -98,6 +98,10 @@ async fn every_mutation_that_changes_data_writes_an_audit_event(app: TestApp) {
         let body = app.graphql(Some(&admin), &query, variables).await;
         if *mutation != "login" {
             assert!(body.get("errors").is_none(), "{mutation}: {body:#}");
+        }
+        // A password change ends the caller's token and hands a fresh one.
+        if let Some(fresh) = body["data"]["changePassword"]["token"].as_str() {
+            admin = fresh.to_string();
         }
         wait_for_jobs(&app, &admin).await;
         let after = snapshot(&app, &tables).await;

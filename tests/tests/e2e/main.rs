@@ -22,3 +22,4 @@ mod roles;
 mod schema_rules;
 mod server;
 mod storage;
+mod users;

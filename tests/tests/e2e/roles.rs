@@ -4,6 +4,7 @@
 
 use entity::user::StaffRole;
 use entity::{Environment, LicenseStatus};
+use keysmith_tests::app::TEST_PASSWORD;
 use keysmith_tests::app::seed;
 use keysmith_tests::{TestApp, data, error_code, on_both_databases};
 use serde_json::{Value, json};
@@ -65,6 +66,10 @@ pub(crate) const MATRIX: &[(&str, [Outcome; 5])] = &[
     ("deactivateLicense", [Allowed, Allowed, Allowed, Allowed, Allowed]),
     // Support and up end any device; a customer their own.
     ("deactivateActivation", [Allowed, Allowed, Allowed, OwnOnly, Unauthenticated]),
+    ("createUser", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
+    ("updateUser", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
+    // Last: it ends the caller's tokens, which the walks over this list use.
+    ("changePassword", [Allowed, Allowed, Allowed, Forbidden, Unauthenticated]),
 ];
 
 /// A request exercising `mutation`, valid for a caller who may run it.
@@ -297,6 +302,31 @@ pub(crate) async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (
                 json!({ "id": id }),
             )
         }
+        "createUser" => (
+            "mutation($e: String!, $p: String!) { createUser(input: {email: $e, password: $p, role: SUPPORT}) \
+             { user { id } } }"
+                .into(),
+            json!({ "e": format!("u-{}@example.com", ulid::Ulid::generate().to_string().to_lowercase()), "p": TEST_PASSWORD }),
+        ),
+        "updateUser" => {
+            let body = app
+                .graphql(
+                    Some(admin),
+                    "mutation($e: String!, $p: String!) { createUser(input: {email: $e, password: $p, role: SUPPORT}) \
+                     { user { id } } }",
+                    json!({ "e": format!("u-{}@example.com", ulid::Ulid::generate().to_string().to_lowercase()), "p": TEST_PASSWORD }),
+                )
+                .await;
+            (
+                "mutation($id: ID!) { updateUser(input: {id: $id, role: MANAGER}) { user { role } } }".into(),
+                json!({ "id": data(&body)["createUser"]["user"]["id"] }),
+            )
+        }
+        "changePassword" => (
+            "mutation($c: String!, $n: String!) { changePassword(input: {currentPassword: $c, newPassword: $n}) { token } }"
+                .into(),
+            json!({ "c": TEST_PASSWORD, "n": "a brand new passphrase 2026" }),
+        ),
         "createOrder" => (
             "mutation($x: String!, $e: String!, $p: ID!) { createOrder(input: {externalId: $x, \
              customer: {email: $e}, lines: [{productId: $p, quantity: 1}]}) { order { id } } }"

@@ -56,3 +56,42 @@ pub struct LoginPayload {
     pub expires_at: DateTime<Utc>,
     pub user: StaffUser,
 }
+
+#[derive(InputObject)]
+pub struct CreateUserInput {
+    pub email: String,
+    /// At least 12 characters.
+    #[graphql(secret)]
+    pub password: String,
+    pub role: StaffRole,
+}
+
+#[derive(InputObject)]
+pub struct UpdateUserInput {
+    pub id: ID,
+    pub role: Option<StaffRole>,
+    pub disabled: Option<bool>,
+    /// A new password (a reset by an admin).
+    #[graphql(secret)]
+    pub password: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct ChangePasswordInput {
+    #[graphql(secret)]
+    pub current_password: String,
+    #[graphql(secret)]
+    pub new_password: String,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct UserPayload {
+    pub user: StaffUser,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct TokenPayload {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
