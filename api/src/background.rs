@@ -2,7 +2,7 @@
 //! nodes on one database: it changes a row only if the row still needs it.
 
 use crate::AppState;
-use crate::services::{exhaustion, fulfilment, jobs, licenses};
+use crate::services::{exhaustion, fulfilment, jobs, licenses, webhooks};
 use entity::Environment;
 use sea_orm::Iterable;
 use std::time::Duration;
@@ -32,8 +32,35 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
             }
         }
     });
+    let hooks = state.clone();
+    let webhook_worker = tokio::spawn(async move {
+        // Events written through this node go out at once; others within a second.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let written = hooks.events_written.clone();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = written.notified() => {}
+            }
+            if let Err(e) = webhooks::dispatch(&hooks.db).await {
+                tracing::warn!(error = %e.detail(), "queueing webhook deliveries failed; retrying");
+            }
+            loop {
+                match webhooks::deliver_due(&hooks.db, &hooks.webhooks, hooks.config.webhook_retry_seconds).await {
+                    Ok(0) => break,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e.detail(), "sending webhooks failed; retrying");
+                        break;
+                    }
+                }
+            }
+        }
+    });
     tokio::spawn(async move {
         let _runner = AbortOnDrop(job_runner);
+        let _webhooks = AbortOnDrop(webhook_worker);
         let mut tick = tokio::time::interval(Duration::from_secs(state.config.sweep_interval_seconds.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

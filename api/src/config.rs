@@ -65,6 +65,15 @@ pub struct Config {
     /// address is the client's.
     #[arg(long, env = "KEYSMITH_CLIENT_ADDRESS_HEADER", global = true)]
     pub client_address_header: Option<String>,
+    /// Let webhooks reach private, loopback and link-local addresses (for a
+    /// receiver on the same host or network). Off: such targets are refused,
+    /// judged on the address a name resolves to.
+    #[arg(long, env = "KEYSMITH_WEBHOOK_ALLOW_PRIVATE", global = true)]
+    pub webhook_allow_private: bool,
+    /// The first retry of a failed webhook delivery waits this long, in
+    /// seconds; each next one twice as long (at most an hour), for a day.
+    #[arg(long, env = "KEYSMITH_WEBHOOK_RETRY_SECONDS", default_value_t = 30, global = true)]
+    pub webhook_retry_seconds: u64,
 }
 
 /// An http(s) address without a trailing slash.
@@ -222,6 +231,8 @@ impl std::fmt::Debug for Config {
             .field("db_max_connections", &self.db_max_connections)
             .field("offline_signing_key", &self.offline_signing_key.as_ref().map(|_| "***"))
             .field("client_address_header", &self.client_address_header)
+            .field("webhook_allow_private", &self.webhook_allow_private)
+            .field("webhook_retry_seconds", &self.webhook_retry_seconds)
             .finish()
     }
 }

@@ -45,6 +45,10 @@ pub struct StateInner {
     pub login_limits: services::ratelimit::LoginLimits,
     /// The key that signs offline licence files.
     pub offline: services::offline::OfflineSigner,
+    /// The HTTP client webhooks go out through.
+    pub webhooks: services::webhooks::Sender,
+    /// Wakes this node's webhook worker when a request writes events.
+    pub events_written: Arc<tokio::sync::Notify>,
 }
 
 /// Pools waiting for an exhaustion check. Only a shortcut: every node also
@@ -77,6 +81,7 @@ impl AppState {
         mut db: DatabaseConnection,
         jwt: JwtKeys,
         offline: services::offline::OfflineSigner,
+        webhooks: services::webhooks::Sender,
         config: Config,
     ) -> Self {
         let statements = Arc::new(AtomicU64::new(0));
@@ -95,6 +100,8 @@ impl AppState {
             client_limits: services::ratelimit::ClientLimits::default(),
             login_limits: services::ratelimit::LoginLimits::default(),
             offline,
+            webhooks,
+            events_written: Arc::default(),
         }))
     }
 
@@ -106,7 +113,8 @@ impl AppState {
         let offline = services::offline::load_or_create(&db, config.offline_signing_key.as_deref())
             .await
             .context("loading the offline licence signing key")?;
-        Ok(Self::new(db, jwt, offline, config))
+        let webhooks = services::webhooks::Sender::new(config.webhook_allow_private)?;
+        Ok(Self::new(db, jwt, offline, webhooks, config))
     }
 }
 

@@ -28,3 +28,4 @@ pub mod sql;
 pub mod tags;
 pub mod users;
 pub mod validation;
+pub mod webhooks;

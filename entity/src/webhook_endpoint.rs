@@ -7,6 +7,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
+    pub environment: crate::Environment,
     pub url: String,
     pub secret: String,
     /// JSON array of subscribed event names.

@@ -8,6 +8,7 @@ mod client_api;
 mod fulfilment;
 mod initial_schema;
 mod key_search;
+mod webhooks;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(key_search::Migration),
             Box::new(fulfilment::Migration),
             Box::new(client_api::Migration),
+            Box::new(webhooks::Migration),
         ]
     }
 }

@@ -50,6 +50,9 @@ pub fn config(database_url: &str) -> Config {
         db_max_connections: 8,
         offline_signing_key: None,
         client_address_header: None,
+        // Test receivers listen on loopback.
+        webhook_allow_private: true,
+        webhook_retry_seconds: 1,
     }
 }
 

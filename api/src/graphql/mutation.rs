@@ -11,6 +11,7 @@ mod products;
 mod session;
 mod settings;
 mod validation;
+mod webhooks;
 
 use async_graphql::MergedObject;
 
@@ -26,4 +27,5 @@ pub struct Mutation(
     session::SessionMutation,
     settings::SettingsMutation,
     validation::ValidationMutation,
+    webhooks::WebhookMutation,
 );

@@ -11,6 +11,7 @@ mod pools;
 mod products;
 mod session;
 mod settings;
+mod webhooks;
 
 use async_graphql::MergedObject;
 
@@ -27,4 +28,5 @@ pub struct Query(
     pools::PoolQuery,
     session::SessionQuery,
     settings::SettingsQuery,
+    webhooks::WebhookQuery,
 );

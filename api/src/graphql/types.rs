@@ -11,3 +11,4 @@ pub mod product;
 pub mod session;
 pub mod settings;
 pub mod validation;
+pub mod webhook;

@@ -368,6 +368,17 @@ async fn deliver(
         })
         .collect();
     audit::record_all(txn, ctx, changes).await?;
+    let announced = delivered
+        .iter()
+        .map(|key| {
+            let payload = json!({
+                "licenseId": key.id, "keyPrefix": license_key::key_prefix(&key.key), "status": key.status,
+                "productId": key.product_id, "customerId": customer_id, "orderId": line.order_id,
+            });
+            ("license.assigned", Subject { kind: "license_key", id: &key.id }, payload)
+        })
+        .collect();
+    events::emit_all(txn, ctx.environment, announced).await?;
     Ok(delivered)
 }
 

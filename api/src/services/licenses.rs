@@ -258,6 +258,7 @@ pub async fn create(db: &DatabaseConnection, ctx: &RequestContext, input: NewLic
         },
     )
     .await?;
+    announce(&txn, &created, "license.created").await?;
     txn.commit().await?;
     Ok(created)
 }
@@ -363,7 +364,26 @@ pub(crate) async fn apply(
         },
     )
     .await?;
+    announce(txn, &after, &format!("license.{verb}")).await?;
     Ok(after)
+}
+
+/// The outbox event of a licence's change, for the kinds webhooks carry.
+pub(crate) async fn announce(txn: &impl ConnectionTrait, licence: &license_key::Model, kind: &str) -> AppResult<()> {
+    if !super::webhooks::EVENTS.contains(&kind) {
+        return Ok(());
+    }
+    let payload = serde_json::json!({
+        "licenseId": licence.id,
+        "keyPrefix": license_key::key_prefix(&licence.key),
+        "status": licence.status,
+        "productId": licence.product_id,
+        "customerId": licence.customer_id,
+        "expiresAt": licence.expires_at,
+    });
+    let subject = super::events::Subject { kind: "license_key", id: &licence.id };
+    super::events::emit(txn, licence.environment, kind, subject, payload).await?;
+    Ok(())
 }
 
 /// Edits a licence. Key, product and environment never change; a revoked licence not at all.
@@ -449,6 +469,7 @@ pub async fn delete(db: &DatabaseConnection, ctx: &RequestContext, id: &str, for
         .await?;
     }
     let removal = keys::remove(&txn, ctx, &sel, force, "license.deleted", ("license_key", &licence.id)).await?;
+    announce(&txn, &licence, "license.deleted").await?;
     txn.commit().await?;
     Ok(removal)
 }
@@ -498,6 +519,9 @@ pub async fn expire_due(db: &DatabaseConnection) -> AppResult<u64> {
                     },
                 )
                 .await?;
+                let mut now_expired = key.clone();
+                now_expired.status = to;
+                announce(&txn, &now_expired, "license.expired").await?;
             }
         }
         txn.commit().await?;

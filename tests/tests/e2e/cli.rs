@@ -79,6 +79,11 @@ impl Served {
         self.signal("-TERM")
     }
 
+    /// Kills the process outright (SIGKILL), as a crash or an OOM kill would.
+    pub(crate) fn kill(self) -> (ExitStatus, String) {
+        self.signal("-KILL")
+    }
+
     /// Sends `signal` (as `kill` spells it) and waits for the process to exit.
     fn signal(mut self, signal: &str) -> (ExitStatus, String) {
         let pid = self.child.id().to_string();

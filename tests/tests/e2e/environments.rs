@@ -20,6 +20,7 @@ const NOT_ENVIRONMENT_BOUND: &[(&str, &str)] = &[
     ("deleteGenerator", "generators are formats shared by both environments"),
     ("updateSettings", "settings are server-wide"),
     ("login", "names an account, not a record"),
+    ("createWebhookEndpoint", "creates a record in the request's environment"),
     ("createUser", "staff accounts are server-wide"),
     ("updateUser", "staff accounts are server-wide"),
     ("changePassword", "staff accounts are server-wide"),

@@ -23,3 +23,4 @@ mod schema_rules;
 mod server;
 mod storage;
 mod users;
+mod webhooks;

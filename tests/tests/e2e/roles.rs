@@ -66,6 +66,10 @@ pub(crate) const MATRIX: &[(&str, [Outcome; 5])] = &[
     ("deactivateLicense", [Allowed, Allowed, Allowed, Allowed, Allowed]),
     // Support and up end any device; a customer their own.
     ("deactivateActivation", [Allowed, Allowed, Allowed, OwnOnly, Unauthenticated]),
+    ("createWebhookEndpoint", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
+    ("updateWebhookEndpoint", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
+    ("deleteWebhookEndpoint", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
+    ("redeliverWebhook", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
     ("createUser", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
     ("updateUser", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
     // Last: it ends the caller's tokens, which the walks over this list use.
@@ -301,6 +305,58 @@ pub(crate) async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (
                 "mutation($id: ID!) { deactivateActivation(input: {id: $id}) { activation { id } } }".into(),
                 json!({ "id": id }),
             )
+        }
+        "createWebhookEndpoint" => (
+            "mutation { createWebhookEndpoint(input: {url: \"http://127.0.0.1:9/hook\", events: [\"order.created\"], \
+             enabled: false}) { endpoint { id } secret } }"
+                .into(),
+            json!({}),
+        ),
+        "updateWebhookEndpoint" | "deleteWebhookEndpoint" | "redeliverWebhook" => {
+            let body = app
+                .graphql(
+                    Some(admin),
+                    "mutation { createWebhookEndpoint(input: {url: \"http://127.0.0.1:9/hook\", \
+                     events: [\"order.created\"], enabled: false}) { endpoint { id } } }",
+                    json!({}),
+                )
+                .await;
+            let endpoint = data(&body)["createWebhookEndpoint"]["endpoint"]["id"].as_str().expect("id").to_string();
+            match mutation {
+                "updateWebhookEndpoint" => (
+                    "mutation($id: ID!) { updateWebhookEndpoint(input: {id: $id, url: \"http://127.0.0.1:9/other\"}) \
+                     { endpoint { url } } }"
+                        .into(),
+                    json!({ "id": endpoint }),
+                ),
+                "deleteWebhookEndpoint" => (
+                    "mutation($id: ID!) { deleteWebhookEndpoint(input: {id: $id}) { deletedId } }".into(),
+                    json!({ "id": endpoint }),
+                ),
+                _ => {
+                    let delivery = entity::webhook_delivery::ActiveModel {
+                        id: sea_orm::Set(entity::new_id()),
+                        endpoint_id: sea_orm::Set(endpoint),
+                        event_id: sea_orm::Set(entity::new_id()),
+                        event_type: sea_orm::Set("order.created".into()),
+                        payload: sea_orm::Set(json!({})),
+                        status: sea_orm::Set("FAILED".into()),
+                        attempts: sea_orm::Set(3),
+                        next_attempt_at: sea_orm::Set(entity::now()),
+                        locked_until: sea_orm::Set(None),
+                        last_status_code: sea_orm::Set(Some(500)),
+                        last_response: sea_orm::Set(None),
+                        last_error: sea_orm::Set(None),
+                        created_at: sea_orm::Set(entity::now()),
+                        delivered_at: sea_orm::Set(None),
+                    };
+                    let id = sea_orm::ActiveModelTrait::insert(delivery, app.db()).await.expect("a delivery").id;
+                    (
+                        "mutation($id: ID!) { redeliverWebhook(input: {id: $id}) { delivery { status } } }".into(),
+                        json!({ "id": id }),
+                    )
+                }
+            }
         }
         "createUser" => (
             "mutation($e: String!, $p: String!) { createUser(input: {email: $e, password: $p, role: SUPPORT}) \
