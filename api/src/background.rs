@@ -2,7 +2,7 @@
 //! nodes on one database: it changes a row only if the row still needs it.
 
 use crate::AppState;
-use crate::services::{exhaustion, fulfilment, jobs, licenses, webhooks};
+use crate::services::{exhaustion, fulfilment, jobs, licenses, reminders, webhooks};
 use entity::Environment;
 use sea_orm::Iterable;
 use std::time::Duration;
@@ -71,6 +71,9 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "expiry sweep"),
                 Err(e) => tracing::warn!(error = %e.detail(), "expiry sweep failed; retrying at the next tick"),
+            }
+            if let Err(e) = reminders::announce_expiring(&state.db).await {
+                tracing::warn!(error = %e.detail(), "expiring-licence notices failed; retrying at the next tick");
             }
             // Safety nets: lines left waiting when keys arrived through a node
             // that stopped before filling them, and pools never checked.

@@ -22,6 +22,7 @@ pub mod orders;
 pub mod pagination;
 pub mod products;
 pub mod ratelimit;
+pub mod reminders;
 pub mod samples;
 pub mod settings;
 pub mod sql;

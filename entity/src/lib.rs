@@ -8,6 +8,7 @@ pub mod audit_event;
 pub mod customer;
 pub mod environment;
 pub mod event;
+pub mod expiry_notice;
 pub mod fingerprint_attempt;
 pub mod generator;
 pub mod job;

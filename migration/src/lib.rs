@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod client_api;
+mod expiry_notices;
 mod fulfilment;
 mod initial_schema;
 mod key_search;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(fulfilment::Migration),
             Box::new(client_api::Migration),
             Box::new(webhooks::Migration),
+            Box::new(expiry_notices::Migration),
         ]
     }
 }

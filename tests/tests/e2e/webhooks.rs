@@ -290,3 +290,55 @@ async fn killed_between_an_order_and_its_webhook(backend: Backend) {
     assert_eq!(sent["data"]["externalId"], "killed-1");
     restarted.terminate();
 }
+
+on_both_databases!(expiring_licences_are_announced_once_with_the_tightest_notice);
+
+/// `license.expiring` goes out 30, 14 and 7 days ahead, once each per expiry
+/// date; a licence found with ten days left gets the 14-day notice only.
+async fn expiring_licences_are_announced_once_with_the_tightest_notice(app: TestApp) {
+    use entity::{event, license_key};
+    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+    let mut ids = Vec::new();
+    for (key, days_left) in [("EXP-05", 5), ("EXP-10", 10), ("EXP-20", 20), ("EXP-40", 40)] {
+        let (id, _, _) = crate::client::delivered(&app, key, 1).await;
+        let mut row: license_key::ActiveModel =
+            license_key::Entity::find_by_id(id.clone()).one(app.db()).await.expect("read").expect("row").into();
+        row.expires_at = Set(Some(entity::now() + chrono::Duration::days(days_left)));
+        row.update(app.db()).await.expect("update");
+        ids.push(id);
+    }
+    let notices = || async {
+        let mut found: Vec<(String, i64)> = event::Entity::find()
+            .filter(event::Column::Kind.eq("license.expiring"))
+            .all(app.db())
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| (e.subject_id, e.payload["days"].as_i64().unwrap_or_default()))
+            .collect();
+        found.sort();
+        found
+    };
+    let mut expected = vec![(ids[0].clone(), 7), (ids[1].clone(), 14), (ids[2].clone(), 30)];
+    expected.sort();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while notices().await != expected {
+        assert!(Instant::now() < deadline, "notices: {:?}", notices().await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // More sweeps (every second in tests) announce nothing again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(notices().await, expected);
+    // The 20-day licence's expiry moves to six days away: its 7-day notice follows.
+    let mut row: license_key::ActiveModel =
+        license_key::Entity::find_by_id(ids[2].clone()).one(app.db()).await.expect("read").expect("row").into();
+    row.expires_at = Set(Some(entity::now() + chrono::Duration::days(6)));
+    row.update(app.db()).await.expect("update");
+    expected.push((ids[2].clone(), 7));
+    expected.sort();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while notices().await != expected {
+        assert!(Instant::now() < deadline, "notices: {:?}", notices().await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
