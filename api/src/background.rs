@@ -2,7 +2,7 @@
 //! nodes on one database: it changes a row only if the row still needs it.
 
 use crate::AppState;
-use crate::services::{exhaustion, fulfilment, jobs, licenses, reminders, webhooks};
+use crate::services::{email, exhaustion, fulfilment, jobs, licenses, reminders, webhooks};
 use entity::Environment;
 use sea_orm::Iterable;
 use std::time::Duration;
@@ -45,6 +45,9 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
             }
             if let Err(e) = webhooks::dispatch(&hooks.db).await {
                 tracing::warn!(error = %e.detail(), "queueing webhook deliveries failed; retrying");
+            }
+            if let Err(e) = email::send_due(&hooks.db, &hooks.mailer).await {
+                tracing::warn!(error = %e.detail(), "sending email failed; retrying");
             }
             loop {
                 match webhooks::deliver_due(&hooks.db, &hooks.webhooks, hooks.config.webhook_retry_seconds).await {

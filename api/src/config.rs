@@ -74,6 +74,15 @@ pub struct Config {
     /// seconds; each next one twice as long (at most an hour), for a day.
     #[arg(long, env = "KEYSMITH_WEBHOOK_RETRY_SECONDS", default_value_t = 30, global = true)]
     pub webhook_retry_seconds: u64,
+    /// The SMTP server email goes through: `smtp://host:25` (plain),
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS) or
+    /// `smtps://user:pass@host:465`. Unset, emails are kept in the outbox and
+    /// logged (recipient and subject only).
+    #[arg(long, env = "KEYSMITH_SMTP_URL", hide_env_values = true, global = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of Keysmith's emails.
+    #[arg(long, env = "KEYSMITH_MAIL_FROM", default_value = "Keysmith <keysmith@localhost>", global = true)]
+    pub mail_from: String,
 }
 
 /// An http(s) address without a trailing slash.
@@ -233,6 +242,8 @@ impl std::fmt::Debug for Config {
             .field("client_address_header", &self.client_address_header)
             .field("webhook_allow_private", &self.webhook_allow_private)
             .field("webhook_retry_seconds", &self.webhook_retry_seconds)
+            .field("smtp_url", &self.smtp_url.as_deref().map(crate::db::redact_url))
+            .field("mail_from", &self.mail_from)
             .finish()
     }
 }

@@ -47,6 +47,8 @@ pub struct StateInner {
     pub offline: services::offline::OfflineSigner,
     /// The HTTP client webhooks go out through.
     pub webhooks: services::webhooks::Sender,
+    /// How this node sends email.
+    pub mailer: services::email::Mailer,
     /// Wakes this node's webhook worker when a request writes events.
     pub events_written: Arc<tokio::sync::Notify>,
 }
@@ -82,6 +84,7 @@ impl AppState {
         jwt: JwtKeys,
         offline: services::offline::OfflineSigner,
         webhooks: services::webhooks::Sender,
+        mailer: services::email::Mailer,
         config: Config,
     ) -> Self {
         let statements = Arc::new(AtomicU64::new(0));
@@ -101,6 +104,7 @@ impl AppState {
             login_limits: services::ratelimit::LoginLimits::default(),
             offline,
             webhooks,
+            mailer,
             events_written: Arc::default(),
         }))
     }
@@ -114,7 +118,8 @@ impl AppState {
             .await
             .context("loading the offline licence signing key")?;
         let webhooks = services::webhooks::Sender::new(config.webhook_allow_private)?;
-        Ok(Self::new(db, jwt, offline, webhooks, config))
+        let mailer = services::email::Mailer::new(config.smtp_url.as_deref(), &config.mail_from)?;
+        Ok(Self::new(db, jwt, offline, webhooks, mailer, config))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod activations;
 pub mod audit;
 pub mod bulk;
 pub mod customers;
+pub mod email;
 pub mod events;
 pub mod exhaustion;
 pub mod export;

@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod audit_event;
 pub mod customer;
+pub mod email;
 pub mod environment;
 pub mod event;
 pub mod expiry_notice;

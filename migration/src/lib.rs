@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod client_api;
+mod email;
 mod expiry_notices;
 mod fulfilment;
 mod initial_schema;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(client_api::Migration),
             Box::new(webhooks::Migration),
             Box::new(expiry_notices::Migration),
+            Box::new(email::Migration),
         ]
     }
 }

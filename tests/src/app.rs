@@ -53,6 +53,8 @@ pub fn config(database_url: &str) -> Config {
         // Test receivers listen on loopback.
         webhook_allow_private: true,
         webhook_retry_seconds: 1,
+        smtp_url: None,
+        mail_from: "Keysmith <keysmith@example.com>".into(),
     }
 }
 

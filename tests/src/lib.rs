@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod postgres;
+pub mod smtp;
 
 pub use app::{Backend, TestApp, data, error_code, error_field, refusal};
 

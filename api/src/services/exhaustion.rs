@@ -32,7 +32,8 @@ pub struct Checked {
 pub async fn check(db: &DatabaseConnection, environment: Environment, pool: &TagRef) -> AppResult<Checked> {
     let ctx = RequestContext::system(environment);
     let Some(stats) = tags::figures(db, &ctx, pool).await? else { return Ok(Checked::default()) };
-    let threshold = i64::from(settings::current(db).await?.exhaustion_threshold);
+    let settings = settings::current(db).await?;
+    let threshold = i64::from(settings.exhaustion_threshold);
     let taken = stats.total - stats.remaining;
     let exhausting = stats.total > 0 && taken * 100 >= threshold * stats.total;
     let waiting = if stats.remaining == 0 { fulfilment::waiting_on(db, environment, pool).await? } else { 0 };
@@ -75,6 +76,29 @@ pub async fn check(db: &DatabaseConnection, environment: Environment, pool: &Tag
     if flip(&txn, environment, pool, pool_alert::Column::ExhaustedAt, exhausted).await? {
         events::emit(&txn, environment, "pool.exhausted", subject, payload).await?;
         checked.exhausted_fired = true;
+    }
+    if let Some(to) =
+        settings.notification_email.as_deref().filter(|_| checked.exhausting_fired || checked.exhausted_fired)
+    {
+        let (kind, subject) = if checked.exhausted_fired {
+            ("pool.exhausted", format!("Keysmith: the pool {} is empty and orders are waiting", stats.name))
+        } else {
+            ("pool.exhausting", format!("Keysmith: the pool {} is running out of keys", stats.name))
+        };
+        let body = format!(
+            "The pool {name} ({environment}) has {remaining} of {total} keys left: {used} used ({percentage:.0} %), \
+             past the alert threshold of {threshold} %.\n{waiting}\nAdd keys to the pool (import, generate or move \
+             keys into it); orders waiting on it are filled as soon as keys arrive.\n",
+            name = stats.name,
+            environment = environment.as_str(),
+            remaining = stats.remaining,
+            total = stats.total,
+            used = taken,
+            percentage = stats.used_percentage(),
+            waiting =
+                if waiting > 0 { format!("{waiting} ordered units are waiting for a key.") } else { String::new() },
+        );
+        super::email::queue(&txn, Some(environment), kind, to, &subject, &body).await?;
     }
     txn.commit().await?;
     if checked.exhausting_fired || checked.exhausted_fired {

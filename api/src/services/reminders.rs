@@ -83,10 +83,37 @@ pub async fn announce_expiring(db: &DatabaseConnection) -> AppResult<u64> {
                 });
                 let subject = Subject { kind: "license_key", id: &licence.id };
                 events::emit(&txn, licence.environment, "license.expiring", subject, payload).await?;
+                remind(&txn, licence, expires_at, days).await?;
                 sent += 1;
             }
             txn.commit().await?;
         }
     }
     Ok(sent)
+}
+
+/// Emails the licence's customer, when it has one, that it expires soon.
+async fn remind(
+    txn: &impl ConnectionTrait,
+    licence: &license_key::Model,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    days: i32,
+) -> AppResult<()> {
+    let Some(customer_id) = &licence.customer_id else { return Ok(()) };
+    let Some(customer) = entity::customer::Entity::find_by_id(customer_id.clone()).one(txn).await? else {
+        return Ok(());
+    };
+    let product = match &licence.product_id {
+        Some(id) => entity::product::Entity::find_by_id(id.clone()).one(txn).await?.map(|p| p.name),
+        None => None,
+    };
+    let what = product.map_or_else(|| "Your licence".to_string(), |name| format!("Your {name} licence"));
+    let subject = format!("{what} expires in {days} days");
+    let body = format!(
+        "Hello{name},\n\n{what} (key {prefix}…) expires on {date}.\nRenew it before then to keep using it.\n",
+        name = if customer.name.is_empty() { String::new() } else { format!(" {}", customer.name) },
+        prefix = license_key::key_prefix(&licence.key),
+        date = expires_at.format("%-d %B %Y"),
+    );
+    super::email::queue(txn, Some(licence.environment), "license.expiring", &customer.email, &subject, &body).await
 }

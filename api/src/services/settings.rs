@@ -36,6 +36,8 @@ pub struct Settings {
     pub rate_limit_per_key: u32,
     /// Client calls allowed per client address per minute, on each node (0: no limit).
     pub rate_limit_per_address: u32,
+    /// Where pool alerts are emailed; none when unset.
+    pub notification_email: Option<String>,
 }
 
 impl Default for Settings {
@@ -49,6 +51,7 @@ impl Default for Settings {
             offline_file_validity_hours: 24,
             rate_limit_per_key: 60,
             rate_limit_per_address: 600,
+            notification_email: None,
         }
     }
 }
@@ -64,6 +67,8 @@ pub struct SettingsPatch {
     pub offline_file_validity_hours: Option<i64>,
     pub rate_limit_per_key: Option<i64>,
     pub rate_limit_per_address: Option<i64>,
+    /// `Some("")` clears the address.
+    pub notification_email: Option<String>,
 }
 
 /// `value` for `field` when it lies in `range`, or an error naming both.
@@ -105,6 +110,14 @@ pub async fn update(db: &DatabaseConnection, ctx: &RequestContext, patch: Settin
     let validity = ranged("offlineFileValidityHours", patch.offline_file_validity_hours, 1..=24 * 366)?;
     let per_key = ranged("rateLimitPerKey", patch.rate_limit_per_key, 0..=1_000_000)?;
     let per_address = ranged("rateLimitPerAddress", patch.rate_limit_per_address, 0..=10_000_000)?;
+    let notification_email = patch
+        .notification_email
+        .as_deref()
+        .map(|e| match e.trim() {
+            "" => Ok(None),
+            address => entity::values::Email::parse("notificationEmail", address).map(|e| Some(e.into_inner())),
+        })
+        .transpose()?;
     let txn = begin_write(db).await?;
     let before = current(&txn).await?;
     let mut after = before.clone();
@@ -121,6 +134,7 @@ pub async fn update(db: &DatabaseConnection, ctx: &RequestContext, patch: Settin
     put(&mut after.offline_file_validity_hours, validity);
     put(&mut after.rate_limit_per_key, per_key);
     put(&mut after.rate_limit_per_address, per_address);
+    put(&mut after.notification_email, notification_email);
     let (old, new) = (json(&before)?, json(&after)?);
     let now = entity::now();
     for (name, value) in new.as_object().into_iter().flatten() {

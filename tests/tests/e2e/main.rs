@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod cli;
 mod client;
+mod email;
 mod environments;
 mod errors;
 mod fulfilment;

@@ -23,6 +23,7 @@ impl SettingsMutation {
             offline_file_validity_hours: input.offline_file_validity_hours.map(i64::from),
             rate_limit_per_key: input.rate_limit_per_key.map(i64::from),
             rate_limit_per_address: input.rate_limit_per_address.map(i64::from),
+            notification_email: input.notification_email,
         };
         let updated = settings::update(&state.db, rc, patch).await;
         state.settings.forget();

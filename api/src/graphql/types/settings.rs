@@ -26,6 +26,8 @@ pub struct Settings {
     /// Client calls allowed per client address per minute on each node
     /// (default 600; 0: no limit).
     pub rate_limit_per_address: i64,
+    /// Where pool alerts are emailed; null for none.
+    pub notification_email: Option<String>,
 }
 
 impl From<ServiceSettings> for Settings {
@@ -39,6 +41,7 @@ impl From<ServiceSettings> for Settings {
             offline_file_validity_hours: i64::from(s.offline_file_validity_hours),
             rate_limit_per_key: i64::from(s.rate_limit_per_key),
             rate_limit_per_address: i64::from(s.rate_limit_per_address),
+            notification_email: s.notification_email,
         }
     }
 }
@@ -60,6 +63,8 @@ pub struct UpdateSettingsInput {
     pub rate_limit_per_key: Option<i32>,
     /// 0 (no limit) – 10000000.
     pub rate_limit_per_address: Option<i32>,
+    /// An email address; an empty string clears it.
+    pub notification_email: Option<String>,
 }
 
 #[derive(Debug, SimpleObject)]
