@@ -49,8 +49,16 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
             if let Err(e) = email::send_due(&hooks.db, &hooks.mailer).await {
                 tracing::warn!(error = %e.detail(), "sending email failed; retrying");
             }
+            let allow_private = match hooks.webhooks_may_reach_private().await {
+                Ok(allow) => allow,
+                Err(e) => {
+                    tracing::warn!(error = %e.detail(), "reading the webhook address policy failed; retrying");
+                    continue;
+                }
+            };
             loop {
-                match webhooks::deliver_due(&hooks.db, &hooks.webhooks, hooks.config.webhook_retry_seconds).await {
+                let retry = hooks.config.webhook_retry_seconds;
+                match webhooks::deliver_due(&hooks.db, &hooks.webhooks, allow_private, retry).await {
                     Ok(0) => break,
                     Ok(_) => continue,
                     Err(e) => {

@@ -79,6 +79,12 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// Whether webhooks may reach private, loopback and link-local addresses:
+    /// allowed by configuration or by the setting.
+    pub async fn webhooks_may_reach_private(&self) -> error::AppResult<bool> {
+        Ok(self.config.webhook_allow_private || self.settings.get(&self.db).await?.webhook_allow_private_addresses)
+    }
+
     pub fn new(
         mut db: DatabaseConnection,
         jwt: JwtKeys,
@@ -117,7 +123,7 @@ impl AppState {
         let offline = services::offline::load_or_create(&db, config.offline_signing_key.as_deref())
             .await
             .context("loading the offline licence signing key")?;
-        let webhooks = services::webhooks::Sender::new(config.webhook_allow_private)?;
+        let webhooks = services::webhooks::Sender::new()?;
         let mailer = services::email::Mailer::new(config.smtp_url.as_deref(), &config.mail_from)?;
         Ok(Self::new(db, jwt, offline, webhooks, mailer, config))
     }

@@ -38,6 +38,9 @@ pub struct Settings {
     pub rate_limit_per_address: u32,
     /// Where pool alerts are emailed; none when unset.
     pub notification_email: Option<String>,
+    /// Webhooks may reach private, loopback and link-local addresses (as
+    /// `KEYSMITH_WEBHOOK_ALLOW_PRIVATE` does for a whole deployment).
+    pub webhook_allow_private_addresses: bool,
 }
 
 impl Default for Settings {
@@ -52,6 +55,7 @@ impl Default for Settings {
             rate_limit_per_key: 60,
             rate_limit_per_address: 600,
             notification_email: None,
+            webhook_allow_private_addresses: false,
         }
     }
 }
@@ -69,6 +73,7 @@ pub struct SettingsPatch {
     pub rate_limit_per_address: Option<i64>,
     /// `Some("")` clears the address.
     pub notification_email: Option<String>,
+    pub webhook_allow_private_addresses: Option<bool>,
 }
 
 /// `value` for `field` when it lies in `range`, or an error naming both.
@@ -135,6 +140,7 @@ pub async fn update(db: &DatabaseConnection, ctx: &RequestContext, patch: Settin
     put(&mut after.rate_limit_per_key, per_key);
     put(&mut after.rate_limit_per_address, per_address);
     put(&mut after.notification_email, notification_email);
+    put(&mut after.webhook_allow_private_addresses, patch.webhook_allow_private_addresses);
     let (old, new) = (json(&before)?, json(&after)?);
     let now = entity::now();
     for (name, value) in new.as_object().into_iter().flatten() {

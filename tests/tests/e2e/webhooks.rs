@@ -219,6 +219,17 @@ async fn private_targets_are_refused_unless_configuration_allows_them() {
         let body = app.graphql(Some(&admin), CREATE, json!({ "u": target, "e": ["order.created"] })).await;
         assert_eq!((error_code(&body), error_field(&body)), (Some("INVALID_INPUT"), Some("url")), "{target}: {body:#}");
     }
+    // The admin's setting opens them for this deployment, and closes them again.
+    let policy = "mutation($a: Boolean) { updateSettings(input: {webhookAllowPrivateAddresses: $a}) \
+                  { settings { webhookAllowPrivateAddresses } } }";
+    app.graphql(Some(&admin), policy, json!({ "a": true })).await;
+    let body =
+        app.graphql(Some(&admin), CREATE, json!({ "u": "http://127.0.0.1:8080/hook", "e": ["order.created"] })).await;
+    assert!(body.get("errors").is_none(), "{body:#}");
+    app.graphql(Some(&admin), policy, json!({ "a": false })).await;
+    let body =
+        app.graphql(Some(&admin), CREATE, json!({ "u": "http://127.0.0.1:8081/hook", "e": ["order.created"] })).await;
+    assert_eq!(error_code(&body), Some("INVALID_INPUT"));
     app.stop().await;
 }
 

@@ -24,6 +24,7 @@ impl SettingsMutation {
             rate_limit_per_key: input.rate_limit_per_key.map(i64::from),
             rate_limit_per_address: input.rate_limit_per_address.map(i64::from),
             notification_email: input.notification_email,
+            webhook_allow_private_addresses: input.webhook_allow_private_addresses,
         };
         let updated = settings::update(&state.db, rc, patch).await;
         state.settings.forget();

@@ -21,7 +21,7 @@ impl WebhookMutation {
         input: CreateWebhookEndpointInput,
     ) -> Result<CreateWebhookEndpointPayload> {
         let (state, rc) = request(ctx)?;
-        let allow = state.config.webhook_allow_private;
+        let allow = state.webhooks_may_reach_private().await?;
         let created = webhooks::create(&state.db, rc, allow, &input.url, &input.events, input.enabled).await?;
         Ok(CreateWebhookEndpointPayload { endpoint: created.endpoint.into(), secret: created.secret })
     }
@@ -34,7 +34,7 @@ impl WebhookMutation {
     ) -> Result<WebhookEndpointPayload> {
         let (state, rc) = request(ctx)?;
         let patch = EndpointPatch { url: input.url, events: input.events, enabled: input.enabled };
-        let allow = state.config.webhook_allow_private;
+        let allow = state.webhooks_may_reach_private().await?;
         Ok(WebhookEndpointPayload { endpoint: webhooks::update(&state.db, rc, allow, &input.id, patch).await?.into() })
     }
 

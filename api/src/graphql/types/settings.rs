@@ -28,6 +28,10 @@ pub struct Settings {
     pub rate_limit_per_address: i64,
     /// Where pool alerts are emailed; null for none.
     pub notification_email: Option<String>,
+    /// Webhooks may reach private, loopback and link-local addresses
+    /// (default false; `KEYSMITH_WEBHOOK_ALLOW_PRIVATE` allows them for the
+    /// whole deployment whatever this says).
+    pub webhook_allow_private_addresses: bool,
 }
 
 impl From<ServiceSettings> for Settings {
@@ -42,6 +46,7 @@ impl From<ServiceSettings> for Settings {
             rate_limit_per_key: i64::from(s.rate_limit_per_key),
             rate_limit_per_address: i64::from(s.rate_limit_per_address),
             notification_email: s.notification_email,
+            webhook_allow_private_addresses: s.webhook_allow_private_addresses,
         }
     }
 }
@@ -65,6 +70,7 @@ pub struct UpdateSettingsInput {
     pub rate_limit_per_address: Option<i32>,
     /// An email address; an empty string clears it.
     pub notification_email: Option<String>,
+    pub webhook_allow_private_addresses: Option<bool>,
 }
 
 #[derive(Debug, SimpleObject)]

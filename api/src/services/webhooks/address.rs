@@ -66,35 +66,43 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// The HTTP client webhooks are sent with.
+/// The HTTP clients webhooks are sent with: one that reaches public
+/// addresses only, and one for deployments that allow private ones.
 #[derive(Clone)]
 pub struct Sender {
-    pub(super) client: reqwest::Client,
-    pub(super) allow_private: bool,
+    guarded: reqwest::Client,
+    open: reqwest::Client,
 }
 
 impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sender").field("allow_private", &self.allow_private).finish_non_exhaustive()
+        f.debug_struct("Sender").finish_non_exhaustive()
     }
 }
 
+fn client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .connect_timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Keysmith-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+        .build()
+}
+
 impl Sender {
-    pub fn new(allow_private: bool) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .connect_timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Keysmith-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(GuardedResolver { allow_private }))
-            .build()?;
-        Ok(Self { client, allow_private })
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Self { guarded: client(false)?, open: client(true)? })
+    }
+
+    pub(super) fn client(&self, allow_private: bool) -> &reqwest::Client {
+        if allow_private { &self.open } else { &self.guarded }
     }
 
     /// Why `url` may not be sent to, when it names an address literally
     /// (names are checked by the resolver as the request goes out).
-    pub(super) fn refuses(&self, url: &reqwest::Url) -> Option<String> {
-        if self.allow_private {
+    pub(super) fn refuses(url: &reqwest::Url, allow_private: bool) -> Option<String> {
+        if allow_private {
             return None;
         }
         let ip = match url.host()? {

@@ -107,7 +107,12 @@ pub async fn dispatch(db: &DatabaseConnection) -> AppResult<u64> {
 
 /// Claims the deliveries due now (with a lease, so no other node sends them
 /// meanwhile) and sends them at once. Returns how many were sent.
-pub async fn deliver_due(db: &DatabaseConnection, sender: &Sender, retry_base_seconds: u64) -> AppResult<u64> {
+pub async fn deliver_due(
+    db: &DatabaseConnection,
+    sender: &Sender,
+    allow_private: bool,
+    retry_base_seconds: u64,
+) -> AppResult<u64> {
     let now = entity::now();
     let backend = db.get_database_backend();
     let mut pick = Sql::new(
@@ -140,9 +145,9 @@ pub async fn deliver_due(db: &DatabaseConnection, sender: &Sender, retry_base_se
         .into_iter()
         .map(|e| (e.id.clone(), e))
         .collect();
-    let sends = claimed
-        .iter()
-        .filter_map(|d| endpoints.get(&d.endpoint_id).map(|e| send(db, sender, e, d, retry_base_seconds)));
+    let sends = claimed.iter().filter_map(|d| {
+        endpoints.get(&d.endpoint_id).map(|e| send(db, sender, allow_private, e, d, retry_base_seconds))
+    });
     let results = futures_util::future::join_all(sends).await;
     let sent = results.len() as u64;
     for r in results {
@@ -168,6 +173,7 @@ fn body_of(delivery: &webhook_delivery::Model, endpoint: &webhook_endpoint::Mode
 async fn send(
     db: &DatabaseConnection,
     sender: &Sender,
+    allow_private: bool,
     endpoint: &webhook_endpoint::Model,
     delivery: &webhook_delivery::Model,
     retry_base_seconds: u64,
@@ -176,11 +182,11 @@ async fn send(
     let timestamp = Utc::now().timestamp();
     let outcome: Result<(u16, String), String> = match reqwest::Url::parse(&endpoint.url) {
         Err(e) => Err(format!("the endpoint's URL is unusable: {e}")),
-        Ok(url) => match sender.refuses(&url) {
+        Ok(url) => match Sender::refuses(&url, allow_private) {
             Some(reason) => Err(reason),
             None => {
                 let answer = sender
-                    .client
+                    .client(allow_private)
                     .post(url)
                     .header("Content-Type", "application/json")
                     .header("Keysmith-Event-Id", &delivery.event_id)
