@@ -23,6 +23,10 @@ const BATCH: u64 = 200;
 pub async fn announce_expiring(db: &DatabaseConnection) -> AppResult<u64> {
     let mut sent = 0;
     for (i, days) in NOTICE_DAYS.iter().copied().enumerate() {
+        // Disjoint bands (0–7, 7–14, 14–30 days left): a licence is in one
+        // band only, whatever a sweep meets first, so the tightest notice is
+        // the one it gets.
+        let wider_than = if i == 0 { 0 } else { NOTICE_DAYS[i - 1] };
         loop {
             let now = entity::now();
             let txn = begin_write(db).await?;
@@ -34,7 +38,7 @@ pub async fn announce_expiring(db: &DatabaseConnection) -> AppResult<u64> {
             not_yet.values.push(Value::from(days));
             let due = license_key::Entity::find()
                 .filter(license_key::Column::Status.is_in([LicenseStatus::Assigned, LicenseStatus::Active]))
-                .filter(license_key::Column::ExpiresAt.gt(now))
+                .filter(license_key::Column::ExpiresAt.gt(now + Duration::days(i64::from(wider_than))))
                 .filter(license_key::Column::ExpiresAt.lte(now + Duration::days(i64::from(days))))
                 .filter(not_yet.expr(backend))
                 .limit(BATCH)

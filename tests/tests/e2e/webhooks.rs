@@ -353,3 +353,38 @@ async fn expiring_licences_are_announced_once_with_the_tightest_notice(app: Test
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Two nodes on one PostgreSQL both run the webhook worker: every event
+/// reaches the receiver exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_send_the_same_delivery_twice() {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(url) = fresh_database(Backend::Postgres, dir.path()).await else { return };
+    let first = TestApp::spawn_with(Backend::Postgres, config(&url), dir).await;
+    let second = TestApp::spawn_with(Backend::Postgres, config(&url), tempfile::tempdir().expect("dir")).await;
+    let admin = first.staff_token(StaffRole::Admin).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let received = start_receiver(listener, 0);
+    let body =
+        first.graphql(Some(&admin), CREATE, json!({ "u": hook, "e": ["order.created", "license.assigned"] })).await;
+    assert!(body.get("errors").is_none(), "{body:#}");
+    let product = product(&first.base_url, &admin).await;
+    // Orders through both nodes: each writes its events, both workers race to send them.
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &first } else { &second };
+        let order = node.graphql(Some(&admin), ORDER, json!({ "x": format!("two-nodes-{i}"), "p": product })).await;
+        assert_eq!(data(&order)["createOrder"]["order"]["status"], "FULFILLED", "{order:#}");
+    }
+    // Ten orders: ten order.created and ten license.assigned events.
+    wait_for(&received, 20, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = received.lock().expect("lock").clone();
+    let mut ids: Vec<String> = got.iter().map(|(h, _)| header(h, "keysmith-event-id").to_string()).collect();
+    assert_eq!(ids.len(), 20, "every event once, none twice");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20);
+    second.stop().await;
+    first.stop().await;
+}
