@@ -6,13 +6,13 @@
 //! carry a sign-in link.
 
 use crate::error::{AppError, AppResult};
-use crate::services::sql::Sql;
+use crate::services::sql::claim_due;
 use chrono::Duration;
 use entity::{Environment, email};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, Set, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Set};
 
 pub const PENDING: &str = "PENDING";
 pub const SENT: &str = "SENT";
@@ -82,25 +82,7 @@ impl Mailer {
 
 /// Sends (or holds) the messages due now. Returns how many were handled.
 pub async fn send_due(db: &DatabaseConnection, mailer: &Mailer) -> AppResult<u64> {
-    let now = entity::now();
-    let backend = db.get_database_backend();
-    let mut pick = Sql::new(
-        "SELECT m.id FROM email m WHERE m.status = 'PENDING' AND m.next_attempt_at <= ? \
-         AND (m.locked_until IS NULL OR m.locked_until < ?) ORDER BY m.next_attempt_at LIMIT ?",
-    );
-    pick.values.extend([Value::from(now), Value::from(now), Value::from(BATCH)]);
-    if backend == DbBackend::Postgres {
-        pick.push(" FOR UPDATE SKIP LOCKED", []);
-    }
-    let mut claim = Sql::new("UPDATE email SET locked_until = ? WHERE id IN (");
-    claim.values.push(Value::from(now + Duration::seconds(LEASE_SECONDS)));
-    claim.append(&pick).push(") RETURNING *", []);
-    let claimed: Vec<email::Model> = db
-        .query_all_raw(claim.statement(backend))
-        .await?
-        .iter()
-        .map(|row| email::Model::from_query_result(row, ""))
-        .collect::<Result<_, _>>()?;
+    let claimed: Vec<email::Model> = claim_due(db, "email", None, BATCH, Duration::seconds(LEASE_SECONDS)).await?;
     let handled = claimed.len() as u64;
     for message in claimed {
         let outcome = match &mailer.transport {

@@ -87,6 +87,37 @@ pub fn escape_like(term: &str) -> String {
     out
 }
 
+/// Claims up to `batch` rows of an outbox `table` that are due — `PENDING`,
+/// `next_attempt_at` passed, no live lease — and `extra` (a condition on alias
+/// `d`), giving each a lease of `lease` so that no other node takes them
+/// meanwhile. On PostgreSQL rows being claimed by another node are skipped.
+pub async fn claim_due<M: sea_orm::FromQueryResult>(
+    db: &impl sea_orm::ConnectionTrait,
+    table: &str,
+    extra: Option<&str>,
+    batch: i64,
+    lease: chrono::Duration,
+) -> Result<Vec<M>, sea_orm::DbErr> {
+    let now = entity::now();
+    let backend = db.get_database_backend();
+    let mut pick = Sql::new(format!(
+        "SELECT d.id FROM {table} d WHERE d.status = 'PENDING' AND d.next_attempt_at <= ? \
+         AND (d.locked_until IS NULL OR d.locked_until < ?)"
+    ));
+    pick.values.extend([Value::from(now), Value::from(now)]);
+    if let Some(extra) = extra {
+        pick.push(&format!(" AND {extra}"), []);
+    }
+    pick.push(" ORDER BY d.next_attempt_at LIMIT ?", [Value::from(batch)]);
+    if backend == DbBackend::Postgres {
+        pick.push(" FOR UPDATE SKIP LOCKED", []);
+    }
+    let mut claim = Sql::new(format!("UPDATE {table} SET locked_until = ? WHERE id IN ("));
+    claim.values.push(Value::from(now + lease));
+    claim.append(&pick).push(") RETURNING *", []);
+    db.query_all_raw(claim.statement(backend)).await?.iter().map(|row| M::from_query_result(row, "")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

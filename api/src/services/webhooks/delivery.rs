@@ -4,14 +4,14 @@
 
 use super::Sender;
 use crate::error::{AppError, AppResult};
-use crate::services::sql::Sql;
+use crate::services::sql::claim_due;
 use chrono::{Duration, Utc};
 use entity::{event, webhook_delivery, webhook_endpoint};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait, Value,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, TransactionTrait,
 };
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ pub const PENDING: &str = "PENDING";
 pub const DELIVERED: &str = "DELIVERED";
 pub const FAILED: &str = "FAILED";
 /// Events turned into deliveries per transaction, deliveries sent per round.
-const BATCH: u64 = 50;
+const BATCH: i64 = 50;
 /// How long a node holds a delivery it is sending.
 const LEASE_SECONDS: i64 = 60;
 /// How long a failing delivery is retried.
@@ -46,7 +46,7 @@ pub async fn dispatch(db: &DatabaseConnection) -> AppResult<u64> {
         let mut pick = event::Entity::find()
             .filter(event::Column::DispatchedAt.is_null())
             .order_by_asc(event::Column::CreatedAt)
-            .limit(BATCH);
+            .limit(BATCH as u64);
         if txn.get_database_backend() == DbBackend::Postgres {
             pick = pick
                 .lock_with_behavior(sea_orm::sea_query::LockType::Update, sea_orm::sea_query::LockBehavior::SkipLocked);
@@ -113,27 +113,9 @@ pub async fn deliver_due(
     allow_private: bool,
     retry_base_seconds: u64,
 ) -> AppResult<u64> {
-    let now = entity::now();
-    let backend = db.get_database_backend();
-    let mut pick = Sql::new(
-        "SELECT d.id FROM webhook_delivery d WHERE d.status = 'PENDING' AND d.next_attempt_at <= ? \
-         AND (d.locked_until IS NULL OR d.locked_until < ?) \
-         AND d.endpoint_id IN (SELECT e.id FROM webhook_endpoint e WHERE e.enabled = ?) \
-         ORDER BY d.next_attempt_at LIMIT ?",
-    );
-    pick.values.extend([Value::from(now), Value::from(now), Value::from(true), Value::from(BATCH as i64)]);
-    if backend == DbBackend::Postgres {
-        pick.push(" FOR UPDATE SKIP LOCKED", []);
-    }
-    let mut claim = Sql::new("UPDATE webhook_delivery SET locked_until = ? WHERE id IN (");
-    claim.values.push(Value::from(now + Duration::seconds(LEASE_SECONDS)));
-    claim.append(&pick).push(") RETURNING *", []);
-    let claimed: Vec<webhook_delivery::Model> = db
-        .query_all_raw(claim.statement(backend))
-        .await?
-        .iter()
-        .map(|row| webhook_delivery::Model::from_query_result(row, ""))
-        .collect::<Result<_, _>>()?;
+    let enabled = "d.endpoint_id IN (SELECT e.id FROM webhook_endpoint e WHERE e.enabled = TRUE)";
+    let claimed: Vec<webhook_delivery::Model> =
+        claim_due(db, "webhook_delivery", Some(enabled), BATCH, Duration::seconds(LEASE_SECONDS)).await?;
     if claimed.is_empty() {
         return Ok(0);
     }
