@@ -88,8 +88,8 @@ impl ClientLimits {
     }
 
     /// Forgets budgets that have refilled completely, so that a flood of
-    /// random keys or addresses does not keep memory: the background runner
-    /// calls this every minute.
+    /// random keys or addresses does not keep memory: the sweeper calls this
+    /// on its schedule (every minute by default).
     pub fn shrink(&self) {
         if let Ok(l) = self.0.read() {
             if let Some(keys) = &l.keys {
@@ -101,14 +101,6 @@ impl ClientLimits {
                 addresses.shrink_to_fit();
             }
         }
-    }
-
-    /// Budgets held now (keys and addresses), for tests and operators.
-    pub fn tracked(&self) -> usize {
-        self.0
-            .read()
-            .map(|l| l.keys.as_ref().map_or(0, |k| k.len()) + l.addresses.as_ref().map_or(0, |a| a.len()))
-            .unwrap_or(0)
     }
 }
 
