@@ -71,9 +71,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(%database, "database ready");
     tracing::info!("serving GraphQL at http://{local}/graphql (GraphiQL in a browser), portal at /portal");
-    let background = crate::background::spawn(state.clone());
-    let served = crate::http::serve(state, listener, shutdown_signal()).await;
+    let node = crate::background::node_name(&state.config, local);
+    state.jobs.set_node(node.clone());
+    let background = crate::background::spawn(state.clone()).await?;
+    let served = crate::http::serve(state.clone(), listener, shutdown_signal()).await;
     background.abort();
+    // Hand back what this node was running: queued and recurring jobs to
+    // the next node, interrupted imports and exports marked FAILED.
+    if let Err(e) = crate::services::jobs::recover(&state.db, &node).await {
+        tracing::warn!(error = %e.detail(), "handing back this node's jobs failed; its claims lapse in a minute");
+    }
     served?;
     tracing::info!("stopped");
     Ok(())

@@ -83,6 +83,12 @@ pub struct Config {
     /// The sender of Keysmith's emails.
     #[arg(long, env = "KEYSMITH_MAIL_FROM", default_value = "Keysmith <keysmith@localhost>", global = true)]
     pub mail_from: String,
+    /// This node's name in the job table, unique among the nodes sharing a
+    /// database. A node restarting under the same name takes back at once
+    /// the jobs it held when it stopped; others wait for the claim to lapse
+    /// (a minute). Unset: the host name and the listening port.
+    #[arg(long, env = "KEYSMITH_NODE_ID", global = true)]
+    pub node_id: Option<String>,
 }
 
 /// An http(s) address without a trailing slash.
@@ -242,6 +248,7 @@ impl std::fmt::Debug for Config {
             .field("client_address_header", &self.client_address_header)
             .field("webhook_allow_private", &self.webhook_allow_private)
             .field("webhook_retry_seconds", &self.webhook_retry_seconds)
+            .field("node_id", &self.node_id)
             .field("smtp_url", &self.smtp_url.as_deref().map(crate::db::redact_url))
             .field("mail_from", &self.mail_from)
             .finish()

@@ -268,8 +268,9 @@ async fn export(req: &Request, state: &AppState, format: ExportFormat) -> Result
         ids: None,
         ..KeyFilter::default()
     };
-    let stream =
-        export::stream(state.db.clone(), &context, &filter, format).map_err(|e| error_response(status_of(&e), e))?;
+    let stream = export::stream_as_job(state.db.clone(), &state.jobs, &context, &filter, format)
+        .await
+        .map_err(|e| error_response(status_of(&e), e))?;
     let stream = stream.map(|chunk| {
         chunk.map_err(|e| {
             tracing::error!(error = %e.client_message(), "export stopped");

@@ -34,6 +34,8 @@ pub struct StateInner {
     /// Wakes this node's job runner when a request queues a job, so the job
     /// starts at once instead of at the runner's next tick.
     pub jobs_queued: Arc<tokio::sync::Notify>,
+    /// This node's name and the live progress of the jobs it runs.
+    pub jobs: Arc<services::jobs::Runner>,
     /// Pools this node's requests took keys from, for the background runner
     /// to check against the exhaustion threshold off the request path.
     pub pools_to_check: Arc<PoolWatch>,
@@ -104,6 +106,7 @@ impl AppState {
             config,
             statements,
             jobs_queued: Arc::default(),
+            jobs: Arc::default(),
             pools_to_check: Arc::default(),
             settings: services::settings::SettingsCache::default(),
             client_limits: services::ratelimit::ClientLimits::default(),

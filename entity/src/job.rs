@@ -1,4 +1,5 @@
-//! A background job (bulk generation, import, export, sweeper) and its progress.
+//! A background job (bulk generation, import, export, the recurring sweeps
+//! and deliveries) and its progress.
 
 use sea_orm::entity::prelude::*;
 
@@ -22,6 +23,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
+    /// Not claimed before this time (a recurring job's next run).
+    pub run_after: Option<DateTimeUtc>,
+    /// Set for a recurring job: run again this long after each run.
+    pub every_seconds: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ mod email;
 mod expiry_notices;
 mod fulfilment;
 mod initial_schema;
+mod job_runner;
 mod key_search;
 mod webhooks;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(webhooks::Migration),
             Box::new(expiry_notices::Migration),
             Box::new(email::Migration),
+            Box::new(job_runner::Migration),
         ]
     }
 }

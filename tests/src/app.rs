@@ -55,6 +55,7 @@ pub fn config(database_url: &str) -> Config {
         webhook_retry_seconds: 1,
         smtp_url: None,
         mail_from: "Keysmith <keysmith@example.com>".into(),
+        node_id: None,
     }
 }
 
@@ -91,11 +92,13 @@ impl TestApp {
         let database_url = config.database_url.clone();
         let state = AppState::open(config).await.expect("open the app state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
-        let base_url = format!("http://{}", listener.local_addr().expect("local address"));
+        let local = listener.local_addr().expect("local address");
+        let base_url = format!("http://{local}");
+        state.jobs.set_node(keysmith::background::node_name(&state.config, local));
         let (shutdown, stop) = oneshot::channel::<()>();
         let server_state = state.clone();
+        let background = keysmith::background::spawn(state.clone()).await.expect("the job runner starts");
         let server = tokio::spawn(async move {
-            let background = keysmith::background::spawn(server_state.clone());
             keysmith::http::serve(server_state, listener, async {
                 stop.await.ok();
             })

@@ -62,10 +62,10 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                 })
             };
             let started = Instant::now();
-            let result = import::import(&state.db, &ctx, source, options, progress.clone()).await;
+            let result = import::import_as_job(&state.db, &state.jobs, &ctx, source, options, progress.clone()).await;
             ticker.abort();
             bar.finish_and_clear();
-            let report = result.map_err(|e| anyhow::anyhow!(e.detail()))?;
+            let (report, _job) = result.map_err(|e| anyhow::anyhow!(e.detail()))?;
             print_report(&file.display().to_string(), &report, started.elapsed());
             if !report.committed {
                 bail!(
@@ -110,7 +110,9 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             let mut stream = Box::pin(
-                export::stream(state.db.clone(), &ctx, &filter, format).map_err(|e| anyhow::anyhow!(e.detail()))?,
+                export::stream_as_job(state.db.clone(), &state.jobs, &ctx, &filter, format)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.detail()))?,
             );
             while let Some(chunk) = stream.next().await {
                 out.write_all(&chunk.map_err(|e| anyhow::anyhow!(e.detail()))?)?;

@@ -1,16 +1,19 @@
 //! Exporting any filtered list of keys as CSV or JSON, streamed page by page
 //! (keyset on the id), so a million rows never sit in memory at once.
 
+use super::jobs::{self, Attached, Runner};
 use super::keys::{KeyFilter, selection};
 use super::sql::{Sql, placeholders};
 use crate::auth::{RequestContext, may};
 use crate::error::{AppError, AppResult};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const PAGE: u64 = 1000;
 
@@ -179,12 +182,14 @@ pub fn stream(
     ctx: &RequestContext,
     filter: &KeyFilter,
     format: ExportFormat,
+    exported: Arc<AtomicU64>,
 ) -> AppResult<impl Stream<Item = AppResult<Bytes>> + Send + 'static> {
     ctx.viewer.require(may::MANAGE)?;
     let sel = selection(db.get_database_backend(), ctx.environment, filter, "k")?;
     Ok(futures_util::stream::unfold(Phase::Start, move |phase| {
         let db = db.clone();
         let sel = sel.clone();
+        let exported = exported.clone();
         async move {
             match phase {
                 Phase::Start => {
@@ -198,6 +203,7 @@ pub fn stream(
                     Err(e) => Some((Err(e), Phase::Done)),
                     Ok(rows) if rows.is_empty() => Some((Ok(Bytes::new()), Phase::End)),
                     Ok(rows) => {
+                        exported.fetch_add(rows.len() as u64, Ordering::Relaxed);
                         let next = Phase::Rows { after: rows.last().map(|r| r.id.clone()), first: false };
                         let chunk = match format {
                             ExportFormat::Csv => csv_bytes(&rows, false),
@@ -217,6 +223,41 @@ pub fn stream(
             }
         }
     }))
+}
+
+/// [`stream`] recorded as an `EXPORT_LICENSE_KEYS` job: it succeeds when
+/// the last byte is produced, and fails if the stream stops early (an error,
+/// or the download dropped).
+pub async fn stream_as_job(
+    db: DatabaseConnection,
+    runner: &Arc<Runner>,
+    ctx: &RequestContext,
+    filter: &KeyFilter,
+    format: ExportFormat,
+) -> AppResult<impl Stream<Item = AppResult<Bytes>> + Send + 'static> {
+    let exported = Arc::new(AtomicU64::new(0));
+    let rows = stream(db.clone(), ctx, filter, format, exported.clone())?;
+    let payload = serde_json::json!({
+        "format": format.extension().to_uppercase(),
+        "filter": {
+            "tagId": filter.tag.as_ref().map(|t| t.id().to_string()),
+            "status": filter.status.map(|s| s.as_str()),
+            "search": filter.search.is_some(),
+        },
+    });
+    let job = Attached::start(&db, runner, ctx, jobs::EXPORT_LICENSE_KEYS, (exported.clone(), 0), payload).await?;
+    let failure = job.failure();
+    let rows = rows.inspect(move |chunk| {
+        if let (Err(e), Ok(mut slot)) = (chunk, failure.lock()) {
+            *slot = Some(format!("the export stopped: {}", e.client_message()));
+        }
+    });
+    // The job ends with the stream: the closing item records it.
+    let end = futures_util::stream::once(async move {
+        let count = exported.load(Ordering::Relaxed);
+        job.finish(Ok(serde_json::json!({ "exported": count }))).await.map(|()| Bytes::new())
+    });
+    Ok(rows.chain(end))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub use parse::{ImportFormat, MAX_KEY_CHARS, MAX_LINE_BYTES};
 
 use super::audit::{self, Change};
 use super::bulk;
+use super::jobs::{self, Attached, Runner};
 use super::tags;
 use crate::auth::{RequestContext, may};
 use crate::db::begin_write;
@@ -86,6 +87,48 @@ impl ImportReport {
             self.invalid_lines.push(InvalidLine { line, reason });
         }
     }
+}
+
+/// Imports the key list `source` as an `IMPORT_LICENSE_KEYS` job, so it can
+/// be followed in `jobs` while it runs and found there afterwards.
+/// `progress` counts the bytes read so far.
+pub async fn import_as_job(
+    db: &DatabaseConnection,
+    runner: &Arc<Runner>,
+    ctx: &RequestContext,
+    source: impl Read + Send + 'static,
+    options: ImportOptions,
+    progress: Arc<AtomicU64>,
+) -> AppResult<(ImportReport, String)> {
+    ctx.viewer.require(may::MANAGE)?;
+    let payload = serde_json::json!({
+        "format": format!("{:?}", options.format).to_uppercase(),
+        "tagIds": options.tag_ids,
+        "tagNames": options.tag_names,
+        "skipInvalid": options.skip_invalid,
+        "keepDuplicates": options.duplicates == DuplicatePolicy::Keep,
+    });
+    let total = options.size_hint.unwrap_or(0) as i64;
+    let job = Attached::start(db, runner, ctx, jobs::IMPORT_LICENSE_KEYS, (progress.clone(), total), payload).await?;
+    let id = job.id().to_string();
+    let outcome = import(db, ctx, source, options, progress).await;
+    let recorded = match &outcome {
+        Ok(report) if report.committed => Ok(serde_json::json!({
+            "imported": report.imported,
+            "duplicatesInFile": report.duplicates_in_file,
+            "duplicatesInPool": report.duplicates_in_pool,
+            "invalid": report.invalid_count,
+            "createdTags": report.created_tags,
+        })),
+        Ok(report) => Err(format!(
+            "nothing was imported: {} invalid line(s), the first on line {}",
+            report.invalid_count,
+            report.invalid_lines.first().map(|l| l.line).unwrap_or_default()
+        )),
+        Err(e) => Err(e.client_message()),
+    };
+    job.finish(recorded).await?;
+    Ok((outcome?, id))
 }
 
 /// Imports the key list `source`. `progress` counts the bytes read so far.

@@ -1,32 +1,63 @@
-//! Background jobs, starting with bulk licence generation. A job is a row:
-//! any node may claim it (a lease that expires if the node dies), and its
-//! work is done in batches that commit together with the job's progress, so
-//! a stop loses nothing: the next claim resumes where the last batch ended.
+//! Background jobs: one table and one runner for everything a node does off
+//! the request path, so `jobs` and `job(id)` show all of it.
+//!
+//! - **Queued** jobs (bulk generation) wait for any node's runner to claim
+//!   them. Their work commits in batches with their progress, so a job cut
+//!   off by a stop is resumed where it was.
+//! - **Attached** jobs (imports and exports) run inside the request that
+//!   carries their data; they are recorded as jobs so they can be followed.
+//!   They cannot move to another node (the upload or the download was that
+//!   request's), so a stop marks them FAILED, saying so.
+//! - **Recurring** jobs (the expiry sweep, expiry notices, webhook and email
+//!   delivery) are one row each, claimed by one node at a time and run again
+//!   `every_seconds` after each run.
+//!
+//! A claim is a lease on the row (`locked_by`, `locked_until`): a node that
+//! dies loses it when it lapses, and a node restarting under the same name
+//! (`KEYSMITH_NODE_ID`, by default host and port) takes its jobs back at once.
 
-use super::audit::{self, Change};
-use super::bulk;
-use super::generators::spec;
+mod attached;
+mod generate;
+
+pub use attached::Attached;
+pub use generate::{MAX_GENERATE, generate_licenses};
+
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
-use crate::auth::{RequestContext, Viewer, may};
-use crate::db::begin_write;
+use crate::auth::{RequestContext, may};
 use crate::error::{AppError, AppResult};
 use chrono::Duration;
-use entity::license_key::KeySource;
-use entity::product::ProductStatus;
-use entity::{Environment, generator, job, product, tag};
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-};
-use std::collections::HashSet;
+use entity::job;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub const GENERATE_LICENSES: &str = "GENERATE_LICENSES";
-/// Most licences one generation job makes.
-pub const MAX_GENERATE: i64 = 100_000;
-/// Keys made and committed together with the job's progress.
-const BATCH: i64 = 2000;
+pub const IMPORT_LICENSE_KEYS: &str = "IMPORT_LICENSE_KEYS";
+pub const EXPORT_LICENSE_KEYS: &str = "EXPORT_LICENSE_KEYS";
+pub const EXPIRE_LICENSES: &str = "EXPIRE_LICENSES";
+pub const SEND_EXPIRY_NOTICES: &str = "SEND_EXPIRY_NOTICES";
+pub const DELIVER_WEBHOOKS: &str = "DELIVER_WEBHOOKS";
+pub const SEND_EMAILS: &str = "SEND_EMAILS";
+
+/// Kinds that run inside a request and cannot be taken over by another node.
+const ATTACHED: [&str; 2] = [IMPORT_LICENSE_KEYS, EXPORT_LICENSE_KEYS];
 /// How long a claim holds without the node renewing it.
-const LEASE_SECONDS: i64 = 60;
+pub(crate) const LEASE_SECONDS: i64 = 60;
+
+/// What a job's `progress` and `total` count.
+pub fn unit(kind: &str) -> &'static str {
+    match kind {
+        GENERATE_LICENSES | EXPIRE_LICENSES => "licences",
+        IMPORT_LICENSE_KEYS => "bytes",
+        EXPORT_LICENSE_KEYS => "keys",
+        SEND_EXPIRY_NOTICES => "notices",
+        DELIVER_WEBHOOKS => "delivery attempts",
+        SEND_EMAILS => "emails",
+        _ => "items",
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
@@ -53,73 +84,57 @@ impl JobStatus {
     }
 }
 
-/// Queues the generation of `count` AVAILABLE licences of `product` from `generator`.
-pub async fn generate_licenses(
-    db: &DatabaseConnection,
-    ctx: &RequestContext,
-    generator_id: &str,
-    product_id: &str,
-    count: i64,
-) -> AppResult<job::Model> {
-    ctx.viewer.require(may::MANAGE)?;
-    if !(1..=MAX_GENERATE).contains(&count) {
-        return Err(AppError::invalid("count", format!("must be between 1 and {MAX_GENERATE} (got {count})")));
+/// This node's side of the job table: its name, and the live progress of
+/// the attached jobs it runs (an import on SQLite holds the write lock, so
+/// its progress is kept in memory until it ends).
+#[derive(Default)]
+pub struct Runner {
+    node: OnceLock<String>,
+    live: Mutex<HashMap<String, Arc<AtomicU64>>>,
+}
+
+impl Runner {
+    /// Names this node; the first name given sticks.
+    pub fn set_node(&self, name: String) {
+        let _ = self.node.set(name);
     }
-    let txn = begin_write(db).await?;
-    let product = product::Entity::find_by_id(product_id.to_string())
-        .filter(product::Column::Environment.eq(ctx.environment))
-        .one(&txn)
-        .await?
-        .ok_or_else(|| AppError::not_found_in("product", "productId"))?;
-    if product.status != ProductStatus::Active {
-        return Err(AppError::invalid("productId", "the product is archived"));
+
+    /// The node's name. A process never named (a command-line import) gets
+    /// a name of its own, so it never holds another node's claims.
+    pub fn node(&self) -> &str {
+        self.node.get_or_init(|| {
+            let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+            format!("{host}:pid{}-{}", std::process::id(), entity::new_id())
+        })
     }
-    generator::Entity::find_by_id(generator_id.to_string())
-        .one(&txn)
-        .await?
-        .ok_or_else(|| AppError::not_found_in("generator", "generatorId"))?;
-    let created = job::ActiveModel {
-        id: Set(entity::new_id()),
-        environment: Set(Some(ctx.environment.as_str().to_string())),
-        kind: Set(GENERATE_LICENSES.into()),
-        status: Set(JobStatus::Queued.as_str().into()),
-        progress: Set(0),
-        total: Set(count),
-        payload: Set(serde_json::json!({ "generatorId": generator_id, "productId": product_id })),
-        result: Set(None),
-        error: Set(None),
-        created_by: Set(match &ctx.viewer {
-            Viewer::Staff { user_id, .. } => Some(user_id.clone()),
-            _ => None,
-        }),
-        locked_by: Set(None),
-        locked_until: Set(None),
-        created_at: Set(entity::now()),
-        started_at: Set(None),
-        finished_at: Set(None),
+
+    pub fn live_progress(&self, id: &str) -> Option<i64> {
+        let live = self.live.lock().ok()?;
+        live.get(id).map(|p| p.load(Ordering::Relaxed) as i64)
     }
-    .insert(&txn)
-    .await?;
-    audit::record(
-        &txn,
-        ctx,
-        Change {
-            action: "job.queued",
-            target_kind: "job",
-            target_id: &created.id,
-            after: Some(serde_json::json!({ "kind": GENERATE_LICENSES, "count": count, "productId": product_id, "generatorId": generator_id })),
-            ..Change::default()
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(created)
+
+    fn track(&self, id: &str, progress: Arc<AtomicU64>) {
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(id.to_string(), progress);
+        }
+    }
+
+    fn untrack(&self, id: &str) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(id);
+        }
+    }
+}
+
+/// A job of the environment, or one of the recurring jobs every environment shares.
+fn visible_in(ctx: &RequestContext) -> Condition {
+    Condition::any().add(job::Column::Environment.eq(ctx.environment.as_str())).add(job::Column::Environment.is_null())
 }
 
 pub async fn get(db: &DatabaseConnection, ctx: &RequestContext, id: &str) -> AppResult<job::Model> {
     ctx.viewer.require(may::READ)?;
     job::Entity::find_by_id(id.to_string())
-        .filter(job::Column::Environment.eq(ctx.environment.as_str()))
+        .filter(visible_in(ctx))
         .one(db)
         .await?
         .ok_or_else(|| AppError::not_found("job"))
@@ -129,154 +144,257 @@ pub async fn list(
     db: &DatabaseConnection,
     ctx: &RequestContext,
     status: Option<JobStatus>,
+    kind: Option<&str>,
     args: &PageArgs,
     want_total: bool,
 ) -> AppResult<Page<job::Model>> {
     ctx.viewer.require(may::READ)?;
-    let mut query = job::Entity::find().filter(job::Column::Environment.eq(ctx.environment.as_str()));
+    let mut query = job::Entity::find().filter(visible_in(ctx));
     if let Some(status) = status {
         query = query.filter(job::Column::Status.eq(status.as_str()));
+    }
+    if let Some(kind) = kind {
+        query = query.filter(job::Column::Kind.eq(kind));
     }
     let keyset = Keyset { column: job::Column::CreatedAt, kind: SortKind::Time, id: job::Column::Id, descending: true };
     paginate(db, query, keyset, args, want_total, |j| time_value(&j.created_at), |j| j.id.clone()).await
 }
 
-/// Claims the oldest job that is queued or whose claim lapsed, for `node`.
-async fn claim(db: &DatabaseConnection, node: &str) -> AppResult<Option<job::Model>> {
+fn blank(kind: &str, status: JobStatus) -> job::ActiveModel {
+    job::ActiveModel {
+        id: Set(entity::new_id()),
+        environment: Set(None),
+        kind: Set(kind.to_string()),
+        status: Set(status.as_str().into()),
+        progress: Set(0),
+        total: Set(0),
+        payload: Set(serde_json::json!({})),
+        result: Set(None),
+        error: Set(None),
+        created_by: Set(None),
+        locked_by: Set(None),
+        locked_until: Set(None),
+        created_at: Set(entity::now()),
+        started_at: Set(None),
+        finished_at: Set(None),
+        run_after: Set(None),
+        every_seconds: Set(None),
+    }
+}
+
+/// Makes sure each recurring job has its row, run every so many seconds.
+/// Several nodes starting at once make one row each kind; the last to start
+/// sets the interval.
+pub async fn ensure_recurring(db: &DatabaseConnection, schedule: &[(&str, u64)]) -> AppResult<()> {
+    for (kind, every) in schedule {
+        let every = (*every).max(1) as i64;
+        let mut row = blank(kind, JobStatus::Queued);
+        row.every_seconds = Set(Some(every));
+        row.run_after = Set(Some(entity::now()));
+        job::Entity::insert(row).on_conflict(OnConflict::new().do_nothing().to_owned()).try_insert().exec(db).await?;
+        job::Entity::update_many()
+            .col_expr(job::Column::EverySeconds, Expr::value(every))
+            .filter(job::Column::Kind.eq(*kind))
+            .filter(job::Column::EverySeconds.is_not_null())
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Jobs a runner may take: queued and due, recurring and due (or `woken`:
+/// work for them just arrived), or held by a claim that lapsed.
+fn claimable(now: chrono::DateTime<chrono::Utc>, woken: &[&str]) -> Condition {
+    let due = Condition::any().add(job::Column::RunAfter.is_null()).add(job::Column::RunAfter.lte(now));
+    let mut recurring_due = Condition::any().add(job::Column::RunAfter.lte(now));
+    if !woken.is_empty() {
+        recurring_due = recurring_due.add(job::Column::Kind.is_in(woken.iter().copied()));
+    }
+    Condition::any()
+        .add(Condition::all().add(job::Column::Status.eq(JobStatus::Queued.as_str())).add(due))
+        .add(
+            Condition::all()
+                .add(job::Column::EverySeconds.is_not_null())
+                .add(job::Column::Status.is_in([JobStatus::Succeeded.as_str(), JobStatus::Failed.as_str()]))
+                .add(recurring_due),
+        )
+        .add(
+            Condition::all()
+                .add(job::Column::Status.eq(JobStatus::Running.as_str()))
+                .add(job::Column::LockedUntil.lt(now))
+                .add(job::Column::Kind.is_not_in(ATTACHED)),
+        )
+}
+
+/// Claims the oldest job a runner may take, for `node`. Kinds in `skip` are
+/// left alone (this node is running them already).
+pub async fn claim(
+    db: &DatabaseConnection,
+    node: &str,
+    woken: &[&str],
+    skip: &[&str],
+) -> AppResult<Option<job::Model>> {
     let now = entity::now();
-    let claimable = Condition::any().add(job::Column::Status.eq(JobStatus::Queued.as_str())).add(
-        Condition::all().add(job::Column::Status.eq(JobStatus::Running.as_str())).add(job::Column::LockedUntil.lt(now)),
-    );
-    let Some(candidate) =
-        job::Entity::find().filter(claimable.clone()).order_by_asc(job::Column::CreatedAt).one(db).await?
-    else {
-        return Ok(None);
-    };
-    let claimed = job::Entity::update_many()
-        .col_expr(job::Column::Status, Expr::value(JobStatus::Running.as_str()))
-        .col_expr(job::Column::LockedBy, Expr::value(node))
-        .col_expr(job::Column::LockedUntil, Expr::value(now + Duration::seconds(LEASE_SECONDS)))
-        .col_expr(job::Column::StartedAt, Expr::value(candidate.started_at.unwrap_or(now)))
-        .filter(job::Column::Id.eq(candidate.id.as_str()))
-        .filter(claimable)
+    let mut candidates = job::Entity::find().filter(claimable(now, woken));
+    if !skip.is_empty() {
+        candidates = candidates.filter(job::Column::Kind.is_not_in(skip.iter().copied()));
+    }
+    for candidate in candidates.order_by_asc(job::Column::CreatedAt).limit(8).all(db).await? {
+        let mut update = job::Entity::update_many()
+            .col_expr(job::Column::Status, Expr::value(JobStatus::Running.as_str()))
+            .col_expr(job::Column::LockedBy, Expr::value(node))
+            .col_expr(job::Column::LockedUntil, Expr::value(now + Duration::seconds(LEASE_SECONDS)));
+        // A recurring job's figures are its latest run's; a resumed job keeps its own.
+        let started = if candidate.every_seconds.is_some() && candidate.status != JobStatus::Running.as_str() {
+            update = update.col_expr(job::Column::Progress, Expr::value(0i64));
+            now
+        } else {
+            candidate.started_at.unwrap_or(now)
+        };
+        let claimed = update
+            .col_expr(job::Column::StartedAt, Expr::value(started))
+            .filter(job::Column::Id.eq(candidate.id.as_str()))
+            .filter(job::Column::Status.eq(candidate.status.as_str()))
+            .filter(claimable(now, woken))
+            .exec(db)
+            .await?
+            .rows_affected;
+        if claimed == 1 {
+            return Ok(job::Entity::find_by_id(candidate.id).one(db).await?);
+        }
+    }
+    Ok(None)
+}
+
+/// Extends `node`'s claim on a job, recording its progress. False when the
+/// claim was lost to another node.
+pub async fn renew(db: &DatabaseConnection, id: &str, node: &str, progress: i64) -> AppResult<bool> {
+    let kept = job::Entity::update_many()
+        .col_expr(job::Column::Progress, Expr::value(progress))
+        .col_expr(job::Column::LockedUntil, Expr::value(entity::now() + Duration::seconds(LEASE_SECONDS)))
+        .filter(job::Column::Id.eq(id))
+        .filter(job::Column::LockedBy.eq(node))
+        .filter(job::Column::Status.eq(JobStatus::Running.as_str()))
         .exec(db)
         .await?
         .rows_affected;
-    if claimed == 1 { Ok(job::Entity::find_by_id(candidate.id).one(db).await?) } else { Ok(None) }
+    Ok(kept == 1)
 }
 
-/// Runs claimable jobs until none is left. Returns how many it finished.
-pub async fn run_pending(db: &DatabaseConnection, node: &str) -> AppResult<u64> {
-    let mut finished = 0;
-    while let Some(job) = claim(db, node).await? {
-        let outcome = match job.kind.as_str() {
-            GENERATE_LICENSES => generate(db, node, &job).await,
-            other => Err(AppError::internal(format!("unknown job kind {other}"))),
-        };
-        let (status, result, error) = match outcome {
-            Ok(Some(result)) => (JobStatus::Succeeded, Some(result), None),
-            // The claim was lost to another node, which carries on.
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!(job = %job.id, error = %e.detail(), "job failed");
-                (JobStatus::Failed, None, Some(e.client_message()))
-            }
-        };
+/// What a finished run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    pub progress: i64,
+    pub result: serde_json::Value,
+}
+
+/// Records how `node`'s run of `job` ended. A recurring job is due again
+/// `every_seconds` later.
+pub async fn finish(
+    db: &DatabaseConnection,
+    job: &job::Model,
+    node: &str,
+    outcome: Result<Done, String>,
+) -> AppResult<()> {
+    let now = entity::now();
+    let (status, progress, result, error) = match outcome {
+        Ok(done) => (JobStatus::Succeeded, Some(done.progress), Some(done.result), None),
+        Err(error) => (JobStatus::Failed, None, None, Some(error)),
+    };
+    let mut update = job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::value(status.as_str()))
+        .col_expr(job::Column::Result, Expr::value(result))
+        .col_expr(job::Column::Error, Expr::value(error))
+        .col_expr(job::Column::FinishedAt, Expr::value(now))
+        .col_expr(job::Column::LockedUntil, Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None));
+    if let Some(progress) = progress {
+        update = update.col_expr(job::Column::Progress, Expr::value(progress));
+    }
+    if let Some(every) = job.every_seconds {
+        update = update.col_expr(job::Column::RunAfter, Expr::value(now + Duration::seconds(every)));
+    }
+    update
+        .filter(job::Column::Id.eq(job.id.as_str()))
+        .filter(job::Column::LockedBy.eq(node))
+        .filter(job::Column::Status.eq(JobStatus::Running.as_str()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Why an attached job of `kind` cannot be resumed.
+fn interrupted(kind: &str, node: &str) -> String {
+    let what = match kind {
+        IMPORT_LICENSE_KEYS => "an import is one transaction, so none of its keys were kept; import the list again",
+        EXPORT_LICENSE_KEYS => "the download was cut off; export again",
+        _ => "run it again",
+    };
+    format!("interrupted: node {node} stopped while the job ran ({what})")
+}
+
+/// Takes back what `node` held when it stopped (at its start, and when it
+/// shuts down): queued and recurring jobs go back to the queue to be
+/// resumed; attached jobs are marked FAILED. Returns how many were found.
+pub async fn recover(db: &DatabaseConnection, node: &str) -> AppResult<u64> {
+    let held = || {
         job::Entity::update_many()
-            .col_expr(job::Column::Status, Expr::value(status.as_str()))
-            .col_expr(job::Column::Result, Expr::value(result))
-            .col_expr(job::Column::Error, Expr::value(error))
+            .filter(job::Column::LockedBy.eq(node))
+            .filter(job::Column::Status.eq(JobStatus::Running.as_str()))
+    };
+    let requeued = held()
+        .col_expr(job::Column::Status, Expr::value(JobStatus::Queued.as_str()))
+        .col_expr(job::Column::LockedUntil, Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None))
+        .filter(job::Column::Kind.is_not_in(ATTACHED))
+        .exec(db)
+        .await?
+        .rows_affected;
+    let mut failed = 0;
+    for kind in ATTACHED {
+        failed += held()
+            .col_expr(job::Column::Status, Expr::value(JobStatus::Failed.as_str()))
+            .col_expr(job::Column::Error, Expr::value(interrupted(kind, node)))
             .col_expr(job::Column::FinishedAt, Expr::value(entity::now()))
             .col_expr(job::Column::LockedUntil, Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None))
-            .filter(job::Column::Id.eq(job.id.as_str()))
-            .filter(job::Column::LockedBy.eq(node))
+            .filter(job::Column::Kind.eq(kind))
             .exec(db)
-            .await?;
-        finished += 1;
-    }
-    Ok(finished)
-}
-
-/// Makes the rest of a generation job's licences, a batch a transaction.
-/// `None` when another node took the job over.
-async fn generate(db: &DatabaseConnection, node: &str, job: &job::Model) -> AppResult<Option<serde_json::Value>> {
-    let environment = job.environment.as_deref().and_then(Environment::parse).unwrap_or_default();
-    let generator_id = job.payload["generatorId"].as_str().unwrap_or_default().to_string();
-    let product_id = job.payload["productId"].as_str().unwrap_or_default().to_string();
-    let generator = generator::Entity::find_by_id(generator_id.clone())
-        .one(db)
-        .await?
-        .ok_or_else(|| AppError::invalid("generatorId", "the generator no longer exists"))?;
-    let format =
-        spec(&generator).map_err(|e| AppError::internal(format!("generator {} is unusable: {e}", generator.id)))?;
-    let auto = tag::auto_generated_id(environment).to_string();
-    let mut progress = job.progress;
-    while progress < job.total {
-        let count = BATCH.min(job.total - progress) as usize;
-        let now = entity::now();
-        let common = bulk::Common {
-            environment,
-            source: KeySource::Generated,
-            generator_id: Some(generator.id.clone()),
-            feature_flags: generator.default_feature_flags.clone(),
-            now,
-        };
-        let txn = begin_write(db).await?;
-        let mut keys: HashSet<String> = HashSet::with_capacity(count);
-        while keys.len() < count {
-            while keys.len() < count {
-                keys.insert(format.generate(&mut rand::rng()));
-            }
-            // Collisions with stored keys are retried, never stored.
-            for taken in bulk::already_in_pool(&txn, environment, keys.iter().map(String::as_str)).await? {
-                keys.remove(&taken);
-            }
-        }
-        let expires_at = generator.validity_days.map(|d| now + Duration::days(i64::from(d)));
-        let rows: Vec<bulk::NewKey> = keys
-            .into_iter()
-            .map(|key| bulk::NewKey {
-                id: entity::new_id(),
-                key,
-                product_id: Some(product_id.clone()),
-                activation_limit: generator.default_activation_limit,
-                expires_at,
-            })
-            .collect();
-        bulk::insert(&txn, &common, &rows).await?;
-        bulk::tag(&txn, &auto, &rows.into_iter().map(|r| r.id).collect::<Vec<_>>()).await?;
-        progress += count as i64;
-        let kept = job::Entity::update_many()
-            .col_expr(job::Column::Progress, Expr::value(progress))
-            .col_expr(job::Column::LockedUntil, Expr::value(entity::now() + Duration::seconds(LEASE_SECONDS)))
-            .filter(job::Column::Id.eq(job.id.as_str()))
-            .filter(job::Column::LockedBy.eq(node))
-            .exec(&txn)
             .await?
             .rows_affected;
-        if kept != 1 {
-            txn.rollback().await?;
-            return Ok(None);
-        }
-        txn.commit().await?;
     }
-    let ctx = RequestContext::system(environment);
-    let txn = begin_write(db).await?;
-    audit::record(
-        &txn,
-        &ctx,
-        Change {
-            action: "license.generated",
-            target_kind: "job",
-            target_id: &job.id,
-            after: Some(
-                serde_json::json!({ "count": job.total, "productId": product_id, "generatorId": generator_id }),
-            ),
-            ..Change::default()
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    super::fulfilment::after_keys_arrived(db, environment).await;
-    Ok(Some(serde_json::json!({ "generated": job.total })))
+    if requeued + failed > 0 {
+        tracing::info!(node, requeued, failed, "took back the jobs this node held when it stopped");
+    }
+    Ok(requeued + failed)
+}
+
+/// Marks FAILED the attached jobs of other nodes that stopped renewing their
+/// claim: the node is gone, and the job's data with it.
+pub async fn fail_abandoned(db: &DatabaseConnection, node: &str) -> AppResult<u64> {
+    let now = entity::now();
+    let lapsed = job::Entity::find()
+        .filter(job::Column::Status.eq(JobStatus::Running.as_str()))
+        .filter(job::Column::Kind.is_in(ATTACHED))
+        .filter(job::Column::LockedUntil.lt(now))
+        .filter(job::Column::LockedBy.ne(node))
+        .all(db)
+        .await?;
+    let mut failed = 0;
+    for job in lapsed {
+        let holder = job.locked_by.clone().unwrap_or_default();
+        failed += job::Entity::update_many()
+            .col_expr(job::Column::Status, Expr::value(JobStatus::Failed.as_str()))
+            .col_expr(job::Column::Error, Expr::value(interrupted(&job.kind, &holder)))
+            .col_expr(job::Column::FinishedAt, Expr::value(now))
+            .filter(job::Column::Id.eq(job.id.as_str()))
+            .filter(job::Column::Status.eq(JobStatus::Running.as_str()))
+            .filter(job::Column::LockedUntil.lt(now))
+            .exec(db)
+            .await?
+            .rows_affected;
+    }
+    Ok(failed)
+}
+
+/// Runs one generation job for `node`; `None` when another node took it over.
+pub async fn run_generation(db: &DatabaseConnection, node: &str, job: &job::Model) -> AppResult<Option<Done>> {
+    Ok(generate::run(db, node, job).await?.map(|result| Done { progress: job.total, result }))
 }

@@ -20,6 +20,7 @@ mod pools;
 mod preview;
 mod products;
 mod roles;
+mod runner;
 mod schema_rules;
 mod server;
 mod storage;

@@ -110,8 +110,9 @@ impl PoolMutation {
         let report = match (input.text, input.file) {
             (Some(text), None) => {
                 let format = input.format.map(Into::into).unwrap_or(ImportFormat::Text);
-                import::import(&state.db, rc, std::io::Cursor::new(text.into_bytes()), options(format, None), progress)
-                    .await?
+                let size = Some(text.len() as u64);
+                let source = std::io::Cursor::new(text.into_bytes());
+                import::import_as_job(&state.db, &state.jobs, rc, source, options(format, size), progress).await?
             }
             (None, Some(upload)) => {
                 let file =
@@ -123,7 +124,7 @@ impl PoolMutation {
                         ImportFormat::Text
                     });
                 let size = file.content.metadata().ok().map(|m| m.len());
-                import::import(&state.db, rc, file.content, options(format, size), progress).await?
+                import::import_as_job(&state.db, &state.jobs, rc, file.content, options(format, size), progress).await?
             }
             _ => return Err(AppError::invalid("text", "give either text or file").into()),
         };

@@ -12,7 +12,8 @@ pub struct JobQuery;
 
 #[Object]
 impl JobQuery {
-    /// Background jobs of the request's environment, newest first.
+    /// Background jobs of the request's environment and the recurring jobs
+    /// every environment shares, newest first; `kind` picks one kind.
     #[graphql(
         guard = "RoleGuard::new(may::READ)",
         complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity"
@@ -23,11 +24,15 @@ impl JobQuery {
         first: Option<i32>,
         after: Option<String>,
         status: Option<JobStatus>,
+        kind: Option<String>,
     ) -> Result<ListConnection<Job>> {
         let (state, rc) = request(ctx)?;
         let args = PageArgs::parse(first, after)?;
         let want_total = ctx.look_ahead().field("totalCount").exists();
-        Ok(connection(jobs::list(&state.db, rc, status.map(Into::into), &args, want_total).await?, Job))
+        Ok(connection(
+            jobs::list(&state.db, rc, status.map(Into::into), kind.as_deref(), &args, want_total).await?,
+            Job,
+        ))
     }
 
     #[graphql(guard = "RoleGuard::new(may::READ)")]

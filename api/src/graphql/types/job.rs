@@ -1,7 +1,8 @@
 //! Background jobs as clients see them.
 
+use crate::AppState;
 use crate::services::jobs;
-use async_graphql::{Enum, ID, Json, Object};
+use async_graphql::{Context, Enum, ID, Json, Object};
 use chrono::{DateTime, Utc};
 use entity::job::Model;
 
@@ -31,9 +32,19 @@ impl Job {
     async fn id(&self) -> ID {
         ID(self.0.id.clone())
     }
-    /// What the job does, e.g. `GENERATE_LICENSES`.
+    /// What the job does: `GENERATE_LICENSES`, `IMPORT_LICENSE_KEYS`,
+    /// `EXPORT_LICENSE_KEYS`, or one of the recurring `EXPIRE_LICENSES`,
+    /// `SEND_EXPIRY_NOTICES`, `DELIVER_WEBHOOKS`, `SEND_EMAILS`.
     async fn kind(&self) -> &str {
         &self.0.kind
+    }
+    /// Whether the job runs again on a schedule; its figures are then its latest run's.
+    async fn recurring(&self) -> bool {
+        self.0.every_seconds.is_some()
+    }
+    /// A recurring job's next run, at the earliest.
+    async fn next_run_at(&self) -> Option<DateTime<Utc>> {
+        self.0.every_seconds.and(self.0.run_after)
     }
     async fn status(&self) -> JobStatus {
         match jobs::JobStatus::parse(&self.0.status) {
@@ -43,12 +54,19 @@ impl Job {
             _ => JobStatus::Queued,
         }
     }
-    /// Units done (licences made, …), out of `total`.
-    async fn progress(&self) -> i64 {
-        self.0.progress
+    /// Units done (see `unit`), out of `total`. Live while the job runs on
+    /// the node answering.
+    async fn progress(&self, ctx: &Context<'_>) -> i64 {
+        ctx.data_opt::<AppState>().and_then(|state| state.jobs.live_progress(&self.0.id)).unwrap_or(self.0.progress)
     }
+    /// The units of work, when known in advance; 0 when not.
     async fn total(&self) -> i64 {
         self.0.total
+    }
+    /// What `progress` and `total` count: `licences`, `bytes` (of an
+    /// imported list), `keys`, `notices`, `delivery attempts`, `emails`.
+    async fn unit(&self) -> &'static str {
+        jobs::unit(&self.0.kind)
     }
     async fn result(&self) -> Option<Json<serde_json::Value>> {
         self.0.result.clone().map(Json)

@@ -510,11 +510,14 @@ pub struct ImportLicenseKeysPayload {
     /// The first 1000 invalid lines.
     pub invalid_lines: Vec<InvalidLine>,
     pub created_tags: Vec<String>,
+    /// The `IMPORT_LICENSE_KEYS` job that recorded this import.
+    pub job_id: ID,
 }
 
-impl From<crate::services::import::ImportReport> for ImportLicenseKeysPayload {
-    fn from(r: crate::services::import::ImportReport) -> Self {
+impl From<(crate::services::import::ImportReport, String)> for ImportLicenseKeysPayload {
+    fn from((r, job_id): (crate::services::import::ImportReport, String)) -> Self {
         Self {
+            job_id: ID(job_id),
             committed: r.committed,
             lines: r.lines,
             imported: r.imported,

@@ -10,8 +10,7 @@ use entity::{event, webhook_delivery, webhook_endpoint};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -41,12 +40,14 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
 /// marks the events dispatched. Returns the deliveries queued.
 pub async fn dispatch(db: &DatabaseConnection) -> AppResult<u64> {
     let mut queued = 0;
+    let waiting = || event::Entity::find().filter(event::Column::DispatchedAt.is_null());
+    // Most runs find nothing: ask without taking SQLite's write lock.
+    if waiting().one(db).await?.is_none() {
+        return Ok(0);
+    }
     loop {
-        let txn = db.begin().await?;
-        let mut pick = event::Entity::find()
-            .filter(event::Column::DispatchedAt.is_null())
-            .order_by_asc(event::Column::CreatedAt)
-            .limit(BATCH as u64);
+        let txn = crate::db::begin_write(db).await?;
+        let mut pick = waiting().order_by_asc(event::Column::CreatedAt).limit(BATCH as u64);
         if txn.get_database_backend() == DbBackend::Postgres {
             pick = pick
                 .lock_with_behavior(sea_orm::sea_query::LockType::Update, sea_orm::sea_query::LockBehavior::SkipLocked);
