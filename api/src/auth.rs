@@ -77,6 +77,8 @@ pub mod may {
     pub const READ_OWN: &[Role] = &[Role::Admin, Role::Manager, Role::Support, Role::Customer];
     /// End a device's activation: support and up any, a customer their own.
     pub const END_DEVICE: &[Role] = &[Role::Admin, Role::Manager, Role::Support, Role::Customer];
+    /// A customer, for what is theirs alone (their orders on the portal).
+    pub const CUSTOMER: &[Role] = &[Role::Customer];
     /// Anyone at all, signed in or not (staff sign-in, client validation).
     pub const ANYONE: &[Role] = &[Role::Admin, Role::Manager, Role::Support, Role::Customer, Role::Anonymous];
 }
@@ -133,11 +135,13 @@ pub struct RequestContext {
     /// The client's address (the connection's peer, or what the configured
     /// proxy header says), for per-address rate limits and activation records.
     pub client_address: Option<std::net::IpAddr>,
+    /// A customer's portal session, which signing out ends.
+    pub session_id: Option<String>,
 }
 
 impl RequestContext {
     pub fn new(viewer: Viewer, environment: Environment) -> Self {
-        Self { viewer, environment, issued_at: None, host: None, client_address: None }
+        Self { viewer, environment, issued_at: None, host: None, client_address: None, session_id: None }
     }
 
     /// The built-in identity of command-line tools and background work.

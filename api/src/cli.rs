@@ -71,6 +71,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(%database, "database ready");
     tracing::info!("serving GraphQL at http://{local}/graphql (GraphiQL in a browser), portal at /portal");
+    if state.config.smtp_url.is_some() && state.config.public_url.is_none() {
+        tracing::warn!(
+            "no KEYSMITH_PUBLIC_URL: portal links in emails point to http://{}, which customers may not reach",
+            state.config.listen
+        );
+    }
     let node = crate::background::node_name(&state.config, local);
     state.jobs.set_node(node.clone());
     let background = crate::background::spawn(state.clone()).await?;

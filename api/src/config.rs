@@ -260,6 +260,13 @@ impl Config {
         self.token_ttl_minutes.saturating_mul(60)
     }
 
+    /// The address links sent by email point to: the configured public URL,
+    /// else the listen address. Never a request's `Host`, which a caller
+    /// could set to send someone a link to another site.
+    pub fn address_for_links(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
     /// The address to show staff for this server: the configured public URL,
     /// else the `Host` a request came to, else the listen address.
     pub fn address_for_staff(&self, request_host: Option<&str>) -> String {

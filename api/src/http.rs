@@ -40,7 +40,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/offline-licence/public-key.pem", get(offline_public_key_pem))
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
-        .nest("/portal", portal::routes())
+        .nest("/portal", portal_routes(&state, &schemas))
         .data(state)
         .data(schemas)
         .with(
@@ -50,7 +50,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         )
         .around(|ep, req| async move {
             let method = req.method().clone();
-            let path = req.uri().path().to_string();
+            let path = loggable_path(req.uri().path());
             let started = Instant::now();
             let resp = ep.get_response(req).await;
             tracing::info!(
@@ -112,6 +112,59 @@ async fn readyz(Data(state): Data<&AppState>) -> Response {
             tracing::warn!(error = %err, "readiness check: database unreachable");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
+    }
+}
+
+/// A request path fit for the log: a portal link's token is cut to its
+/// first 8 characters.
+fn loggable_path(path: &str) -> String {
+    match path.strip_prefix("/portal/link/") {
+        Some(token) => format!("/portal/link/{}…", token.chars().take(8).collect::<String>()),
+        None => path.to_string(),
+    }
+}
+
+/// The customer portal over the public schema, with the session cookie as the caller's token.
+fn portal_routes(state: &AppState, schemas: &Schemas) -> impl Endpoint + use<> {
+    let options = portal::PortalOptions {
+        csrf_key: state.jwt.portal_csrf_key(),
+        secure_cookies: state.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+    };
+    portal::routes(schemas.public.clone(), PortalSeam(state.clone()), options)
+}
+
+/// The portal's identity: the session cookie's token, checked exactly as a
+/// bearer token is; no cookie (or an ended session) is nobody.
+struct PortalSeam(AppState);
+
+impl portal::PortalAuth for PortalSeam {
+    fn request_data<'a>(
+        &'a self,
+        req: &'a Request,
+        session: Option<&'a str>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = async_graphql::Data> + Send + 'a>> {
+        Box::pin(async move {
+            let state = &self.0;
+            let who = match session {
+                Some(token) => users::authenticate(&state.db, &state.jwt, token).await.ok(),
+                None => None,
+            };
+            let mut context = match who {
+                Some(who) => {
+                    let mut context = RequestContext::new(who.viewer, who.environment.unwrap_or_default());
+                    context.issued_at = who.issued_at;
+                    context.session_id = who.session_id;
+                    context
+                }
+                None => RequestContext::new(Viewer::Anonymous, Environment::default()),
+            };
+            context.host = req.header("host").map(str::to_string);
+            context.client_address = client_address(req, state.config.client_address_header.as_deref());
+            let mut data = async_graphql::Data::default();
+            data.insert(context);
+            data.insert(RequestLoaders::new(&state.db));
+            data
+        })
     }
 }
 
@@ -190,7 +243,9 @@ async fn request_context(req: &Request, state: &AppState) -> Result<RequestConte
     let environment = request_environment(req).map_err(|e| error_response(StatusCode::BAD_REQUEST, e))?;
     let token = bearer_token(req).map_err(|e| error_response(StatusCode::UNAUTHORIZED, e))?;
     let who = match token {
-        None => users::Authenticated { viewer: Viewer::Anonymous, environment: None, issued_at: None },
+        None => {
+            users::Authenticated { viewer: Viewer::Anonymous, environment: None, issued_at: None, session_id: None }
+        }
         Some(token) => {
             users::authenticate(&state.db, &state.jwt, token).await.map_err(|e| error_response(status_of(&e), e))?
         }
@@ -207,6 +262,7 @@ async fn request_context(req: &Request, state: &AppState) -> Result<RequestConte
     };
     let mut context = RequestContext::new(who.viewer, environment);
     context.issued_at = who.issued_at;
+    context.session_id = who.session_id;
     context.host = req.header("host").map(str::to_string);
     context.client_address = client_address(req, state.config.client_address_header.as_deref());
     Ok(context)

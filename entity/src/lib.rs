@@ -20,6 +20,8 @@ pub mod lifecycle;
 pub mod order;
 pub mod order_line;
 pub mod pool_alert;
+pub mod portal_link;
+pub mod portal_session;
 pub mod product;
 pub mod setting;
 pub mod signing_key;

@@ -11,6 +11,7 @@ mod fulfilment;
 mod initial_schema;
 mod job_runner;
 mod key_search;
+mod portal;
 mod webhooks;
 
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(expiry_notices::Migration),
             Box::new(email::Migration),
             Box::new(job_runner::Migration),
+            Box::new(portal::Migration),
         ]
     }
 }

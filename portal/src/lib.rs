@@ -1,39 +1,122 @@
-//! The customer portal, mounted by `api` at `/portal`. It renders pages from
-//! the results of the GraphQL schema executed in-process with the customer's
-//! identity, and knows nothing of `api` itself.
+//! The customer portal, mounted by `api` at `/portal`. Its pages are rendered
+//! on the server (askama: compile-time checked, escaping everything) from
+//! results of the GraphQL schema, executed in-process with the customer's
+//! identity: the portal knows nothing of `api` and reads no database, so it
+//! has exactly the customer's permissions.
 //!
-//! For now it serves the landing page only; signing in and the key pages come
-//! with the portal's own work.
+//! `api` supplies the schema (any [`async_graphql::Executor`]) and a
+//! [`PortalAuth`] that turns the session cookie into the request's data.
 
-use poem::web::Html;
-use poem::{Endpoint, EndpointExt, Route, get, handler};
+mod pages;
+mod view;
 
-const LANDING: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Your licences — Keysmith</title>
-<style>
-body { font: 16px/1.5 system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; padding: 0 1rem; color: #1a1a1a; }
-h1 { font-size: 1.5rem; }
-</style>
-</head>
-<body>
-<main>
-<h1>Your licences</h1>
-<p>Open the link from your order email to see your licence keys.</p>
-</main>
-</body>
-</html>
-"#;
+use async_graphql::Executor;
+use poem::http::{StatusCode, header};
+use poem::middleware::{Csrf, SetHeader};
+use poem::{Endpoint, EndpointExt, Request, Route, get, post};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
-#[handler]
-fn landing() -> Html<&'static str> {
-    Html(LANDING)
+/// The cookie holding a signed-in customer's session token.
+pub const SESSION_COOKIE: &str = "keysmith_portal";
+
+/// Turns a request (and its session token, when it carries one) into the
+/// data a GraphQL request runs with: the customer's identity, or nobody's.
+pub trait PortalAuth: Send + Sync + 'static {
+    fn request_data<'a>(
+        &'a self,
+        req: &'a Request,
+        session: Option<&'a str>,
+    ) -> Pin<Box<dyn Future<Output = async_graphql::Data> + Send + 'a>>;
+}
+
+/// How the portal is served.
+#[derive(Clone)]
+pub struct PortalOptions {
+    /// The key CSRF tokens are sealed with; the same on every node.
+    pub csrf_key: [u8; 32],
+    /// Mark cookies `Secure` (the portal is reached over HTTPS).
+    pub secure_cookies: bool,
+}
+
+type Execute =
+    Arc<dyn Fn(async_graphql::Request) -> Pin<Box<dyn Future<Output = async_graphql::Response> + Send>> + Send + Sync>;
+
+/// What every handler shares.
+pub(crate) struct Portal {
+    execute: Execute,
+    auth: Box<dyn PortalAuth>,
+    pub(crate) options: PortalOptions,
+}
+
+impl Portal {
+    /// Runs `query` with the request's identity.
+    pub(crate) async fn run(
+        &self,
+        req: &Request,
+        session: Option<&str>,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> async_graphql::Response {
+        let mut request = async_graphql::Request::new(query).variables(async_graphql::Variables::from_json(variables));
+        request.data = self.auth.request_data(req, session).await;
+        (self.execute)(request).await
+    }
 }
 
 /// The portal's routes, to be nested under `/portal`.
-pub fn routes() -> impl Endpoint {
-    Route::new().at("/", get(landing)).map_to_response()
+pub fn routes<E, A>(schema: E, auth: A, options: PortalOptions) -> impl Endpoint
+where
+    E: Executor + Clone,
+    A: PortalAuth,
+{
+    let execute: Execute = Arc::new(move |request| {
+        let schema = schema.clone();
+        Box::pin(async move { schema.execute(request).await })
+    });
+    let csrf = Csrf::new()
+        .key(options.csrf_key)
+        .cookie_name("keysmith_portal_csrf")
+        .secure(options.secure_cookies)
+        .same_site(poem::web::cookie::SameSite::Strict)
+        .path("/portal");
+    let portal = Arc::new(Portal { execute, auth: Box::new(auth), options });
+    Route::new()
+        .at("/", get(pages::orders))
+        .at("/login", get(pages::login_form).post(pages::login))
+        .at("/link/:token", get(pages::follow_link))
+        .at("/reveal", post(pages::reveal))
+        .at("/devices/deactivate", post(pages::deactivate))
+        .at("/licenses/:id/offline-licence", get(pages::offline_file))
+        .at("/logout", post(pages::logout))
+        .at("/static/portal.css", get(pages::stylesheet))
+        .at("/static/portal.js", get(pages::script))
+        .data(portal)
+        .with(csrf)
+        .with(
+            SetHeader::new()
+                .overriding(
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+                     form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                )
+                .overriding(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+                .overriding(header::REFERRER_POLICY, "no-referrer")
+                .overriding(header::X_FRAME_OPTIONS, "DENY")
+                .overriding(header::CACHE_CONTROL, "no-store"),
+        )
+        .map_to_response()
+}
+
+/// The status a GraphQL error code maps to on a page.
+pub(crate) fn status_for(code: Option<&str>) -> StatusCode {
+    match code {
+        Some("NOT_FOUND") => StatusCode::NOT_FOUND,
+        Some("UNAUTHENTICATED") => StatusCode::UNAUTHORIZED,
+        Some("FORBIDDEN") => StatusCode::FORBIDDEN,
+        Some("RATE_LIMITED") => StatusCode::TOO_MANY_REQUESTS,
+        Some("INVALID_INPUT") => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }

@@ -26,12 +26,18 @@ pub struct Claims {
     /// The account's token version when the token was issued (staff only).
     #[serde(default)]
     pub ver: i32,
+    /// The portal session a customer's token belongs to (customers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// The portal's CSRF key, derived from the same secret so that every
+    /// node seals and opens the same tokens.
+    portal_csrf: [u8; 32],
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -50,7 +56,23 @@ impl JwtKeys {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
-        Ok(Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation })
+        let portal_csrf = {
+            use hmac::Mac;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).map_err(|e| e.to_string())?;
+            mac.update(b"keysmith portal csrf key");
+            mac.finalize().into_bytes().into()
+        };
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            portal_csrf,
+        })
+    }
+
+    /// The key the portal's CSRF tokens are sealed with.
+    pub fn portal_csrf_key(&self) -> [u8; 32] {
+        self.portal_csrf
     }
 
     /// Signs a token for `sub` valid for `ttl_seconds` from now.
@@ -72,6 +94,31 @@ impl JwtKeys {
             iat: now,
             exp: now + ttl_seconds,
             ver,
+            sid: None,
+        };
+        self.sign(&claims).map(|token| (token, claims))
+    }
+
+    /// Signs a token for `sub` that lives as long as the session `sid`.
+    pub fn issue_session(
+        &self,
+        sub: &str,
+        role: Role,
+        env: Option<Environment>,
+        sid: &str,
+        ttl_seconds: u64,
+    ) -> Result<(String, Claims), String> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: sub.to_string(),
+            role,
+            env,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: now,
+            exp: now + ttl_seconds,
+            ver: 0,
+            sid: Some(sid.to_string()),
         };
         self.sign(&claims).map(|token| (token, claims))
     }

@@ -234,3 +234,91 @@ impl Loaders {
         }
     }
 }
+
+/// A page of licence keys' nested fields, read for the whole page as soon
+/// as the page is listed. The loaders batch by time (what the resolvers ask
+/// for within their delay), so a page whose resolvers take longer than that
+/// on a busy node would split into several batches; a prefetch is one
+/// statement per kind of field whatever the page size or the machine's load.
+/// `None` for a field the query did not select (its loader serves it).
+#[derive(Default)]
+pub struct KeyPrefetch {
+    pub tags: Option<HashMap<String, Vec<TagLink>>>,
+    pub activations: Option<HashMap<String, Vec<activation::Model>>>,
+    pub products: Option<HashMap<String, product::Model>>,
+    pub customers: Option<HashMap<String, customer::Model>>,
+    /// Order line id → order id.
+    pub order_of_line: Option<HashMap<String, String>>,
+    pub orders: Option<HashMap<String, order::Model>>,
+}
+
+/// Which nested fields of a key a query selects.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyFields {
+    pub tags: bool,
+    pub activations: bool,
+    pub product: bool,
+    pub customer: bool,
+    pub order_id: bool,
+    pub order: bool,
+}
+
+/// Loads `ids` (deduplicated) when `wanted`; an empty map when there are none.
+async fn prefetched<L>(
+    wanted: bool,
+    loader: L,
+    mut ids: Vec<String>,
+) -> Result<Option<HashMap<String, L::Value>>, SharedError>
+where
+    L: Loader<String, Error = SharedError>,
+{
+    if !wanted {
+        return Ok(None);
+    }
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(Some(HashMap::new()));
+    }
+    loader.load(&ids).await.map(Some)
+}
+
+impl KeyPrefetch {
+    pub async fn load(
+        db: &DatabaseConnection,
+        keys: &[license_key::Model],
+        fields: KeyFields,
+    ) -> Result<Self, SharedError> {
+        let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+        let of = |f: fn(&license_key::Model) -> Option<&String>| -> Vec<String> {
+            keys.iter().filter_map(f).cloned().collect()
+        };
+        let (tags, activations, products, customers, order_of_line) = tokio::try_join!(
+            prefetched(fields.tags, TagsOfKey(db.clone()), ids.clone()),
+            prefetched(fields.activations, ActivationsOfKey(db.clone()), ids.clone()),
+            prefetched(fields.product, Rows::<product::Entity>::new(db), of(|k| k.product_id.as_ref())),
+            prefetched(fields.customer, Rows::<customer::Entity>::new(db), of(|k| k.customer_id.as_ref())),
+            prefetched(fields.order_id || fields.order, OrderOfLine(db.clone()), of(|k| k.order_line_id.as_ref())),
+        )?;
+        let order_ids = order_of_line.as_ref().map(|m| m.values().cloned().collect()).unwrap_or_default();
+        let orders = prefetched(fields.order, Rows::<order::Entity>::new(db), order_ids).await?;
+        Ok(Self { tags, activations, products, customers, order_of_line, orders })
+    }
+}
+
+/// The value for `key`: from the page's prefetch when it read this kind of
+/// field, else through the loader.
+pub async fn primed_or_loaded<L>(
+    primed: Option<&HashMap<String, L::Value>>,
+    loader: &DataLoader<L>,
+    key: &str,
+) -> Result<Option<L::Value>, SharedError>
+where
+    L: Loader<String, Error = SharedError>,
+    L::Value: Clone,
+{
+    match primed {
+        Some(map) => Ok(map.get(key).cloned()),
+        None => loader.load_one(key.to_string()).await,
+    }
+}

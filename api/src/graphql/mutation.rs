@@ -7,6 +7,7 @@ mod generators;
 pub(crate) mod licenses;
 mod orders;
 mod pools;
+mod portal;
 mod products;
 mod session;
 mod settings;
@@ -24,6 +25,7 @@ pub struct Mutation(
     licenses::LicenseMutation,
     orders::OrderMutation,
     pools::PoolMutation,
+    portal::PortalMutation,
     session::SessionMutation,
     settings::SettingsMutation,
     validation::ValidationMutation,

@@ -8,6 +8,7 @@ mod jobs;
 mod licenses;
 mod orders;
 mod pools;
+mod portal;
 mod products;
 mod session;
 mod settings;
@@ -26,6 +27,7 @@ pub struct Query(
     licenses::LicenseQuery,
     orders::OrderQuery,
     pools::PoolQuery,
+    portal::PortalQuery,
     session::SessionQuery,
     settings::SettingsQuery,
     webhooks::WebhookQuery,

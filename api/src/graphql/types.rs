@@ -7,6 +7,7 @@ pub mod generator;
 pub mod job;
 pub mod order;
 pub mod pool;
+pub mod portal;
 pub mod product;
 pub mod session;
 pub mod settings;

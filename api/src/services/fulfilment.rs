@@ -60,6 +60,10 @@ pub struct NewOrder {
     pub email: String,
     pub name: Option<String>,
     pub lines: Vec<NewLine>,
+    /// Email the customer a portal link to their keys.
+    pub email_customer: bool,
+    /// The portal's address for that link.
+    pub portal_base: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +106,8 @@ struct CheckedOrder {
     email: String,
     name: String,
     lines: Vec<NewLine>,
+    /// Where the customer's portal link points, when they are to get one.
+    portal_base: Option<String>,
 }
 
 fn check(input: NewOrder) -> AppResult<CheckedOrder> {
@@ -125,7 +131,8 @@ fn check(input: NewOrder) -> AppResult<CheckedOrder> {
             ));
         }
     }
-    Ok(CheckedOrder { external_id, email, name, lines: input.lines })
+    let portal_base = input.portal_base.filter(|_| input.email_customer);
+    Ok(CheckedOrder { external_id, email, name, lines: input.lines, portal_base })
 }
 
 /// Places an order: finds or creates the customer by email and gives every
@@ -233,6 +240,9 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
         announced.push((kind, subject, summary));
     }
     events::emit_all(&txn, ctx.environment, announced).await?;
+    if let Some(base) = &input.portal_base {
+        super::portal::send_order_link(&txn, &customer, &placed.external_id, base).await?;
+    }
     txn.commit().await?;
     Ok(Placed { order: placed, created: true, pools })
 }

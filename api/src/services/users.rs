@@ -116,6 +116,8 @@ pub struct Authenticated {
     pub environment: Option<Environment>,
     /// When the token was issued: a staff member's last sign-in.
     pub issued_at: Option<DateTime<Utc>>,
+    /// A customer's portal session.
+    pub session_id: Option<String>,
 }
 
 pub async fn authenticate(db: &DatabaseConnection, keys: &JwtKeys, token: &str) -> AppResult<Authenticated> {
@@ -128,11 +130,21 @@ pub async fn authenticate(db: &DatabaseConnection, keys: &JwtKeys, token: &str) 
                 .ok_or_else(|| AppError::Unauthenticated("the token's account is disabled or changed".into()))?;
             Viewer::Staff { user_id: account.id, role: account.role }
         }
-        Role::Customer => Viewer::Customer { customer_id: claims.sub },
+        // A customer's token lives only as long as its portal session.
+        Role::Customer => {
+            let open = match &claims.sid {
+                Some(sid) => super::portal::session_open(db, sid, &claims.sub).await?,
+                None => false,
+            };
+            if !open {
+                return Err(AppError::Unauthenticated("the portal session has ended; sign in again".into()));
+            }
+            Viewer::Customer { customer_id: claims.sub }
+        }
         Role::Anonymous => return Err(AppError::Unauthenticated("the token is not valid".into())),
     };
     let issued_at = DateTime::from_timestamp(i64::try_from(claims.iat).unwrap_or(0), 0);
-    Ok(Authenticated { viewer, environment: claims.env, issued_at })
+    Ok(Authenticated { viewer, environment: claims.env, issued_at, session_id: claims.sid })
 }
 
 /// Staff accounts, oldest first (admin).

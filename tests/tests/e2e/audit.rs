@@ -5,11 +5,13 @@
 use crate::client::{activate, delivered};
 use crate::environments::wait_for_jobs;
 use crate::roles::{MATRIX, Outcome, request_for};
-use entity::audit_event;
 use entity::user::StaffRole;
+use entity::{audit_event, email};
 use keysmith_tests::app::{config, fresh_database};
 use keysmith_tests::{Backend, TestApp, data, error_code, on_both_databases};
-use sea_orm::{DbBackend, EntityTrait, FromQueryResult, JsonValue, PaginatorTrait, Statement};
+use sea_orm::{
+    ColumnTrait, DbBackend, EntityTrait, FromQueryResult, JsonValue, PaginatorTrait, QueryFilter, Statement,
+};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -94,7 +96,7 @@ async fn every_mutation_that_changes_data_writes_an_audit_event(app: TestApp) {
     for (mutation, outcomes) in MATRIX {
         assert_eq!(outcomes[0], Outcome::Allowed, "{mutation}: admins may run every mutation");
         let (query, variables) = request_for(&app, &admin, mutation).await;
-        wait_for_jobs(&app, &admin).await;
+        settle(&app, &admin).await;
         let before = snapshot(&app, &tables).await;
         let events = audit_event::Entity::find().count(app.db()).await.expect("count");
         let body = app.graphql(Some(&admin), &query, variables).await;
@@ -105,7 +107,7 @@ async fn every_mutation_that_changes_data_writes_an_audit_event(app: TestApp) {
         if let Some(fresh) = body["data"]["changePassword"]["token"].as_str() {
             admin = fresh.to_string();
         }
-        wait_for_jobs(&app, &admin).await;
+        settle(&app, &admin).await;
         let after = snapshot(&app, &tables).await;
         let differ: Vec<&String> = tables.iter().filter(|t| before.get(*t) != after.get(*t)).collect();
         if differ.is_empty() {
@@ -121,6 +123,23 @@ async fn every_mutation_that_changes_data_writes_an_audit_event(app: TestApp) {
     assert_eq!(changed, expected);
 }
 
+/// Waits for one-off jobs to end and for the email worker to have taken up
+/// every queued email (without SMTP it marks them `HELD`): the preparation
+/// of a request (an order, which emails its customer) must not change the
+/// outbox while the request is watched.
+async fn settle(app: &TestApp, admin: &str) {
+    wait_for_jobs(app, admin).await;
+    for _ in 0..300 {
+        let pending =
+            email::Entity::find().filter(email::Column::Status.eq("PENDING")).count(app.db()).await.expect("count");
+        if pending == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("queued emails were never taken up");
+}
+
 /// Mutations whose request in the role matrix changes nothing, and why.
 const UNCHANGED: &[(&str, &str)] = &[
     ("tagLicenseKeys", "the key already carries the tag"),
@@ -131,6 +150,8 @@ const UNCHANGED: &[(&str, &str)] = &[
     ("validateLicense", "an unknown key: an answer, no change"),
     ("activateLicense", "an unknown key: an answer, no change"),
     ("deactivateLicense", "an unknown key: an answer, no change"),
+    ("revealLicenseKey", "staff see the key; only the customer's own reveal is its use"),
+    ("signOutOfPortal", "staff have no portal session"),
 ];
 
 on_both_databases!(the_audit_trail_is_listed_and_filtered_for_admin_and_support);
@@ -190,7 +211,7 @@ async fn the_audit_trail_is_listed_and_filtered_for_admin_and_support(app: TestA
     let manager = app.staff_token(StaffRole::Manager).await;
     assert_eq!(error_code(&app.graphql(Some(&manager), list, json!({})).await), Some("FORBIDDEN"));
     assert_eq!(
-        error_code(&app.graphql(Some(&app.customer_token(&entity::new_id())), list, json!({})).await),
+        error_code(&app.graphql(Some(&app.customer_token(&entity::new_id()).await), list, json!({})).await),
         Some("FORBIDDEN")
     );
     assert_eq!(error_code(&app.graphql(None, list, json!({})).await), Some("UNAUTHENTICATED"));

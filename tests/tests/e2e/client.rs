@@ -305,12 +305,12 @@ async fn customers_and_staff_see_and_end_devices(app: TestApp) {
     };
 
     // A customer sees only their own licences' devices, whatever they filter by.
-    let customer = app.customer_token(&me);
+    let customer = app.customer_token(&me).await;
     let own = nodes(&app.graphql(Some(&customer), list, json!({})).await);
     assert_eq!(own.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(), ["desktop", "laptop"], "newest first");
     let sneaky = app.graphql(Some(&customer), list, json!({ "f": { "customerId": them, "licenseId": theirs } })).await;
     assert_eq!(nodes(&sneaky), [], "another customer's devices stay hidden");
-    let their_device = nodes(&app.graphql(Some(&app.customer_token(&them)), list, json!({})).await)[0].1.clone();
+    let their_device = nodes(&app.graphql(Some(&app.customer_token(&them).await), list, json!({})).await)[0].1.clone();
 
     // A customer ends their own device, not another's (which looks missing).
     let end =

@@ -27,6 +27,9 @@ const NOT_ENVIRONMENT_BOUND: &[(&str, &str)] = &[
     ("validateLicense", "answers NOT_FOUND as a code: see the preview and client tests"),
     ("activateLicense", "answers NOT_FOUND as a code: see the client tests"),
     ("deactivateLicense", "answers NOT_FOUND as a code: see the client tests"),
+    ("requestPortalLink", "answers the same for any email"),
+    ("signInWithPortalLink", "a link names its customer; the session takes the customer's environment"),
+    ("signOutOfPortal", "ends the caller's own session"),
 ];
 
 on_both_databases!(every_mutation_from_staging_misses_production_records, staging_lists_show_nothing_of_production);

@@ -1,7 +1,7 @@
 //! No secrets in logs: a full run of the real `keysmith` process with every
 //! log line on (`debug` for every crate), through sign-in, a failed sign-in,
-//! imports, an order, validation, activation, previews, offline files and
-//! refused requests; then every line it and the command line wrote is
+//! imports, an order, validation, activation, previews, offline files, the
+//! portal's sign-in links and session, and refused requests; then every line it and the command line wrote is
 //! searched for the complete keys, tokens, passwords and server secrets.
 
 use crate::cli::{Served, create_admin, keysmith};
@@ -135,6 +135,46 @@ async fn no_secret_reaches_the_logs(backend: Backend) {
     )
     .await;
     assert!(preview.get("errors").is_none(), "{preview:#}");
+    // The portal: a link staff hand over, followed in a browser's way (the
+    // session cookie comes back), the orders page, a key revealed with the
+    // session, and a link asked for by email (held in the outbox: no SMTP).
+    let customer =
+        gql(&base, t, "{ customers(search: \"buyer@example.com\") { edges { node { id } } } }", json!({})).await;
+    let customer = data(&customer)["customers"]["edges"][0]["node"]["id"].clone();
+    let link = gql(
+        &base,
+        t,
+        "mutation($id: ID!) { createPortalLink(input: {customerId: $id}) { url } }",
+        json!({ "id": customer }),
+    )
+    .await;
+    let link = data(&link)["createPortalLink"]["url"].as_str().expect("a link").to_string();
+    let link_token = link.rsplit('/').next().expect("a token").to_string();
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let followed = browser.get(format!("{base}/portal/link/{link_token}")).send().await.expect("answer");
+    assert_eq!(followed.status(), 303);
+    let session = followed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("keysmith_portal="))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let page = browser
+        .get(format!("{base}/portal/"))
+        .header("cookie", format!("keysmith_portal={session}"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(page.status(), 200);
+    let reveal = "mutation($id: ID!) { revealLicenseKey(input: {licenseId: $id}) { key } }";
+    let shown = gql(&base, Some(&session), reveal, json!({ "id": keys[1]["id"] })).await;
+    assert_eq!(data(&shown)["revealLicenseKey"]["key"], keys[1]["key"]);
+    let asked = "mutation { requestPortalLink(input: {email: \"buyer@example.com\"}) { message } }";
+    assert!(gql(&base, None, asked, json!({})).await.get("errors").is_none());
+
     // A forged token.
     let forged = format!("{}x", &token[..token.len() - 1]);
     assert!(gql(&base, Some(&forged), "{ me { role } }", json!({})).await.get("errors").is_some());
@@ -172,6 +212,19 @@ async fn no_secret_reaches_the_logs(backend: Backend) {
     use sea_orm::EntityTrait;
     let seed = entity::signing_key::Entity::find_by_id("offline-licence").one(&db).await.expect("read").expect("a key");
     secrets.push(("offline signing key".into(), seed.secret));
+    secrets.push(("staff-made portal link".into(), link_token));
+    secrets.push(("portal session token".into(), session.clone()));
+    secrets.push(("portal session's signature".into(), session.rsplit('.').next().unwrap_or_default().to_string()));
+    let emailed: Vec<String> = entity::email::Entity::find()
+        .all(&db)
+        .await
+        .expect("emails")
+        .iter()
+        .filter_map(|m| m.body.split("/portal/link/").nth(1))
+        .map(|rest| rest.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')).collect())
+        .collect();
+    assert_eq!(emailed.len(), 2, "the order's link and the requested one are in the outbox");
+    secrets.extend(emailed.into_iter().map(|token| ("emailed portal link".to_string(), token)));
     for (what, secret) in &secrets {
         assert!(secret.len() >= 16, "{what} is long enough to search for");
         assert!(!logs.contains(secret.as_str()), "the {what} appears in the logs");

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod browser;
 mod cli;
 mod client;
 mod email;
@@ -17,6 +18,7 @@ mod logs;
 mod offline;
 mod orders;
 mod pools;
+mod portal;
 mod preview;
 mod products;
 mod roles;

@@ -72,10 +72,10 @@ async fn offline_files_are_signed_checked_and_refused_when_altered(app: TestApp)
     let admin = app.staff_token(StaffRole::Admin).await;
     settings(&app, &admin, json!({ "offlineFileValidityHours": 2 })).await;
     let mine = format!("query($id: ID!) {{ offlineLicenseFile(licenseId: $id) {{ {FILE_FIELDS} }} }}");
-    let body = app.graphql(Some(&app.customer_token(&customer)), &mine, json!({ "id": id })).await;
+    let body = app.graphql(Some(&app.customer_token(&customer).await), &mine, json!({ "id": id })).await;
     let own = data(&body)["offlineLicenseFile"].clone();
     assert_eq!(hours(&own), 2);
-    let stranger = app.graphql(Some(&app.customer_token(&entity::new_id())), &mine, json!({ "id": id })).await;
+    let stranger = app.graphql(Some(&app.customer_token(&entity::new_id()).await), &mine, json!({ "id": id })).await;
     assert_eq!(error_code(&stranger), Some("NOT_FOUND"));
     assert_eq!(error_code(&app.graphql(None, &mine, json!({ "id": id })).await), Some("UNAUTHENTICATED"));
 

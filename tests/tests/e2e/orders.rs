@@ -105,7 +105,7 @@ async fn orders_are_listed_searched_and_read_with_their_lines_and_keys(app: Test
         .graphql_in(t, Some("staging"), "query($id: ID!) { order(id: $id) { id } }", json!({ "id": orders[2].0 }))
         .await;
     assert_eq!(error_code(&staged), Some("NOT_FOUND"));
-    let customer_token = app.customer_token(&first.customer_id);
+    let customer_token = app.customer_token(&first.customer_id).await;
     assert_eq!(
         error_code(&app.graphql(Some(&customer_token), "{ orders { totalCount } }", json!({})).await),
         Some("FORBIDDEN")

@@ -277,7 +277,7 @@ async fn keys_in_a_tag_are_searched_filtered_and_paged(app: TestApp) {
     assert_eq!(edges[1]["node"]["tags"], json!([{ "name": "beta" }, { "name": "pro" }]));
     assert_eq!(data(&next)["tag"]["keys"]["pageInfo"]["hasNextPage"], false);
 
-    let customer = app.customer_token(&entity::new_id());
+    let customer = app.customer_token(&entity::new_id()).await;
     let body = app.graphql(Some(&customer), "{ licenseKeys { edges { node { key } } } }", json!({})).await;
     assert_eq!(error_code(&body), Some("FORBIDDEN"));
 }

@@ -137,7 +137,7 @@ async fn the_preview_shows_the_licence_and_samples_that_work(app: TestApp) {
     }
 
     // Customers and anonymous callers get no preview.
-    let customer = app.customer_token(&entity::new_id());
+    let customer = app.customer_token(&entity::new_id()).await;
     assert_eq!(error_code(&app.graphql(Some(&customer), PREVIEW, json!({ "id": id })).await), Some("FORBIDDEN"));
     assert_eq!(error_code(&app.graphql(None, PREVIEW, json!({ "id": id })).await), Some("UNAUTHENTICATED"));
 }

@@ -72,8 +72,16 @@ pub(crate) const MATRIX: &[(&str, [Outcome; 5])] = &[
     ("redeliverWebhook", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
     ("createUser", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
     ("updateUser", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
-    // Last: it ends the caller's tokens, which the walks over this list use.
+    // The portal: anyone asks for a sign-in link (the answer is the same
+    // for any email) or spends one; support and up hand links over.
+    ("requestPortalLink", [Allowed, Allowed, Allowed, Allowed, Allowed]),
+    ("createPortalLink", [Allowed, Allowed, Allowed, Forbidden, Unauthenticated]),
+    ("signInWithPortalLink", [Allowed, Allowed, Allowed, Allowed, Allowed]),
+    // Staff see any key; a customer their own.
+    ("revealLicenseKey", [Allowed, Allowed, Allowed, OwnOnly, Unauthenticated]),
+    // Near the end: these end the caller's tokens, which the walks over this list use.
     ("changePassword", [Allowed, Allowed, Allowed, Forbidden, Unauthenticated]),
+    ("signOutOfPortal", [Allowed, Allowed, Allowed, Allowed, Unauthenticated]),
 ];
 
 /// A request exercising `mutation`, valid for a caller who may run it.
@@ -166,6 +174,43 @@ pub(crate) async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (
     };
     let by_id = |name: &str| format!("mutation($id: ID!) {{ {name}(input: {{id: $id}}) {{ license {{ id }} }} }}");
     match mutation {
+        "requestPortalLink" => {
+            let customer = customer_id().await;
+            let found = app
+                .graphql(Some(admin), "query($id: ID!) { customer(id: $id) { email } }", json!({ "id": customer }))
+                .await;
+            (
+                "mutation($e: String!) { requestPortalLink(input: {email: $e}) { message } }".into(),
+                json!({ "e": data(&found)["customer"]["email"] }),
+            )
+        }
+        "createPortalLink" => (
+            "mutation($id: ID!) { createPortalLink(input: {customerId: $id}) { url expiresAt } }".into(),
+            json!({ "id": customer_id().await }),
+        ),
+        "signInWithPortalLink" => {
+            let link = app
+                .graphql(
+                    Some(admin),
+                    "mutation($id: ID!) { createPortalLink(input: {customerId: $id}) { url } }",
+                    json!({ "id": customer_id().await }),
+                )
+                .await;
+            let url = data(&link)["createPortalLink"]["url"].as_str().expect("a link").to_string();
+            let token = url.rsplit('/').next().expect("a token").to_string();
+            (
+                "mutation($t: String!) { signInWithPortalLink(input: {token: $t}) { token expiresAt } }".into(),
+                json!({ "t": token }),
+            )
+        }
+        "revealLicenseKey" => {
+            let (_, _, key) = order().await;
+            (
+                "mutation($id: ID!) { revealLicenseKey(input: {licenseId: $id}) { key status } }".into(),
+                json!({ "id": key }),
+            )
+        }
+        "signOutOfPortal" => ("mutation { signOutOfPortal { signedOut } }".into(), json!({})),
         "createCustomer" => (
             "mutation($e: String!) { createCustomer(input: {email: $e}) { customer { id } } }".into(),
             json!({ "e": format!("c-{}@example.com", ulid::Ulid::generate().to_string().to_lowercase()) }),
@@ -420,18 +465,18 @@ pub(crate) async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (
 on_both_databases!(each_role_gets_the_outcome_the_matrix_says);
 
 async fn each_role_gets_the_outcome_the_matrix_says(app: TestApp) {
-    let admin = app.staff_token(StaffRole::Admin).await;
-    let tokens = [
+    let mut admin = app.staff_token(StaffRole::Admin).await;
+    let mut tokens = [
         Some(admin.clone()),
         Some(app.staff_token(StaffRole::Manager).await),
         Some(app.staff_token(StaffRole::Support).await),
-        Some(app.customer_token(&entity::new_id())),
+        Some(app.customer_token(&entity::new_id()).await),
         None,
     ];
     for (mutation, outcomes) in MATRIX {
-        for ((role, token), expected) in ROLES.iter().zip(&tokens).zip(outcomes) {
+        for (i, (role, expected)) in ROLES.iter().zip(outcomes).enumerate() {
             let (query, variables) = request_for(&app, &admin, mutation).await;
-            let body = app.graphql(token.as_deref(), &query, variables).await;
+            let body = app.graphql(tokens[i].as_deref(), &query, variables).await;
             let code = error_code(&body);
             match expected {
                 Forbidden => assert_eq!(code, Some("FORBIDDEN"), "{mutation} as {role}: {body:#}"),
@@ -442,6 +487,13 @@ async fn each_role_gets_the_outcome_the_matrix_says(app: TestApp) {
                     assert_eq!(body["errors"][0]["message"], "not authenticated: invalid email or password", "{role}")
                 }
                 Allowed => assert!(body.get("errors").is_none(), "{mutation} as {role}: {body:#}"),
+            }
+            // A password change ends the caller's tokens and hands a fresh one.
+            if let Some(fresh) = body["data"]["changePassword"]["token"].as_str() {
+                tokens[i] = Some(fresh.to_string());
+                if i == 0 {
+                    admin = fresh.to_string();
+                }
             }
         }
     }
@@ -485,7 +537,7 @@ async fn staff_read_and_others_do_not(app: TestApp) {
             "{role:?}"
         );
     }
-    let customer = app.customer_token(&entity::new_id());
+    let customer = app.customer_token(&entity::new_id()).await;
     assert_eq!(error_code(&app.graphql(Some(&customer), query, json!({})).await), Some("FORBIDDEN"));
     assert_eq!(error_code(&app.graphql(None, query, json!({})).await), Some("UNAUTHENTICATED"));
 }

@@ -13,7 +13,7 @@ async fn introspection_and_suggestions_are_for_staff_only(app: TestApp) {
     let staff = app.graphql(Some(&admin), introspect, json!({})).await;
     assert_eq!(data(&staff)["__schema"]["queryType"]["name"], "Query");
 
-    let customer = app.customer_token(&entity::new_id());
+    let customer = app.customer_token(&entity::new_id()).await;
     for token in [None, Some(customer.as_str())] {
         // With introspection off, the schema's fields answer null.
         let body = app.graphql(token, introspect, json!({})).await;

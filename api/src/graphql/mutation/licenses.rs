@@ -88,7 +88,7 @@ fn tri(value: MaybeUndefined<DateTime<Utc>>) -> Option<Option<DateTime<Utc>>> {
 async fn act(ctx: &Context<'_>, id: &ID, action: LicenseAction, customer: Option<&str>) -> Result<LicensePayload> {
     let (state, rc) = request(ctx)?;
     let license = licenses::act(&state.db, rc, id, action, customer).await?;
-    Ok(LicensePayload { license: LicenseKey(license) })
+    Ok(LicensePayload { license: LicenseKey::from(license) })
 }
 
 #[derive(Default)]
@@ -110,7 +110,7 @@ impl LicenseMutation {
             metadata: input.metadata.map(|j| j.0),
         };
         let license = licenses::create(&state.db, rc, new).await?;
-        Ok(LicensePayload { license: LicenseKey(license) })
+        Ok(LicensePayload { license: LicenseKey::from(license) })
     }
 
     /// Queues the generation of up to 100000 AVAILABLE licences into the
@@ -141,7 +141,7 @@ impl LicenseMutation {
             metadata: input.metadata.map(|j| j.0),
         };
         let license = licenses::update(&state.db, rc, &input.id, patch).await?;
-        Ok(LicensePayload { license: LicenseKey(license) })
+        Ok(LicensePayload { license: LicenseKey::from(license) })
     }
 
     /// AVAILABLE → ASSIGNED to a customer.

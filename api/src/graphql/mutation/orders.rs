@@ -20,7 +20,9 @@ impl OrderMutation {
     #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
     async fn create_order(&self, ctx: &Context<'_>, input: CreateOrderInput) -> Result<CreateOrderPayload> {
         let (state, rc) = request(ctx)?;
-        let placed = fulfilment::create_order(&state.db, rc, input.into()).await?;
+        let mut order: fulfilment::NewOrder = input.into();
+        order.portal_base = Some(state.config.address_for_links());
+        let placed = fulfilment::create_order(&state.db, rc, order).await?;
         if !placed.pools.is_empty() {
             state.pools_to_check.note(placed.pools);
             state.jobs_queued.notify_one();
@@ -37,12 +39,15 @@ impl OrderMutation {
         input: ReassignOrderKeyInput,
     ) -> Result<ReassignOrderKeyPayload> {
         let (state, rc) = request(ctx)?;
-        let done = fulfilment::reassign(&state.db, rc, input.into()).await?;
+        let notify = input.notify_customer;
+        let mut reassignment: fulfilment::Reassignment = input.into();
+        reassignment.notify_customer = notify.then(|| state.config.address_for_links());
+        let done = fulfilment::reassign(&state.db, rc, reassignment).await?;
         state.pools_to_check.note(done.pools);
         Ok(ReassignOrderKeyPayload {
             line: OrderLine(done.line),
-            license: LicenseKey(done.license),
-            previous: done.previous.map(LicenseKey),
+            license: LicenseKey::from(done.license),
+            previous: done.previous.map(LicenseKey::from),
         })
     }
 
@@ -51,16 +56,16 @@ impl OrderMutation {
     async fn unassign_license(&self, ctx: &Context<'_>, input: UnassignLicenseInput) -> Result<LicensePayload> {
         let (state, rc) = request(ctx)?;
         let key = fulfilment::unassign(&state.db, rc, &input.id, input.to.into()).await?;
-        Ok(LicensePayload { license: LicenseKey(key) })
+        Ok(LicensePayload { license: LicenseKey::from(key) })
     }
 
     /// Marks an order refunded. Its keys stay with the customer unless `keys` says otherwise.
     #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
     async fn refund_order(&self, ctx: &Context<'_>, input: RefundOrderInput) -> Result<OrderPayload> {
         let (state, rc) = request(ctx)?;
-        let order =
-            fulfilment::refund(&state.db, rc, &input.id, input.keys.unwrap_or_default().into(), input.notify_customer)
-                .await?;
+        let base = input.notify_customer.then(|| state.config.address_for_links());
+        let keys = input.keys.unwrap_or_default().into();
+        let order = fulfilment::refund(&state.db, rc, &input.id, keys, base.as_deref()).await?;
         Ok(OrderPayload { order: Order(order) })
     }
 }

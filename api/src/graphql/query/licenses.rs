@@ -15,7 +15,7 @@ impl LicenseQuery {
     #[graphql(guard = "RoleGuard::new(may::READ)")]
     async fn license_key(&self, ctx: &Context<'_>, id: ID) -> Result<LicenseKey> {
         let (state, rc) = request(ctx)?;
-        Ok(LicenseKey(licenses::get(&state.db, rc, &id).await?))
+        Ok(LicenseKey::from(licenses::get(&state.db, rc, &id).await?))
     }
 
     /// A licence with its activation history and ready-to-run validation

@@ -53,6 +53,6 @@ impl OrderQuery {
         let (state, rc) = request(ctx)?;
         let args = PageArgs::parse(first, after)?;
         let page = fulfilment::available_for_line(&state.db, rc, &line_id, search, &args).await?;
-        Ok(connection(page, LicenseKey))
+        Ok(connection(page, LicenseKey::from))
     }
 }

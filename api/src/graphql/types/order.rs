@@ -75,7 +75,7 @@ impl OrderLine {
     /// The keys delivered on this line.
     async fn keys(&self, ctx: &Context<'_>) -> Result<Vec<LicenseKey>> {
         let keys = loaders(ctx)?.keys_of_line.load_one(self.0.id.clone()).await?.unwrap_or_default();
-        Ok(keys.into_iter().map(LicenseKey).collect())
+        Ok(keys.into_iter().map(LicenseKey::from).collect())
     }
 }
 
@@ -150,6 +150,11 @@ pub struct CreateOrderInput {
     pub customer: OrderCustomerInput,
     /// 1–100 lines.
     pub lines: Vec<OrderLineInput>,
+    /// Email the customer a link to their keys on the portal (single use,
+    /// valid 7 days). Off when the seller sends their own email (hand over
+    /// a link from `createPortalLink` then).
+    #[graphql(default = true)]
+    pub email_customer: bool,
 }
 
 impl From<CreateOrderInput> for NewOrder {
@@ -158,6 +163,8 @@ impl From<CreateOrderInput> for NewOrder {
             external_id: i.external_id,
             email: i.customer.email,
             name: i.customer.name,
+            portal_base: None,
+            email_customer: i.email_customer,
             lines: i
                 .lines
                 .into_iter()
@@ -206,7 +213,8 @@ impl From<ReassignOrderKeyInput> for Reassignment {
             license_id: i.license_id.map(|id| id.0),
             new_license_id: i.new_license_id.map(|id| id.0),
             old_key: i.old_key.map(Into::into),
-            notify_customer: i.notify_customer,
+            // The resolver fills in the portal's address when the customer is to be told.
+            notify_customer: None,
         }
     }
 }

@@ -4,7 +4,7 @@ use super::common::{ListConnection, OrderDirection};
 use crate::auth::may;
 use crate::error::AppError;
 use crate::graphql::guard::RoleGuard;
-use crate::graphql::loaders::{Loaders, RequestLoaders};
+use crate::graphql::loaders::{KeyFields, KeyPrefetch, Loaders, RequestLoaders, primed_or_loaded};
 use crate::graphql::request;
 use crate::graphql::types::common::connection;
 use crate::graphql::types::customer::Customer;
@@ -18,6 +18,7 @@ use crate::services::tags::TagStats;
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::license_key::Model as KeyModel;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[graphql(remote = "entity::LicenseStatus")]
@@ -114,7 +115,18 @@ pub(crate) async fn list_keys(
         .unwrap_or(ServiceKeyOrder { field: ServiceKeyOrderField::CreatedAt, descending: true });
     let want_total = ctx.look_ahead().field("totalCount").exists();
     let page = keys::list(&state.db, rc, &filter, order, &args, want_total).await?;
-    Ok(connection(page, LicenseKey))
+    let node = ctx.look_ahead().field("edges").field("node");
+    let fields = KeyFields {
+        tags: node.field("tags").exists(),
+        activations: node.field("activations").exists() || node.field("activationsUsed").exists(),
+        product: node.field("product").exists(),
+        customer: node.field("customer").exists(),
+        order_id: node.field("orderId").exists(),
+        order: node.field("order").exists(),
+    };
+    let rows: Vec<KeyModel> = page.items.iter().map(|(_, key)| key.clone()).collect();
+    let prefetch = Arc::new(KeyPrefetch::load(&state.db, &rows, fields).await?);
+    Ok(connection(page, |key| LicenseKey(key, Some(prefetch.clone()))))
 }
 
 pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
@@ -157,8 +169,25 @@ pub struct TagLink {
     pub name: String,
 }
 
-/// A licence key.
-pub struct LicenseKey(pub KeyModel);
+/// A licence key, with its page's prefetched nested fields when it was listed.
+pub struct LicenseKey(pub KeyModel, pub Option<Arc<KeyPrefetch>>);
+
+impl From<KeyModel> for LicenseKey {
+    fn from(key: KeyModel) -> Self {
+        Self(key, None)
+    }
+}
+
+impl LicenseKey {
+    fn primed(&self) -> Option<&KeyPrefetch> {
+        self.1.as_deref()
+    }
+
+    async fn devices(&self, ctx: &Context<'_>) -> Result<Vec<entity::activation::Model>> {
+        let primed = self.primed().and_then(|p| p.activations.as_ref());
+        Ok(primed_or_loaded(primed, &loaders(ctx)?.activations_of_key, &self.0.id).await?.unwrap_or_default())
+    }
+}
 
 #[Object]
 impl LicenseKey {
@@ -180,8 +209,8 @@ impl LicenseKey {
     }
     /// The tags the key carries, by name.
     async fn tags(&self, ctx: &Context<'_>) -> Result<Vec<TagLink>> {
-        let loaders = loaders(ctx)?;
-        let tags = loaders.tags_of_key.load_one(self.0.id.clone()).await?.unwrap_or_default();
+        let primed = self.primed().and_then(|p| p.tags.as_ref());
+        let tags = primed_or_loaded(primed, &loaders(ctx)?.tags_of_key, &self.0.id).await?.unwrap_or_default();
         Ok(tags.into_iter().map(|t| TagLink { id: ID(t.id), name: t.name }).collect())
     }
     /// The id of the order the key was delivered with.
@@ -189,8 +218,8 @@ impl LicenseKey {
         let Some(line) = &self.0.order_line_id else {
             return Ok(None);
         };
-        let loaders = loaders(ctx)?;
-        Ok(loaders.order_of_line.load_one(line.clone()).await?.map(ID))
+        let primed = self.primed().and_then(|p| p.order_of_line.as_ref());
+        Ok(primed_or_loaded(primed, &loaders(ctx)?.order_of_line, line).await?.map(ID))
     }
     /// The order the key was delivered with.
     async fn order(&self, ctx: &Context<'_>) -> Result<Option<Order>> {
@@ -198,10 +227,12 @@ impl LicenseKey {
             return Ok(None);
         };
         let loaders = loaders(ctx)?;
-        let Some(order_id) = loaders.order_of_line.load_one(line.clone()).await? else {
+        let primed = self.primed().and_then(|p| p.order_of_line.as_ref());
+        let Some(order_id) = primed_or_loaded(primed, &loaders.order_of_line, line).await? else {
             return Ok(None);
         };
-        Ok(loaders.orders.load_one(order_id).await?.map(Order))
+        let primed = self.primed().and_then(|p| p.orders.as_ref());
+        Ok(primed_or_loaded(primed, &loaders.orders, &order_id).await?.map(Order))
     }
     async fn product_id(&self) -> Option<ID> {
         self.0.product_id.clone().map(ID)
@@ -213,24 +244,24 @@ impl LicenseKey {
         let Some(id) = &self.0.product_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)?.products.load_one(id.clone()).await?.map(Product))
+        let primed = self.primed().and_then(|p| p.products.as_ref());
+        Ok(primed_or_loaded(primed, &loaders(ctx)?.products, id).await?.map(Product))
     }
     #[graphql(guard = "RoleGuard::new(may::READ)")]
     async fn customer(&self, ctx: &Context<'_>) -> Result<Option<Customer>> {
         let Some(id) = &self.0.customer_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)?.customers.load_one(id.clone()).await?.map(Customer))
+        let primed = self.primed().and_then(|p| p.customers.as_ref());
+        Ok(primed_or_loaded(primed, &loaders(ctx)?.customers, id).await?.map(Customer))
     }
     /// Devices using the licence, newest first; ended ones keep `deactivatedAt`.
     async fn activations(&self, ctx: &Context<'_>) -> Result<Vec<Activation>> {
-        let list = loaders(ctx)?.activations_of_key.load_one(self.0.id.clone()).await?.unwrap_or_default();
-        Ok(list.into_iter().map(Activation::from).collect())
+        Ok(self.devices(ctx).await?.into_iter().map(Activation::from).collect())
     }
     /// Activations still in use.
     async fn activations_used(&self, ctx: &Context<'_>) -> Result<i64> {
-        let list = loaders(ctx)?.activations_of_key.load_one(self.0.id.clone()).await?.unwrap_or_default();
-        Ok(list.iter().filter(|a| a.deactivated_at.is_none()).count() as i64)
+        Ok(self.devices(ctx).await?.iter().filter(|a| a.deactivated_at.is_none()).count() as i64)
     }
     async fn generator_id(&self) -> Option<ID> {
         self.0.generator_id.clone().map(ID)

@@ -137,7 +137,7 @@ pub struct LicensePreview {
 impl From<Preview> for LicensePreview {
     fn from(p: Preview) -> Self {
         Self {
-            license: LicenseKey(p.license),
+            license: LicenseKey::from(p.license),
             activation_history: p.activations.into_iter().map(Activation::from).collect(),
             samples: p
                 .samples

@@ -21,7 +21,8 @@ pub struct Reassignment {
     pub new_license_id: Option<String>,
     /// Without it: back to the pool if never activated or revealed, retired otherwise.
     pub old_key: Option<OldKey>,
-    pub notify_customer: bool,
+    /// Email the customer a link to their keys: the portal's address, or `None` to say nothing.
+    pub notify_customer: Option<String>,
 }
 
 /// The outcome of a reassignment.
@@ -120,7 +121,7 @@ pub async fn reassign(db: &DatabaseConnection, ctx: &RequestContext, input: Reas
         "licenseId": license.id,
         "previousLicenseId": previous.as_ref().map(|p| p.id.clone()),
         "previousStatus": previous.as_ref().map(|p| p.status),
-        "notifyCustomer": input.notify_customer,
+        "notifyCustomer": input.notify_customer.is_some(),
     });
     audit::record(
         &txn,
@@ -136,6 +137,19 @@ pub async fn reassign(db: &DatabaseConnection, ctx: &RequestContext, input: Reas
     .await?;
     events::emit(&txn, ctx.environment, "order.key_reassigned", Subject { kind: "order", id: &placed.id }, summary)
         .await?;
+    if let Some(base) = &input.notify_customer {
+        let subject = format!("A new licence key for your order {}", placed.external_id);
+        let news = format!("Your order {} has a new licence key for {}.", placed.external_id, product.name);
+        crate::services::portal::notify_customer(
+            &txn,
+            &placed.customer_id,
+            "order.key_reassigned",
+            &subject,
+            &news,
+            base,
+        )
+        .await?;
+    }
     txn.commit().await?;
     if previous.as_ref().is_some_and(|p| p.status == LicenseStatus::Available) {
         after_keys_arrived(db, ctx.environment).await;
@@ -244,7 +258,7 @@ pub async fn refund(
     ctx: &RequestContext,
     id: &str,
     keys_fate: RefundKeys,
-    notify_customer: bool,
+    notify_customer: Option<&str>,
 ) -> AppResult<order::Model> {
     ctx.viewer.require(may::MANAGE)?;
     let txn = begin_write(db).await?;
@@ -303,7 +317,7 @@ pub async fn refund(
         "customerId": refunded.customer_id,
         "keys": fate,
         "keysChanged": changed,
-        "notifyCustomer": notify_customer,
+        "notifyCustomer": notify_customer.is_some(),
     });
     audit::record(
         &txn,
@@ -319,6 +333,19 @@ pub async fn refund(
     )
     .await?;
     events::emit(&txn, ctx.environment, "order.refunded", Subject { kind: "order", id }, summary).await?;
+    if let Some(base) = notify_customer {
+        let subject = format!("Your order {} was refunded", refunded.external_id);
+        let news = match keys_fate {
+            RefundKeys::Keep => {
+                format!("Your order {} was refunded. Its licence keys stay yours.", refunded.external_id)
+            }
+            RefundKeys::ReturnToPool | RefundKeys::Revoke => {
+                format!("Your order {} was refunded, and its licence keys no longer work.", refunded.external_id)
+            }
+        };
+        crate::services::portal::notify_customer(&txn, &refunded.customer_id, "order.refunded", &subject, &news, base)
+            .await?;
+    }
     txn.commit().await?;
     if keys_fate == RefundKeys::ReturnToPool && changed > 0 {
         after_keys_arrived(db, ctx.environment).await;

@@ -1,0 +1,293 @@
+//! The customer portal in a real headless Chromium, driven over WebDriver
+//! (chromedriver): sign in by link, the key dialog and its Copy button, a
+//! forged cross-origin POST, deactivating a device, signing out. Screenshots
+//! of the pages land in `target/portal-screenshots/`.
+
+use crate::portal::{link_for, ordered};
+use entity::activation;
+use entity::user::StaffRole;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use keysmith_tests::{TestApp, data, on_both_databases, tool};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Chromium under chromedriver, both ended when this is dropped.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// WebDriver's "Set Permission" (chromedriver supports it): lets the page
+/// read the clipboard back, so the test sees what Copy put there.
+#[derive(Debug)]
+struct SetPermission(&'static str);
+
+impl WebDriverCompatibleCommand for SetPermission {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/permissions", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (reqwest::Method, Option<String>) {
+        let body = json!({ "descriptor": { "name": self.0 }, "state": "granted" });
+        (reqwest::Method::POST, Some(body.to_string()))
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port()
+}
+
+/// Starts chromedriver and a headless Chromium; `None` (loudly) when they
+/// are not installed outside CI.
+async fn browser() -> Option<Browser> {
+    let driver_path = tool("chromedriver")?;
+    let chromium = tool("chromium")?;
+    let port = free_port();
+    let driver = Command::new(driver_path)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let profile = tempfile::tempdir().expect("a profile directory");
+    let args = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1200,900",
+        &format!("--user-data-dir={}", profile.path().display()),
+    ];
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), json!({ "binary": chromium, "args": args }));
+    let webdriver = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        let plain = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(plain).capabilities(caps.clone()).connect(&webdriver).await {
+            Ok(client) => break client,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("chromedriver did not start a browser: {e}"),
+        }
+    };
+    Some(Browser { client, driver, _profile: profile })
+}
+
+/// Where screenshots go: `target/portal-screenshots/` of the workspace.
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("portal-screenshots");
+    std::fs::create_dir_all(&dir).expect("the screenshot directory");
+    dir
+}
+
+async fn screenshot(client: &Client, app: &TestApp, name: &str) {
+    let png = client.screenshot().await.expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let backend = format!("{:?}", app.backend).to_lowercase();
+    std::fs::write(screenshot_dir().join(format!("{name}-{backend}.png")), png).expect("save the screenshot");
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.expect("text")
+}
+
+/// Waits until the page's `<main>` says `needle`.
+async fn wait_for_text(client: &Client, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = match client.find(Locator::Css("main")).await {
+            Ok(main) => main.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "the page never said {needle:?}; it says:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A page on another origin (same site: 127.0.0.1, another port) that posts
+/// a form to the portal without a CSRF token as soon as it loads.
+async fn forging_site(target: &str, activation_id: &str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let html = format!(
+        "<!doctype html><title>Win a prize</title><form id=f method=post action=\"{target}\">\
+         <input type=hidden name=activation value=\"{activation_id}\"></form>\
+         <script>document.getElementById('f').submit()</script>"
+    );
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}",
+                html.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    format!("http://{address}/")
+}
+
+async fn activate(app: &TestApp, key: &str, fingerprint: &str, name: &str) -> Value {
+    let body = app
+        .graphql(
+            None,
+            "mutation($k: String!, $f: String!, $n: String!) { activateLicense(input: {key: $k, fingerprint: $f, \
+             name: $n, platform: \"Windows 11\"}) { code } }",
+            json!({ "k": key, "f": fingerprint, "n": name }),
+        )
+        .await;
+    assert_eq!(data(&body)["activateLicense"]["code"], "VALID", "{body:#}");
+    body
+}
+
+async fn live_devices(app: &TestApp) -> Vec<String> {
+    let mut names: Vec<String> = activation::Entity::find()
+        .filter(activation::Column::DeactivatedAt.is_null())
+        .all(app.db())
+        .await
+        .expect("activations")
+        .into_iter()
+        .filter_map(|a| a.name)
+        .collect();
+    names.sort();
+    names
+}
+
+on_both_databases!(a_customer_signs_in_copies_a_key_ends_a_device_and_signs_out);
+
+async fn a_customer_signs_in_copies_a_key_ends_a_device_and_signs_out(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    let c = &browser.client;
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let keys = ["STUDIO-7Q4K-2M9X-BETA", "STUDIO-8R5L-3N0Y-GAMA"];
+    let (external, licences) = ordered(&app, &admin, "Grace Hopper", "grace@buyer.example", &keys).await;
+    let limit = app
+        .graphql(
+            Some(&admin),
+            "mutation($id: ID!) { updateLicense(input: {id: $id, activationLimit: 2}) { license { activationLimit } } }",
+            json!({ "id": licences[0] }),
+        )
+        .await;
+    assert_eq!(data(&limit)["updateLicense"]["license"]["activationLimit"], 2, "{limit:#}");
+    activate(&app, keys[0], "device-laptop", "Studio laptop").await;
+    activate(&app, keys[0], "device-desktop", "Office desktop").await;
+    // A second order whose pool is empty: the product's unavailable message shows.
+    let (waiting, _) = ordered(&app, &admin, "Grace Hopper", "grace@buyer.example", &[]).await;
+
+    // Signing in by link leaves the token out of the address bar.
+    let link = link_for(&app, &admin, "grace@buyer.example").await;
+    c.goto(&app.url(&link)).await.expect("open the link");
+    let page = wait_for_text(c, &format!("Order {external}")).await;
+    assert_eq!(c.current_url().await.expect("url").path(), "/portal/");
+    assert!(page.contains("Active on 2 of 2 devices") && page.contains("Studio laptop (Windows 11)"), "{page}");
+    assert!(page.contains(&format!("Order {waiting}")) && page.contains("Your serial is on its way."), "{page}");
+    assert!(!page.contains(keys[0]) && !page.contains(keys[1]), "keys show only when asked for");
+    screenshot(c, &app, "orders").await;
+    c.set_window_size(390, 844).await.expect("a phone's window");
+    screenshot(c, &app, "orders-phone").await;
+    c.set_window_size(1200, 900).await.expect("a desktop window");
+
+    // A forged POST from another origin carries the session cookie but no
+    // CSRF token: refused, and the device stays.
+    let laptop = activation::Entity::find()
+        .filter(activation::Column::Name.eq("Studio laptop"))
+        .one(app.db())
+        .await
+        .expect("find")
+        .expect("the laptop's activation");
+    let evil = forging_site(&app.url("/portal/devices/deactivate"), &laptop.id).await;
+    c.goto(&evil).await.expect("open the forging page");
+    let refused = wait_for_text(c, "This form is no longer valid").await;
+    assert!(!refused.contains("deactivated"), "{refused}");
+    assert_eq!(live_devices(&app).await, ["Office desktop", "Studio laptop"], "nothing changed");
+    c.goto(&app.url("/portal/")).await.expect("back to the portal");
+    wait_for_text(c, &format!("Order {external}")).await;
+
+    // The key button opens the dialog with both keys in large type.
+    c.find(Locator::XPath("//button[normalize-space()='Show my serial']"))
+        .await
+        .expect("the key button")
+        .click()
+        .await
+        .expect("click");
+    let dialog = wait_for_text(c, keys[1]).await;
+    assert!(dialog.contains(keys[0]), "{dialog}");
+    let title = text_of(c, "dialog h2").await;
+    assert!(title.contains(&external) && title.contains("Photo Studio"), "{title}");
+    let size = c.find(Locator::Css("code.key")).await.expect("a key").css_value("font-size").await.expect("size");
+    assert!(size.trim_end_matches("px").parse::<f64>().expect("px") >= 24.0, "large type: {size}");
+    screenshot(c, &app, "key-dialog").await;
+
+    // Copy puts the key on the clipboard.
+    c.issue_cmd(SetPermission("clipboard-read")).await.expect("clipboard permission");
+    c.issue_cmd(SetPermission("clipboard-write")).await.expect("clipboard permission");
+    let copy = c.find(Locator::Css("button[data-copy='key-1']")).await.expect("a Copy button");
+    copy.click().await.expect("press Copy");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while copy.text().await.expect("text") != "Copied" {
+        assert!(Instant::now() < deadline, "Copy never said Copied: {}", copy.text().await.unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pasted = c
+        .execute_async("navigator.clipboard.readText().then(arguments[0], e => arguments[0]('error: ' + e))", vec![])
+        .await
+        .expect("read the clipboard");
+    assert_eq!(pasted, json!(keys[0]), "the clipboard holds the first key");
+
+    // Deactivating a device frees its slot.
+    c.goto(&app.url("/portal/")).await.expect("close the dialog");
+    wait_for_text(c, "Studio laptop").await;
+    c.find(Locator::Css("button[aria-label='Deactivate Studio laptop']"))
+        .await
+        .expect("the laptop's Deactivate button")
+        .click()
+        .await
+        .expect("click");
+    let after = wait_for_text(c, "The device was deactivated").await;
+    assert!(!after.contains("Studio laptop") && after.contains("Office desktop"), "{after}");
+    assert!(after.contains("Active on 1 of 2 devices"), "{after}");
+    assert_eq!(live_devices(&app).await, ["Office desktop"]);
+    screenshot(c, &app, "device-deactivated").await;
+
+    // Signing out ends the session: the orders page sends the browser to sign in.
+    c.find(Locator::XPath("//button[normalize-space()='Sign out']"))
+        .await
+        .expect("Sign out")
+        .click()
+        .await
+        .expect("click");
+    wait_for_text(c, "You are signed out.").await;
+    screenshot(c, &app, "signed-out").await;
+    c.goto(&app.url("/portal/")).await.expect("the orders page");
+    wait_for_text(c, "Email me a sign-in link").await;
+    assert_eq!(c.current_url().await.expect("url").path(), "/portal/login");
+    screenshot(c, &app, "login").await;
+}
