@@ -219,17 +219,49 @@ pub(crate) async fn login(
     }
 }
 
-/// Follows a sign-in link: spends its token, sets the session cookie and
-/// sends the browser on without the token in the address.
+#[derive(Template)]
+#[template(path = "link.html")]
+struct LinkPage<'a> {
+    title: &'a str,
+    signed_in: Option<String>,
+    csrf: &'a str,
+    token: &'a str,
+}
+
+/// A sign-in link opened: a page with one button that signs in. Opening the
+/// link spends nothing, so a mail scanner or a browser's prefetch fetching
+/// it leaves it working, and no one is signed in by a link they did not
+/// choose to use.
+#[handler]
+pub(crate) fn open_link(csrf: &CsrfToken, Path(token): Path<String>) -> Response {
+    page(StatusCode::OK, LinkPage { title: "Sign in", signed_in: None, csrf: &csrf.0, token: &token }.render())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LinkForm {
+    /// Missing reads as empty: refused with the page that says why.
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    token: String,
+}
+
+/// Spends a sign-in link's token: ends any session the browser had, sets
+/// the new session's cookie and sends the browser on to its orders, the
+/// token no longer in the address bar.
 #[handler]
 pub(crate) async fn follow_link(
     req: &Request,
     Data(portal): Data<&Arc<Portal>>,
     csrf: &CsrfToken,
-    Path(token): Path<String>,
+    verifier: &CsrfVerifier,
+    Form(form): Form<LinkForm>,
 ) -> Response {
+    if !verifier.is_valid(&form.csrf) {
+        return forged(&csrf.0);
+    }
     let query = "mutation($t: String!) { signInWithPortalLink(input: {token: $t}) { token expiresAt } }";
-    let (data, code, _) = answer(portal.run(req, None, query, json!({ "t": token })).await);
+    let (data, code, _) = answer(portal.run(req, None, query, json!({ "t": form.token })).await);
     if code.is_some() {
         let refused = LoginPage {
             title: "Sign in",
@@ -240,6 +272,9 @@ pub(crate) async fn follow_link(
             error: Some("This link has expired or was already used. Ask for a new one below.".into()),
         };
         return page(StatusCode::BAD_REQUEST, refused.render());
+    }
+    if let Some(previous) = session(req) {
+        let _ = portal.run(req, Some(&previous), "mutation { signOutOfPortal { signedOut } }", json!({})).await;
     }
     let session = &data["signInWithPortalLink"];
     let lifetime = session["expiresAt"]

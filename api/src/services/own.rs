@@ -8,7 +8,9 @@ use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use entity::license_key::KeySource;
 use entity::{LicenseAction, LicenseStatus, activation, customer, license_key, order, order_line, product};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use std::collections::HashMap;
 
 /// Orders shown on the portal, newest first.
@@ -122,19 +124,24 @@ pub async fn reveal(db: &DatabaseConnection, ctx: &RequestContext, id: &str) -> 
         return licenses::get(db, ctx, id).await;
     }
     let customer = customer_id(ctx)?.to_string();
+    let cutoff = entity::now() - grace_period(db).await?;
     let txn = begin_write(db).await?;
-    let key = license_key::Entity::find_by_id(id.to_string())
+    let mut query = license_key::Entity::find_by_id(id.to_string())
         .filter(license_key::Column::Environment.eq(ctx.environment))
-        .filter(license_key::Column::CustomerId.eq(customer.as_str()))
-        .one(&txn)
-        .await?
-        .ok_or_else(|| AppError::not_found_in("licence", "licenseId"))?;
+        .filter(license_key::Column::CustomerId.eq(customer.as_str()));
+    // Two reveals at once, or a reveal racing a return to the pool, take turns.
+    if txn.get_database_backend() == DbBackend::Postgres {
+        query = query.lock_exclusive();
+    }
+    let key = query.one(&txn).await?.ok_or_else(|| AppError::not_found_in("licence", "licenseId"))?;
     if key.status == LicenseStatus::Revoked {
         return Err(AppError::invalid("licenseId", "the licence was revoked"));
     }
+    // A key past its expiry is shown as it is: expired, not put in use.
+    let in_use_now = effective_status(&key, cutoff) == LicenseStatus::Assigned;
     let revealed = if key.revealed_at.is_some() {
         key
-    } else if key.source == KeySource::Uploaded && key.status == LicenseStatus::Assigned {
+    } else if key.source == KeySource::Uploaded && in_use_now {
         let mut after = licenses::apply(&txn, ctx, key, LicenseAction::Reveal, None).await?;
         after = mark_revealed(&txn, after).await?;
         licenses::announce(&txn, &after, "license.activated").await?;

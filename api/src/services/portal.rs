@@ -167,14 +167,15 @@ pub async fn request_link(db: &DatabaseConnection, ctx: &RequestContext, email: 
     Ok(())
 }
 
-/// A link for staff to hand to `customer_id`, or, with `send_email`, to
-/// email them: its address and when it expires.
+/// A link for staff to hand to `customer_id` (at `base`), and, with
+/// `email_base`, emailed to them pointing there: its address for staff and
+/// when it expires.
 pub async fn create_link(
     db: &DatabaseConnection,
     ctx: &RequestContext,
     customer_id: &str,
     base: &str,
-    send_email: bool,
+    email_base: Option<&str>,
 ) -> AppResult<(String, DateTime<Utc>)> {
     ctx.viewer.require(may::SWITCH)?;
     let txn = begin_write(db).await?;
@@ -182,12 +183,12 @@ pub async fn create_link(
         .await?
         .ok_or_else(|| AppError::not_found_in("customer", "customerId"))?;
     let (token, expires_at) = issue_link(&txn, &customer.id, Purpose::Staff).await?;
-    let url = link_url(base, &token);
-    if send_email {
+    if let Some(email_base) = email_base {
         let body = format!(
-            "{}\n\nHere is a link to sign in and see your licence keys:\n\n{url}\n\n\
-             It works once, for {STAFF_LINK_HOURS} hours. Later, ask for a new one at {base}/portal/login.\n",
+            "{}\n\nHere is a link to sign in and see your licence keys:\n\n{}\n\n\
+             It works once, for {STAFF_LINK_HOURS} hours. Later, ask for a new one at {email_base}/portal/login.\n",
             greeting(&customer),
+            link_url(email_base, &token),
         );
         let subject = "Your sign-in link";
         email::queue(&txn, Some(customer.environment), "portal.link", &customer.email, subject, &body).await?;
@@ -199,13 +200,13 @@ pub async fn create_link(
             action: "portal.link_created",
             target_kind: "customer",
             target_id: &customer.id,
-            after: Some(serde_json::json!({ "expiresAt": expires_at, "emailed": send_email })),
+            after: Some(serde_json::json!({ "expiresAt": expires_at, "emailed": email_base.is_some() })),
             ..Change::default()
         },
     )
     .await?;
     txn.commit().await?;
-    Ok((url, expires_at))
+    Ok((link_url(base, &token), expires_at))
 }
 
 /// A signed-in portal session: the token that carries it, and its end.

@@ -1,5 +1,5 @@
 //! The customer portal in a real headless Chromium, driven over WebDriver
-//! (chromedriver): sign in by link, the key dialog and its Copy button, a
+//! (chromedriver): sign in by link (opening it, then its button), the key dialog and its Copy button, a
 //! forged cross-origin POST, deactivating a device, signing out. Screenshots
 //! of the pages land in `target/portal-screenshots/`.
 
@@ -8,7 +8,7 @@ use entity::activation;
 use entity::user::StaffRole;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
-use keysmith_tests::{TestApp, data, on_both_databases, tool};
+use keysmith_tests::{TestApp, data, error_code, on_both_databases, tool};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -205,6 +205,14 @@ async fn a_customer_signs_in_copies_a_key_ends_a_device_and_signs_out(app: TestA
     // Signing in by link leaves the token out of the address bar.
     let link = link_for(&app, &admin, "grace@buyer.example").await;
     c.goto(&app.url(&link)).await.expect("open the link");
+    wait_for_text(c, "nothing happens until you press the button").await;
+    screenshot(c, &app, "sign-in-link").await;
+    c.find(Locator::XPath("//button[normalize-space()='Sign in and see my keys']"))
+        .await
+        .expect("the sign-in button")
+        .click()
+        .await
+        .expect("click");
     let page = wait_for_text(c, &format!("Order {external}")).await;
     assert_eq!(c.current_url().await.expect("url").path(), "/portal/");
     assert!(page.contains("Active on 2 of 2 devices") && page.contains("Studio laptop (Windows 11)"), "{page}");
@@ -277,7 +285,9 @@ async fn a_customer_signs_in_copies_a_key_ends_a_device_and_signs_out(app: TestA
     assert_eq!(live_devices(&app).await, ["Office desktop"]);
     screenshot(c, &app, "device-deactivated").await;
 
-    // Signing out ends the session: the orders page sends the browser to sign in.
+    // Signing out ends the session itself, not only the browser's cookie;
+    // the orders page then sends the browser to sign in.
+    let session = c.get_named_cookie("keysmith_portal").await.expect("the session cookie").value().to_string();
     c.find(Locator::XPath("//button[normalize-space()='Sign out']"))
         .await
         .expect("Sign out")
@@ -285,6 +295,8 @@ async fn a_customer_signs_in_copies_a_key_ends_a_device_and_signs_out(app: TestA
         .await
         .expect("click");
     wait_for_text(c, "You are signed out.").await;
+    let ended = app.graphql(Some(&session), "{ myOrders { id } }", json!({})).await;
+    assert_eq!(error_code(&ended), Some("UNAUTHENTICATED"), "{ended:#}");
     screenshot(c, &app, "signed-out").await;
     c.goto(&app.url("/portal/")).await.expect("the orders page");
     wait_for_text(c, "Email me a sign-in link").await;

@@ -151,7 +151,25 @@ async fn no_secret_reaches_the_logs(backend: Backend) {
     let link = data(&link)["createPortalLink"]["url"].as_str().expect("a link").to_string();
     let link_token = link.rsplit('/').next().expect("a token").to_string();
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let followed = browser.get(format!("{base}/portal/link/{link_token}")).send().await.expect("answer");
+    let opened = browser.get(format!("{base}/portal/link/{link_token}")).send().await.expect("answer");
+    let csrf_cookie = opened
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("keysmith_portal_csrf="))
+        .and_then(|c| c.split(';').next())
+        .expect("a CSRF cookie")
+        .to_string();
+    let form = opened.text().await.expect("the page");
+    let csrf = form.split("name=\"csrf\" value=\"").nth(1).and_then(|v| v.split('"').next()).expect("a CSRF field");
+    let followed = browser
+        .post(format!("{base}/portal/link"))
+        .header("cookie", csrf_cookie)
+        .form(&[("csrf", csrf), ("token", link_token.as_str())])
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(followed.status(), 303);
     let session = followed
         .headers()

@@ -95,6 +95,15 @@ impl PortalClient {
         self.keep(resp).await
     }
 
+    /// Opens a sign-in link and presses its button: the answer to the POST.
+    pub(crate) async fn follow(&mut self, link: &str) -> Page {
+        let opened = self.get(link).await;
+        assert_eq!(opened.status, 200, "{}", opened.body);
+        let token = link.rsplit('/').next().expect("a token");
+        assert!(opened.body.contains(&format!("name=\"token\" value=\"{token}\"")), "{}", opened.body);
+        self.post("/portal/link", &[("csrf", &opened.csrf()), ("token", token)]).await
+    }
+
     pub(crate) fn session(&self) -> Option<&String> {
         self.cookies.get("keysmith_portal")
     }
@@ -228,8 +237,16 @@ async fn the_order_email_and_a_requested_link_sign_in_once(backend: Backend) {
     let link = link_in(&mail);
     assert!(!mail.contains("PORTAL-MAIL-0001"), "the key itself is never emailed");
 
+    // Opening the link, as a mail scanner would, spends nothing; its button signs in.
+    let mut scanner = PortalClient::new(&app);
+    for _ in 0..2 {
+        let opened = scanner.get(&link).await;
+        assert_eq!(opened.status, 200);
+        assert!(opened.body.contains("Sign in and see my keys"), "{}", opened.body);
+        assert!(scanner.session().is_none());
+    }
     let mut browser = PortalClient::new(&app);
-    let followed = browser.get(&link).await;
+    let followed = browser.follow(&link).await;
     assert_eq!((followed.status, followed.location()), (303, "/portal/"), "the token leaves the address bar");
     let set_cookie: Vec<&str> = followed.headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).collect();
     let session = set_cookie.iter().find(|c| c.starts_with("keysmith_portal=")).expect("a session cookie");
@@ -245,7 +262,7 @@ async fn the_order_email_and_a_requested_link_sign_in_once(backend: Backend) {
 
     // Single use: the same link again signs nobody in.
     let mut stranger = PortalClient::new(&app);
-    let again = stranger.get(&link).await;
+    let again = stranger.follow(&link).await;
     assert_eq!(again.status, 400);
     assert!(again.body.contains("expired or was already used"), "{}", again.body);
     assert!(stranger.session().is_none());
@@ -267,8 +284,24 @@ async fn the_order_email_and_a_requested_link_sign_in_once(backend: Backend) {
         .expect("links");
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].expires_at - links[0].created_at, chrono::Duration::minutes(15));
-    let signed_in = stranger.get(&link_in(&mails[1])).await;
+    // A sign-in with a new link ends the session the browser had.
+    let mut earlier = PortalClient::new(&app);
+    assert_eq!(earlier.follow(&link_for(&app, &admin, "grace@buyer.example").await).await.status, 303);
+    stranger.cookies.insert("keysmith_portal".into(), earlier.session().expect("a session").clone());
+    let earlier_token = earlier.session().expect("a session").clone();
+    let signed_in = stranger.follow(&link_in(&mails[1])).await;
     assert_eq!(signed_in.status, 303);
+    assert_ne!(stranger.session(), Some(&earlier_token));
+    let ended = app.graphql(Some(&earlier_token), "{ myOrders { id } }", json!({})).await;
+    assert_eq!(error_code(&ended), Some("UNAUTHENTICATED"), "the replaced session ended");
+    // A forged POST of a link (no CSRF token) signs no one in and spends nothing.
+    let fresh = link_for(&app, &admin, "grace@buyer.example").await;
+    let mut victim = PortalClient::new(&app);
+    let token = fresh.rsplit('/').next().expect("a token");
+    let forged = victim.post("/portal/link", &[("token", token)]).await;
+    assert_eq!(forged.status, 403);
+    assert!(victim.session().is_none());
+    assert_eq!(victim.follow(&fresh).await.status, 303, "the link still works");
     assert_eq!(stranger.get("/portal/").await.status, 200);
 
     // Signing out ends the session: its token no longer works anywhere.
@@ -294,7 +327,7 @@ async fn pages_escape_everything_and_show_only_the_customers_own(app: TestApp) {
     let (_, mine) = ordered(&app, &admin, "<script>alert(1)</script>", "eve@buyer.example", &["PORTAL-ESC-0001"]).await;
     let (_, theirs) = ordered(&app, &admin, "Other", "other@buyer.example", &["PORTAL-OTHER-0001"]).await;
     let mut browser = PortalClient::new(&app);
-    browser.get(&link_for(&app, &admin, "eve@buyer.example").await).await;
+    browser.follow(&link_for(&app, &admin, "eve@buyer.example").await).await;
     let page = browser.get("/portal/").await;
     let shown_as_text = ["&lt;script&gt;alert(1)&lt;/script&gt;", "&#60;script&#62;alert(1)&#60;/script&#62;"];
     assert!(shown_as_text.iter().any(|t| page.body.contains(t)), "{}", page.body);
@@ -340,7 +373,7 @@ async fn posts_without_their_csrf_token_are_refused(app: TestApp) {
     let admin = app.staff_token(StaffRole::Admin).await;
     let (_, mine) = ordered(&app, &admin, "Mallory's victim", "victim@buyer.example", &["PORTAL-CSRF-0001"]).await;
     let mut browser = PortalClient::new(&app);
-    browser.get(&link_for(&app, &admin, "victim@buyer.example").await).await;
+    browser.follow(&link_for(&app, &admin, "victim@buyer.example").await).await;
     let page = browser.get("/portal/").await;
     for form in [vec![("licenses", mine[0].as_str())], vec![("csrf", "forged"), ("licenses", mine[0].as_str())]] {
         let refused = browser.post("/portal/reveal", &form).await;
@@ -361,8 +394,14 @@ async fn posts_without_their_csrf_token_are_refused(app: TestApp) {
 
 async fn revealing_an_uploaded_key_marks_it_in_use(app: TestApp) {
     let admin = app.staff_token(StaffRole::Admin).await;
-    let (_, mine) =
-        ordered(&app, &admin, "Ada", "ada@buyer.example", &["PORTAL-REVEAL-0001", "PORTAL-REVEAL-0002"]).await;
+    let (_, mine) = ordered(
+        &app,
+        &admin,
+        "Ada",
+        "ada@buyer.example",
+        &["PORTAL-REVEAL-0001", "PORTAL-REVEAL-0002", "PORTAL-REVEAL-0003"],
+    )
+    .await;
     let customer = license_key::Entity::find_by_id(mine[0].clone()).one(app.db()).await.expect("key").expect("row");
     let token = app.customer_token(customer.customer_id.as_deref().expect("a customer")).await;
     let reveal = "mutation($id: ID!) { revealLicenseKey(input: {licenseId: $id}) { key status } }";
@@ -376,34 +415,45 @@ async fn revealing_an_uploaded_key_marks_it_in_use(app: TestApp) {
     assert_eq!(actions[0]["action"], "license.revealed");
     assert_eq!(actions[0]["actorKind"], "customer");
     // Again: no second change.
+    let events = |id: String| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let query =
+                "query($id: ID!) { auditEvents(filter: {targetId: $id}) { edges { node { action actorKind } } } }";
+            let body = app.graphql(Some(&admin), query, json!({ "id": id })).await;
+            data(&body)["auditEvents"]["edges"].as_array().expect("edges").len()
+        }
+    };
+    let count = events(mine[0].clone()).await;
     let again = app.graphql(Some(&token), reveal, json!({ "id": mine[0] })).await;
     assert_eq!(data(&again)["revealLicenseKey"]["status"], "ACTIVE");
-    let audit = app
-        .graphql(
-            Some(&admin),
-            "query($id: ID!) { auditEvents(filter: {targetId: $id}) { totalCount } }",
-            json!({ "id": mine[0] }),
-        )
-        .await;
-    let count = data(&audit)["auditEvents"]["totalCount"].as_i64();
+    assert_eq!(events(mine[0].clone()).await, count, "a second reveal records nothing");
     // Staff see the key without it counting as the customer's use.
+    let staff_before = events(mine[1].clone()).await;
     let staff = app.graphql(Some(&admin), reveal, json!({ "id": mine[1] })).await;
     assert_eq!(data(&staff)["revealLicenseKey"], json!({ "key": "PORTAL-REVEAL-0002", "status": "ASSIGNED" }));
     let untouched = license_key::Entity::find_by_id(mine[1].clone()).one(app.db()).await.expect("key").expect("row");
     assert!(untouched.revealed_at.is_none());
-    let audit = app
-        .graphql(
-            Some(&admin),
-            "query($id: ID!) { auditEvents(filter: {targetId: $id}) { totalCount } }",
-            json!({ "id": mine[0] }),
-        )
-        .await;
-    assert_eq!(data(&audit)["auditEvents"]["totalCount"].as_i64(), count);
-    // Orders list it as in use, for the customer only.
+    assert_eq!(events(mine[1].clone()).await, staff_before, "a staff reveal is not the key's use");
+    // A key past its expiry is shown, and stays expired rather than going into use.
+    let mut lapsed: license_key::ActiveModel =
+        license_key::Entity::find_by_id(mine[2].clone()).one(app.db()).await.expect("key").expect("row").into();
+    lapsed.expires_at = sea_orm::Set(Some(entity::now() - chrono::Duration::days(1)));
+    sea_orm::ActiveModelTrait::update(lapsed, app.db()).await.expect("expire it");
+    let shown = app.graphql(Some(&token), reveal, json!({ "id": mine[2] })).await;
+    assert_eq!(data(&shown)["revealLicenseKey"]["key"], "PORTAL-REVEAL-0003", "{shown:#}");
+    let lapsed = license_key::Entity::find_by_id(mine[2].clone()).one(app.db()).await.expect("key").expect("row");
+    assert_ne!(lapsed.status, LicenseStatus::Active);
+    // Orders list them as they are, for the customer only.
     let orders = app.graphql(Some(&token), "{ myOrders { lines { licenses { status revealed } } } }", json!({})).await;
     assert_eq!(
         data(&orders)["myOrders"][0]["lines"][0]["licenses"],
-        json!([{ "status": "ACTIVE", "revealed": true }, { "status": "ASSIGNED", "revealed": false }])
+        json!([
+            { "status": "ACTIVE", "revealed": true },
+            { "status": "ASSIGNED", "revealed": false },
+            { "status": "EXPIRED", "revealed": true }
+        ])
     );
     let staff_orders = app.graphql(Some(&admin), "{ myOrders { id } }", json!({})).await;
     assert_eq!(error_code(&staff_orders), Some("FORBIDDEN"));
@@ -462,14 +512,27 @@ async fn staff_resend_links_and_tell_customers_of_changes(backend: Backend) {
     let licence = &data(&found)["licenseKey"];
     let customer = licence["customer"]["id"].clone();
     let resend = "mutation($id: ID!) { createPortalLink(input: {customerId: $id, sendEmail: true}) { url } }";
-    let sent = app.graphql(Some(&support), resend, json!({ "id": customer })).await;
+    // The request names another Host: staff may see it, the customer's email never does.
+    let sent: Value = app
+        .http
+        .post(app.url("/graphql"))
+        .bearer_auth(&support)
+        .header("host", "licences.attacker.example")
+        .json(&json!({ "query": resend, "variables": { "id": customer } }))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
     let url = data(&sent)["createPortalLink"]["url"].as_str().expect("a link").to_string();
     let mails = mail_to(&smtp, "lin@buyer.example", 2).await;
     let emailed = link_in(&mails[1]);
     assert!(url.ends_with(&emailed), "the email carries the link the answer gave: {url} / {emailed}");
+    assert!(!mails[1].contains("attacker"), "{}", mails[1]);
     assert!(mails[1].contains("Subject: Your sign-in link"), "{}", mails[1]);
     let mut browser = PortalClient::new(&app);
-    assert_eq!(browser.get(&emailed).await.location(), "/portal/");
+    assert_eq!(browser.follow(&emailed).await.location(), "/portal/");
 
     // A key reassigned with notifyCustomer and a refund with it each send a
     // note with a fresh link; without it, nothing.
@@ -510,7 +573,7 @@ async fn staff_resend_links_and_tell_customers_of_changes(backend: Backend) {
     let mails = mail_to(&smtp, "lin@buyer.example", 4).await;
     assert!(mails[3].contains(&format!("Subject: Your order {external} was refunded")), "{}", mails[3]);
     assert!(decoded(&mails[3]).contains("Its licence keys stay yours."), "{}", mails[3]);
-    let refreshed = PortalClient::new(&app).get(&link_in(&mails[3])).await;
+    let refreshed = PortalClient::new(&app).follow(&link_in(&mails[3])).await;
     assert_eq!(refreshed.location(), "/portal/", "the note's link signs in");
 
     // Nothing more went out: not for the quiet order, not for the quiet reassignment.

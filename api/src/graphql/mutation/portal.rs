@@ -42,7 +42,10 @@ impl PortalMutation {
     async fn create_portal_link(&self, ctx: &Context<'_>, input: CreatePortalLinkInput) -> Result<PortalLinkPayload> {
         let (state, rc) = request(ctx)?;
         let base = state.config.address_for_staff(rc.host.as_deref());
-        let (url, expires_at) = portal::create_link(&state.db, rc, &input.customer_id, &base, input.send_email).await?;
+        // An emailed link never takes the request's Host.
+        let email_base = input.send_email.then(|| state.config.address_for_links());
+        let (url, expires_at) =
+            portal::create_link(&state.db, rc, &input.customer_id, &base, email_base.as_deref()).await?;
         Ok(PortalLinkPayload { url, expires_at })
     }
 
