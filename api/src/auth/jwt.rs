@@ -84,19 +84,7 @@ impl JwtKeys {
         ver: i32,
         ttl_seconds: u64,
     ) -> Result<(String, Claims), String> {
-        let now = jsonwebtoken::get_current_timestamp();
-        let claims = Claims {
-            sub: sub.to_string(),
-            role,
-            env,
-            iss: ISSUER.into(),
-            aud: AUDIENCE.into(),
-            iat: now,
-            exp: now + ttl_seconds,
-            ver,
-            sid: None,
-        };
-        self.sign(&claims).map(|token| (token, claims))
+        self.mint(sub, role, env, ver, None, ttl_seconds)
     }
 
     /// Signs a token for `sub` that lives as long as the session `sid`.
@@ -108,6 +96,18 @@ impl JwtKeys {
         sid: &str,
         ttl_seconds: u64,
     ) -> Result<(String, Claims), String> {
+        self.mint(sub, role, env, 0, Some(sid), ttl_seconds)
+    }
+
+    fn mint(
+        &self,
+        sub: &str,
+        role: Role,
+        env: Option<Environment>,
+        ver: i32,
+        sid: Option<&str>,
+        ttl_seconds: u64,
+    ) -> Result<(String, Claims), String> {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: sub.to_string(),
@@ -117,8 +117,8 @@ impl JwtKeys {
             aud: AUDIENCE.into(),
             iat: now,
             exp: now + ttl_seconds,
-            ver: 0,
-            sid: Some(sid.to_string()),
+            ver,
+            sid: sid.map(str::to_string),
         };
         self.sign(&claims).map(|token| (token, claims))
     }

@@ -11,7 +11,8 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-async fn app_with_smtp(backend: Backend, smtp: &SmtpServer) -> Option<TestApp> {
+/// A server over a fresh database that sends its email to `smtp`.
+pub(crate) async fn app_with_smtp(backend: Backend, smtp: &SmtpServer) -> Option<TestApp> {
     let dir = tempfile::tempdir().expect("dir");
     let url = fresh_database(backend, dir.path()).await?;
     let mut cfg = config(&url);

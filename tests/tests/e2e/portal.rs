@@ -2,9 +2,9 @@
 //! order email), the session cookie, the pages, CSRF, escaping and the
 //! security headers. The browser test drives the same pages in Chromium.
 
+use crate::email::app_with_smtp;
 use entity::user::StaffRole;
 use entity::{LicenseStatus, license_key, portal_link};
-use keysmith_tests::app::{config, fresh_database};
 use keysmith_tests::smtp::SmtpServer;
 use keysmith_tests::{Backend, TestApp, data, error_code, on_both_databases};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -194,14 +194,6 @@ fn link_in(mail: &str) -> String {
     let text = decoded(mail);
     let at = text.find("/portal/link/").expect("a portal link");
     text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_')).collect()
-}
-
-async fn app_with_smtp(backend: Backend, smtp: &SmtpServer) -> Option<TestApp> {
-    let dir = tempfile::tempdir().expect("dir");
-    let url = fresh_database(backend, dir.path()).await?;
-    let mut cfg = config(&url);
-    cfg.smtp_url = Some(smtp.url());
-    Some(TestApp::spawn_with(backend, cfg, dir).await)
 }
 
 async fn mail_to(smtp: &SmtpServer, to: &str, count: usize) -> Vec<String> {
