@@ -10,6 +10,8 @@
 mod pages;
 mod view;
 
+pub use pages::ORDERS_QUERY;
+
 use async_graphql::Executor;
 use poem::http::{StatusCode, header};
 use poem::middleware::{Csrf, SetHeader};

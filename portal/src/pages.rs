@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-const ORDERS: &str = "{ myAccount { name email } myOrders { id externalId status createdAt lines { quantity waiting \
+/// The query the orders page runs with the customer's session.
+pub const ORDERS_QUERY: &str = "{ myAccount { name email } myOrders { id externalId status createdAt lines { quantity waiting \
                       productName keyButtonText unavailableMessage licenses { id status expiresAt keyPrefix \
                       revealed activationLimit activationsUsed activations { id name platform lastSeenAt } } } } }";
 
@@ -126,7 +127,7 @@ async fn render_orders(
     notice: Option<&str>,
     revealed: Vec<RevealedKey>,
 ) -> Response {
-    let (data, code, _) = answer(portal.run(req, Some(token), ORDERS, json!({})).await);
+    let (data, code, _) = answer(portal.run(req, Some(token), ORDERS_QUERY, json!({})).await);
     if code.as_deref() == Some("UNAUTHENTICATED") {
         req.cookie().add(session_cookie("", 0, portal.options.secure_cookies));
         return to_login();

@@ -20,14 +20,13 @@
 
 use entity::user::StaffRole;
 use keysmith_tests::app::{config, fresh_database};
+use keysmith_tests::bench::{Side, load};
 use keysmith_tests::{Backend, TestApp, data};
 use poem::web::{Data, Json};
 use poem::{EndpointExt, Route, handler, post};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 64;
 const ROUNDS: usize = 3;
@@ -35,57 +34,6 @@ const VALIDATE: &str = "mutation($k: String!) { validateLicense(input: {key: $k,
                         { valid code license { status activationsUsed } } }";
 const ACTIVATE: &str = "mutation($k: String!) { activateLicense(input: {key: $k, fingerprint: \"device-a\", \
                         name: \"Bench PC\", platform: \"linux\"}) { valid code license { status activationsUsed } } }";
-
-/// What one side of a comparison measured.
-#[derive(Default)]
-struct Side {
-    rates: Vec<f64>,
-    latencies: Vec<Duration>,
-}
-
-impl Side {
-    fn median_rate(&self) -> f64 {
-        let mut r = self.rates.clone();
-        r.sort_by(f64::total_cmp);
-        r[r.len() / 2]
-    }
-
-    fn percentile(&mut self, p: f64) -> Duration {
-        self.latencies.sort();
-        self.latencies[((self.latencies.len() as f64 - 1.0) * p).round() as usize]
-    }
-}
-
-/// `calls` requests from 64 clients; `call(i)` makes request `i` and checks its answer.
-async fn load<F, Fut>(side: &mut Side, calls: usize, call: F)
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let call = Arc::new(call);
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut clients = tokio::task::JoinSet::new();
-    for _ in 0..CLIENTS {
-        let (call, next) = (call.clone(), next.clone());
-        clients.spawn(async move {
-            let mut mine = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= calls {
-                    return mine;
-                }
-                let t = Instant::now();
-                call(i).await;
-                mine.push(t.elapsed());
-            }
-        });
-    }
-    while let Some(done) = clients.join_next().await {
-        side.latencies.extend(done.expect("a client"));
-    }
-    side.rates.push(calls as f64 / started.elapsed().as_secs_f64());
-}
 
 async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Value {
     let resp = http.post(url).json(body).send().await.expect("an answer");
@@ -232,7 +180,7 @@ async fn main() {
         let theirs = Arc::new(delivered_keys(&app, &admin, &format!("BASE{round}"), activations).await);
         let ours = Arc::new(delivered_keys(&app, &admin, &format!("API{round}"), activations).await);
         let (http, url) = (app.http.clone(), format!("{base}/activate"));
-        load(&mut base_act, activations, move |i| {
+        load(&mut base_act, CLIENTS, activations, move |i| {
             let (http, url, keys) = (http.clone(), url.clone(), theirs.clone());
             async move {
                 let body = post_json(&http, &url, &json!({ "key": keys[i] })).await;
@@ -242,7 +190,7 @@ async fn main() {
         .await;
         let (http, url) = (app.http.clone(), app.url("/graphql"));
         let keys = ours.clone();
-        load(&mut api_act, activations, move |i| {
+        load(&mut api_act, CLIENTS, activations, move |i| {
             let (http, url, keys) = (http.clone(), url.clone(), keys.clone());
             async move {
                 let body = post_json(&http, &url, &json!({ "query": ACTIVATE, "variables": { "k": keys[i] } })).await;
@@ -264,7 +212,7 @@ async fn main() {
     let mut base_val = Side::default();
     for _ in 0..ROUNDS {
         let (http, url, k) = (app.http.clone(), format!("{base}/validate"), keys.clone());
-        load(&mut base_val, per_round, move |i| {
+        load(&mut base_val, CLIENTS, per_round, move |i| {
             let (http, url, k) = (http.clone(), url.clone(), k.clone());
             async move {
                 let body = post_json(&http, &url, &json!({ "key": k[i % k.len()] })).await;
@@ -273,7 +221,7 @@ async fn main() {
         })
         .await;
         let (http, url, k) = (app.http.clone(), app.url("/graphql"), keys.clone());
-        load(&mut api_val, per_round, move |i| {
+        load(&mut api_val, CLIENTS, per_round, move |i| {
             let (http, url, k) = (http.clone(), url.clone(), k.clone());
             async move {
                 let body =

@@ -3,6 +3,7 @@
 //! SQLite or PostgreSQL, and the real server on a free port spoken to over HTTP.
 
 pub mod app;
+pub mod bench;
 pub mod postgres;
 pub mod smtp;
 

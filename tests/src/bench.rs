@@ -1,0 +1,60 @@
+//! What the benchmarks share: many concurrent clients making numbered
+//! requests, and what one side of a comparison measured (a rate per round,
+//! every request's latency).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// What one side of a comparison measured.
+#[derive(Default)]
+pub struct Side {
+    /// Requests per second, one figure per round.
+    pub rates: Vec<f64>,
+    pub latencies: Vec<Duration>,
+}
+
+impl Side {
+    pub fn median_rate(&self) -> f64 {
+        let mut r = self.rates.clone();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    }
+
+    pub fn percentile(&mut self, p: f64) -> Duration {
+        self.latencies.sort();
+        self.latencies[((self.latencies.len() as f64 - 1.0) * p).round() as usize]
+    }
+}
+
+/// `calls` requests from `clients` concurrent clients, one round of `side`;
+/// `call(i)` makes request `i` and checks its answer.
+pub async fn load<F, Fut>(side: &mut Side, clients: usize, calls: usize, call: F)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let call = Arc::new(call);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (call, next) = (call.clone(), next.clone());
+        running.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= calls {
+                    return mine;
+                }
+                let t = Instant::now();
+                call(i).await;
+                mine.push(t.elapsed());
+            }
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        side.latencies.extend(done.expect("a client"));
+    }
+    side.rates.push(calls as f64 / started.elapsed().as_secs_f64());
+}
