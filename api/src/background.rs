@@ -64,6 +64,10 @@ pub async fn spawn(state: AppState) -> anyhow::Result<tokio::task::JoinHandle<()
                 _ = tick.tick() => {}
                 _ = state.jobs_queued.notified() => {}
                 _ = state.events_written.notified() => woken.extend(DELIVERIES),
+                // A webhook send ended: deliveries it made room for go now.
+                _ = state.webhooks.send_ended() => {
+                    woken.insert(jobs::DELIVER_WEBHOOKS);
+                }
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     if let Ok(kind) = done {
                         busy.remove(kind);
@@ -133,7 +137,7 @@ async fn run(state: &AppState, node: &str, job: job::Model) {
         jobs::SEND_EXPIRY_NOTICES => reminders::announce_expiring(&state.db)
             .await
             .map(|n| Some(Done { progress: n as i64, result: serde_json::json!({ "notices": n }) })),
-        jobs::DELIVER_WEBHOOKS => deliver_webhooks(state, node, &job).await.map(Some),
+        jobs::DELIVER_WEBHOOKS => deliver_webhooks(state).await.map(Some),
         jobs::SEND_EMAILS => email::send_due(&state.db, &state.mailer)
             .await
             .map(|n| Some(Done { progress: n as i64, result: serde_json::json!({ "handled": n }) })),
@@ -169,20 +173,14 @@ async fn sweep(state: &AppState) -> AppResult<Done> {
     Ok(Done { progress: expired as i64, result: serde_json::json!({ "expired": expired, "backfilled": delivered }) })
 }
 
-/// Turns new events into deliveries and sends what is due, renewing the claim between batches.
-async fn deliver_webhooks(state: &AppState, node: &str, job: &job::Model) -> AppResult<Done> {
+/// Turns new events into deliveries and starts the sends that are due and
+/// that this node has room for. The sends go on after the run ends, each
+/// recording its own attempt, so a run never waits for a receiver: a slow one
+/// delays neither new events nor other endpoints' deliveries.
+async fn deliver_webhooks(state: &AppState) -> AppResult<Done> {
     let queued = webhooks::dispatch(&state.db).await?;
     let allow_private = state.webhooks_may_reach_private().await?;
     let retry = state.config.webhook_retry_seconds;
-    let mut attempts = 0;
-    loop {
-        match webhooks::deliver_due(&state.db, &state.webhooks, allow_private, retry).await? {
-            0 => break,
-            n => attempts += n,
-        }
-        if !jobs::renew(&state.db, &job.id, node, attempts as i64).await? {
-            break;
-        }
-    }
-    Ok(Done { progress: attempts as i64, result: serde_json::json!({ "queued": queued, "attempts": attempts }) })
+    let started = webhooks::deliver_due(&state.db, &state.webhooks, allow_private, retry).await?;
+    Ok(Done { progress: started as i64, result: serde_json::json!({ "queued": queued, "attempts": started }) })
 }

@@ -65,7 +65,7 @@ pub struct Config {
     /// address is the client's.
     #[arg(long, env = "KEYSMITH_CLIENT_ADDRESS_HEADER", global = true)]
     pub client_address_header: Option<String>,
-    /// Let webhooks reach private, loopback and link-local addresses (for a
+    /// Let webhooks reach addresses that are not globally reachable (private, loopback, link-local …; for a
     /// receiver on the same host or network). Off: such targets are refused,
     /// judged on the address a name resolves to.
     #[arg(long, env = "KEYSMITH_WEBHOOK_ALLOW_PRIVATE", global = true)]

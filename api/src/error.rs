@@ -142,18 +142,31 @@ pub fn conflict_from(err: &DbErr) -> Option<AppError> {
 /// Whether `err` is a race lost to a concurrent transaction: a deadlock or a
 /// serialization failure (PostgreSQL SQLSTATE 40P01, 40001).
 pub fn is_contention(err: &DbErr) -> bool {
+    matches!(sqlstate(err).as_deref(), Some("40001" | "40P01"))
+}
+
+/// Whether `err` is PostgreSQL refusing a NUL character in text (SQLSTATE
+/// 22021) or in JSON (22P05). Every named text input is checked before it
+/// reaches the database; this is for the rest (an id with a NUL in it), so
+/// that a NUL is the client's error, never an `INTERNAL` one.
+fn is_nul_refusal(err: &DbErr) -> bool {
+    matches!(sqlstate(err).as_deref(), Some("22021" | "22P05"))
+}
+
+/// The SQLSTATE of a database's error, when it has one.
+fn sqlstate(err: &DbErr) -> Option<String> {
     use sea_orm::RuntimeErr;
     use sea_orm::sqlx::Error;
     let runtime = match err {
         DbErr::Exec(e) | DbErr::Query(e) | DbErr::Conn(e) => e,
-        _ => return false,
+        _ => return None,
     };
     match runtime {
         RuntimeErr::SqlxError(e) => match e.as_ref() {
-            Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
-            _ => false,
+            Error::Database(db) => db.code().map(|code| code.into_owned()),
+            _ => None,
         },
-        _ => false,
+        _ => None,
     }
 }
 
@@ -171,6 +184,9 @@ impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
         if is_contention(&err) {
             return AppError::Contended(err.to_string());
+        }
+        if is_nul_refusal(&err) {
+            return AppError::invalid("input", "must not contain NUL characters (U+0000)");
         }
         conflict_from(&err).unwrap_or_else(|| AppError::Internal(format!("database: {err}")))
     }

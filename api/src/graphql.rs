@@ -7,6 +7,7 @@
 pub mod guard;
 pub mod loaders;
 mod mutation;
+pub mod nesting;
 mod query;
 pub mod types;
 
@@ -30,6 +31,7 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
+        .extension(nesting::NestingLimit)
 }
 
 /// The schema as SDL: what `keysmith schema` prints and `schema.graphql` holds.
@@ -71,7 +73,8 @@ impl ParsedQueries {
     /// and keeps it otherwise. A text that does not parse is left for the
     /// executor to report.
     pub fn prepare(&self, request: &mut async_graphql::Request) {
-        if request.query.len() > Self::LONGEST {
+        // Too deep a document is never parsed: the schema refuses it.
+        if request.query.len() > Self::LONGEST || nesting::exceeds(&request.query, nesting::MAX_NESTING) {
             return;
         }
         if let Ok(cache) = self.0.lock()

@@ -10,8 +10,7 @@ use crate::graphql::loaders::RequestLoaders;
 use crate::services::export::{self, ExportFormat};
 use crate::services::keys::{KeyFilter, TagRef};
 use crate::services::users;
-use async_graphql::ParseRequestError;
-use async_graphql::http::{GraphiQLSource, MultipartOptions};
+use async_graphql::http::GraphiQLSource;
 use entity::Environment;
 use futures_util::StreamExt;
 use poem::http::{HeaderValue, StatusCode, header};
@@ -22,7 +21,9 @@ use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, 
 use sea_orm::Iterable;
 use std::future::Future;
 use std::time::{Duration, Instant};
-use tokio_util::compat::TokioAsyncReadCompatExt;
+
+mod abort;
+mod multipart;
 
 /// The header that names the environment a request acts in.
 pub const ENVIRONMENT_HEADER: &str = "x-keysmith-environment";
@@ -43,6 +44,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .nest("/portal", portal_routes(&state, &schemas))
         .data(state)
         .data(schemas)
+        // Refusals from routing (unknown path, wrong method) carry the same headers as answers.
+        .catch_all_error(portal::error_page)
         .with(
             SetHeader::new()
                 .overriding(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
@@ -70,7 +73,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    let acceptor = abort::Abortable(TcpAcceptor::from_tokio(listener)?);
     Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(routes(state), shutdown, Some(SHUTDOWN_GRACE)).await
 }
 
@@ -198,20 +201,11 @@ async fn execute(req: &Request, body: Body, state: &AppState, schemas: &Schemas)
     let context = request_context(req, state).await?;
 
     let request = if multipart {
-        let options = MultipartOptions::default().max_file_size(state.config.max_upload_bytes).max_num_files(1);
-        async_graphql::http::receive_body(
-            req.content_type().map(str::to_string),
-            body.into_async_read().compat(),
-            options,
-        )
-        .await
-        .map_err(|e| {
-            let status = match e {
-                ParseRequestError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            error_response(status, AppError::invalid("body", format!("is not a GraphQL multipart request: {e}")))
-        })?
+        let limits =
+            multipart::Limits { json_bytes: state.config.max_body_bytes, file_bytes: state.config.max_upload_bytes };
+        multipart::receive(req.content_type().unwrap_or_default(), body, limits)
+            .await
+            .map_err(|(status, e)| error_response(status, e))?
     } else {
         let bytes = body.into_bytes_limit(state.config.max_body_bytes).await.map_err(|_| {
             error_response(
@@ -227,6 +221,9 @@ async fn execute(req: &Request, body: Body, state: &AppState, schemas: &Schemas)
         })?
     };
 
+    if crate::graphql::nesting::exceeds(&request.query, crate::graphql::nesting::MAX_NESTING) {
+        return Err(error_response(StatusCode::BAD_REQUEST, crate::graphql::nesting::refusal()));
+    }
     let schema = if context.viewer.role().is_staff() { &schemas.staff } else { &schemas.public };
     let mut request = request;
     if !multipart {
@@ -327,9 +324,13 @@ async fn export(req: &Request, state: &AppState, format: ExportFormat) -> Result
     let stream = export::stream_as_job(state.db.clone(), &state.jobs, &context, &filter, format)
         .await
         .map_err(|e| error_response(status_of(&e), e))?;
-    let stream = stream.map(|chunk| {
+    // A failure after the first bytes aborts the connection, so the client
+    // sees a broken download rather than a short file.
+    let peer = req.remote_addr().clone();
+    let stream = stream.map(move |chunk| {
         chunk.map_err(|e| {
             tracing::error!(error = %e.client_message(), "export stopped");
+            abort::abort(&peer);
             std::io::Error::other(e.client_message())
         })
     });

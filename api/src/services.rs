@@ -18,6 +18,7 @@ pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod licenses;
+pub mod limits;
 pub mod offline;
 pub mod orders;
 pub mod own;

@@ -179,6 +179,26 @@ impl KeySpec {
         }
     }
 
+    /// How many characters each key of this format has (they all have the same).
+    pub fn key_chars(&self) -> usize {
+        match self {
+            KeySpec::Ulid => 26,
+            KeySpec::Uuid => 36,
+            KeySpec::Chunked { prefix, chunks, length, separator, .. } => {
+                let chunks = *chunks as usize;
+                let separators = chunks.saturating_sub(1) * separator.chars().count();
+                prefix.chars().count() + chunks * *length as usize + separators
+            }
+            KeySpec::Pattern(pieces) => pieces
+                .iter()
+                .map(|p| match p {
+                    Piece::Text(text) => text.chars().count(),
+                    Piece::Random { count, .. } => *count as usize,
+                })
+                .sum(),
+        }
+    }
+
     /// Refuses formats with less than [`MIN_BITS`] of randomness, saying how many they have.
     pub fn check_strength(&self, field: &str) -> Result<(), InvalidValue> {
         let bits = self.bits();
@@ -304,6 +324,7 @@ mod tests {
             for _ in 0..2000 {
                 let key = spec.generate(&mut rng);
                 assert!(spec.matches(&key), "{spec:?} does not recognise {key}");
+                assert_eq!(key.chars().count(), spec.key_chars(), "{spec:?}: {key}");
             }
         }
     }

@@ -58,10 +58,17 @@ impl ProductName {
 pub struct Email(String);
 
 impl Email {
+    /// Longest address, in characters (and in bytes: RFC 5321's 254).
+    pub const MAX: usize = 254;
+
     pub fn parse(field: &str, raw: &str) -> Result<Self, InvalidValue> {
+        let len = raw.trim().chars().count();
+        if len > Self::MAX {
+            return Err(InvalidValue::new(field, format!("must be at most {} characters (got {len})", Self::MAX)));
+        }
         let email = raw.trim().to_lowercase();
         let invalid = || InvalidValue::new(field, "must be an email address like name@example.com");
-        if email.is_empty() || email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if email.is_empty() || email.len() > Self::MAX || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid());
         }
         let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
@@ -105,7 +112,7 @@ impl Password {
             return Err(InvalidValue::new(field, format!("must be at least {} characters", Self::MIN)));
         }
         if len > Self::MAX {
-            return Err(InvalidValue::new(field, format!("must be at most {} characters", Self::MAX)));
+            return Err(InvalidValue::new(field, format!("must be at most {} characters (got {len})", Self::MAX)));
         }
         Ok(Self(raw.to_string()))
     }
@@ -162,6 +169,9 @@ impl TagName {
             && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if ok {
             Ok(Self(raw.to_string()))
+        } else if raw.chars().count() > Self::MAX {
+            // Not echoed: the refusal of a huge input stays small.
+            Err(InvalidValue::new(field, format!("{} (got {} characters)", Self::RULE, raw.chars().count())))
         } else {
             Err(InvalidValue::new(field, format!("{} (got {raw:?})", Self::RULE)))
         }
@@ -194,6 +204,8 @@ mod tests {
             let err = Email::parse("email", bad).unwrap_err();
             assert_eq!(err.field, "email", "{bad}");
         }
+        let long = Email::parse("email", &format!("{}@example.com", "a".repeat(50_000))).unwrap_err();
+        assert!(long.reason.contains("at most 254 characters"), "{long}");
     }
 
     #[test]

@@ -91,12 +91,13 @@ where
         .at("/link/:token", get(pages::open_link))
         .at("/reveal", post(pages::reveal))
         .at("/devices/deactivate", post(pages::deactivate))
-        .at("/licenses/:id/offline-licence", get(pages::offline_file))
+        .at("/licenses/:id/offline-licence", post(pages::offline_file))
         .at("/logout", post(pages::logout))
         .at("/static/portal.css", get(pages::stylesheet))
         .at("/static/portal.js", get(pages::script))
         .data(portal)
         .with(csrf)
+        .catch_all_error(error_page)
         .with(
             SetHeader::new()
                 .overriding(
@@ -110,6 +111,19 @@ where
                 .overriding(header::CACHE_CONTROL, "no-store"),
         )
         .map_to_response()
+}
+
+/// The answer to a request refused before any page ran (an unknown path, a
+/// wrong method, a form that is not a form): the status and its standard
+/// text, never anything from the request. The portal's headers are added on
+/// the way out, as on every page.
+pub async fn error_page(err: poem::Error) -> poem::Response {
+    let status = err.status();
+    poem::Response::builder().status(status).content_type("text/plain; charset=utf-8").body(format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    ))
 }
 
 /// The status a GraphQL error code maps to on a page.

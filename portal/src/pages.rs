@@ -371,13 +371,28 @@ pub(crate) async fn deactivate(
     }
 }
 
+#[derive(Deserialize)]
+pub(crate) struct OfflineFileForm {
+    /// Missing reads as empty: refused with the page that says why.
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The offline licence file, as a download. A POST with the page's CSRF
+/// token, not a link: the file holds the whole key, so downloading it is the
+/// key's reveal (it goes into use), which no other site may set off.
 #[handler]
 pub(crate) async fn offline_file(
     req: &Request,
     Data(portal): Data<&Arc<Portal>>,
     csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
     Path(id): Path<String>,
+    Form(form): Form<OfflineFileForm>,
 ) -> Response {
+    if !verifier.is_valid(&form.csrf) {
+        return forged(&csrf.0);
+    }
     let Some(token) = session(req) else { return to_login() };
     let query = "query($id: ID!) { offlineLicenseFile(licenseId: $id) { fileName content } }";
     let (data, code, _) = answer(portal.run(req, Some(&token), query, json!({ "id": id })).await);

@@ -55,6 +55,8 @@ impl JwtKeys {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // A token is not good before its `nbf` (RFC 7519 §4.1.5) when it carries one.
+        validation.validate_nbf = true;
         validation.leeway = 5;
         let portal_csrf = {
             use hmac::Mac;
@@ -133,6 +135,7 @@ impl JwtKeys {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(|e| {
             match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired".to_string(),
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => "the token is not valid yet".to_string(),
                 jsonwebtoken::errors::ErrorKind::InvalidAudience => "the token is for another audience".to_string(),
                 jsonwebtoken::errors::ErrorKind::InvalidIssuer => "the token is from another issuer".to_string(),
                 _ => "the token is not valid".to_string(),
@@ -186,5 +189,18 @@ mod tests {
             jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(&[7u8; 32]))
                 .unwrap();
         assert!(k.verify(&hs512).is_err());
+    }
+
+    #[test]
+    fn tokens_not_valid_before_a_future_time_are_refused() {
+        let k = keys();
+        let (_, claims) = k.issue("u1", Role::Admin, None, 0, 600).unwrap();
+        let with_nbf = |nbf: u64| {
+            let mut value = serde_json::to_value(&claims).unwrap();
+            value["nbf"] = serde_json::json!(nbf);
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &value, &EncodingKey::from_secret(&[7u8; 32])).unwrap()
+        };
+        assert_eq!(k.verify(&with_nbf(claims.iat + 300)).unwrap_err(), "the token is not valid yet");
+        assert_eq!(k.verify(&with_nbf(claims.iat)).unwrap(), claims);
     }
 }

@@ -115,7 +115,21 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!(e.detail()))?,
             );
             while let Some(chunk) = stream.next().await {
-                out.write_all(&chunk.map_err(|e| anyhow::anyhow!(e.detail()))?)?;
+                let chunk = match chunk {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        // A partial file must not pass for the whole export.
+                        drop(out);
+                        if let Some(path) = &output {
+                            std::fs::remove_file(path).ok();
+                        }
+                        anyhow::bail!(
+                            "the export stopped before the end ({}); nothing complete was written",
+                            e.detail()
+                        );
+                    }
+                };
+                out.write_all(&chunk)?;
             }
             out.flush()?;
             Ok(())

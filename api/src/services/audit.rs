@@ -1,6 +1,7 @@
 //! Writing the audit trail. Every change of state calls [`record`] with the
 //! same transaction as the change, so the event exists exactly when the change does.
 
+use super::limits;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
 use crate::auth::{RequestContext, Viewer, may};
 use crate::error::AppResult;
@@ -90,15 +91,15 @@ pub async fn list(
             .add(audit_event::Column::Environment.is_null()),
     );
     let text = [
-        (audit_event::Column::TargetKind, &filter.target_kind),
-        (audit_event::Column::TargetId, &filter.target_id),
-        (audit_event::Column::ActorKind, &filter.actor_kind),
-        (audit_event::Column::ActorId, &filter.actor_id),
-        (audit_event::Column::Action, &filter.action),
+        (audit_event::Column::TargetKind, "targetKind", &filter.target_kind),
+        (audit_event::Column::TargetId, "targetId", &filter.target_id),
+        (audit_event::Column::ActorKind, "actorKind", &filter.actor_kind),
+        (audit_event::Column::ActorId, "actorId", &filter.actor_id),
+        (audit_event::Column::Action, "action", &filter.action),
     ];
-    for (column, value) in text {
-        if let Some(v) = value {
-            query = query.filter(column.eq(v.as_str()));
+    for (column, field, value) in text {
+        if let Some(v) = limits::filter_word(field, value.as_deref())? {
+            query = query.filter(column.eq(v));
         }
     }
     if let Some(since) = filter.since {

@@ -1,17 +1,15 @@
 //! Customers: buyers known by email within one environment.
 
 use super::audit::{self, Change};
+use super::limits;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
-use super::sql::escape_like;
+use super::sql::contains;
 use crate::auth::{RequestContext, may};
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use entity::customer;
 use entity::values::{Email, bounded_text};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CustomerOrderField {
@@ -47,19 +45,9 @@ pub async fn list(
 ) -> AppResult<Page<customer::Model>> {
     ctx.viewer.require(may::READ)?;
     let mut query = customer::Entity::find().filter(customer::Column::Environment.eq(ctx.environment));
-    if let Some(term) = search.map(str::trim).filter(|t| !t.is_empty()) {
-        let pattern = format!("%{}%", escape_like(&term.to_lowercase()));
-        query = query.filter(
-            Condition::any()
-                .add(
-                    Expr::expr(Func::lower(Expr::col(customer::Column::Email)))
-                        .like(LikeExpr::new(pattern.clone()).escape('\\')),
-                )
-                .add(
-                    Expr::expr(Func::lower(Expr::col(customer::Column::Name)))
-                        .like(LikeExpr::new(pattern).escape('\\')),
-                ),
-        );
+    if let Some(term) = limits::search("search", search)? {
+        let backend = db.get_database_backend();
+        query = query.filter(contains(backend, &["customer.email", "customer.name"], term).expr(backend));
     }
     let (field, descending) = order;
     let (column, kind) = match field {

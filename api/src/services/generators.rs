@@ -3,6 +3,8 @@
 //! bits of randomness is refused.
 
 use super::audit::{self, Change};
+use super::import::MAX_KEY_CHARS;
+use super::limits;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate};
 use crate::auth::{RequestContext, may};
 use crate::db::begin_write;
@@ -16,6 +18,14 @@ use serde_json::Value;
 
 /// Longest validity a generator may give, in days (100 years).
 pub const MAX_VALIDITY_DAYS: i64 = 36_500;
+/// Longest generator name, in characters.
+pub const MAX_NAME: usize = 100;
+/// Longest prefix or separator of a `CHUNKED` format, in characters.
+pub const MAX_AFFIX: usize = 16;
+/// Longest alphabet: every visible ASCII character once.
+pub const MAX_ALPHABET: usize = 94;
+/// Longest `PATTERN`, in characters.
+pub const MAX_PATTERN: usize = 256;
 
 /// A generator's settings as a client gives them; `None` keeps (or defaults) a field.
 #[derive(Debug, Clone, Default)]
@@ -52,8 +62,20 @@ pub fn spec(g: &generator::Model) -> Result<KeySpec, InvalidValue> {
 
 /// Applies `input` to `base` and checks the result as a whole.
 fn merge(mut base: generator::Model, input: GeneratorInput) -> AppResult<generator::Model> {
+    // Every text is bounded, also one the format ignores.
+    let texts = [
+        ("prefix", &input.prefix, MAX_AFFIX),
+        ("separator", &input.separator, MAX_AFFIX),
+        ("alphabet", &input.alphabet, MAX_ALPHABET),
+        ("pattern", &input.pattern, MAX_PATTERN),
+    ];
+    for (field, text, max) in texts {
+        if let Some(text) = text {
+            limits::at_most(field, text, max)?;
+        }
+    }
     if let Some(name) = input.name {
-        base.name = bounded_text("name", &name, 1, 100, false)?;
+        base.name = bounded_text("name", &name, 1, MAX_NAME, false)?;
     }
     if let Some(format) = input.format {
         base.format = format;
@@ -104,7 +126,15 @@ fn merge(mut base: generator::Model, input: GeneratorInput) -> AppResult<generat
         }
     }
     let field = if base.format == KeyFormat::Pattern { "pattern" } else { "format" };
-    spec(&base)?.check_strength(field)?;
+    let key_spec = spec(&base)?;
+    key_spec.check_strength(field)?;
+    let chars = key_spec.key_chars();
+    if chars > MAX_KEY_CHARS {
+        return Err(AppError::invalid(
+            field,
+            format!("gives keys of {chars} characters; keys may have at most {MAX_KEY_CHARS} (as clients send them)"),
+        ));
+    }
     if let Some(limit) = input.default_activation_limit {
         base.default_activation_limit = ActivationLimit::parse("defaultActivationLimit", limit)?.get();
     }
@@ -120,10 +150,7 @@ fn merge(mut base: generator::Model, input: GeneratorInput) -> AppResult<generat
         base.validity_days = days.map(|d| d as i32);
     }
     if let Some(flags) = input.default_feature_flags {
-        if !flags.is_object() {
-            return Err(AppError::invalid("defaultFeatureFlags", "must be a JSON object"));
-        }
-        base.default_feature_flags = flags;
+        base.default_feature_flags = limits::json_object("defaultFeatureFlags", flags)?;
     }
     Ok(base)
 }

@@ -153,7 +153,7 @@ pub async fn list(
     if let Some(status) = status {
         query = query.filter(job::Column::Status.eq(status.as_str()));
     }
-    if let Some(kind) = kind {
+    if let Some(kind) = super::limits::filter_word("kind", kind)? {
         query = query.filter(job::Column::Kind.eq(kind));
     }
     let keyset = Keyset { column: job::Column::CreatedAt, kind: SortKind::Time, id: job::Column::Id, descending: true };

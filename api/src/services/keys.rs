@@ -4,6 +4,7 @@
 //! loaded into memory.
 
 use super::audit::{self, Change};
+use super::limits;
 use super::pagination::{Cursor, Keyset, Page, PageArgs, SortKind, paginate, time_value};
 use super::sql::{Sql, escape_like, placeholders};
 use super::tags;
@@ -93,7 +94,8 @@ pub struct KeyOrder {
 /// The SQL condition choosing `filter`'s keys in `environment`, on table alias `k`.
 pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilter, k: &str) -> AppResult<Sql> {
     let mut sql = Sql::new("");
-    let substring = filter.search.as_deref().is_some_and(|t| t.trim().chars().count() >= MIN_SUBSTRING);
+    let term = limits::search("search", filter.search.as_deref())?;
+    let substring = term.is_some_and(|t| t.chars().count() >= MIN_SUBSTRING);
     // With a substring search on SQLite the trigram index must drive the query;
     // the unary `+` keeps the planner from walking the environment's index instead.
     let plus = if substring && backend == DbBackend::Sqlite { "+" } else { "" };
@@ -116,7 +118,7 @@ pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilte
     if let Some(before) = filter.expiring_before {
         sql.push(&format!(" AND {k}.expires_at IS NOT NULL AND {k}.expires_at < ?"), [Value::from(before)]);
     }
-    if let Some(term) = filter.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+    if let Some(term) = term {
         sql.push(" AND ", []).append(&search(backend, environment, term, k));
     }
     if let Some(ids) = &filter.ids {
@@ -383,7 +385,7 @@ pub async fn delete(
 }
 
 /// Removes the keys chosen by `sel` (on alias `k`) inside `txn`, with an audit
-/// event per delivered key and one for the whole removal.
+/// event per key (see [`delete_recorded`]) and one for the whole removal.
 pub(crate) async fn remove(
     txn: &impl ConnectionTrait,
     ctx: &RequestContext,
@@ -410,41 +412,7 @@ pub(crate) async fn remove(
     )
     .await? as u64;
 
-    let delivered = txn
-        .query_all_raw(
-            Sql::new("SELECT k.id, k.key, k.status, k.order_line_id FROM license_key k WHERE ")
-                .append(sel)
-                .push(" AND k.status <> 'AVAILABLE'", [])
-                .statement(txn.get_database_backend()),
-        )
-        .await?;
-    for row in &delivered {
-        let id: String = row.try_get_by_index(0)?;
-        let key: String = row.try_get_by_index(1)?;
-        let status: String = row.try_get_by_index(2)?;
-        let order_line: Option<String> = row.try_get_by_index(3)?;
-        audit::record(
-            txn,
-            ctx,
-            Change {
-                action: "license_key.deleted",
-                target_kind: "license_key",
-                target_id: &id,
-                key: Some(&key),
-                before: Some(serde_json::json!({ "status": status, "orderLineId": order_line })),
-                ..Change::default()
-            },
-        )
-        .await?;
-    }
-
-    let keys = execute(
-        txn,
-        Sql::new("DELETE FROM license_key WHERE id IN (SELECT k.id FROM license_key k WHERE ")
-            .append(sel)
-            .push(")", []),
-    )
-    .await?;
+    let keys = delete_recorded(txn, ctx, sel).await?;
     audit::record(
         txn,
         ctx,
@@ -458,6 +426,71 @@ pub(crate) async fn remove(
     )
     .await?;
     Ok(Removal { keys, orders_affected })
+}
+
+/// The audit action of every key's deletion, whichever operation deleted it.
+pub(crate) const KEY_DELETED: &str = "license_key.deleted";
+
+/// Deletes the keys `sel` chooses (alias `k`) inside `txn`, each with its own
+/// [`KEY_DELETED`] audit event: the key's first 8 characters, and its status,
+/// customer, order line and order as they were. "Look for the deletion in the
+/// audit trail" is what staff do when a licence cannot be found, so every key
+/// gets one, written set-based (no row is loaded here) whatever the count.
+/// Returns how many keys went.
+///
+/// On PostgreSQL one statement does both (the DELETE's `RETURNING` feeds the
+/// INSERT), so a key that changes or joins the selection between two
+/// statements cannot go unrecorded; on SQLite the write lock the transaction
+/// took at its start gives the same, and the events are written first.
+///
+/// An event's id is this moment's ULID time part (10 characters) followed by
+/// the random part of its key's id (16): the ids sort by time as every other
+/// event's do, and are unique as the keys' ids are.
+async fn delete_recorded(txn: &impl ConnectionTrait, ctx: &RequestContext, sel: &Sql) -> AppResult<u64> {
+    let backend = txn.get_database_backend();
+    let (actor_kind, actor_id) = audit::actor_of(&ctx.viewer);
+    let id_time: String = entity::new_id().chars().take(10).collect();
+    let shared = [
+        Value::from(id_time),
+        Value::from(ctx.environment.as_str()),
+        Value::from(actor_kind),
+        Value::from(actor_id),
+        Value::from(KEY_DELETED),
+        Value::from(entity::now()),
+    ];
+    let insert = "INSERT INTO audit_event (id, environment, actor_kind, actor_id, action, target_kind, target_id, \
+                  key_prefix, before, after, created_at) ";
+    // The columns after the shared values, from a deleted key `g` and its order line `ol`.
+    let per_key = |json_object: &str| {
+        format!(
+            "SELECT ? || substr(g.id, 11), ?, ?, ?, ?, 'license_key', g.id, substr(g.key, 1, 8), \
+             {json_object}('status', g.status, 'customerId', g.customer_id, 'orderLineId', g.order_line_id, \
+             'orderId', ol.order_id), NULL, ? "
+        )
+    };
+    if backend == DbBackend::Postgres {
+        let mut sql = Sql::new("WITH g AS (DELETE FROM license_key WHERE id IN (SELECT k.id FROM license_key k WHERE ");
+        sql.append(sel)
+            .push(") RETURNING id, key, status, customer_id, order_line_id) ", [])
+            .push(insert, [])
+            .push(&per_key("jsonb_build_object"), shared)
+            .push("FROM g LEFT JOIN order_line ol ON ol.id = g.order_line_id", []);
+        return execute(txn, &sql).await;
+    }
+    let mut events = Sql::new(insert);
+    events
+        .push(&per_key("json_object"), shared)
+        .push(
+            "FROM license_key g LEFT JOIN order_line ol ON ol.id = g.order_line_id \
+             WHERE g.id IN (SELECT k.id FROM license_key k WHERE ",
+            [],
+        )
+        .append(sel)
+        .push(")", []);
+    execute(txn, &events).await?;
+    let mut delete = Sql::new("DELETE FROM license_key WHERE id IN (SELECT k.id FROM license_key k WHERE ");
+    delete.append(sel).push(")", []);
+    execute(txn, &delete).await
 }
 
 /// Checks that every id names a key of this environment.

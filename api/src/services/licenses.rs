@@ -24,7 +24,7 @@ use sea_orm::{
 use serde_json::Value;
 
 /// Largest metadata object, serialised.
-pub const MAX_METADATA_BYTES: usize = 10 * 1024;
+pub const MAX_METADATA_BYTES: usize = super::limits::JSON_BYTES;
 
 #[derive(Debug, Clone, Default)]
 pub struct NewLicense {
@@ -49,16 +49,11 @@ pub struct LicensePatch {
 }
 
 fn flags(field: &str, value: Value) -> AppResult<Value> {
-    if value.is_object() { Ok(value) } else { Err(AppError::invalid(field, "must be a JSON object")) }
+    super::limits::json_object(field, value)
 }
 
 fn metadata(value: Value) -> AppResult<Value> {
-    let value = flags("metadata", value)?;
-    let size = value.to_string().len();
-    if size > MAX_METADATA_BYTES {
-        return Err(AppError::invalid("metadata", format!("must be at most 10 KB as JSON (got {size} bytes)")));
-    }
-    Ok(value)
+    super::limits::json_object("metadata", value)
 }
 
 fn future(field: &str, at: Option<DateTime<Utc>>) -> AppResult<Option<DateTime<Utc>>> {
@@ -295,6 +290,20 @@ pub(crate) async fn apply(
     action: LicenseAction,
     customer_id: Option<&str>,
 ) -> AppResult<license_key::Model> {
+    // Whether the key was ever activated or shown to its customer decides a
+    // return to the pool: read that under the row's lock on PostgreSQL
+    // (SQLite's write lock serves the same), so a reveal or an activation
+    // that commits meanwhile is seen rather than overwritten.
+    let before = if action == LicenseAction::ReturnToPool && txn.get_database_backend() == sea_orm::DbBackend::Postgres
+    {
+        license_key::Entity::find_by_id(before.id.clone())
+            .lock_exclusive()
+            .one(txn)
+            .await?
+            .ok_or_else(|| AppError::not_found_in("licence", "id"))?
+    } else {
+        before
+    };
     let now = entity::now();
     let from = effective_status(&before, now - grace_period(txn).await?);
     let to = transition(from, action)?;
@@ -452,22 +461,7 @@ pub async fn delete(db: &DatabaseConnection, ctx: &RequestContext, id: &str, for
     let licence = find(&txn, ctx, id).await?.ok_or_else(|| AppError::not_found_in("licence", "id"))?;
     let filter = KeyFilter { ids: Some(vec![licence.id.clone()]), ..KeyFilter::default() };
     let sel = keys::selection(txn.get_database_backend(), ctx.environment, &filter, "k")?;
-    // AVAILABLE keys get no per-key event from the bulk path; a single deletion always names its key.
-    if licence.status == LicenseStatus::Available {
-        audit::record(
-            &txn,
-            ctx,
-            Change {
-                action: "license_key.deleted",
-                target_kind: "license_key",
-                target_id: &licence.id,
-                key: Some(&licence.key),
-                before: Some(snapshot(&licence)),
-                ..Change::default()
-            },
-        )
-        .await?;
-    }
+    // The key's own event comes from the removal, as for keys deleted in bulk.
     let removal = keys::remove(&txn, ctx, &sel, force, "license.deleted", ("license_key", &licence.id)).await?;
     announce(&txn, &licence, "license.deleted").await?;
     txn.commit().await?;

@@ -326,6 +326,11 @@ pub async fn issue(
 
 /// The offline file of licence `id`: staff may have any licence's, a
 /// customer only their own (another's is `NOT_FOUND`, as a missing one).
+///
+/// The file holds the whole key, so a customer's download is the key's
+/// reveal, exactly as `revealLicenseKey` is, in the same transaction as the
+/// signing: an uploaded key still ASSIGNED goes into use and can no longer go
+/// back to the pool for another buyer. Staff downloading a file changes nothing.
 pub async fn for_licence(
     db: &sea_orm::DatabaseConnection,
     ctx: &crate::auth::RequestContext,
@@ -334,12 +339,15 @@ pub async fn for_licence(
 ) -> AppResult<IssuedFile> {
     use crate::auth::{Viewer, may};
     ctx.viewer.require(may::READ_OWN)?;
-    let licence = super::licenses::find(db, ctx, id)
-        .await?
-        .filter(|l| match &ctx.viewer {
-            Viewer::Customer { customer_id } => l.customer_id.as_deref() == Some(customer_id.as_str()),
-            _ => true,
-        })
-        .ok_or_else(|| AppError::not_found_in("licence", "licenseId"))?;
-    issue(db, signer, &super::settings::current(db).await?, &licence).await
+    let settings = super::settings::current(db).await?;
+    if let Viewer::Customer { .. } = &ctx.viewer {
+        let txn = crate::db::begin_write(db).await?;
+        let licence = super::own::reveal_own(&txn, ctx, id).await?;
+        let file = issue(&txn, signer, &settings, &licence).await?;
+        txn.commit().await?;
+        return Ok(file);
+    }
+    let licence =
+        super::licenses::find(db, ctx, id).await?.ok_or_else(|| AppError::not_found_in("licence", "licenseId"))?;
+    issue(db, signer, &settings, &licence).await
 }

@@ -1,14 +1,13 @@
 //! Reading orders: a customer's purchases with their lines and the keys each
 //! line was given. (Orders are placed by `createOrder`.)
 
+use super::limits;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
-use super::sql::escape_like;
+use super::sql::{Sql, contains};
 use crate::auth::{RequestContext, may};
 use crate::error::{AppError, AppResult};
-use entity::customer;
 use entity::order::{self, OrderStatus};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
-use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Value};
 
 /// Which orders a list shows; every part narrows it.
 #[derive(Debug, Clone, Default)]
@@ -36,19 +35,16 @@ pub async fn list(
     if let Some(customer) = &filter.customer_id {
         query = query.filter(order::Column::CustomerId.eq(customer.as_str()));
     }
-    if let Some(term) = filter.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let pattern = || LikeExpr::new(format!("%{}%", escape_like(&term.to_lowercase()))).escape('\\');
-        let customers = Query::select()
-            .column(customer::Column::Id)
-            .from(customer::Entity)
-            .and_where(customer::Column::Environment.eq(ctx.environment))
-            .and_where(Expr::expr(Func::lower(Expr::col(customer::Column::Email))).like(pattern()))
-            .to_owned();
-        query = query.filter(
-            Condition::any()
-                .add(Expr::expr(Func::lower(Expr::col(order::Column::ExternalId))).like(pattern()))
-                .add(order::Column::CustomerId.in_subquery(customers)),
-        );
+    if let Some(term) = limits::search("search", filter.search.as_deref())? {
+        let backend = db.get_database_backend();
+        let customers = "orders.customer_id IN (SELECT c.id FROM customer c WHERE c.environment = ? AND ";
+        let mut matching = Sql::new("(");
+        matching
+            .append(&contains(backend, &["orders.external_id"], term))
+            .push(&format!(" OR {customers}"), [Value::from(ctx.environment.as_str())])
+            .append(&contains(backend, &["c.email"], term))
+            .push("))", []);
+        query = query.filter(matching.expr(backend));
     }
     let keyset = Keyset { column: order::Column::CreatedAt, kind: SortKind::Time, id: order::Column::Id, descending };
     paginate(db, query, keyset, args, want_total, |o| time_value(&o.created_at), |o| o.id.clone()).await

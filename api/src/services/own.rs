@@ -9,7 +9,8 @@ use crate::error::{AppError, AppResult};
 use entity::license_key::KeySource;
 use entity::{LicenseAction, LicenseStatus, activation, customer, license_key, order, order_line, product};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use std::collections::HashMap;
 
@@ -123,17 +124,34 @@ pub async fn reveal(db: &DatabaseConnection, ctx: &RequestContext, id: &str) -> 
     if matches!(ctx.viewer, Viewer::Staff { .. } | Viewer::System) {
         return licenses::get(db, ctx, id).await;
     }
-    let customer = customer_id(ctx)?.to_string();
-    let cutoff = entity::now() - grace_period(db).await?;
+    customer_id(ctx)?;
     let txn = begin_write(db).await?;
+    let revealed = reveal_own(&txn, ctx, id).await?;
+    txn.commit().await?;
+    Ok(revealed)
+}
+
+/// The signed-in customer's own licence `id`, counted as shown to them,
+/// inside `txn`. Every path that hands a customer the whole key (the key
+/// dialog, the offline licence file) goes through here, in the transaction
+/// that hands it over: a key the customer holds can then never go back to the
+/// pool for another buyer. The row is locked on PostgreSQL (SQLite's write
+/// lock serves the same), so two reveals, or a reveal and a return to the
+/// pool, take turns.
+pub(crate) async fn reveal_own(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    id: &str,
+) -> AppResult<license_key::Model> {
+    let customer = customer_id(ctx)?.to_string();
+    let cutoff = entity::now() - grace_period(txn).await?;
     let mut query = license_key::Entity::find_by_id(id.to_string())
         .filter(license_key::Column::Environment.eq(ctx.environment))
         .filter(license_key::Column::CustomerId.eq(customer.as_str()));
-    // Two reveals at once, or a reveal racing a return to the pool, take turns.
     if txn.get_database_backend() == DbBackend::Postgres {
         query = query.lock_exclusive();
     }
-    let key = query.one(&txn).await?.ok_or_else(|| AppError::not_found_in("licence", "licenseId"))?;
+    let key = query.one(txn).await?.ok_or_else(|| AppError::not_found_in("licence", "licenseId"))?;
     if key.status == LicenseStatus::Revoked {
         return Err(AppError::invalid("licenseId", "the licence was revoked"));
     }
@@ -142,14 +160,14 @@ pub async fn reveal(db: &DatabaseConnection, ctx: &RequestContext, id: &str) -> 
     let revealed = if key.revealed_at.is_some() {
         key
     } else if key.source == KeySource::Uploaded && in_use_now {
-        let mut after = licenses::apply(&txn, ctx, key, LicenseAction::Reveal, None).await?;
-        after = mark_revealed(&txn, after).await?;
-        licenses::announce(&txn, &after, "license.activated").await?;
+        let mut after = licenses::apply(txn, ctx, key, LicenseAction::Reveal, None).await?;
+        after = mark_revealed(txn, after).await?;
+        licenses::announce(txn, &after, "license.activated").await?;
         after
     } else {
-        let after = mark_revealed(&txn, key).await?;
+        let after = mark_revealed(txn, key).await?;
         super::audit::record(
-            &txn,
+            txn,
             ctx,
             super::audit::Change {
                 action: "license.revealed",
@@ -162,11 +180,10 @@ pub async fn reveal(db: &DatabaseConnection, ctx: &RequestContext, id: &str) -> 
         .await?;
         after
     };
-    txn.commit().await?;
     Ok(revealed)
 }
 
-async fn mark_revealed(txn: &sea_orm::DatabaseTransaction, key: license_key::Model) -> AppResult<license_key::Model> {
+async fn mark_revealed(txn: &DatabaseTransaction, key: license_key::Model) -> AppResult<license_key::Model> {
     use sea_orm::{ActiveModelTrait, Set};
     let mut active: license_key::ActiveModel = key.into();
     active.revealed_at = Set(Some(entity::now()));

@@ -51,8 +51,13 @@ impl Cursor {
 
     pub fn decode(raw: &str) -> AppResult<Self> {
         let invalid = || AppError::invalid("after", "is not a cursor returned by this list");
+        super::limits::at_most("after", raw, super::limits::CURSOR)?;
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
         let (value, id): (String, String) = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        // No cursor Keysmith hands out holds a NUL, and PostgreSQL would refuse one in a comparison.
+        if value.contains('\0') || id.contains('\0') {
+            return Err(invalid());
+        }
         Ok(Self { value, id })
     }
 }

@@ -2,15 +2,15 @@
 //! Managers and admins change products; support reads them.
 
 use super::audit::{self, Change};
+use super::limits;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
-use super::sql::escape_like;
+use super::sql::contains;
 use crate::auth::{RequestContext, may};
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use entity::product::{self, DeliveryMode, ProductStatus};
 use entity::values::{ProductName, bounded_text};
 use entity::{generator, tag};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 pub const MAX_DESCRIPTION: usize = 2000;
@@ -84,11 +84,9 @@ pub async fn list(
     if let Some(status) = filter.status {
         query = query.filter(product::Column::Status.eq(status));
     }
-    if let Some(search) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        query = query.filter(
-            Expr::expr(Func::lower(Expr::col(product::Column::Name)))
-                .like(LikeExpr::new(format!("%{}%", escape_like(&search.to_lowercase()))).escape('\\')),
-        );
+    if let Some(term) = limits::search("search", filter.search.as_deref())? {
+        let backend = db.get_database_backend();
+        query = query.filter(contains(backend, &["product.name"], term).expr(backend));
     }
     let (column, kind) = match order.field {
         ProductOrderField::Name => (product::Column::Name, SortKind::Text),

@@ -87,6 +87,32 @@ pub fn escape_like(term: &str) -> String {
     out
 }
 
+/// Any of `columns` contains `term`, every character of it taken literally.
+/// Case is ignored as each database can: `LIKE` on SQLite (ASCII letters),
+/// `ILIKE` on PostgreSQL (any letter). The term is never lowered on this side,
+/// so a name with non-ASCII capitals (`Ünal`) always finds itself; lowering it
+/// here while SQLite's `lower()` leaves `Ü` alone would lose it.
+pub fn contains(backend: DbBackend, columns: &[&str], term: &str) -> Sql {
+    let like = if backend == DbBackend::Postgres { "ILIKE" } else { "LIKE" };
+    let pattern = format!("%{}%", escape_like(term));
+    let mut sql = Sql::new("(");
+    for (i, column) in columns.iter().enumerate() {
+        let or = if i == 0 { "" } else { " OR " };
+        sql.push(&format!("{or}{column} {like} ? ESCAPE '\\'"), [Value::from(pattern.clone())]);
+    }
+    sql.push(")", []);
+    sql
+}
+
+/// Rows of an outbox table (alias `d`) that are due at `now`: `PENDING`,
+/// `next_attempt_at` passed, no live lease.
+fn due(now: chrono::DateTime<chrono::Utc>) -> Sql {
+    let mut due =
+        Sql::new("d.status = 'PENDING' AND d.next_attempt_at <= ? AND (d.locked_until IS NULL OR d.locked_until < ?)");
+    due.values.extend([Value::from(now), Value::from(now)]);
+    due
+}
+
 /// Claims up to `batch` rows of an outbox `table` that are due — `PENDING`,
 /// `next_attempt_at` passed, no live lease — and `extra` (a condition on alias
 /// `d`), giving each a lease of `lease` so that no other node takes them
@@ -94,19 +120,16 @@ pub fn escape_like(term: &str) -> String {
 pub async fn claim_due<M: sea_orm::FromQueryResult>(
     db: &impl sea_orm::ConnectionTrait,
     table: &str,
-    extra: Option<&str>,
+    extra: Option<&Sql>,
     batch: i64,
     lease: chrono::Duration,
 ) -> Result<Vec<M>, sea_orm::DbErr> {
     let now = entity::now();
     let backend = db.get_database_backend();
-    let mut pick = Sql::new(format!(
-        "SELECT d.id FROM {table} d WHERE d.status = 'PENDING' AND d.next_attempt_at <= ? \
-         AND (d.locked_until IS NULL OR d.locked_until < ?)"
-    ));
-    pick.values.extend([Value::from(now), Value::from(now)]);
+    let mut pick = Sql::new(format!("SELECT d.id FROM {table} d WHERE "));
+    pick.append(&due(now));
     if let Some(extra) = extra {
-        pick.push(&format!(" AND {extra}"), []);
+        pick.push(" AND ", []).append(extra);
     }
     pick.push(" ORDER BY d.next_attempt_at LIMIT ?", [Value::from(batch)]);
     if backend == DbBackend::Postgres {
@@ -116,6 +139,30 @@ pub async fn claim_due<M: sea_orm::FromQueryResult>(
     claim.values.push(Value::from(now + lease));
     claim.append(&pick).push(") RETURNING *", []);
     db.query_all_raw(claim.statement(backend)).await?.iter().map(|row| M::from_query_result(row, "")).collect()
+}
+
+/// The values of `column` (a text column) among the rows of an outbox
+/// `table` that are due, as [`claim_due`] means it, and match `extra`: each
+/// once, the one whose row has waited longest first, at most `limit`. A read
+/// only, so that finding nothing due takes no lock.
+pub async fn due_groups(
+    db: &impl sea_orm::ConnectionTrait,
+    table: &str,
+    column: &str,
+    extra: Option<&Sql>,
+    limit: i64,
+) -> Result<Vec<String>, sea_orm::DbErr> {
+    let mut query = Sql::new(format!("SELECT d.{column} AS due_group FROM {table} d WHERE "));
+    query.append(&due(entity::now()));
+    if let Some(extra) = extra {
+        query.push(" AND ", []).append(extra);
+    }
+    query.push(&format!(" GROUP BY d.{column} ORDER BY MIN(d.next_attempt_at) LIMIT ?"), [Value::from(limit)]);
+    db.query_all_raw(query.statement(db.get_database_backend()))
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String>("", "due_group"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -131,5 +178,15 @@ mod tests {
     #[test]
     fn like_wildcards_match_themselves() {
         assert_eq!(escape_like(r"50%_off\x"), r"50\%\_off\\x");
+    }
+
+    #[test]
+    fn contains_takes_the_term_literally_on_either_database() {
+        let sqlite = contains(DbBackend::Sqlite, &["c.email", "c.name"], r"a%b");
+        assert_eq!(sqlite.text, r"(c.email LIKE ? ESCAPE '\' OR c.name LIKE ? ESCAPE '\')");
+        assert_eq!(sqlite.values, vec![Value::from(r"%a\%b%"), Value::from(r"%a\%b%")]);
+        let postgres = contains(DbBackend::Postgres, &["p.name"], "Ünal");
+        assert_eq!(numbered(&postgres.text), r"(p.name ILIKE $1 ESCAPE '\')");
+        assert_eq!(postgres.values, vec![Value::from("%Ünal%")]);
     }
 }

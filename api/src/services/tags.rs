@@ -3,6 +3,7 @@
 
 use super::audit::{self, Change};
 use super::keys::{self, KeyFilter, Removal, TagRef};
+use super::limits;
 use super::pagination::{Cursor, Page, PageArgs};
 use super::sql::Sql;
 use crate::auth::{RequestContext, may};
@@ -150,9 +151,10 @@ pub async fn overview(
     args: &PageArgs,
 ) -> AppResult<Page<TagStats>> {
     ctx.viewer.require(may::READ)?;
+    let term = limits::search("search", search)?.map(str::to_lowercase);
     let mut all = tag_figures(db, ctx, None).await?;
     all.push(untagged_figures(db, ctx).await?);
-    if let Some(term) = search.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()) {
+    if let Some(term) = term {
         all.retain(|t| t.name.contains(&term));
     }
     all.sort_by(|a, b| {

@@ -2,6 +2,7 @@
 //! into the account it was issued for.
 
 use super::audit::{self, Change};
+use super::limits;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
 use crate::auth::jwt::{Claims, JwtKeys};
 use crate::auth::{RequestContext, Role, Viewer, may, password};
@@ -82,8 +83,11 @@ pub async fn login(
     email: &str,
     password: &str,
 ) -> AppResult<(IssuedToken, user::Model)> {
+    // Beyond these no account can match; refusing says nothing about any account.
+    limits::at_most("email", email, Email::MAX)?;
+    limits::at_most("password", password, Password::MAX)?;
     let account = find_by_email(db, email).await?;
-    let matches = password::verify(password.to_string(), account.as_ref().map(|u| u.password_hash.clone())).await;
+    let matches = password::verify(password.to_string(), account.as_ref().map(|u| u.password_hash.clone())).await?;
     match account {
         Some(account) if matches && !account.disabled => {
             let token = issue_token(keys, &account, None, ttl_seconds)?;
@@ -253,9 +257,10 @@ pub async fn change_password(
     let Viewer::Staff { user_id, .. } = &ctx.viewer else {
         return Err(AppError::Forbidden("only a staff account has a password".into()));
     };
+    limits::at_most("currentPassword", current, Password::MAX)?;
     let new = Password::parse("newPassword", new)?;
     let account = get(db, user_id).await?.ok_or_else(|| AppError::Unauthenticated("the account is gone".into()))?;
-    if !password::verify(current.to_string(), Some(account.password_hash.clone())).await {
+    if !password::verify(current.to_string(), Some(account.password_hash.clone())).await? {
         return Err(AppError::invalid("currentPassword", "is not this account's password"));
     }
     let hash = password::hash(new.expose().to_string()).await?;

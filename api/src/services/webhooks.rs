@@ -3,10 +3,12 @@
 //! sends due deliveries, signed, and retries failures with exponential
 //! backoff for a day. At least once: the same event id across retries.
 //!
-//! Safety: a target must not be a private, loopback or link-local address
-//! (unless configuration allows it), judged on the address a name resolves
-//! to at the moment of sending; redirects are not followed; a short timeout;
-//! and a receiver's answer is kept only in part.
+//! Safety: a target must be globally reachable by IANA's special-purpose
+//! registries (see `address`; configuration may allow private addresses),
+//! judged at creation and again on the address a name resolves to at the
+//! moment of sending; redirects are not followed; a short timeout; and a
+//! receiver's answer is kept only in part. Sends run side by side, a few per
+//! endpoint, so a receiver that hangs delays no other (see `delivery`).
 
 mod address;
 mod delivery;
@@ -64,8 +66,8 @@ fn check_events(events: &[String]) -> AppResult<Vec<String>> {
     Ok(out)
 }
 
-/// An endpoint's address, checked: http(s), a host, no credentials, and a
-/// public address unless `allow_private`.
+/// An endpoint's address, checked: http(s), a host, no credentials, and
+/// (unless `allow_private`) every address it resolves to globally reachable.
 async fn check_url(raw: &str, allow_private: bool) -> AppResult<String> {
     let url = reqwest::Url::parse(raw.trim()).map_err(|e| AppError::invalid("url", format!("is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -85,7 +87,10 @@ async fn check_url(raw: &str, allow_private: bool) -> AppResult<String> {
         if addresses.is_empty() || !addresses.iter().copied().all(is_public) {
             return Err(AppError::invalid(
                 "url",
-                format!("{host} is a private, loopback or link-local address; webhooks go to public addresses"),
+                format!(
+                    "{host} is not a globally reachable address (private, loopback, link-local or another \
+                     special-purpose range); webhooks go to public addresses"
+                ),
             ));
         }
     }

@@ -6,8 +6,8 @@ use crate::client::{activate, delivered};
 use crate::environments::wait_for_jobs;
 use crate::roles::{MATRIX, Outcome, request_for};
 use entity::user::StaffRole;
-use entity::{audit_event, email};
-use keysmith_tests::app::{config, fresh_database};
+use entity::{Environment, LicenseStatus, audit_event, email};
+use keysmith_tests::app::{config, fresh_database, seed};
 use keysmith_tests::{Backend, TestApp, data, error_code, on_both_databases};
 use sea_orm::{
     ColumnTrait, DbBackend, EntityTrait, FromQueryResult, JsonValue, PaginatorTrait, QueryFilter, Statement,
@@ -218,4 +218,78 @@ async fn the_audit_trail_is_listed_and_filtered_for_admin_and_support(app: TestA
     let (_, staged) =
         app.graphql_in(Some(&admin), Some("staging"), list, json!({ "f": { "targetId": licence } })).await;
     assert_eq!(data(&staged)["auditEvents"]["totalCount"], 0);
+}
+
+on_both_databases!(every_deleted_key_leaves_its_own_event);
+
+/// "Look for the deletion in the audit trail" is what staff are told when a
+/// licence cannot be found: every key deleted in bulk or with its tag has its
+/// own event (its first 8 characters, its status and order as they were)
+/// beside the operation's summary, and the whole key is nowhere in the trail.
+async fn every_deleted_key_leaves_its_own_event(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let manager = app.staff_token(StaffRole::Manager).await;
+    let (db, p) = (app.db(), Environment::Production);
+    // (licence id, key, status when deleted, order) of every key that goes.
+    let mut gone: Vec<(String, String, &str, Option<String>)> = Vec::new();
+
+    for key in ["BULK-AAAA-0001", "BULK-BBBB-0002"] {
+        gone.push((seed::key(db, p, key, LicenseStatus::Available, &[]).await, key.into(), "AVAILABLE", None));
+    }
+    let sold = seed::key(db, p, "BULK-SOLD-0003", LicenseStatus::Available, &[]).await;
+    let order = seed::deliver(db, &sold, false).await;
+    gone.push((sold, "BULK-SOLD-0003".into(), "ASSIGNED", Some(order)));
+    let kept = seed::key(db, p, "BULK-KEEP-0004", LicenseStatus::Available, &[]).await;
+    let ids: Vec<&str> = gone.iter().map(|g| g.0.as_str()).collect();
+    let delete = "mutation($k: [ID!]!) { deleteLicenseKeys(input: {keyIds: $k}) { keysChanged } }";
+    let body = app.graphql(Some(&manager), delete, json!({ "k": ids })).await;
+    assert_eq!(data(&body)["deleteLicenseKeys"]["keysChanged"], 3);
+
+    // A tag with many keys: one event each, whatever the count.
+    let body =
+        app.graphql(Some(&manager), "mutation { createTag(input: {name: \"going\"}) { tag { id } } }", json!({})).await;
+    let tag = data(&body)["createTag"]["tag"]["id"].as_str().expect("a tag").to_string();
+    let many: Vec<String> = (0..250).map(|i| format!("TAGGED-{i:04}-ABCDEFGH")).collect();
+    let import = "mutation($k: String!, $t: [ID!]!) { importLicenseKeys(input: {text: $k, tagIds: $t}) { imported } }";
+    let body = app.graphql(Some(&manager), import, json!({ "k": many.join("\n"), "t": [tag] })).await;
+    assert_eq!(data(&body)["importLicenseKeys"]["imported"], many.len());
+    let sold = seed::key(db, p, "TAGGED-SOLD-0001", LicenseStatus::Available, &[&tag]).await;
+    let order = seed::deliver(db, &sold, false).await;
+    gone.push((sold, "TAGGED-SOLD-0001".into(), "ASSIGNED", Some(order)));
+    let waiting = seed::key(db, p, "TAGGED-WAIT-0002", LicenseStatus::Available, &[&tag]).await;
+    gone.push((waiting, "TAGGED-WAIT-0002".into(), "AVAILABLE", None));
+    let delete = "mutation($id: ID!) { deleteTag(input: {id: $id}) { keysChanged } }";
+    let body = app.graphql(Some(&manager), delete, json!({ "id": tag })).await;
+    assert_eq!(data(&body)["deleteTag"]["keysChanged"], many.len() + 2);
+
+    let per_key = "query($id: ID) { auditEvents(filter: {action: \"license_key.deleted\", targetId: $id}, first: 5) \
+                   { totalCount edges { node { actorKind targetKind targetId keyPrefix before } } } }";
+    let all = app.graphql(Some(&admin), per_key, json!({ "id": null })).await;
+    assert_eq!(data(&all)["auditEvents"]["totalCount"], gone.len() + many.len(), "one event per deleted key");
+    for (id, key, status, order) in &gone {
+        let body = app.graphql(Some(&admin), per_key, json!({ "id": id })).await;
+        let events = &data(&body)["auditEvents"];
+        assert_eq!(events["totalCount"], 1, "{key}: {body:#}");
+        let event = &events["edges"][0]["node"];
+        assert_eq!(event["keyPrefix"], &key[..8], "{key}");
+        assert_eq!((event["targetKind"].as_str(), event["actorKind"].as_str()), (Some("license_key"), Some("user")));
+        assert_eq!(event["before"]["status"], *status, "{key}: {event:#}");
+        assert_eq!(event["before"]["orderId"], json!(order), "{key}: {event:#}");
+    }
+    let untouched = app.graphql(Some(&admin), per_key, json!({ "id": kept })).await;
+    assert_eq!(data(&untouched)["auditEvents"]["totalCount"], 0, "a key that stays has no deletion event");
+
+    // The operations' summaries stay.
+    let summary = "query($a: String) { auditEvents(filter: {action: $a}) { totalCount edges { node { after } } } }";
+    for (action, count) in [("license_keys.deleted", 3), ("tag.keys_deleted", many.len() + 2)] {
+        let body = app.graphql(Some(&admin), summary, json!({ "a": action })).await;
+        assert_eq!(data(&body)["auditEvents"]["totalCount"], 1, "{action}");
+        assert_eq!(data(&body)["auditEvents"]["edges"][0]["node"]["after"]["keysDeleted"], count, "{action}");
+    }
+
+    // Never the whole key, anywhere in the trail.
+    let trail = serde_json::to_string(&audit_event::Entity::find().all(db).await.expect("the trail")).expect("JSON");
+    for key in gone.iter().map(|g| g.1.as_str()).chain(many.iter().map(String::as_str)) {
+        assert!(!trail.contains(key), "the trail holds {key} whole");
+    }
 }

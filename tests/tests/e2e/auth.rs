@@ -66,6 +66,15 @@ async fn bad_tokens_are_all_unauthenticated(app: TestApp) {
         &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
     )
     .expect("sign");
+    // A token that is not good before an hour from now (RFC 7519 `nbf`).
+    let mut not_yet = serde_json::to_value(&claims).expect("claims");
+    not_yet["nbf"] = json!(claims.iat + 3600);
+    let not_yet = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &not_yet,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+    )
+    .expect("sign");
     let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims"));
     let none = format!("{}.{body}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#));
     // Promote ourselves to admin by editing the payload: the signature no longer matches.
@@ -84,6 +93,7 @@ async fn bad_tokens_are_all_unauthenticated(app: TestApp) {
         ("alg none", none),
         ("tampered payload", tampered),
         ("garbage", "not.a.token".to_string()),
+        ("not valid before an hour from now", not_yet),
     ] {
         let (status, body) = app.graphql_in(Some(&token), None, "{ me { role } }", json!({})).await;
         assert_eq!(status, 401, "{what}: {body:#}");

@@ -8,19 +8,23 @@ use crate::cli::keysmith;
 use crate::client::{activate, delivered, settings};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use entity::signing_key;
+use entity::license_key::{self, KeySource};
 use entity::user::StaffRole;
+use entity::{LicenseStatus, signing_key};
 use keysmith::AppState;
 use keysmith::services::offline::{OfflineFacts, OfflineFile, OfflineSigner};
 use keysmith_tests::app::config;
 use keysmith_tests::{TestApp, data, error_code, on_both_databases, tool};
-use sea_orm::EntityTrait;
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use serde_json::{Value, json};
 use std::path::Path;
 
 const FILE_FIELDS: &str = "fileName content keyId issuedAt validUntil";
 
-on_both_databases!(offline_files_are_signed_checked_and_refused_when_altered);
+on_both_databases!(
+    offline_files_are_signed_checked_and_refused_when_altered,
+    a_customers_offline_file_is_the_keys_reveal
+);
 
 fn verify(dir: &Path, file: &Path, public_key: Option<&str>, database_url: &str) -> (bool, String) {
     let mut cmd = keysmith(dir);
@@ -149,4 +153,85 @@ async fn offline_files_are_signed_checked_and_refused_when_altered(app: TestApp)
     let again = AppState::open(config(&app.database_url)).await.expect("open");
     assert_eq!(again.offline.key_id(), server.key_id());
     assert_eq!(again.offline.public_key_base64(), public_key);
+}
+
+/// The file holds the whole key, so a customer's download is the key's
+/// reveal, as the key button is: the licence reads as revealed, and the
+/// seller can no longer put it back in the pool for the next buyer (on whose
+/// slot the first customer could otherwise activate it). Staff fetching a
+/// file changes nothing.
+async fn a_customers_offline_file_is_the_keys_reveal(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let file = "query($id: ID!) { offlineLicenseFile(licenseId: $id) { content } }";
+    let facts = |body: &Value| -> Value {
+        let content = data(body)["offlineLicenseFile"]["content"].as_str().expect("a file").to_string();
+        let file: OfflineFile = serde_json::from_str(&content).expect("the file");
+        serde_json::from_slice(&STANDARD.decode(&file.payload).expect("base64")).expect("the facts")
+    };
+    let own = "{ myOrders { id lines { licenses { id status revealed } } } }";
+    let back = "mutation($id: ID!) { returnLicenseToPool(input: {id: $id}) { license { id } } }";
+    let unassign = "mutation($id: ID!) { unassignLicense(input: {id: $id, to: POOL}) { license { id } } }";
+    let refund = "mutation($id: ID!) { refundOrder(input: {id: $id, keys: RETURN_TO_POOL}) { order { id } } }";
+    let revealed_events = "query($id: ID!) { auditEvents(filter: {targetId: $id, action: \"license.revealed\"}) \
+                           { totalCount edges { node { actorKind } } } }";
+
+    // An uploaded key, delivered and never shown.
+    let (uploaded, customer, _) = delivered(&app, "OFFLINE-REVEAL-0001", 1).await;
+    let token = app.customer_token(&customer).await;
+    let before = app.graphql(Some(&token), own, json!({})).await;
+    assert_eq!(
+        data(&before)["myOrders"][0]["lines"][0]["licenses"][0],
+        json!({ "id": uploaded, "status": "ASSIGNED", "revealed": false })
+    );
+    let body = app.graphql(Some(&token), file, json!({ "id": uploaded })).await;
+    let got = facts(&body);
+    assert_eq!((got["key"].as_str(), got["status"].as_str()), (Some("OFFLINE-REVEAL-0001"), Some("ACTIVE")));
+    let after = app.graphql(Some(&token), own, json!({})).await;
+    assert_eq!(
+        data(&after)["myOrders"][0]["lines"][0]["licenses"][0],
+        json!({ "id": uploaded, "status": "ACTIVE", "revealed": true }),
+        "the download was the key's reveal"
+    );
+    let order = data(&after)["myOrders"][0]["id"].clone();
+    let audit = app.graphql(Some(&admin), revealed_events, json!({ "id": uploaded })).await;
+    assert_eq!(data(&audit)["auditEvents"]["totalCount"], 1);
+    assert_eq!(data(&audit)["auditEvents"]["edges"][0]["node"]["actorKind"], "customer");
+    // The seller's ways back to the pool are refused; the key stays the customer's.
+    for (mutation, id) in [(back, &json!(uploaded)), (unassign, &json!(uploaded)), (refund, &order)] {
+        let body = app.graphql(Some(&admin), mutation, json!({ "id": id })).await;
+        assert_eq!(error_code(&body), Some("INVALID_TRANSITION"), "{mutation}: {body:#}");
+    }
+    let row = license_key::Entity::find_by_id(uploaded.clone()).one(app.db()).await.expect("read").expect("row");
+    assert_eq!((row.status, row.customer_id.as_deref()), (LicenseStatus::Active, Some(customer.as_str())));
+    // A second download is no second reveal.
+    let again = app.graphql(Some(&token), file, json!({ "id": uploaded })).await;
+    assert_eq!(facts(&again)["status"], "ACTIVE");
+    let audit = app.graphql(Some(&admin), revealed_events, json!({ "id": uploaded })).await;
+    assert_eq!(data(&audit)["auditEvents"]["totalCount"], 1);
+
+    // A generated key waits for its software to activate it, but once its
+    // customer holds the key it is theirs too.
+    let (generated, customer, _) = delivered(&app, "OFFLINE-REVEAL-0002", 1).await;
+    let mut row: license_key::ActiveModel =
+        license_key::Entity::find_by_id(generated.clone()).one(app.db()).await.expect("read").expect("row").into();
+    row.source = Set(KeySource::Generated);
+    row.update(app.db()).await.expect("update");
+    let token = app.customer_token(&customer).await;
+    let body = app.graphql(Some(&token), file, json!({ "id": generated })).await;
+    assert_eq!(facts(&body)["status"], "ASSIGNED");
+    let after = app.graphql(Some(&token), own, json!({})).await;
+    assert_eq!(data(&after)["myOrders"][0]["lines"][0]["licenses"][0]["revealed"], true);
+    for mutation in [back, unassign] {
+        let body = app.graphql(Some(&admin), mutation, json!({ "id": generated })).await;
+        assert_eq!(error_code(&body), Some("INVALID_TRANSITION"), "{mutation}: {body:#}");
+    }
+
+    // Staff reading a file is not the customer's reveal: the key may still go back.
+    let (unseen, _, _) = delivered(&app, "OFFLINE-REVEAL-0003", 1).await;
+    let body = app.graphql(Some(&admin), file, json!({ "id": unseen })).await;
+    assert_eq!(facts(&body)["status"], "ASSIGNED");
+    let row = license_key::Entity::find_by_id(unseen.clone()).one(app.db()).await.expect("read").expect("row");
+    assert!(row.revealed_at.is_none());
+    let body = app.graphql(Some(&admin), back, json!({ "id": unseen })).await;
+    assert_eq!(data(&body)["returnLicenseToPool"]["license"]["id"], unseen.as_str());
 }

@@ -204,7 +204,7 @@ async fn deleting_a_tag_deletes_its_keys_and_counts_the_orders_that_lose_them(ap
         .expect("audit");
     let mut prefixes: Vec<String> = events.iter().filter_map(|e| e.key_prefix.clone()).collect();
     prefixes.sort();
-    assert_eq!(prefixes, ["OLD-SOLD", "OLD-USED"], "delivered keys are audited by their first 8 characters only");
+    assert_eq!(prefixes, ["OLD-SOLD", "OLD-USED", "OLD-WAIT"], "every key is audited by its first 8 characters only");
     let deleted = audit_event::Entity::find()
         .filter(audit_event::Column::Action.eq("tag.deleted"))
         .one(app.db())

@@ -343,12 +343,21 @@ async fn pages_escape_everything_and_show_only_the_customers_own(app: TestApp) {
     let missing = browser.post("/portal/reveal", &[("csrf", &csrf), ("licenses", "01ZZZZZZZZZZZZZZZZZZZZZZZZ")]).await;
     assert_eq!((other.status, other.text()), (missing.status, missing.text()));
     assert_eq!(other.status, 404);
-    let offline = browser.get(&format!("/portal/licenses/{}/offline-licence", theirs[0])).await;
+    let offline = browser.post(&format!("/portal/licenses/{}/offline-licence", theirs[0]), &[("csrf", &csrf)]).await;
     assert_eq!(offline.status, 404);
     let key = license_key::Entity::find_by_id(theirs[0].clone()).one(app.db()).await.expect("key").expect("row");
     assert!(key.revealed_at.is_none());
-    // Their own offline file downloads.
-    let file = browser.get(&format!("/portal/licenses/{}/offline-licence", mine[0])).await;
+    // Their own offline file downloads with the page's token, and only with it:
+    // the file holds the key, so downloading it is the key's reveal.
+    let mine_path = format!("/portal/licenses/{}/offline-licence", mine[0]);
+    let forged = browser.post(&mine_path, &[("csrf", "forged")]).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(!forged.body.contains("PORTAL-ESC-0001"));
+    let linked = browser.get(&mine_path).await;
+    assert_eq!(linked.status, 405, "no download by a plain link: {}", linked.body);
+    let key = license_key::Entity::find_by_id(mine[0].clone()).one(app.db()).await.expect("key").expect("row");
+    assert!(key.revealed_at.is_none(), "refused downloads reveal nothing");
+    let file = browser.post(&mine_path, &[("csrf", &csrf)]).await;
     assert_eq!(file.status, 200);
     assert!(
         file.headers

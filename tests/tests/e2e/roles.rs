@@ -8,7 +8,7 @@ use keysmith_tests::app::TEST_PASSWORD;
 use keysmith_tests::app::seed;
 use keysmith_tests::{TestApp, data, error_code, on_both_databases};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -522,6 +522,56 @@ fn every_mutation_has_a_row_in_the_role_matrix() {
     }
     let in_matrix: BTreeSet<&str> = MATRIX.iter().map(|(m, _)| *m).collect();
     assert_eq!(in_schema, in_matrix, "every mutation needs a row in MATRIX");
+}
+
+/// One row of the README's role table: the role it builds on ("what a
+/// manager may") and the mutations it names in backticks.
+type TableRow<'a> = (Option<&'static str>, BTreeSet<&'a str>);
+
+/// The mutations a row of the table grants, with those of the rows it builds on.
+fn granted<'a>(rows: &BTreeMap<&'a str, TableRow<'a>>, role: &str, depth: usize) -> BTreeSet<&'a str> {
+    assert!(depth < ROLES.len(), "the README's role table builds on itself in a circle");
+    let (base, named) = rows.get(role).unwrap_or_else(|| panic!("the README's role table has no row for {role}"));
+    let mut all = named.clone();
+    if let Some(base) = base {
+        all.extend(granted(rows, base, depth + 1));
+    }
+    all
+}
+
+/// The README's role table says exactly what [`MATRIX`] proves: every
+/// mutation a role may run is named in its row or in a row it builds on, and
+/// nothing else is (deletes included: a manager's as much as an admin's).
+#[test]
+fn the_readme_role_table_is_the_matrix() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
+    let table = readme.split("| role | may |").nth(1).expect("the README's role table");
+    let mut rows: BTreeMap<&str, TableRow<'_>> = BTreeMap::new();
+    for line in table.lines().skip(1).take_while(|l| l.starts_with('|')).filter(|l| !l.starts_with("|---")) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let &[role, may] = cells.as_slice() else { panic!("a role row has two cells: {line}") };
+        assert!(ROLES.contains(&role), "{role} is not a role");
+        let bases: Vec<&'static str> = ROLES
+            .into_iter()
+            .filter(|r| *r != role)
+            .filter(|r| may.contains(&format!("{r} may")) || may.contains(&format!("{r} callers may")))
+            .collect();
+        assert!(bases.len() <= 1, "{role} builds on one role at most: {bases:?}");
+        let named: BTreeSet<&str> = may.split('`').skip(1).step_by(2).collect();
+        assert!(rows.insert(role, (bases.first().copied(), named)).is_none(), "two rows for {role}");
+    }
+    for (i, role) in ROLES.iter().enumerate() {
+        let proven: BTreeSet<&str> =
+            MATRIX.iter().filter(|(_, outcomes)| matches!(outcomes[i], Allowed | OwnOnly)).map(|(m, _)| *m).collect();
+        let said = granted(&rows, role, 0);
+        let unsaid: Vec<&&str> = proven.difference(&said).collect();
+        let wrong: Vec<&&str> = said.difference(&proven).collect();
+        assert!(
+            unsaid.is_empty() && wrong.is_empty(),
+            "the README's row for {role}: the matrix lets it run {unsaid:?}, which the table does not say; \
+             the table says it may run {wrong:?}, which the matrix refuses or does not know"
+        );
+    }
 }
 
 on_both_databases!(staff_read_and_others_do_not);

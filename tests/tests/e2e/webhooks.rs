@@ -1,6 +1,7 @@
 //! Webhooks against real receivers on loopback: signed deliveries, retries
-//! with one event id, private targets refused unless allowed, and a webhook
-//! that survives the server being killed right after the order.
+//! with one event id, private and special-purpose targets refused unless
+//! allowed, a receiver that hangs holding up no other, and a webhook that
+//! survives the server being killed right after the order.
 
 use crate::cli::{Served, create_admin, keysmith};
 use entity::user::StaffRole;
@@ -11,6 +12,7 @@ use poem::web::Data;
 use poem::{EndpointExt, Request, Route, handler, post};
 use serde_json::{Value, json};
 use sha2::Sha256;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -231,6 +233,144 @@ async fn private_targets_are_refused_unless_configuration_allows_them() {
         app.graphql(Some(&admin), CREATE, json!({ "u": "http://127.0.0.1:8081/hook", "e": ["order.created"] })).await;
     assert_eq!(error_code(&body), Some("INVALID_INPUT"));
     app.stop().await;
+}
+
+/// Without the allowance, every address that is not globally reachable is
+/// refused, whatever special-purpose range it is in and however an IPv6
+/// address carries it; public addresses, written either way, are taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn special_purpose_targets_are_refused_sqlite() {
+    special_purpose_targets_are_refused(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn special_purpose_targets_are_refused_postgres() {
+    special_purpose_targets_are_refused(Backend::Postgres).await;
+}
+
+async fn special_purpose_targets_are_refused(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(url) = fresh_database(backend, dir.path()).await else { return };
+    let mut cfg = config(&url);
+    cfg.webhook_allow_private = false;
+    let app = TestApp::spawn_with(backend, cfg, dir).await;
+    let admin = app.staff_token(StaffRole::Admin).await;
+    for target in [
+        // Benchmarking, IETF protocol assignments, reserved, broadcast.
+        "http://198.18.0.1/hook",
+        "http://198.19.255.254/hook",
+        "http://192.0.0.8/",
+        "http://192.0.0.170/hook",
+        "http://240.0.0.1/",
+        "http://255.255.255.255/hook",
+        // NAT64 carrying loopback or the link-local metadata address; NAT64's local-use prefix.
+        "http://[64:ff9b::7f00:1]/hook",
+        "http://[64:ff9b::a9fe:a9fe]/latest",
+        "http://[64:ff9b:1::808:808]/hook",
+        // 6to4 carrying 192.168.1.1; Teredo whose client is 127.0.0.1.
+        "http://[2002:c0a8:0101::1]/hook",
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook",
+        // IPv4-translated, IPv4-compatible and IPv4-mapped loopback.
+        "http://[::ffff:0:7f00:1]/hook",
+        "http://[::127.0.0.1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        // Documentation, discard-only, the old site-local range.
+        "http://[2001:db8::1]/hook",
+        "http://[3fff::1]/hook",
+        "http://[100::1]/hook",
+        "http://[fec0::1]/hook",
+    ] {
+        let body = app.graphql(Some(&admin), CREATE, json!({ "u": target, "e": ["order.created"] })).await;
+        assert_eq!((error_code(&body), error_field(&body)), (Some("INVALID_INPUT"), Some("url")), "{target}: {body:#}");
+    }
+    let public = ["http://93.184.216.34/hook", "http://[2606:4700::1111]/hook", "http://[64:ff9b::5db8:d822]/hook"];
+    for target in public {
+        let body = app.graphql(Some(&admin), CREATE, json!({ "u": target, "e": ["order.created"] })).await;
+        assert!(body.get("errors").is_none(), "{target}: {body:#}");
+    }
+    let listed = app.graphql(Some(&admin), "{ webhookEndpoints { edges { node { url } } } }", json!({})).await;
+    let mut urls: Vec<String> = data(&listed)["webhookEndpoints"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .filter_map(|e| e["node"]["url"].as_str().map(String::from))
+        .collect();
+    urls.sort();
+    let mut expected: Vec<String> = public.iter().map(|u| (*u).to_string()).collect();
+    expected.sort();
+    assert_eq!(urls, expected, "only the public targets were created");
+    app.stop().await;
+}
+
+/// A receiver on `listener` that takes connections and never answers;
+/// returns how many it has taken.
+fn start_hanging_receiver(listener: tokio::net::TcpListener) -> Arc<AtomicUsize> {
+    let taken = Arc::new(AtomicUsize::new(0));
+    let count = taken.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    taken
+}
+
+on_both_databases!(a_receiver_that_hangs_delays_no_other_endpoint);
+
+/// Two endpoints take the same events; one receiver takes each request and
+/// never answers. The other still gets every event within seconds of it
+/// happening — while sends to the first wait out their timeout, and after
+/// they fill that endpoint's places.
+async fn a_receiver_that_hangs_delays_no_other_endpoint(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hanging_url = format!("http://{}/hook", hanging.local_addr().expect("address"));
+    let taken = start_hanging_receiver(hanging);
+    let healthy = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let healthy_url = format!("http://{}/hook", healthy.local_addr().expect("address"));
+    let received = start_receiver(healthy, 0);
+    let body = app.graphql(Some(&admin), CREATE, json!({ "u": hanging_url, "e": ["order.created"] })).await;
+    let hanging_id = data(&body)["createWebhookEndpoint"]["endpoint"]["id"].clone();
+    let body = app.graphql(Some(&admin), CREATE, json!({ "u": healthy_url, "e": ["order.created"] })).await;
+    assert!(body.get("errors").is_none(), "{body:#}");
+    let product = product(&app.base_url, &admin).await;
+    // More events than one endpoint has places for sends on a node.
+    let events = 6;
+    // Half the send timeout: a delivery held up behind the hanging receiver
+    // would wait out that timeout.
+    let promptly = Duration::from_secs(5);
+    for i in 0..events {
+        let caused = Instant::now();
+        let order = app.graphql(Some(&admin), ORDER, json!({ "x": format!("hanging-{i}"), "p": product })).await;
+        assert_eq!(data(&order)["createOrder"]["order"]["status"], "FULFILLED", "{order:#}");
+        wait_for(&received, i + 1, promptly).await;
+        assert!(caused.elapsed() < promptly, "event {i} took {:?}", caused.elapsed());
+        if i == 0 {
+            // From here on a send to the other endpoint is hanging as each event happens.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while taken.load(Ordering::SeqCst) == 0 {
+                assert!(Instant::now() < deadline, "the hanging receiver was never sent to");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let got = received.lock().expect("lock").clone();
+    let mut ids: Vec<&str> = got.iter().map(|(h, _)| header(h, "keysmith-event-id")).collect();
+    assert!(got.iter().all(|(h, _)| header(h, "keysmith-event-type") == "order.created"));
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), events, "each event once");
+    // None of them reached the receiver that hangs.
+    let log = "query($e: ID) { webhookDeliveries(endpointId: $e) { edges { node { status deliveredAt } } } }";
+    let body = app.graphql(Some(&admin), log, json!({ "e": hanging_id })).await;
+    let deliveries = data(&body)["webhookDeliveries"]["edges"].as_array().expect("edges").clone();
+    assert_eq!(deliveries.len(), events, "{body:#}");
+    assert!(
+        deliveries.iter().all(|d| d["node"]["status"] == "PENDING" && d["node"]["deliveredAt"].is_null()),
+        "{body:#}"
+    );
 }
 
 /// The order commits its event with it; a server killed before the webhook

@@ -21,7 +21,7 @@ pub struct CreateLicenseInput {
     pub activation_limit: Option<i32>,
     /// In the future; null for a lifetime licence; omitted for the generator's validity.
     pub expires_at: MaybeUndefined<DateTime<Utc>>,
-    /// A JSON object.
+    /// A JSON object of at most 10 KB.
     pub feature_flags: Option<Json<serde_json::Value>>,
     /// A JSON object of at most 10 KB, seen by staff only.
     pub metadata: Option<Json<serde_json::Value>>,
@@ -34,7 +34,9 @@ pub struct UpdateLicenseInput {
     pub activation_limit: Option<i32>,
     /// In the future, or null for a lifetime licence.
     pub expires_at: MaybeUndefined<DateTime<Utc>>,
+    /// A JSON object of at most 10 KB.
     pub feature_flags: Option<Json<serde_json::Value>>,
+    /// A JSON object of at most 10 KB, seen by staff only.
     pub metadata: Option<Json<serde_json::Value>>,
 }
 

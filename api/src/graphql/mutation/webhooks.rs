@@ -5,6 +5,7 @@ use crate::graphql::types::webhook::{
     CreateWebhookEndpointInput, CreateWebhookEndpointPayload, DeleteWebhookEndpointInput, DeleteWebhookEndpointPayload,
     RedeliverWebhookInput, UpdateWebhookEndpointInput, WebhookDeliveryPayload, WebhookEndpointPayload,
 };
+use crate::services::limits;
 use crate::services::webhooks::{self, EndpointPatch};
 use async_graphql::{Context, ID, Object, Result};
 
@@ -21,6 +22,7 @@ impl WebhookMutation {
         input: CreateWebhookEndpointInput,
     ) -> Result<CreateWebhookEndpointPayload> {
         let (state, rc) = request(ctx)?;
+        limits::at_most("url", &input.url, limits::URL)?;
         let allow = state.webhooks_may_reach_private().await?;
         let created = webhooks::create(&state.db, rc, allow, &input.url, &input.events, input.enabled).await?;
         Ok(CreateWebhookEndpointPayload { endpoint: created.endpoint.into(), secret: created.secret })
@@ -33,6 +35,9 @@ impl WebhookMutation {
         input: UpdateWebhookEndpointInput,
     ) -> Result<WebhookEndpointPayload> {
         let (state, rc) = request(ctx)?;
+        if let Some(url) = &input.url {
+            limits::at_most("url", url, limits::URL)?;
+        }
         let patch = EndpointPatch { url: input.url, events: input.events, enabled: input.enabled };
         let allow = state.webhooks_may_reach_private().await?;
         Ok(WebhookEndpointPayload { endpoint: webhooks::update(&state.db, rc, allow, &input.id, patch).await?.into() })

@@ -54,7 +54,8 @@ impl ActivationQuery {
     }
 
     /// A licence's offline file, signed now: staff for any licence, a
-    /// customer for their own.
+    /// customer for their own. The file holds the whole key, so a customer's
+    /// download counts as the key's reveal, as `revealLicenseKey` does.
     #[graphql(guard = "RoleGuard::new(may::READ_OWN)")]
     async fn offline_license_file(&self, ctx: &Context<'_>, license_id: ID) -> Result<OfflineLicenseFile> {
         let (state, rc) = request(ctx)?;

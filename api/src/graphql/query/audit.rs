@@ -47,10 +47,13 @@ impl From<entity::audit_event::Model> for AuditEvent {
 
 #[derive(Debug, Default, InputObject)]
 pub struct AuditEventFilter {
+    /// What was changed: `license_key`, `order`, `tag` … (at most 100 characters).
     pub target_kind: Option<String>,
     pub target_id: Option<ID>,
+    /// `user`, `customer`, `client` or `system` (at most 100 characters).
     pub actor_kind: Option<String>,
     pub actor_id: Option<ID>,
+    /// A dotted verb such as `license.activated` (at most 100 characters).
     pub action: Option<String>,
     /// From this instant on.
     pub since: Option<DateTime<Utc>>,

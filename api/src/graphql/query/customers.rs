@@ -12,7 +12,9 @@ pub struct CustomerQuery;
 
 #[Object]
 impl CustomerQuery {
-    /// Customers of the request's environment; `search` matches email or name.
+    /// Customers of the request's environment; `search` (at most 256
+    /// characters, every character taken literally) matches any part of the
+    /// email or name, any case.
     #[graphql(
         guard = "RoleGuard::new(may::READ)",
         complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity"

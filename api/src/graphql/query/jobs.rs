@@ -13,7 +13,7 @@ pub struct JobQuery;
 #[Object]
 impl JobQuery {
     /// Background jobs of the request's environment and the recurring jobs
-    /// every environment shares, newest first; `kind` picks one kind.
+    /// every environment shares, newest first; `kind` (at most 100 characters) picks one kind.
     #[graphql(
         guard = "RoleGuard::new(may::READ)",
         complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity"

@@ -36,8 +36,9 @@ impl OrderQuery {
     }
 
     /// The AVAILABLE keys an order line could be given (its product's pool,
-    /// deliverable to that product), searchable by any part of the key, in the
-    /// order automatic delivery takes them: the first is the one it would take next.
+    /// deliverable to that product), searchable by any part of the key (`search`:
+    /// at most 256 characters), in the order automatic delivery takes them: the
+    /// first is the one it would take next.
     #[graphql(
         guard = "RoleGuard::new(may::READ)",
         complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity"

@@ -14,7 +14,8 @@ pub struct PoolQuery;
 
 #[Object]
 impl PoolQuery {
-    /// Every pool with its figures, the system tags `auto-generated` and `no tag` included.
+    /// Every pool with its figures, the system tags `auto-generated` and `no tag` included;
+    /// `search` (at most 256 characters) matches any part of the name.
     #[graphql(
         guard = "RoleGuard::new(may::READ)",
         complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity"

@@ -3,6 +3,7 @@ use crate::graphql::guard::RoleGuard;
 use crate::graphql::request;
 use crate::graphql::types::common::{ListConnection, connection};
 use crate::graphql::types::webhook::{WebhookDelivery, WebhookEndpoint};
+use crate::services::limits;
 use crate::services::pagination::PageArgs;
 use crate::services::webhooks;
 use async_graphql::{Context, ID, Object, Result};
@@ -29,7 +30,8 @@ impl WebhookQuery {
         Ok(connection(webhooks::list(&state.db, rc, &args, want_total).await?, WebhookEndpoint::from))
     }
 
-    /// Deliveries of the environment's endpoints, newest first (admin).
+    /// Deliveries of the environment's endpoints, newest first (admin);
+    /// `status` (at most 100 characters) picks one status.
     #[graphql(
         guard = "RoleGuard::new(may::ADMINISTER)",
         complexity = "5 + first.unwrap_or(20).max(0) as usize * child_complexity"
@@ -49,7 +51,7 @@ impl WebhookQuery {
             &state.db,
             rc,
             endpoint_id.as_ref().map(|id| id.as_str()),
-            status.as_deref(),
+            limits::filter_word("status", status.as_deref())?,
             &args,
             want_total,
         )

@@ -87,8 +87,9 @@ pub struct CustomerOrder {
 
 #[derive(Debug, InputObject)]
 pub struct CreateCustomerInput {
-    /// Unique in the environment (case does not matter).
+    /// Unique in the environment (case does not matter); at most 254 characters.
     pub email: String,
+    /// Up to 200 characters.
     #[graphql(default)]
     pub name: String,
 }
@@ -96,7 +97,9 @@ pub struct CreateCustomerInput {
 #[derive(Debug, InputObject)]
 pub struct UpdateCustomerInput {
     pub id: ID,
+    /// At most 254 characters.
     pub email: Option<String>,
+    /// Up to 200 characters.
     pub name: Option<String>,
 }
 

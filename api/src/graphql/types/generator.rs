@@ -96,16 +96,18 @@ pub struct CreateGeneratorInput {
     /// `CHUNKED`: 1–32 characters a group (default 5).
     pub chunk_length: Option<i32>,
     /// `CHUNKED`: the characters to draw from (default `ABCDEFGHJKLMNPQRSTUVWXYZ23456789`); no look-alikes (0 O 1 I l).
+    /// Visible ASCII, each once: at most 94 characters.
     pub alphabet: Option<String>,
-    /// `CHUNKED`: between groups (default `-`).
+    /// `CHUNKED`: between groups (default `-`; at most 16 characters).
     pub separator: Option<String>,
-    /// `PATTERN`: required with that format.
+    /// `PATTERN`: required with that format; at most 256 characters. Keys may
+    /// have at most 256 characters, whatever the format.
     pub pattern: Option<String>,
     /// `-1` (unlimited) or 1–10000; default 1.
     pub default_activation_limit: Option<i32>,
     /// 1–36500 days; omitted or null for lifetime licences.
     pub validity_days: Option<i32>,
-    /// A JSON object; default `{}`.
+    /// A JSON object of at most 10 KB; default `{}`.
     pub default_feature_flags: Option<Json<serde_json::Value>>,
 }
 
@@ -130,13 +132,18 @@ impl From<CreateGeneratorInput> for GeneratorInput {
 #[derive(Debug, InputObject)]
 pub struct UpdateGeneratorInput {
     pub id: ID,
+    /// 1–100 characters, unique.
     pub name: Option<String>,
     pub format: Option<KeyFormat>,
+    /// At most 16 characters.
     pub prefix: Option<String>,
     pub chunk_count: Option<i32>,
     pub chunk_length: Option<i32>,
+    /// At most 94 characters.
     pub alphabet: Option<String>,
+    /// At most 16 characters.
     pub separator: Option<String>,
+    /// At most 256 characters.
     pub pattern: Option<String>,
     pub default_activation_limit: Option<i32>,
     /// Null makes new licences lifetime licences; omitted keeps the setting.

@@ -81,7 +81,8 @@ impl OrderLine {
 
 #[derive(Debug, Default, InputObject)]
 pub struct OrderFilter {
-    /// Any part of the external id or of the customer's email.
+    /// Any part of the external id or of the customer's email, any case; at
+    /// most 256 characters, every character taken literally.
     pub search: Option<String>,
     pub status: Option<OrderStatus>,
     pub customer_id: Option<ID>,
@@ -128,7 +129,7 @@ impl std::fmt::Debug for Order {
 
 #[derive(Debug, InputObject)]
 pub struct OrderCustomerInput {
-    /// The customer is found by this email, or created with it.
+    /// The customer is found by this email, or created with it; at most 254 characters.
     pub email: String,
     /// Used when the customer is created (or has no name yet); up to 200 characters.
     pub name: Option<String>,

@@ -300,7 +300,8 @@ impl LicenseKey {
 #[derive(Debug, Default, InputObject)]
 pub struct PoolKeyFilter {
     pub status: Option<LicenseStatus>,
-    /// Any part of the key (3 characters or more), or its beginning (fewer).
+    /// Any part of the key (3 characters or more), or its beginning (fewer);
+    /// at most 256 characters, every character taken literally.
     pub search: Option<String>,
 }
 
@@ -314,7 +315,8 @@ pub struct LicenseKeyFilter {
     pub expiring_before: Option<DateTime<Utc>>,
     pub status: Option<LicenseStatus>,
     /// Any part of the key, the customer's email or name, or the product's name
-    /// (3 characters or more), or their beginning (fewer); case-insensitive.
+    /// (3 characters or more), or their beginning (fewer); case-insensitive; at
+    /// most 256 characters, every character taken literally.
     pub search: Option<String>,
 }
 
@@ -396,6 +398,7 @@ pub struct CreateTagInput {
 #[derive(Debug, InputObject)]
 pub struct RenameTagInput {
     pub id: ID,
+    /// The rule of `createTag`: at most 64 characters.
     pub name: String,
 }
 
@@ -505,7 +508,8 @@ pub enum DuplicatePolicy {
 
 #[derive(InputObject)]
 pub struct ImportLicenseKeysInput {
-    /// Pasted keys. Give this or `file`.
+    /// Pasted keys. Give this or `file`. Bounded by the request size (1 MiB
+    /// unless the server says otherwise); each key at most 256 characters.
     pub text: Option<String>,
     /// A file sent as a GraphQL multipart upload.
     pub file: Option<async_graphql::Upload>,

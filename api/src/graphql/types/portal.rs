@@ -11,6 +11,7 @@ use entity::{activation, customer, license_key};
 
 #[derive(InputObject)]
 pub struct RequestPortalLinkInput {
+    /// At most 254 characters.
     pub email: String,
 }
 
@@ -37,7 +38,7 @@ pub struct PortalLinkPayload {
 
 #[derive(InputObject)]
 pub struct SignInWithPortalLinkInput {
-    /// The token from the link's address.
+    /// The token from the link's address (at most 100 characters).
     pub token: String,
 }
 

@@ -123,10 +123,14 @@ pub struct CreateProductInput {
 #[derive(Debug, InputObject)]
 pub struct UpdateProductInput {
     pub id: ID,
+    /// 1–200 characters, unique in the environment.
     pub name: Option<String>,
+    /// Up to 2000 characters.
     pub description: Option<String>,
     pub delivery: Option<DeliveryInput>,
+    /// 1–64 characters.
     pub key_button_text: Option<String>,
+    /// 1–500 characters.
     pub unavailable_message: Option<String>,
     pub requires_fingerprint: Option<bool>,
 }
@@ -159,7 +163,8 @@ impl std::fmt::Debug for Product {
 
 #[derive(Debug, Default, InputObject)]
 pub struct ProductFilter {
-    /// Part of the name, any case.
+    /// Any part of the name, any case; at most 256 characters, every
+    /// character taken literally.
     pub search: Option<String>,
     pub status: Option<ProductStatus>,
 }

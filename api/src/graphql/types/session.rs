@@ -44,7 +44,9 @@ pub struct Me {
 
 #[derive(InputObject)]
 pub struct LoginInput {
+    /// At most 254 characters.
     pub email: String,
+    /// At most 256 characters.
     #[graphql(secret)]
     pub password: String,
 }
@@ -59,8 +61,9 @@ pub struct LoginPayload {
 
 #[derive(InputObject)]
 pub struct CreateUserInput {
+    /// At most 254 characters.
     pub email: String,
-    /// At least 12 characters.
+    /// 12–256 characters.
     #[graphql(secret)]
     pub password: String,
     pub role: StaffRole,
@@ -71,15 +74,17 @@ pub struct UpdateUserInput {
     pub id: ID,
     pub role: Option<StaffRole>,
     pub disabled: Option<bool>,
-    /// A new password (a reset by an admin).
+    /// A new password (a reset by an admin): 12–256 characters.
     #[graphql(secret)]
     pub password: Option<String>,
 }
 
 #[derive(InputObject)]
 pub struct ChangePasswordInput {
+    /// At most 256 characters.
     #[graphql(secret)]
     pub current_password: String,
+    /// 12–256 characters.
     #[graphql(secret)]
     pub new_password: String,
 }

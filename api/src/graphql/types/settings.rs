@@ -28,7 +28,7 @@ pub struct Settings {
     pub rate_limit_per_address: i64,
     /// Where pool alerts are emailed; null for none.
     pub notification_email: Option<String>,
-    /// Webhooks may reach private, loopback and link-local addresses
+    /// Webhooks may reach addresses that are not globally reachable (private, loopback, link-local …)
     /// (default false; `KEYSMITH_WEBHOOK_ALLOW_PRIVATE` allows them for the
     /// whole deployment whatever this says).
     pub webhook_allow_private_addresses: bool,
@@ -68,7 +68,7 @@ pub struct UpdateSettingsInput {
     pub rate_limit_per_key: Option<i32>,
     /// 0 (no limit) – 10000000.
     pub rate_limit_per_address: Option<i32>,
-    /// An email address; an empty string clears it.
+    /// An email address (at most 254 characters); an empty string clears it.
     pub notification_email: Option<String>,
     pub webhook_allow_private_addresses: Option<bool>,
 }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 #[derive(Debug, InputObject)]
 pub struct ValidateLicenseInput {
+    /// The licence key (at most 256 characters).
     pub key: String,
     /// A stable id of the device asking (at most 200 characters). Without
     /// it, the licence is judged alone.
@@ -18,6 +19,7 @@ pub struct ValidateLicenseInput {
 
 #[derive(Debug, InputObject)]
 pub struct ActivateLicenseInput {
+    /// The licence key (at most 256 characters).
     pub key: String,
     /// A stable id of the device (at most 200 characters).
     pub fingerprint: String,
@@ -29,8 +31,9 @@ pub struct ActivateLicenseInput {
 
 #[derive(Debug, InputObject)]
 pub struct DeactivateLicenseInput {
+    /// The licence key (at most 256 characters).
     pub key: String,
-    /// The device to free the licence's slot from.
+    /// The device to free the licence's slot from (at most 200 characters).
     pub fingerprint: String,
 }
 

@@ -75,7 +75,7 @@ impl From<webhook_delivery::Model> for WebhookDelivery {
 
 #[derive(Debug, InputObject)]
 pub struct CreateWebhookEndpointInput {
-    /// An http(s) URL on a public address.
+    /// An http(s) URL on a public address; at most 2048 characters.
     pub url: String,
     /// Event names, e.g. `order.created`, `license.activated`, `pool.exhausting`.
     pub events: Vec<String>,
@@ -94,6 +94,7 @@ pub struct CreateWebhookEndpointPayload {
 #[derive(Debug, InputObject)]
 pub struct UpdateWebhookEndpointInput {
     pub id: ID,
+    /// At most 2048 characters.
     pub url: Option<String>,
     pub events: Option<Vec<String>>,
     pub enabled: Option<bool>,

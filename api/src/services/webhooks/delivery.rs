@@ -1,10 +1,17 @@
 //! Turning outbox events into deliveries, and sending the deliveries that
 //! are due. Every node runs both; a delivery is claimed with a lease before
 //! it is sent, so two nodes never send the same attempt at once.
+//!
+//! Each send runs as a task of its own, and the job that starts them does not
+//! wait for them: a receiver that hangs until the timeout holds its own
+//! endpoint's places (at most `ENDPOINT_SENDS` on a node) and nothing else —
+//! new events are still dispatched at every run, and other endpoints'
+//! deliveries go out beside it.
 
 use super::Sender;
+use super::address::TIMEOUT;
 use crate::error::{AppError, AppResult};
-use crate::services::sql::claim_due;
+use crate::services::sql::{Sql, claim_due, due_groups};
 use chrono::{Duration, Utc};
 use entity::{event, webhook_delivery, webhook_endpoint};
 use hmac::{Hmac, Mac};
@@ -14,14 +21,22 @@ use sea_orm::{
 };
 use sha2::Sha256;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub const PENDING: &str = "PENDING";
 pub const DELIVERED: &str = "DELIVERED";
 pub const FAILED: &str = "FAILED";
-/// Events turned into deliveries per transaction, deliveries sent per round.
+/// Events turned into deliveries per transaction.
 const BATCH: i64 = 50;
-/// How long a node holds a delivery it is sending.
+/// Sends in flight on one node, over all endpoints.
+const NODE_SENDS: usize = 32;
+/// Sends in flight on one node to one endpoint.
+const ENDPOINT_SENDS: usize = 4;
+/// How long a node holds a delivery it is sending: well past the longest a
+/// send may take, so that no other node sends the same attempt meanwhile.
 const LEASE_SECONDS: i64 = 60;
+const _: () = assert!(LEASE_SECONDS as u64 >= 3 * TIMEOUT.as_secs(), "a lease outlasts a send");
 /// How long a failing delivery is retried.
 const RETRY_FOR_HOURS: i64 = 24;
 /// Most of a receiver's answer kept in the delivery log.
@@ -106,39 +121,170 @@ pub async fn dispatch(db: &DatabaseConnection) -> AppResult<u64> {
     }
 }
 
-/// Claims the deliveries due now (with a lease, so no other node sends them
-/// meanwhile) and sends them at once. Returns how many were sent.
+/// This node's webhook sends in flight, in all and per endpoint. It is the
+/// node's own bookkeeping, not shared state: the lease on each delivery row
+/// is what keeps other nodes off it.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    counts: Mutex<Counts>,
+    /// A run left due deliveries for lack of room: the next send to end
+    /// wakes the job runner to deliver again.
+    starved: AtomicBool,
+    ended: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    by_endpoint: HashMap<String, usize>,
+}
+
+/// One send's place in [`InFlight`], given back when dropped: when the send
+/// has been recorded, or when its task is dropped with the runtime.
+struct Slot {
+    flights: Arc<InFlight>,
+    endpoint: String,
+}
+
+impl InFlight {
+    /// As many places for sends to `endpoint` as it and the node have room
+    /// for (none when either is full).
+    fn take(self: &Arc<Self>, endpoint: &str) -> Vec<Slot> {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = counts.by_endpoint.get(endpoint).copied().unwrap_or(0);
+        let room = ENDPOINT_SENDS.saturating_sub(held).min(NODE_SENDS.saturating_sub(counts.total));
+        if room == 0 {
+            return Vec::new();
+        }
+        counts.total += room;
+        *counts.by_endpoint.entry(endpoint.to_string()).or_default() += room;
+        drop(counts);
+        (0..room).map(|_| Slot { flights: Arc::clone(self), endpoint: endpoint.to_string() }).collect()
+    }
+
+    fn full(&self) -> bool {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner).total >= NODE_SENDS
+    }
+
+    /// Notes that due deliveries were left for lack of room.
+    fn starve(&self) {
+        self.starved.store(true, Ordering::SeqCst);
+    }
+
+    /// Resolves when a send has ended and made room that a run lacked (or
+    /// already had, since the last call).
+    pub(super) async fn ended(&self) {
+        self.ended.notified().await;
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.flights.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.total = counts.total.saturating_sub(1);
+        let left = match counts.by_endpoint.get_mut(&self.endpoint) {
+            Some(held) => {
+                *held = held.saturating_sub(1);
+                *held
+            }
+            None => 0,
+        };
+        if left == 0 {
+            counts.by_endpoint.remove(&self.endpoint);
+        }
+    }
+}
+
+/// Claims the deliveries due now, endpoint by endpoint (the longest waiting
+/// first) and as many of each as this node has room for, with a lease so that
+/// no other node sends them meanwhile, and starts each send as a task of its
+/// own. Returns how many sends it started, without waiting for any.
 pub async fn deliver_due(
     db: &DatabaseConnection,
     sender: &Sender,
     allow_private: bool,
     retry_base_seconds: u64,
 ) -> AppResult<u64> {
-    let enabled = "d.endpoint_id IN (SELECT e.id FROM webhook_endpoint e WHERE e.enabled = TRUE)";
-    let claimed: Vec<webhook_delivery::Model> =
-        claim_due(db, "webhook_delivery", Some(enabled), BATCH, Duration::seconds(LEASE_SECONDS)).await?;
-    if claimed.is_empty() {
+    if sender.flights.full() {
+        sender.flights.starve();
         return Ok(0);
     }
-    let ids: Vec<String> = claimed.iter().map(|d| d.endpoint_id.clone()).collect();
+    let enabled = Sql::new("d.endpoint_id IN (SELECT e.id FROM webhook_endpoint e WHERE e.enabled = TRUE)");
+    // Enough endpoints to fill the node even past the ones that are full.
+    let limit = (NODE_SENDS + NODE_SENDS / ENDPOINT_SENDS + 1) as i64;
+    let waiting = due_groups(db, "webhook_delivery", "endpoint_id", Some(&enabled), limit).await?;
+    if waiting.is_empty() {
+        return Ok(0);
+    }
     let endpoints: HashMap<String, webhook_endpoint::Model> = webhook_endpoint::Entity::find()
-        .filter(webhook_endpoint::Column::Id.is_in(ids))
+        .filter(webhook_endpoint::Column::Id.is_in(waiting.iter().cloned()))
         .all(db)
         .await?
         .into_iter()
         .map(|e| (e.id.clone(), e))
         .collect();
-    let sends = claimed.iter().filter_map(|d| {
-        endpoints.get(&d.endpoint_id).map(|e| send(db, sender, allow_private, e, d, retry_base_seconds))
-    });
-    let results = futures_util::future::join_all(sends).await;
-    let sent = results.len() as u64;
-    for r in results {
-        if let Err(e) = r {
-            tracing::warn!(error = %e.detail(), "recording a webhook attempt failed");
+    let mut started = 0;
+    for id in &waiting {
+        let Some(endpoint) = endpoints.get(id) else { continue };
+        let slots = sender.flights.take(id);
+        if slots.is_empty() {
+            sender.flights.starve();
+            if sender.flights.full() {
+                break;
+            }
+            continue;
+        }
+        let room = slots.len();
+        let mut only = Sql::new("d.endpoint_id = ?");
+        only.values.push(id.clone().into());
+        let claimed: Vec<webhook_delivery::Model> =
+            claim_due(db, "webhook_delivery", Some(&only), room as i64, Duration::seconds(LEASE_SECONDS)).await?;
+        if claimed.len() == room {
+            sender.flights.starve();
+        }
+        // Places left over (fewer deliveries than room) are given back here.
+        for (delivery, slot) in claimed.into_iter().zip(slots) {
+            let attempt = Attempt {
+                db: db.clone(),
+                sender: sender.clone(),
+                allow_private,
+                endpoint: endpoint.clone(),
+                delivery,
+                retry_base_seconds,
+            };
+            tokio::spawn(attempt.run(slot));
+            started += 1;
         }
     }
-    Ok(sent)
+    Ok(started)
+}
+
+/// One claimed delivery, to be sent in a task of its own.
+struct Attempt {
+    db: DatabaseConnection,
+    sender: Sender,
+    allow_private: bool,
+    endpoint: webhook_endpoint::Model,
+    delivery: webhook_delivery::Model,
+    retry_base_seconds: u64,
+}
+
+impl Attempt {
+    /// Sends and records the attempt, holding `slot` until then. A node that
+    /// stops meanwhile drops the task: the delivery's lease then lapses and
+    /// the same attempt is made again, by any node, with the same event id,
+    /// by which receivers recognise a repeat.
+    async fn run(self, slot: Slot) {
+        let Attempt { db, sender, allow_private, endpoint, delivery, retry_base_seconds } = self;
+        let outcome = Box::pin(send(&db, &sender, allow_private, &endpoint, &delivery, retry_base_seconds)).await;
+        drop(slot);
+        if sender.flights.starved.swap(false, Ordering::SeqCst) {
+            sender.flights.ended.notify_one();
+        }
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e.detail(), delivery = %delivery.id, "recording a webhook attempt failed");
+        }
+    }
 }
 
 /// The body a delivery sends, the same on every attempt.
@@ -257,6 +403,22 @@ mod tests {
             signature("whsec_test", 1_700_000_000, br#"{"a":1}"#),
             "t=1700000000,v1=38877139021993b830af32feea6e18a8da83eb2f6e49ee50bd9e4cf4ca4d3789"
         );
+    }
+
+    #[test]
+    fn places_for_sends_are_capped_per_endpoint_and_per_node_and_given_back() {
+        let flights = Arc::new(InFlight::default());
+        let first = flights.take("slow");
+        assert_eq!(first.len(), ENDPOINT_SENDS);
+        assert!(flights.take("slow").is_empty(), "an endpoint gets no more than its places");
+        let others: Vec<Slot> = (0..NODE_SENDS).flat_map(|i| flights.take(&format!("other-{i}"))).collect();
+        assert_eq!(first.len() + others.len(), NODE_SENDS);
+        assert!(flights.full() && flights.take("another").is_empty(), "the node gets no more than its places");
+        drop(first);
+        assert!(!flights.full());
+        assert_eq!(flights.take("slow").len(), ENDPOINT_SENDS, "places given back are taken again");
+        drop(others);
+        assert_eq!(flights.counts.lock().unwrap_or_else(PoisonError::into_inner).by_endpoint.len(), 0);
     }
 
     #[test]
