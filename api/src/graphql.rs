@@ -74,7 +74,7 @@ impl ParsedQueries {
     /// executor to report.
     pub fn prepare(&self, request: &mut async_graphql::Request) {
         // Too deep a document is never parsed: the schema refuses it.
-        if request.query.len() > Self::LONGEST || nesting::exceeds(&request.query, nesting::MAX_NESTING) {
+        if request.query.len() > Self::LONGEST || nesting::refusal(&request.query).is_some() {
             return;
         }
         if let Ok(cache) = self.0.lock()

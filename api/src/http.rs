@@ -23,6 +23,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 mod abort;
+mod body;
 mod multipart;
 
 /// The header that names the environment a request acts in.
@@ -173,12 +174,32 @@ impl portal::PortalAuth for PortalSeam {
 
 #[handler]
 async fn graphql(req: &Request, body: Body, Data(state): Data<&AppState>, Data(schemas): Data<&Schemas>) -> Response {
-    match execute(req, body, state, schemas).await {
-        Ok(resp) | Err(resp) => resp,
+    let mut body = Some(body);
+    match execute(req, &mut body, state, schemas).await {
+        Ok(resp) => resp,
+        Err(mut resp) => {
+            // A refusal must leave the connection usable, or say it will not
+            // be: a body never read (refused before reading) is taken off the
+            // wire when it is within the limit; otherwise, and when reading
+            // stopped part way, the connection closes, announced.
+            let drained = match body.take() {
+                Some(unread) => body::drain(unread).await,
+                None => false,
+            };
+            if !drained {
+                resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
+        }
     }
 }
 
-async fn execute(req: &Request, body: Body, state: &AppState, schemas: &Schemas) -> Result<Response, Response> {
+async fn execute(
+    req: &Request,
+    body_slot: &mut Option<Body>,
+    state: &AppState,
+    schemas: &Schemas,
+) -> Result<Response, Response> {
     let media_type = req
         .content_type()
         .and_then(|ct| ct.split(';').next())
@@ -200,19 +221,34 @@ async fn execute(req: &Request, body: Body, state: &AppState, schemas: &Schemas)
     }
     let context = request_context(req, state).await?;
 
+    let body = body_slot.take().ok_or_else(|| {
+        error_response(StatusCode::INTERNAL_SERVER_ERROR, AppError::internal("the body was read twice"))
+    })?;
     let request = if multipart {
         let limits =
             multipart::Limits { json_bytes: state.config.max_body_bytes, file_bytes: state.config.max_upload_bytes };
-        multipart::receive(req.content_type().unwrap_or_default(), body, limits)
-            .await
-            .map_err(|(status, e)| error_response(status, e))?
+        let shared = body::Shared::new(body);
+        match multipart::receive(req.content_type().unwrap_or_default(), shared.stream(), limits).await {
+            Ok(request) => request,
+            Err((status, e)) => {
+                *body_slot = Some(shared.rest());
+                return Err(error_response(status, e));
+            }
+        }
     } else {
-        let bytes = body.into_bytes_limit(state.config.max_body_bytes).await.map_err(|_| {
-            error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                AppError::invalid("body", format!("must be at most {} bytes", state.config.max_body_bytes)),
-            )
-        })?;
+        let bytes = match body::read_up_to(body, state.config.max_body_bytes).await {
+            body::Read::Whole(bytes) => bytes,
+            body::Read::TooLong(rest) => {
+                *body_slot = Some(rest);
+                return Err(error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    AppError::invalid("body", format!("must be at most {} bytes", state.config.max_body_bytes)),
+                ));
+            }
+            body::Read::Broken => {
+                return Err(error_response(StatusCode::BAD_REQUEST, AppError::invalid("body", "was cut off")));
+            }
+        };
         serde_json::from_slice::<async_graphql::Request>(&bytes).map_err(|e| {
             error_response(
                 StatusCode::BAD_REQUEST,
@@ -221,8 +257,8 @@ async fn execute(req: &Request, body: Body, state: &AppState, schemas: &Schemas)
         })?
     };
 
-    if crate::graphql::nesting::exceeds(&request.query, crate::graphql::nesting::MAX_NESTING) {
-        return Err(error_response(StatusCode::BAD_REQUEST, crate::graphql::nesting::refusal()));
+    if let Some(refused) = crate::graphql::nesting::refusal(&request.query) {
+        return Err(error_response(StatusCode::BAD_REQUEST, refused));
     }
     let schema = if context.viewer.role().is_staff() { &schemas.staff } else { &schemas.public };
     let mut request = request;
@@ -326,11 +362,11 @@ async fn export(req: &Request, state: &AppState, format: ExportFormat) -> Result
         .map_err(|e| error_response(status_of(&e), e))?;
     // A failure after the first bytes aborts the connection, so the client
     // sees a broken download rather than a short file.
-    let peer = req.remote_addr().clone();
+    let (local, remote) = (req.local_addr().clone(), req.remote_addr().clone());
     let stream = stream.map(move |chunk| {
         chunk.map_err(|e| {
             tracing::error!(error = %e.client_message(), "export stopped");
-            abort::abort(&peer);
+            abort::abort(&local, &remote);
             std::io::Error::other(e.client_message())
         })
     });

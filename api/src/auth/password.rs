@@ -11,7 +11,7 @@ use crate::error::AppError;
 use argon2::password_hash::PasswordHasher;
 use argon2::password_hash::phc::{Output, PasswordHash};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -21,9 +21,9 @@ const CHECKS_PER_CORE: usize = 2;
 const WAIT_FOR_TURN: Duration = Duration::from_secs(2);
 
 /// The turns password checks take: a few per core, for the whole process.
-fn turns() -> &'static Semaphore {
-    static TURNS: OnceLock<Semaphore> = OnceLock::new();
-    TURNS.get_or_init(|| Semaphore::new(max_in_flight()))
+fn turns() -> &'static Arc<Semaphore> {
+    static TURNS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    TURNS.get_or_init(|| Arc::new(Semaphore::new(max_in_flight())))
 }
 
 /// How many password hashes or checks run at once, at most.
@@ -38,16 +38,22 @@ async fn in_turn<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -
 }
 
 async fn in_turn_of<T: Send + 'static>(
-    turns: &Semaphore,
+    turns: &Arc<Semaphore>,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AppError> {
-    let permit = tokio::time::timeout(WAIT_FOR_TURN, turns.acquire())
+    let permit = tokio::time::timeout(WAIT_FOR_TURN, turns.clone().acquire_owned())
         .await
         .map_err(|_| AppError::RateLimited { retry_after_secs: 1 })?
         .map_err(AppError::internal)?;
-    let result = tokio::task::spawn_blocking(work).await.map_err(AppError::internal);
-    drop(permit);
-    result
+    // The turn goes with the work: a caller that gives up (a client that
+    // hangs up) does not free it while the check still runs.
+    tokio::task::spawn_blocking(move || {
+        let result = work();
+        drop(permit);
+        result
+    })
+    .await
+    .map_err(AppError::internal)
 }
 
 pub async fn hash(password: String) -> Result<String, AppError> {

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use sea_orm::{ColumnTrait, EntityTrait, Iterable, QueryFilter};
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -103,10 +104,21 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                 ExportFormatArg::Csv => ExportFormat::Csv,
                 ExportFormatArg::Json => ExportFormat::Json,
             };
-            let mut out: Box<dyn Write> = match &output {
-                Some(path) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-                )),
+            // A file is written beside its destination and put in place only
+            // when the export is complete: a failed export leaves no partial
+            // file, nor disturbs an earlier one of the same name.
+            let mut file = match &output {
+                Some(path) => {
+                    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                    Some(
+                        tempfile::NamedTempFile::new_in(dir)
+                            .with_context(|| format!("cannot write in {}", dir.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let mut out: Box<dyn Write + '_> = match &mut file {
+                Some(file) => Box::new(std::io::BufWriter::new(file.as_file_mut())),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             let mut stream = Box::pin(
@@ -114,24 +126,23 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                     .await
                     .map_err(|e| anyhow::anyhow!(e.detail()))?,
             );
+            let mut failure = None;
             while let Some(chunk) = stream.next().await {
-                let chunk = match chunk {
-                    Ok(chunk) => chunk,
-                    Err(e) => {
-                        // A partial file must not pass for the whole export.
-                        drop(out);
-                        if let Some(path) = &output {
-                            std::fs::remove_file(path).ok();
-                        }
-                        anyhow::bail!(
-                            "the export stopped before the end ({}); nothing complete was written",
-                            e.detail()
-                        );
-                    }
-                };
-                out.write_all(&chunk)?;
+                match chunk {
+                    Ok(chunk) if failure.is_none() => out.write_all(&chunk)?,
+                    Ok(_) => {}
+                    // Read on to the stream's end, which records the job as failed.
+                    Err(e) => failure = failure.or(Some(e.detail())),
+                }
             }
             out.flush()?;
+            drop(out);
+            if let Some(reason) = failure {
+                anyhow::bail!("the export stopped before the end ({reason}); nothing was written");
+            }
+            if let (Some(file), Some(path)) = (file, &output) {
+                file.persist(path).with_context(|| format!("cannot create {}", path.display()))?;
+            }
             Ok(())
         }
     }

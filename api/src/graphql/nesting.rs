@@ -1,11 +1,14 @@
-//! The nesting limit: documents whose brackets nest deeper than
-//! [`MAX_NESTING`] are refused before anything recursive reads them.
+//! The shape limits: documents whose brackets nest deeper than
+//! [`MAX_NESTING`], or that spread fragments more than [`MAX_SPREADS`] times,
+//! are refused before anything recursive reads them.
 //!
 //! GraphQL's parser and validator recurse once per level of a list, an input
-//! object, an argument list or a selection set, so a small document nested a
-//! few thousand levels deep would exhaust a worker thread's stack. The check
-//! here is a single pass over the text that keeps one counter; it runs before
-//! every parse, wherever the document comes from (JSON, multipart, the portals'
+//! object, an argument list or a selection set, and the validator's fragment
+//! rules recurse once per fragment along a chain of spreads, so a small
+//! document nested a few thousand levels deep (or a chain of a few thousand
+//! fragments) would exhaust a worker thread's stack. The check here is a
+//! single pass over the text that keeps two counters; it runs before every
+//! parse, wherever the document comes from (JSON, multipart, the portals'
 //! executors, the parsed-document cache).
 
 use crate::error::AppError;
@@ -17,20 +20,45 @@ use std::sync::Arc;
 /// together: selection sets, argument lists, list and input-object values.
 pub const MAX_NESTING: usize = 64;
 
-/// The refusal a document nested past the limit gets (`INVALID_INPUT` on `query`).
-pub fn refusal() -> AppError {
-    AppError::invalid(
-        "query",
-        format!("nests brackets (selection sets, arguments, lists, input objects) more than {MAX_NESTING} levels deep"),
-    )
+/// Most fragment spreads and inline fragments (`...`) a document may hold.
+pub const MAX_SPREADS: usize = 256;
+
+/// Why `document` is refused, if it is: nested too deep or too many spreads.
+pub fn refusal(document: &str) -> Option<AppError> {
+    let shape = measure(document, MAX_NESTING, MAX_SPREADS);
+    if shape.depth > MAX_NESTING {
+        return Some(AppError::invalid(
+            "query",
+            format!(
+                "nests brackets (selection sets, arguments, lists, input objects) more than {MAX_NESTING} levels deep"
+            ),
+        ));
+    }
+    if shape.spreads > MAX_SPREADS {
+        return Some(AppError::invalid("query", format!("holds more than {MAX_SPREADS} fragment spreads (`...`)")));
+    }
+    None
 }
 
-/// Whether the brackets of `document` nest deeper than `limit`, ignoring those
-/// inside strings, block strings and comments. Reading stops at the first
-/// level past the limit, so the cost is one pass at most.
+/// Whether the brackets of `document` nest deeper than `limit`.
 pub fn exceeds(document: &str, limit: usize) -> bool {
+    measure(document, limit, usize::MAX).depth > limit
+}
+
+/// The deepest nesting past a limit, and the number of spreads seen.
+struct Shape {
+    depth: usize,
+    spreads: usize,
+}
+
+/// Whether the brackets of `document` nest deeper than `depth_limit` (the
+/// depth then reported) and how many `...` it holds, ignoring those inside
+/// strings, block strings and comments. Reading stops at the first level past
+/// `depth_limit` or spread past `spread_limit`, so the cost is one pass at most.
+fn measure(document: &str, depth_limit: usize, spread_limit: usize) -> Shape {
     let text = document.as_bytes();
     let mut depth = 0usize;
+    let mut spreads = 0usize;
     let mut i = 0;
     while i < text.len() {
         match text[i] {
@@ -69,16 +97,23 @@ pub fn exceeds(document: &str, limit: usize) -> bool {
             }
             b'{' | b'[' | b'(' => {
                 depth += 1;
-                if depth > limit {
-                    return true;
+                if depth > depth_limit {
+                    return Shape { depth, spreads };
                 }
             }
             b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            b'.' if text[i..].starts_with(b"...") => {
+                spreads += 1;
+                if spreads > spread_limit {
+                    return Shape { depth: 0, spreads };
+                }
+                i += 2;
+            }
             _ => {}
         }
         i += 1;
     }
-    false
+    Shape { depth: 0, spreads }
 }
 
 /// The schema extension that applies the limit to every request a schema
@@ -101,8 +136,8 @@ impl Extension for NestingLimitExtension {
         request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        if exceeds(&request.query, MAX_NESTING) {
-            return Err(server_error(refusal()));
+        if let Some(refused) = refusal(&request.query) {
+            return Err(server_error(refused));
         }
         next.run(ctx, request).await
     }
@@ -148,6 +183,15 @@ mod tests {
         // Past a comment's end of line, brackets count again.
         assert!(!exceeds("{ # {{{{\n a { b { c } } }", 3));
         assert!(exceeds("{ # {{{{\n a { b { c { d } } } }", 3));
+    }
+
+    #[test]
+    fn spreads_are_counted_outside_strings() {
+        assert!(refusal("{ ...a ...b }").is_none());
+        let many = format!("{{ {} }}", "...f ".repeat(MAX_SPREADS + 1));
+        assert!(refusal(&many).is_some_and(|e| e.client_message().contains("fragment spreads")));
+        let quoted = format!("{{ a(s: \"{}\") }}", "...".repeat(MAX_SPREADS + 1));
+        assert!(refusal(&quoted).is_none());
     }
 
     #[test]

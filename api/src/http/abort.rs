@@ -20,14 +20,26 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The open connections by their peer's address, each with its abort flag.
-static OPEN: LazyLock<Mutex<HashMap<SocketAddr, Arc<AtomicBool>>>> = LazyLock::new(Mutex::default);
+/// A TCP connection's two ends, which no other open connection shares.
+type Ends = (SocketAddr, SocketAddr);
 
-/// Marks the connection from `peer` aborted: it writes nothing more and closes.
-pub fn abort(peer: &RemoteAddr) {
-    if let Addr::SocketAddr(addr) = &peer.0
+/// The open connections of the process, each with its abort flag. (A
+/// connection's handler sees only its ends, so the flags are found by them.)
+static OPEN: LazyLock<Mutex<HashMap<Ends, Arc<AtomicBool>>>> = LazyLock::new(Mutex::default);
+
+fn ends(local: &LocalAddr, remote: &RemoteAddr) -> Option<Ends> {
+    match (&local.0, &remote.0) {
+        (Addr::SocketAddr(local), Addr::SocketAddr(remote)) => Some((*local, *remote)),
+        _ => None,
+    }
+}
+
+/// Marks the connection between `local` and `remote` aborted: it writes
+/// nothing more and closes.
+pub fn abort(local: &LocalAddr, remote: &RemoteAddr) {
+    if let Some(ends) = ends(local, remote)
         && let Ok(open) = OPEN.lock()
-        && let Some(flag) = open.get(addr)
+        && let Some(flag) = open.get(&ends)
     {
         flag.store(true, Ordering::SeqCst);
     }
@@ -46,16 +58,13 @@ impl<A: Acceptor> Acceptor for Abortable<A> {
     async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
         let (io, local, remote, scheme) = self.0.accept().await?;
         let aborted = Arc::new(AtomicBool::new(false));
-        let peer = match &remote.0 {
-            Addr::SocketAddr(addr) => {
-                if let Ok(mut open) = OPEN.lock() {
-                    open.insert(*addr, aborted.clone());
-                }
-                Some(*addr)
-            }
-            _ => None,
-        };
-        Ok((Connection { io, aborted, peer }, local, remote, scheme))
+        let ends = ends(&local, &remote);
+        if let Some(ends) = ends
+            && let Ok(mut open) = OPEN.lock()
+        {
+            open.insert(ends, aborted.clone());
+        }
+        Ok((Connection { io, aborted, ends }, local, remote, scheme))
     }
 }
 
@@ -63,7 +72,7 @@ impl<A: Acceptor> Acceptor for Abortable<A> {
 pub struct Connection<T> {
     io: T,
     aborted: Arc<AtomicBool>,
-    peer: Option<SocketAddr>,
+    ends: Option<Ends>,
 }
 
 impl<T> Connection<T> {
@@ -74,10 +83,12 @@ impl<T> Connection<T> {
 
 impl<T> Drop for Connection<T> {
     fn drop(&mut self) {
-        if let Some(peer) = self.peer
+        // Only this connection's own entry: a later one with the same ends replaced it.
+        if let Some(ends) = self.ends
             && let Ok(mut open) = OPEN.lock()
+            && open.get(&ends).is_some_and(|flag| Arc::ptr_eq(flag, &self.aborted))
         {
-            open.remove(&peer);
+            open.remove(&ends);
         }
     }
 }

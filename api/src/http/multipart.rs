@@ -5,7 +5,6 @@
 
 use crate::error::AppError;
 use async_graphql::UploadValue;
-use poem::Body;
 use poem::http::StatusCode;
 use std::collections::HashMap;
 use tokio::io::AsyncWriteExt;
@@ -32,7 +31,11 @@ struct File {
 type Refusal = (StatusCode, AppError);
 
 /// Reads a multipart GraphQL request whose `Content-Type` is `content_type`.
-pub async fn receive(content_type: &str, body: Body, limits: Limits) -> Result<async_graphql::Request, Refusal> {
+pub async fn receive(
+    content_type: &str,
+    body: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    limits: Limits,
+) -> Result<async_graphql::Request, Refusal> {
     let boundary = multer::parse_boundary(content_type)
         .map_err(|_| bad("Content-Type", "must carry the multipart boundary".to_string()))?;
     let json = limits.json_bytes as u64;
@@ -41,11 +44,8 @@ pub async fn receive(content_type: &str, body: Body, limits: Limits) -> Result<a
         .per_field(limits.file_bytes as u64)
         .for_field("operations", json)
         .for_field("map", json);
-    let mut multipart = multer::Multipart::with_constraints(
-        body.into_bytes_stream(),
-        boundary,
-        multer::Constraints::new().size_limit(sizes),
-    );
+    let mut multipart =
+        multer::Multipart::with_constraints(body, boundary, multer::Constraints::new().size_limit(sizes));
 
     let mut operations: Option<async_graphql::Request> = None;
     let mut map: Option<HashMap<String, Vec<String>>> = None;

@@ -247,15 +247,22 @@ pub async fn stream_as_job(
     });
     let job = Attached::start(&db, runner, ctx, jobs::EXPORT_LICENSE_KEYS, (exported.clone(), 0), payload).await?;
     let failure = job.failure();
+    let failed = failure.clone();
     let rows = rows.inspect(move |chunk| {
         if let (Err(e), Ok(mut slot)) = (chunk, failure.lock()) {
             *slot = Some(format!("the export stopped: {}", e.client_message()));
         }
     });
-    // The job ends with the stream: the closing item records it.
+    // The job ends with the stream: the closing item records it, as failed
+    // when a chunk failed (a reader may read on past the failure).
     let end = futures_util::stream::once(async move {
         let count = exported.load(Ordering::Relaxed);
-        job.finish(Ok(serde_json::json!({ "exported": count }))).await.map(|()| Bytes::new())
+        let stopped = failed.lock().ok().and_then(|mut f| f.take());
+        let outcome = match stopped {
+            Some(reason) => Err(reason),
+            None => Ok(serde_json::json!({ "exported": count })),
+        };
+        job.finish(outcome).await.map(|()| Bytes::new())
     });
     Ok(rows.chain(end))
 }

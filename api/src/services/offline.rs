@@ -330,7 +330,8 @@ pub async fn issue(
 /// The file holds the whole key, so a customer's download is the key's
 /// reveal, exactly as `revealLicenseKey` is, in the same transaction as the
 /// signing: an uploaded key still ASSIGNED goes into use and can no longer go
-/// back to the pool for another buyer. Staff downloading a file changes nothing.
+/// back to the pool for another buyer. A revoked licence's file is handed over
+/// as it is. Staff downloading a file changes nothing.
 pub async fn for_licence(
     db: &sea_orm::DatabaseConnection,
     ctx: &crate::auth::RequestContext,
@@ -340,7 +341,16 @@ pub async fn for_licence(
     use crate::auth::{Viewer, may};
     ctx.viewer.require(may::READ_OWN)?;
     let settings = super::settings::current(db).await?;
-    if let Viewer::Customer { .. } = &ctx.viewer {
+    if let Viewer::Customer { customer_id } = &ctx.viewer {
+        let licence = super::licenses::find(db, ctx, id)
+            .await?
+            .filter(|l| l.customer_id.as_deref() == Some(customer_id.as_str()))
+            .ok_or_else(|| AppError::not_found_in("licence", "licenseId"))?;
+        // A revoked licence's file tells offline software so; the key can
+        // never serve anyone again, so handing it over reveals nothing.
+        if licence.status == entity::LicenseStatus::Revoked {
+            return issue(db, signer, &settings, &licence).await;
+        }
         let txn = crate::db::begin_write(db).await?;
         let licence = super::own::reveal_own(&txn, ctx, id).await?;
         let file = issue(&txn, signer, &settings, &licence).await?;

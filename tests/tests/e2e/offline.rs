@@ -226,6 +226,20 @@ async fn a_customers_offline_file_is_the_keys_reveal(app: TestApp) {
         assert_eq!(error_code(&body), Some("INVALID_TRANSITION"), "{mutation}: {body:#}");
     }
 
+    // A revoked licence's file still tells offline software so.
+    let (revoked, customer, _) = delivered(&app, "OFFLINE-REVEAL-0004", 1).await;
+    let body = app
+        .graphql(
+            Some(&admin),
+            "mutation($id: ID!) { revokeLicense(input: {id: $id}) { license { status } } }",
+            json!({ "id": revoked }),
+        )
+        .await;
+    assert_eq!(data(&body)["revokeLicense"]["license"]["status"], "REVOKED");
+    let token = app.customer_token(&customer).await;
+    let body = app.graphql(Some(&token), file, json!({ "id": revoked })).await;
+    assert_eq!(facts(&body)["status"], "REVOKED");
+
     // Staff reading a file is not the customer's reveal: the key may still go back.
     let (unseen, _, _) = delivered(&app, "OFFLINE-REVEAL-0003", 1).await;
     let body = app.graphql(Some(&admin), file, json!({ "id": unseen })).await;

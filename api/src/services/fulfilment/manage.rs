@@ -169,6 +169,18 @@ async fn release(
     key: license_key::Model,
     fate: Option<OldKey>,
 ) -> AppResult<license_key::Model> {
+    // Choosing for the caller reads the key under its row lock on PostgreSQL
+    // (SQLite's write lock serves the same), so a reveal that commits
+    // meanwhile turns the choice into a revocation rather than a refusal.
+    let key = if fate.is_none() && txn.get_database_backend() == DbBackend::Postgres {
+        license_key::Entity::find_by_id(key.id.clone())
+            .lock_exclusive()
+            .one(txn)
+            .await?
+            .ok_or_else(|| AppError::not_found_in("licence", "id"))?
+    } else {
+        key
+    };
     let fresh = key.activated_at.is_none() && key.revealed_at.is_none() && key.status == LicenseStatus::Assigned;
     let fate = fate.unwrap_or(if fresh { OldKey::ReturnToPool } else { OldKey::Revoke });
     let before = key.clone();

@@ -218,6 +218,7 @@ pub async fn deliver_due(
     }
     let endpoints: HashMap<String, webhook_endpoint::Model> = webhook_endpoint::Entity::find()
         .filter(webhook_endpoint::Column::Id.is_in(waiting.iter().cloned()))
+        .filter(webhook_endpoint::Column::Enabled.eq(true))
         .all(db)
         .await?
         .into_iter()
@@ -235,7 +236,10 @@ pub async fn deliver_due(
             continue;
         }
         let room = slots.len();
-        let mut only = Sql::new("d.endpoint_id = ?");
+        // Still enabled when claimed: an endpoint disabled a moment ago is not sent to.
+        let mut only = Sql::new(
+            "d.endpoint_id = ? AND d.endpoint_id IN (SELECT e.id FROM webhook_endpoint e WHERE e.enabled = TRUE)",
+        );
         only.values.push(id.clone().into());
         let claimed: Vec<webhook_delivery::Model> =
             claim_due(db, "webhook_delivery", Some(&only), room as i64, Duration::seconds(LEASE_SECONDS)).await?;
@@ -327,8 +331,7 @@ async fn send(
                 match answer {
                     Ok(resp) => {
                         let status = resp.status().as_u16();
-                        let text = resp.text().await.unwrap_or_default();
-                        Ok((status, text.chars().take(KEEP_RESPONSE_CHARS).collect()))
+                        Ok((status, answer_start(resp).await))
                     }
                     Err(e) => Err(error_chain(&e)),
                 }
@@ -336,6 +339,27 @@ async fn send(
         },
     };
     record(db, delivery, outcome, retry_base_seconds).await
+}
+
+/// The start of a receiver's answer, as text fit to store: at most
+/// [`KEEP_RESPONSE_CHARS`] characters, read no further than that needs (an
+/// answer may be endless), invalid UTF-8 replaced and NUL characters
+/// (which PostgreSQL text cannot hold) dropped.
+async fn answer_start(mut resp: reqwest::Response) -> String {
+    let most = KEEP_RESPONSE_CHARS * 4;
+    let mut bytes = Vec::new();
+    while bytes.len() < most {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk[..chunk.len().min(most - bytes.len())]),
+            _ => break,
+        }
+    }
+    storable(&String::from_utf8_lossy(&bytes))
+}
+
+/// `text` cut to [`KEEP_RESPONSE_CHARS`] characters without NULs.
+fn storable(text: &str) -> String {
+    text.chars().filter(|c| *c != '\0').take(KEEP_RESPONSE_CHARS).collect()
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -346,7 +370,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         text.push_str(&s.to_string());
         source = s.source();
     }
-    text.chars().take(KEEP_RESPONSE_CHARS).collect()
+    storable(&text)
 }
 
 /// When attempt number `attempts` (1-based) has failed, the next one is due
@@ -388,8 +412,21 @@ async fn record(
     } else {
         row.next_attempt_at = Set(now + backoff(retry_base_seconds, attempts));
     }
-    sea_orm::ActiveModelTrait::update(row, db).await?;
-    Ok(())
+    // Only while this node's lease holds: past it another node may have
+    // claimed the delivery again, and its record is the one that counts.
+    let recorded = webhook_delivery::Entity::update(row)
+        .validate()?
+        .filter(webhook_delivery::Column::LockedUntil.eq(delivery.locked_until))
+        .exec_without_returning(db)
+        .await;
+    match recorded {
+        Ok(_) => Ok(()),
+        Err(sea_orm::DbErr::RecordNotUpdated) => {
+            tracing::warn!(delivery = %delivery.id, "a webhook attempt outlasted its lease; another node records it");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
