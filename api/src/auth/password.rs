@@ -150,10 +150,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flood_of_checks_runs_a_few_at_a_time_and_the_rest_are_told_to_retry() {
         let h = hash("correct horse battery".into()).await.unwrap();
-        let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         // The same turns as the process's, apart from them so other tests are not slowed.
-        let turns = std::sync::Arc::new(Semaphore::new(max_in_flight()));
+        let turns = Arc::new(Semaphore::new(max_in_flight()));
         let mut checks = tokio::task::JoinSet::new();
         for _ in 0..(max_in_flight() * 40) {
             let (running, most, h, turns) = (running.clone(), most.clone(), h.clone(), turns.clone());
