@@ -63,7 +63,8 @@ impl From<StaffRole> for Role {
 pub mod may {
     use super::Role;
 
-    /// Users, settings, webhooks, deletes.
+    /// Staff accounts, settings and webhooks. (Deleting generators, licences,
+    /// tags and keys is the managers' too: [`MANAGE`].)
     pub const ADMINISTER: &[Role] = &[Role::Admin];
     /// Products, generators, tags, keys, orders, customers, lifecycle actions.
     pub const MANAGE: &[Role] = &[Role::Admin, Role::Manager];
