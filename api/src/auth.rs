@@ -136,7 +136,8 @@ pub struct RequestContext {
     /// The client's address (the connection's peer, or what the configured
     /// proxy header says), for per-address rate limits and activation records.
     pub client_address: Option<std::net::IpAddr>,
-    /// A customer's portal session, which signing out ends.
+    /// The session the request's token belongs to (a customer's portal
+    /// session or a staff sign-in session), which signing out ends.
     pub session_id: Option<String>,
 }
 

@@ -43,6 +43,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
         .nest("/portal", portal_routes(&state, &schemas))
+        .nest("/admin", admin_routes(&state, &schemas))
         .data(state)
         .data(schemas)
         // Refusals from routing (unknown path, wrong method) carry the same headers as answers.
@@ -135,6 +136,62 @@ fn portal_routes(state: &AppState, schemas: &Schemas) -> impl Endpoint + use<> {
         secure_cookies: state.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
     };
     portal::routes(schemas.public.clone(), PortalSeam(state.clone()), options)
+}
+
+/// The admin portal over the staff schema, with the admin session cookie as
+/// the caller's token (never accepted by `POST /graphql`).
+fn admin_routes(state: &AppState, schemas: &Schemas) -> impl Endpoint + use<> {
+    let options = portal::PortalOptions {
+        csrf_key: state.jwt.portal_csrf_key(),
+        secure_cookies: state.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+    };
+    portal::admin::routes(schemas.staff.clone(), AdminSeam(state.clone()), options)
+}
+
+/// The admin portal's identity: the session cookie's token, checked exactly
+/// as a bearer token is and required to belong to an open staff session (a
+/// bearer token pasted into the cookie is nobody); the environment cookie
+/// chooses the environment within what the token allows.
+struct AdminSeam(AppState);
+
+impl portal::PortalAuth for AdminSeam {
+    fn request_data<'a>(
+        &'a self,
+        req: &'a Request,
+        session: Option<&'a str>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = async_graphql::Data> + Send + 'a>> {
+        Box::pin(async move {
+            let state = &self.0;
+            let who = match session {
+                Some(token) => users::authenticate(&state.db, &state.jwt, token)
+                    .await
+                    .ok()
+                    .filter(|who| who.session_id.is_some() && who.viewer.role().is_staff()),
+                None => None,
+            };
+            let chosen = req
+                .cookie()
+                .get(portal::admin::ENVIRONMENT_COOKIE)
+                .and_then(|c| Environment::parse(c.value_str()))
+                .unwrap_or_default();
+            let mut context = match who {
+                Some(who) => {
+                    let environment = who.environment.unwrap_or(chosen);
+                    let mut context = RequestContext::new(who.viewer, environment);
+                    context.issued_at = who.issued_at;
+                    context.session_id = who.session_id;
+                    context
+                }
+                None => RequestContext::new(Viewer::Anonymous, chosen),
+            };
+            context.host = req.header("host").map(str::to_string);
+            context.client_address = client_address(req, state.config.client_address_header.as_deref());
+            let mut data = async_graphql::Data::default();
+            data.insert(context);
+            data.insert(RequestLoaders::new(&state.db));
+            data
+        })
+    }
 }
 
 /// The portal's identity: the session cookie's token, checked exactly as a

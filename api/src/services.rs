@@ -30,6 +30,7 @@ pub mod reminders;
 pub mod samples;
 pub mod settings;
 pub mod sql;
+pub mod staff_sessions;
 pub mod tags;
 pub mod users;
 pub mod validation;

@@ -25,6 +25,7 @@ pub mod portal_session;
 pub mod product;
 pub mod setting;
 pub mod signing_key;
+pub mod staff_session;
 pub mod tag;
 pub mod user;
 pub mod values;

@@ -12,6 +12,7 @@ mod initial_schema;
 mod job_runner;
 mod key_search;
 mod portal;
+mod staff_sessions;
 mod webhooks;
 
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(email::Migration),
             Box::new(job_runner::Migration),
             Box::new(portal::Migration),
+            Box::new(staff_sessions::Migration),
         ]
     }
 }

@@ -1,7 +1,8 @@
 //! Bearer tokens: HS256 JWTs carrying subject, role, environment, issuer,
-//! audience, expiry and the account's token version. Anything else — another
-//! algorithm, `none`, a wrong audience, an expired or re-signed token — is
-//! refused the same way.
+//! audience, expiry, the account's token version and, for a token that
+//! belongs to a server-side session, that session's id. Anything else —
+//! another algorithm, `none`, a wrong audience, an expired or re-signed
+//! token — is refused the same way.
 
 use super::Role;
 use entity::Environment;
@@ -26,7 +27,9 @@ pub struct Claims {
     /// The account's token version when the token was issued (staff only).
     #[serde(default)]
     pub ver: i32,
-    /// The portal session a customer's token belongs to (customers only).
+    /// The session the token belongs to: a customer's portal session, or a
+    /// staff member's sign-in session. A staff token without one is a bearer
+    /// token for API clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
 }
@@ -101,6 +104,19 @@ impl JwtKeys {
         self.mint(sub, role, env, 0, Some(sid), ttl_seconds)
     }
 
+    /// Signs a staff account's token that lives as long as its staff session
+    /// `sid` and, like any staff token, as long as the account's token version `ver`.
+    pub fn issue_staff_session(
+        &self,
+        sub: &str,
+        role: Role,
+        ver: i32,
+        sid: &str,
+        ttl_seconds: u64,
+    ) -> Result<(String, Claims), String> {
+        self.mint(sub, role, None, ver, Some(sid), ttl_seconds)
+    }
+
     fn mint(
         &self,
         sub: &str,
@@ -162,6 +178,13 @@ mod tests {
     #[test]
     fn a_token_round_trips() {
         let (token, claims) = keys().issue("u1", Role::Manager, None, 3, 60).unwrap();
+        assert_eq!(keys().verify(&token).unwrap(), claims);
+    }
+
+    #[test]
+    fn a_staff_session_token_carries_its_session_and_version() {
+        let (token, claims) = keys().issue_staff_session("u1", Role::Support, 4, "s1", 60).unwrap();
+        assert_eq!((claims.sid.as_deref(), claims.ver, claims.env), (Some("s1"), 4, None));
         assert_eq!(keys().verify(&token).unwrap(), claims);
     }
 

@@ -41,6 +41,9 @@ pub struct Settings {
     /// Webhooks may reach private, loopback and link-local addresses (as
     /// `KEYSMITH_WEBHOOK_ALLOW_PRIVATE` does for a whole deployment).
     pub webhook_allow_private_addresses: bool,
+    /// A staff session (the admin portal's sign-in) left unused this many
+    /// minutes ends (1–1440). Bearer tokens without a session are not affected.
+    pub admin_idle_timeout_minutes: u32,
 }
 
 impl Default for Settings {
@@ -56,6 +59,7 @@ impl Default for Settings {
             rate_limit_per_address: 600,
             notification_email: None,
             webhook_allow_private_addresses: false,
+            admin_idle_timeout_minutes: 30,
         }
     }
 }
@@ -74,6 +78,7 @@ pub struct SettingsPatch {
     /// `Some("")` clears the address.
     pub notification_email: Option<String>,
     pub webhook_allow_private_addresses: Option<bool>,
+    pub admin_idle_timeout_minutes: Option<i64>,
 }
 
 /// `value` for `field` when it lies in `range`, or an error naming both.
@@ -115,6 +120,7 @@ pub async fn update(db: &DatabaseConnection, ctx: &RequestContext, patch: Settin
     let validity = ranged("offlineFileValidityHours", patch.offline_file_validity_hours, 1..=24 * 366)?;
     let per_key = ranged("rateLimitPerKey", patch.rate_limit_per_key, 0..=1_000_000)?;
     let per_address = ranged("rateLimitPerAddress", patch.rate_limit_per_address, 0..=10_000_000)?;
+    let idle_timeout = ranged("adminIdleTimeoutMinutes", patch.admin_idle_timeout_minutes, 1..=24 * 60)?;
     let notification_email = patch
         .notification_email
         .as_deref()
@@ -141,6 +147,7 @@ pub async fn update(db: &DatabaseConnection, ctx: &RequestContext, patch: Settin
     put(&mut after.rate_limit_per_address, per_address);
     put(&mut after.notification_email, notification_email);
     put(&mut after.webhook_allow_private_addresses, patch.webhook_allow_private_addresses);
+    put(&mut after.admin_idle_timeout_minutes, idle_timeout);
     let (old, new) = (json(&before)?, json(&after)?);
     let now = entity::now();
     for (name, value) in new.as_object().into_iter().flatten() {

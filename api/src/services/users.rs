@@ -1,9 +1,11 @@
 //! Staff accounts: creating them, signing in, and turning a bearer token back
-//! into the account it was issued for.
+//! into the account it was issued for. Sign-in sessions (the admin portal's)
+//! live in [`super::staff_sessions`].
 
 use super::audit::{self, Change};
 use super::limits;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
+use super::staff_sessions;
 use crate::auth::jwt::{Claims, JwtKeys};
 use crate::auth::{RequestContext, Role, Viewer, may, password};
 use crate::db::begin_write;
@@ -75,13 +77,18 @@ pub async fn get(db: &DatabaseConnection, id: &str) -> AppResult<Option<user::Mo
 }
 
 /// Signs in a staff account. Unknown emails, wrong passwords and disabled
-/// accounts get the same answer, in the same time.
+/// accounts get the same answer, in the same time. With `session`, the
+/// sign-in opens a staff session and the token lives only as long as it
+/// (signing out or idling ends it); without, the token is a bearer token for
+/// API clients, as long-lived as `ttl_seconds` and the account's token version.
 pub async fn login(
     db: &DatabaseConnection,
+    ctx: &RequestContext,
     keys: &JwtKeys,
     ttl_seconds: u64,
     email: &str,
     password: &str,
+    session: bool,
 ) -> AppResult<(IssuedToken, user::Model)> {
     // Beyond this no account can match; refusing says nothing about any account.
     // Passwords are checked whatever their length (bounded by the body limit):
@@ -91,7 +98,12 @@ pub async fn login(
     let matches = password::verify(password.to_string(), account.as_ref().map(|u| u.password_hash.clone())).await?;
     match account {
         Some(account) if matches && !account.disabled => {
-            let token = issue_token(keys, &account, None, ttl_seconds)?;
+            let token = if session {
+                let (token, expires_at) = staff_sessions::open(db, ctx, keys, &account, ttl_seconds).await?;
+                IssuedToken { token, expires_at }
+            } else {
+                issue_token(keys, &account, None, ttl_seconds)?
+            };
             Ok((token, account))
         }
         _ => Err(AppError::Unauthenticated("invalid email or password".into())),
@@ -110,21 +122,26 @@ pub fn issue_token(
     Ok(IssuedToken { token, expires_at: DateTime::from_timestamp(claims.exp as i64, 0).unwrap_or_else(Utc::now) })
 }
 
-/// The viewer a bearer token stands for, and the environment it is limited to.
-/// A staff token only works while its account exists, is enabled and has not
-/// moved to a newer token version.
 /// Who a bearer token speaks for.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub viewer: Viewer,
     /// The only environment the token may act in, when it is limited to one.
     pub environment: Option<Environment>,
-    /// When the token was issued: a staff member's last sign-in.
+    /// When the token was issued: a staff member's last sign-in. Session
+    /// tokens are never re-issued as they are used, so for them too this is
+    /// the moment of signing in (or of the password change that renewed it).
     pub issued_at: Option<DateTime<Utc>>,
-    /// A customer's portal session.
+    /// The session the token belongs to: a customer's portal session or a
+    /// staff sign-in session, open at the time of the check.
     pub session_id: Option<String>,
 }
 
+/// The viewer a bearer token stands for, and the environment it is limited to.
+/// A staff token only works while its account exists, is enabled and has not
+/// moved to a newer token version; one with a session (`sid`) also only
+/// while that session of that account is open. A customer's token lives as
+/// long as its portal session.
 pub async fn authenticate(db: &DatabaseConnection, keys: &JwtKeys, token: &str) -> AppResult<Authenticated> {
     let claims: Claims = keys.verify(token).map_err(AppError::Unauthenticated)?;
     let viewer = match claims.role {
@@ -133,6 +150,11 @@ pub async fn authenticate(db: &DatabaseConnection, keys: &JwtKeys, token: &str) 
                 .await?
                 .filter(|u| !u.disabled && u.token_version == claims.ver)
                 .ok_or_else(|| AppError::Unauthenticated("the token's account is disabled or changed".into()))?;
+            if let Some(sid) = &claims.sid
+                && !staff_sessions::in_use(db, sid, &account.id).await?
+            {
+                return Err(AppError::Unauthenticated("the session has ended; sign in again".into()));
+            }
             Viewer::Staff { user_id: account.id, role: account.role }
         }
         // A customer's token lives only as long as its portal session.
@@ -175,8 +197,8 @@ pub struct AccountPatch {
 }
 
 /// Changes an account's role, enabled state or password (admin). Any of
-/// these ends the account's existing tokens at once (its token version
-/// moves on). The last enabled admin can be neither disabled nor demoted.
+/// these ends the account's existing tokens and sessions at once (its token
+/// version moves on). The last enabled admin can be neither disabled nor demoted.
 pub async fn update(
     db: &DatabaseConnection,
     ctx: &RequestContext,
@@ -223,6 +245,7 @@ pub async fn update(
     row.token_version = Set(before.token_version + 1);
     row.updated_at = Set(entity::now());
     let after = row.update(&txn).await?;
+    staff_sessions::end_all(&txn, &after.id, None).await?;
     audit::record(
         &txn,
         ctx,
@@ -245,7 +268,9 @@ pub async fn update(
 }
 
 /// A staff member changes their own password, proving the current one. Their
-/// other tokens stop working; the answer carries a fresh one.
+/// other tokens and sessions stop working; the answer carries a fresh token,
+/// of the caller's own session when they are signed in with one (which goes
+/// on), a bearer token otherwise.
 pub async fn change_password(
     db: &DatabaseConnection,
     ctx: &RequestContext,
@@ -276,6 +301,15 @@ pub async fn change_password(
         Change { action: "user.password_changed", target_kind: "user", target_id: &after.id, ..Change::default() },
     )
     .await?;
+    let own_session = ctx.session_id.as_deref();
+    staff_sessions::end_all(&txn, &after.id, own_session).await?;
+    let issued = match own_session {
+        Some(session) => {
+            let (token, expires_at) = staff_sessions::reissue(&txn, keys, &after, session, ttl_seconds).await?;
+            IssuedToken { token, expires_at }
+        }
+        None => issue_token(keys, &after, None, ttl_seconds)?,
+    };
     txn.commit().await?;
-    issue_token(keys, &after, None, ttl_seconds)
+    Ok(issued)
 }

@@ -152,6 +152,7 @@ const UNCHANGED: &[(&str, &str)] = &[
     ("deactivateLicense", "an unknown key: an answer, no change"),
     ("revealLicenseKey", "staff see the key; only the customer's own reveal is its use"),
     ("signOutOfPortal", "staff have no portal session"),
+    ("signOut", "a bearer token has no staff session (ending one is audited: see staff_sessions)"),
 ];
 
 on_both_databases!(the_audit_trail_is_listed_and_filtered_for_admin_and_support);

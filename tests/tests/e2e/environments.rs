@@ -30,6 +30,7 @@ const NOT_ENVIRONMENT_BOUND: &[(&str, &str)] = &[
     ("requestPortalLink", "answers the same for any email"),
     ("signInWithPortalLink", "a link names its customer; the session takes the customer's environment"),
     ("signOutOfPortal", "ends the caller's own session"),
+    ("signOut", "ends the caller's own session"),
 ];
 
 on_both_databases!(every_mutation_from_staging_misses_production_records, staging_lists_show_nothing_of_production);

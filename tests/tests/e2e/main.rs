@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server over HTTP, each test on SQLite and on
 //! PostgreSQL (see `keysmith_tests::on_both_databases!`).
 
+mod admin;
 mod audit;
 mod auth;
 mod browser;
@@ -27,6 +28,7 @@ mod roles;
 mod runner;
 mod schema_rules;
 mod server;
+mod staff_sessions;
 mod storage;
 mod surface;
 mod users;

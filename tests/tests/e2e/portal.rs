@@ -52,6 +52,11 @@ impl PortalClient {
         Self { http, base: app.url(""), cookies: HashMap::new() }
     }
 
+    /// A cookie the client holds.
+    pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.get(name).map(String::as_str)
+    }
+
     fn cookie_header(&self) -> String {
         self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }

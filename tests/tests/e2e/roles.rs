@@ -81,6 +81,9 @@ pub(crate) const MATRIX: &[(&str, [Outcome; 5])] = &[
     ("revealLicenseKey", [Allowed, Allowed, Allowed, OwnOnly, Unauthenticated]),
     // Near the end: these end the caller's tokens, which the walks over this list use.
     ("changePassword", [Allowed, Allowed, Allowed, Forbidden, Unauthenticated]),
+    // Any staff member ends their own session (a bearer token has none to end).
+    ("signOut", [Allowed, Allowed, Allowed, Forbidden, Unauthenticated]),
+    // Last: it ends the customer's session, which the rows above use.
     ("signOutOfPortal", [Allowed, Allowed, Allowed, Allowed, Unauthenticated]),
 ];
 
@@ -211,6 +214,7 @@ pub(crate) async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (
             )
         }
         "signOutOfPortal" => ("mutation { signOutOfPortal { signedOut } }".into(), json!({})),
+        "signOut" => ("mutation { signOut { signedOut } }".into(), json!({})),
         "createCustomer" => (
             "mutation($e: String!) { createCustomer(input: {email: $e}) { customer { id } } }".into(),
             json!({ "e": format!("c-{}@example.com", ulid::Ulid::generate().to_string().to_lowercase()) }),

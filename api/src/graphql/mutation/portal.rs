@@ -1,11 +1,12 @@
-use crate::auth::may;
+use crate::auth::{Viewer, may};
 use crate::error::AppError;
 use crate::graphql::guard::RoleGuard;
 use crate::graphql::request;
 use crate::graphql::types::portal::{
     CreatePortalLinkInput, PortalLinkPayload, PortalSessionPayload, RequestPortalLinkInput, RequestPortalLinkPayload,
-    RevealLicenseKeyInput, RevealLicenseKeyPayload, SignInWithPortalLinkInput, SignOutPayload,
+    RevealLicenseKeyInput, RevealLicenseKeyPayload, SignInWithPortalLinkInput,
 };
+use crate::graphql::types::session::SignOutPayload;
 use crate::services::{own, portal};
 use async_graphql::{Context, Object, Result};
 
@@ -76,10 +77,11 @@ impl PortalMutation {
     }
 
     /// Ends the caller's portal session; its token stops working at once.
+    /// Staff have no portal session (theirs end with `signOut`).
     #[graphql(guard = "RoleGuard::new(may::READ_OWN)")]
     async fn sign_out_of_portal(&self, ctx: &Context<'_>) -> Result<SignOutPayload> {
         let (state, rc) = request(ctx)?;
-        let signed_out = rc.session_id.is_some();
+        let signed_out = matches!(rc.viewer, Viewer::Customer { .. }) && rc.session_id.is_some();
         if signed_out {
             portal::sign_out(&state.db, rc).await?;
         }

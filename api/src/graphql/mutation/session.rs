@@ -3,9 +3,10 @@ use crate::error::AppError;
 use crate::graphql::guard::RoleGuard;
 use crate::graphql::request;
 use crate::graphql::types::session::{
-    ChangePasswordInput, CreateUserInput, LoginInput, LoginPayload, StaffUser, TokenPayload, UpdateUserInput,
-    UserPayload,
+    ChangePasswordInput, CreateUserInput, LoginInput, LoginPayload, SignOutPayload, StaffUser, TokenPayload,
+    UpdateUserInput, UserPayload,
 };
+use crate::services::staff_sessions;
 use crate::services::users::{self, AccountPatch};
 use async_graphql::{Context, Object, Result};
 
@@ -14,8 +15,9 @@ pub struct SessionMutation;
 
 #[Object]
 impl SessionMutation {
-    /// Signs a staff account in and returns a bearer token. Attempts are
-    /// limited per client address and per email (`RATE_LIMITED`).
+    /// Signs a staff account in and returns a bearer token; with `session`,
+    /// the token of a new server-side session, which `signOut` ends. Attempts
+    /// are limited per client address and per email (`RATE_LIMITED`).
     #[graphql(guard = "RoleGuard::new(may::ANYONE)")]
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<LoginPayload> {
         let (state, rc) = request(ctx)?;
@@ -23,8 +25,18 @@ impl SessionMutation {
             return Err(AppError::RateLimited { retry_after_secs: limited.retry_after_seconds() }.into());
         }
         let ttl = state.config.token_ttl_seconds();
-        let (issued, user) = users::login(&state.db, &state.jwt, ttl, &input.email, &input.password).await?;
+        let (issued, user) =
+            users::login(&state.db, rc, &state.jwt, ttl, &input.email, &input.password, input.session).await?;
         Ok(LoginPayload { token: issued.token, expires_at: issued.expires_at, user: StaffUser(user) })
+    }
+
+    /// Ends the caller's staff session (opened by `login` with `session`):
+    /// its token stops working at once. A bearer token without a session has
+    /// nothing to end and answers `signedOut: false`.
+    #[graphql(guard = "RoleGuard::new(may::READ)")]
+    async fn sign_out(&self, ctx: &Context<'_>) -> Result<SignOutPayload> {
+        let (state, rc) = request(ctx)?;
+        Ok(SignOutPayload { signed_out: staff_sessions::sign_out(&state.db, rc).await? })
     }
 
     /// Creates a staff account (admin).
@@ -45,8 +57,9 @@ impl SessionMutation {
         Ok(UserPayload { user: StaffUser(users::update(&state.db, rc, &input.id, patch).await?) })
     }
 
-    /// Changes the signed-in staff member's password. Their other tokens stop
-    /// working; the answer carries a fresh one.
+    /// Changes the signed-in staff member's password. Their other tokens and
+    /// sessions stop working; the answer carries a fresh token (of the
+    /// caller's session, which goes on, when they signed in with one).
     #[graphql(guard = "RoleGuard::new(may::READ)")]
     async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> Result<TokenPayload> {
         let (state, rc) = request(ctx)?;

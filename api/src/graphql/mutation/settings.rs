@@ -25,6 +25,7 @@ impl SettingsMutation {
             rate_limit_per_address: input.rate_limit_per_address.map(i64::from),
             notification_email: input.notification_email,
             webhook_allow_private_addresses: input.webhook_allow_private_addresses,
+            admin_idle_timeout_minutes: input.admin_idle_timeout_minutes.map(i64::from),
         };
         let updated = settings::update(&state.db, rc, patch).await;
         state.settings.forget();

@@ -49,12 +49,6 @@ pub struct PortalSessionPayload {
     pub expires_at: DateTime<Utc>,
 }
 
-#[derive(SimpleObject)]
-pub struct SignOutPayload {
-    /// Whether a portal session was ended (staff have none).
-    pub signed_out: bool,
-}
-
 #[derive(InputObject)]
 pub struct RevealLicenseKeyInput {
     pub license_id: ID,

@@ -49,14 +49,30 @@ pub struct LoginInput {
     /// At most 256 characters.
     #[graphql(secret)]
     pub password: String,
+    /// Open a server-side session (what the admin portal signs in with): the
+    /// token then works only until `signOut`, until the session has been
+    /// unused for the `adminIdleTimeoutMinutes` setting, or until the account
+    /// is disabled or its role or password changes. Without it the token is
+    /// a bearer token for API clients, valid until it expires or the account
+    /// changes.
+    #[graphql(default = false)]
+    pub session: bool,
 }
 
 #[derive(Debug, SimpleObject)]
 pub struct LoginPayload {
     /// Send as `Authorization: Bearer <token>`.
     pub token: String,
+    /// When the token stops working at the latest (a session may end sooner).
     pub expires_at: DateTime<Utc>,
     pub user: StaffUser,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct SignOutPayload {
+    /// Whether a session was ended: false when the token belongs to none
+    /// (a staff bearer token without a session) or it had already ended.
+    pub signed_out: bool,
 }
 
 #[derive(InputObject)]

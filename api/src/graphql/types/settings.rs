@@ -32,6 +32,10 @@ pub struct Settings {
     /// (default false; `KEYSMITH_WEBHOOK_ALLOW_PRIVATE` allows them for the
     /// whole deployment whatever this says).
     pub webhook_allow_private_addresses: bool,
+    /// A staff session (the admin portal's sign-in, `login` with `session`)
+    /// left unused this many minutes ends (default 30). Bearer tokens without
+    /// a session are not affected.
+    pub admin_idle_timeout_minutes: i64,
 }
 
 impl From<ServiceSettings> for Settings {
@@ -47,6 +51,7 @@ impl From<ServiceSettings> for Settings {
             rate_limit_per_address: i64::from(s.rate_limit_per_address),
             notification_email: s.notification_email,
             webhook_allow_private_addresses: s.webhook_allow_private_addresses,
+            admin_idle_timeout_minutes: i64::from(s.admin_idle_timeout_minutes),
         }
     }
 }
@@ -71,6 +76,8 @@ pub struct UpdateSettingsInput {
     /// An email address (at most 254 characters); an empty string clears it.
     pub notification_email: Option<String>,
     pub webhook_allow_private_addresses: Option<bool>,
+    /// 1–1440.
+    pub admin_idle_timeout_minutes: Option<i32>,
 }
 
 #[derive(Debug, SimpleObject)]

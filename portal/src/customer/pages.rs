@@ -1,8 +1,9 @@
 //! The portal's pages and form handlers. Every POST checks its CSRF token;
 //! every page is a template, so everything shown is escaped.
 
-use crate::view::{self, OrderView, RevealedKey};
-use crate::{Portal, SESSION_COOKIE, status_for};
+use super::view::{self, OrderView, RevealedKey};
+use super::{Portal, SESSION_COOKIE};
+use crate::status_for;
 use askama::Template;
 use poem::http::{StatusCode, header};
 use poem::web::cookie::{Cookie, SameSite};
@@ -18,7 +19,7 @@ pub const ORDERS_QUERY: &str = "{ myAccount { name email } myOrders { id externa
                       revealed activationLimit activationsUsed activations { id name platform lastSeenAt } } } } }";
 
 #[derive(Template)]
-#[template(path = "login.html")]
+#[template(path = "customer/login.html")]
 struct LoginPage<'a> {
     title: &'a str,
     signed_in: Option<String>,
@@ -29,7 +30,7 @@ struct LoginPage<'a> {
 }
 
 #[derive(Template)]
-#[template(path = "message.html")]
+#[template(path = "customer/message.html")]
 struct MessagePage<'a> {
     title: &'a str,
     signed_in: Option<String>,
@@ -40,7 +41,7 @@ struct MessagePage<'a> {
 }
 
 #[derive(Template)]
-#[template(path = "orders.html")]
+#[template(path = "customer/orders.html")]
 struct OrdersPage<'a> {
     title: &'a str,
     signed_in: Option<String>,
@@ -221,7 +222,7 @@ pub(crate) async fn login(
 }
 
 #[derive(Template)]
-#[template(path = "link.html")]
+#[template(path = "customer/link.html")]
 struct LinkPage<'a> {
     title: &'a str,
     signed_in: Option<String>,
@@ -442,10 +443,10 @@ pub(crate) async fn logout(
 
 #[handler]
 pub(crate) fn stylesheet() -> Response {
-    Response::builder().content_type("text/css; charset=utf-8").body(include_str!("../static/portal.css"))
+    Response::builder().content_type("text/css; charset=utf-8").body(include_str!("../../static/portal.css"))
 }
 
 #[handler]
 pub(crate) fn script() -> Response {
-    Response::builder().content_type("text/javascript; charset=utf-8").body(include_str!("../static/portal.js"))
+    Response::builder().content_type("text/javascript; charset=utf-8").body(include_str!("../../static/portal.js"))
 }

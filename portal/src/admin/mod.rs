@@ -1,0 +1,63 @@
+//! The admin portal, mounted by `api` at `/admin`: staff sign in with email
+//! and password and work in the browser through the staff schema, with their
+//! own identity and role, in the environment they chose.
+//!
+//! A page checks who is asking with the same operation a frontend would
+//! (`me`), so a session that was signed out, disabled, demoted or left idle
+//! sends the browser back to the sign-in form at once.
+
+mod pages;
+
+use crate::{Execute, PortalAuth, PortalOptions, csrf, executor, secured};
+use poem::{Endpoint, EndpointExt, Request, Route, get, post};
+use std::sync::Arc;
+
+/// The cookie holding a signed-in staff member's session token.
+pub const SESSION_COOKIE: &str = "keysmith_admin";
+/// The cookie naming the environment the admin portal works in
+/// (`production` or `staging`); production without it.
+pub const ENVIRONMENT_COOKIE: &str = "keysmith_admin_env";
+
+/// What every handler shares.
+pub(crate) struct Admin {
+    execute: Execute,
+    auth: Box<dyn PortalAuth>,
+    pub(crate) options: PortalOptions,
+}
+
+impl Admin {
+    /// Runs `query` with the request's identity (the session's, when given).
+    pub(crate) async fn run(
+        &self,
+        req: &Request,
+        session: Option<&str>,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> async_graphql::Response {
+        let mut request = async_graphql::Request::new(query).variables(async_graphql::Variables::from_json(variables));
+        request.data = self.auth.request_data(req, session).await;
+        (self.execute)(request).await
+    }
+}
+
+/// The admin portal's routes, to be nested under `/admin`. `schema` is the
+/// staff schema; `auth` turns the session cookie into the staff member's
+/// identity (and the environment cookie into the request's environment).
+pub fn routes<E, A>(schema: E, auth: A, options: PortalOptions) -> impl Endpoint
+where
+    E: async_graphql::Executor + Clone,
+    A: PortalAuth,
+{
+    let csrf = csrf(&options, "keysmith_admin_csrf", "/admin");
+    let admin = Arc::new(Admin { execute: executor(schema), auth: Box::new(auth), options });
+    secured(
+        Route::new()
+            .at("/", get(pages::home))
+            .at("/login", get(pages::login_form).post(pages::login))
+            .at("/logout", post(pages::logout))
+            .at("/environment", post(pages::switch_environment))
+            .at("/static/admin.css", get(pages::stylesheet))
+            .data(admin)
+            .with(csrf),
+    )
+}

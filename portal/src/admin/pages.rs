@@ -1,0 +1,283 @@
+//! The admin portal's pages and form handlers. Every POST checks its CSRF
+//! token; every page is a template, so everything shown is escaped.
+
+use super::{Admin, ENVIRONMENT_COOKIE, SESSION_COOKIE};
+use crate::status_for;
+use askama::Template;
+use poem::http::StatusCode;
+use poem::web::cookie::{Cookie, SameSite};
+use poem::web::{CsrfToken, CsrfVerifier, Data, Form, Html, Query, Redirect};
+use poem::{IntoResponse, Request, Response, handler};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Who is asking, in which environment: what every page runs first.
+const ME_QUERY: &str = "{ me { role environment user { email } } }";
+const LOGIN: &str = "mutation($email: String!, $password: String!) { \
+                     login(input: {email: $email, password: $password, session: true}) { token } }";
+const SIGN_OUT: &str = "mutation { signOut { signedOut } }";
+
+/// An area of the admin portal in the navigation; `href` is `None` until its
+/// pages exist (shown as coming, never as a dead link).
+pub(crate) struct Area {
+    pub name: &'static str,
+    pub href: Option<&'static str>,
+    pub current: bool,
+}
+
+/// Every area, in the navigation's order.
+fn areas(current: &str) -> Vec<Area> {
+    [
+        ("Home", Some("/admin/")),
+        ("Licences", None),
+        ("Keys & tags", None),
+        ("Upload keys", None),
+        ("Orders", None),
+        ("Products", None),
+        ("Customers", None),
+        ("Generators", None),
+        ("Activations", None),
+        ("Background jobs", None),
+        ("Webhooks", None),
+        ("Audit log", None),
+        ("Settings", None),
+        ("Staff", None),
+    ]
+    .into_iter()
+    .map(|(name, href)| Area { name, href, current: name == current })
+    .collect()
+}
+
+/// The signed-in staff member, as every page's frame shows them.
+pub(crate) struct Staff {
+    pub email: String,
+    pub role: String,
+    pub staging: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin/login.html")]
+struct LoginPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    email: &'a str,
+    notice: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "admin/home.html")]
+struct HomePage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    staff: Staff,
+    areas: Vec<Area>,
+    back: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "admin/message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+fn page(status: StatusCode, rendered: Result<String, askama::Error>) -> Response {
+    match rendered {
+        Ok(html) => Html(html).with_status(status).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+fn forged() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        MessagePage {
+            title: "The form expired",
+            message: "This form is no longer valid. Go back, reload the page and try again.",
+        }
+        .render(),
+    )
+}
+
+fn session(req: &Request) -> Option<String> {
+    req.cookie().get(SESSION_COOKIE).map(|c| c.value_str().to_string()).filter(|v| !v.is_empty())
+}
+
+/// A cookie of the admin portal: HttpOnly, `SameSite=Strict`, `Path=/admin`,
+/// `Secure` over HTTPS; `None` for one that lasts the browser session.
+fn cookie(name: &str, value: &str, max_age_seconds: Option<u64>, secure: bool) -> Cookie {
+    let mut cookie = Cookie::new_with_str(name, value);
+    cookie.set_http_only(true);
+    cookie.set_same_site(SameSite::Strict);
+    cookie.set_path("/admin");
+    cookie.set_secure(secure);
+    if let Some(seconds) = max_age_seconds {
+        cookie.set_max_age(std::time::Duration::from_secs(seconds));
+    }
+    cookie
+}
+
+fn to_login(notice: Option<&str>) -> Response {
+    let to = match notice {
+        Some(notice) => format!("/admin/login?notice={notice}"),
+        None => "/admin/login".to_string(),
+    };
+    Redirect::see_other(to).into_response()
+}
+
+/// A GraphQL answer as JSON, with its first error's code and message.
+fn answer(response: async_graphql::Response) -> (Value, Option<String>, Option<String>) {
+    let json = serde_json::to_value(&response).unwrap_or(Value::Null);
+    let code = json["errors"][0]["extensions"]["code"].as_str().map(str::to_string);
+    let message = json["errors"][0]["message"].as_str().map(str::to_string);
+    (json["data"].clone(), code, message)
+}
+
+/// The signed-in staff member, or the answer that sends the browser to sign
+/// in (the cookie cleared when it no longer works).
+async fn signed_in(req: &Request, admin: &Admin) -> Result<(String, Staff), Response> {
+    let Some(token) = session(req) else { return Err(to_login(None)) };
+    let (data, _, _) = answer(admin.run(req, Some(&token), ME_QUERY, json!({})).await);
+    let me = &data["me"];
+    match (me["role"].as_str(), me["user"]["email"].as_str()) {
+        (Some(role @ ("ADMIN" | "MANAGER" | "SUPPORT")), Some(email)) => Ok((
+            token,
+            Staff {
+                email: email.to_string(),
+                role: role.to_lowercase(),
+                staging: me["environment"].as_str() == Some("STAGING"),
+            },
+        )),
+        _ => {
+            req.cookie().add(cookie(SESSION_COOKIE, "", Some(0), admin.options.secure_cookies));
+            Err(to_login(Some("session-ended")))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Notice {
+    notice: Option<String>,
+}
+
+/// Fixed notices a redirect may ask for: nothing from the address is shown.
+fn notice_text(key: Option<&str>) -> Option<&'static str> {
+    match key {
+        Some("signed-out") => Some("You are signed out."),
+        Some("session-ended") => Some("Your session has ended. Sign in again."),
+        _ => None,
+    }
+}
+
+#[handler]
+pub(crate) async fn home(req: &Request, Data(admin): Data<&Arc<Admin>>, csrf: &CsrfToken) -> Response {
+    let (_, staff) = match signed_in(req, admin).await {
+        Ok(who) => who,
+        Err(to) => return to,
+    };
+    page(
+        StatusCode::OK,
+        HomePage { title: "Home", csrf: &csrf.0, staff, areas: areas("Home"), back: "/admin/" }.render(),
+    )
+}
+
+#[handler]
+pub(crate) fn login_form(csrf: &CsrfToken, Query(notice): Query<Notice>) -> Response {
+    let notice = notice_text(notice.notice.as_deref());
+    page(StatusCode::OK, LoginPage { title: "Sign in", csrf: &csrf.0, email: "", notice, error: None }.render())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    csrf: String,
+    email: String,
+    password: String,
+}
+
+#[handler]
+pub(crate) async fn login(
+    req: &Request,
+    Data(admin): Data<&Arc<Admin>>,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if !verifier.is_valid(&form.csrf) {
+        return forged();
+    }
+    let variables = json!({ "email": form.email, "password": form.password });
+    let (data, code, message) = answer(admin.run(req, None, LOGIN, variables).await);
+    if let Some(token) = data["login"]["token"].as_str() {
+        req.cookie().add(cookie(SESSION_COOKIE, token, None, admin.options.secure_cookies));
+        return Redirect::see_other("/admin/").into_response();
+    }
+    let error = match code.as_deref() {
+        Some("RATE_LIMITED") => "Too many sign-in attempts. Wait a minute and try again.".to_string(),
+        Some("INVALID_INPUT") => message.unwrap_or_else(|| "Check the email and password.".into()),
+        _ => "The email or password is wrong, or the account is disabled.".to_string(),
+    };
+    page(
+        status_for(code.as_deref()),
+        LoginPage { title: "Sign in", csrf: &csrf.0, email: &form.email, notice: None, error: Some(&error) }.render(),
+    )
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    csrf: String,
+}
+
+#[handler]
+pub(crate) async fn logout(
+    req: &Request,
+    Data(admin): Data<&Arc<Admin>>,
+    verifier: &CsrfVerifier,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !verifier.is_valid(&form.csrf) {
+        return forged();
+    }
+    if let Some(token) = session(req) {
+        let _ = admin.run(req, Some(&token), SIGN_OUT, json!({})).await;
+    }
+    req.cookie().add(cookie(SESSION_COOKIE, "", Some(0), admin.options.secure_cookies));
+    to_login(Some("signed-out"))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EnvironmentForm {
+    csrf: String,
+    environment: String,
+    back: Option<String>,
+}
+
+/// Switches the environment the portal works in, and returns to the page.
+#[handler]
+pub(crate) async fn switch_environment(
+    req: &Request,
+    Data(admin): Data<&Arc<Admin>>,
+    verifier: &CsrfVerifier,
+    Form(form): Form<EnvironmentForm>,
+) -> Response {
+    if !verifier.is_valid(&form.csrf) {
+        return forged();
+    }
+    let environment = match form.environment.as_str() {
+        "staging" => "staging",
+        _ => "production",
+    };
+    req.cookie().add(cookie(ENVIRONMENT_COOKIE, environment, Some(365 * 24 * 3600), admin.options.secure_cookies));
+    // Back to an admin page only: never elsewhere, whatever the form says.
+    let back = form
+        .back
+        .filter(|b| b.starts_with("/admin/") && !b.starts_with("//") && !b.contains('\\'))
+        .unwrap_or_else(|| "/admin/".to_string());
+    Redirect::see_other(back).into_response()
+}
+
+#[handler]
+pub(crate) fn stylesheet() -> Response {
+    Response::builder().content_type("text/css; charset=utf-8").body(include_str!("../../static/admin.css"))
+}

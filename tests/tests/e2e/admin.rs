@@ -1,0 +1,121 @@
+//! The admin portal over HTTP: signing in with a server-side staff session,
+//! its cookie, the environment switch, CSRF, signing out, and the rule that
+//! the admin cookie is never a credential for `POST /graphql`.
+
+use crate::portal::PortalClient;
+use entity::user::StaffRole;
+use keysmith_tests::app::TEST_PASSWORD;
+use keysmith_tests::{TestApp, data, on_both_databases};
+use serde_json::json;
+
+on_both_databases!(staff_sign_in_work_in_an_environment_and_sign_out, forged_and_wrong_sign_ins_change_nothing);
+
+/// A staff account of `role`; its email.
+async fn staff(app: &TestApp, role: StaffRole) -> String {
+    let token = app.staff_token(role).await;
+    let me = app.graphql(Some(&token), "{ me { user { email } } }", json!({})).await;
+    data(&me)["me"]["user"]["email"].as_str().expect("email").to_string()
+}
+
+async fn sign_in(client: &mut PortalClient, email: &str, password: &str) -> crate::portal::Page {
+    let form = client.get("/admin/login").await;
+    assert_eq!(form.status, 200);
+    let csrf = form.csrf();
+    client.post("/admin/login", &[("csrf", &csrf), ("email", email), ("password", password)]).await
+}
+
+async fn staff_sign_in_work_in_an_environment_and_sign_out(app: TestApp) {
+    let email = staff(&app, StaffRole::Manager).await;
+    let mut browser = PortalClient::new(&app);
+
+    // Nobody signed in: every page sends the browser to the sign-in form.
+    let home = browser.get("/admin/").await;
+    assert_eq!((home.status, home.location()), (303, "/admin/login"));
+
+    let signed = sign_in(&mut browser, &email, TEST_PASSWORD).await;
+    assert_eq!((signed.status, signed.location()), (303, "/admin/"), "{}", signed.body);
+    let set_cookie: Vec<&str> = signed.headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).collect();
+    let session = set_cookie.iter().find(|c| c.starts_with("keysmith_admin=")).expect("the session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(session.contains(flag), "{flag} in {session}");
+    }
+
+    let home = browser.get("/admin/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains(&email), "the page names who is signed in");
+    assert!(home.body.contains("Production") && !home.body.contains("env-banner"));
+    for header in ["content-security-policy", "x-frame-options", "x-content-type-options"] {
+        assert!(home.headers.contains_key(header), "{header}");
+    }
+
+    // The admin cookie is no credential for the API.
+    let token = browser.cookie("keysmith_admin").expect("the cookie").to_string();
+    let api = app
+        .http
+        .post(app.url("/graphql"))
+        .header("Cookie", format!("keysmith_admin={token}"))
+        .json(&json!({ "query": "{ me { role } }" }))
+        .send()
+        .await
+        .expect("answer")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json");
+    assert_eq!(data(&api)["me"]["role"], "ANONYMOUS");
+
+    // One click to staging: the banner says so on every page.
+    let csrf = home.csrf();
+    let switched =
+        browser.post("/admin/environment", &[("csrf", &csrf), ("environment", "staging"), ("back", "/admin/")]).await;
+    assert_eq!((switched.status, switched.location()), (303, "/admin/"));
+    let staging = browser.get("/admin/").await;
+    assert!(staging.body.contains("env-banner") && staging.body.contains("Switch to production"));
+    // The switch never sends the browser off the admin portal.
+    let csrf = staging.csrf();
+    let away = browser
+        .post("/admin/environment", &[("csrf", &csrf), ("environment", "production"), ("back", "https://example.com/")])
+        .await;
+    assert_eq!(away.location(), "/admin/");
+
+    // Signing out ends the session: the old cookie no longer works.
+    let home = browser.get("/admin/").await;
+    let csrf = home.csrf();
+    let out = browser.post("/admin/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((out.status, out.location()), (303, "/admin/login?notice=signed-out"));
+    let replayed = app
+        .http
+        .get(app.url("/admin/"))
+        .header("Cookie", format!("keysmith_admin={token}"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(replayed.status(), 200, "the client follows the redirect to the sign-in form");
+    assert!(replayed.url().path().ends_with("/admin/login"), "{}", replayed.url());
+    let bearer = app.graphql(Some(&token), "{ me { role } }", json!({})).await;
+    assert_eq!(keysmith_tests::error_code(&bearer), Some("UNAUTHENTICATED"), "the session's token is dead too");
+}
+
+async fn forged_and_wrong_sign_ins_change_nothing(app: TestApp) {
+    let email = staff(&app, StaffRole::Support).await;
+    let mut browser = PortalClient::new(&app);
+
+    let wrong = sign_in(&mut browser, &email, "not the password at all").await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("The email or password is wrong"));
+    assert!(browser.cookie("keysmith_admin").is_none());
+
+    // Without the CSRF token nothing is signed in.
+    browser.get("/admin/login").await;
+    let forged = browser.post("/admin/login", &[("email", &email), ("password", TEST_PASSWORD)]).await;
+    assert!(forged.status == 403 || forged.status == 400, "{}", forged.status);
+    assert!(browser.cookie("keysmith_admin").is_none());
+
+    let signed = sign_in(&mut browser, &email, TEST_PASSWORD).await;
+    assert_eq!(signed.location(), "/admin/");
+    let home = browser.get("/admin/").await;
+    assert!(home.body.contains("support"), "the role is shown");
+    // A signed-in sign-out without the token is refused and ends nothing.
+    let forged = browser.post("/admin/logout", &[("csrf", "forged")]).await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(browser.get("/admin/").await.status, 200);
+}
