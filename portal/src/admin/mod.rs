@@ -6,6 +6,7 @@
 //! (`me`), so a session that was signed out, disabled, demoted or left idle
 //! sends the browser back to the sign-in form at once.
 
+mod licenses;
 mod pages;
 
 use crate::{Execute, PortalAuth, PortalOptions, csrf, executor, secured};
@@ -53,6 +54,7 @@ where
     secured(
         Route::new()
             .at("/", get(pages::home))
+            .at("/licenses", get(licenses::licenses))
             .at("/login", get(pages::login_form).post(pages::login))
             .at("/logout", post(pages::logout))
             .at("/environment", post(pages::switch_environment))

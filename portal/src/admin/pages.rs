@@ -27,10 +27,10 @@ pub(crate) struct Area {
 }
 
 /// Every area, in the navigation's order.
-fn areas(current: &str) -> Vec<Area> {
+pub(crate) fn areas(current: &str) -> Vec<Area> {
     [
         ("Home", Some("/admin/")),
-        ("Licences", None),
+        ("Licences", Some("/admin/licenses")),
         ("Keys & tags", None),
         ("Upload keys", None),
         ("Orders", None),
@@ -83,7 +83,7 @@ struct MessagePage<'a> {
     message: &'a str,
 }
 
-fn page(status: StatusCode, rendered: Result<String, askama::Error>) -> Response {
+pub(crate) fn page(status: StatusCode, rendered: Result<String, askama::Error>) -> Response {
     match rendered {
         Ok(html) => Html(html).with_status(status).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
@@ -101,7 +101,7 @@ fn forged() -> Response {
     )
 }
 
-fn session(req: &Request) -> Option<String> {
+pub(crate) fn session(req: &Request) -> Option<String> {
     req.cookie().get(SESSION_COOKIE).map(|c| c.value_str().to_string()).filter(|v| !v.is_empty())
 }
 
@@ -119,7 +119,7 @@ fn cookie(name: &str, value: &str, max_age_seconds: Option<u64>, secure: bool) -
     cookie
 }
 
-fn to_login(notice: Option<&str>) -> Response {
+pub(crate) fn to_login(notice: Option<&str>) -> Response {
     let to = match notice {
         Some(notice) => format!("/admin/login?notice={notice}"),
         None => "/admin/login".to_string(),
@@ -128,7 +128,7 @@ fn to_login(notice: Option<&str>) -> Response {
 }
 
 /// A GraphQL answer as JSON, with its first error's code and message.
-fn answer(response: async_graphql::Response) -> (Value, Option<String>, Option<String>) {
+pub(crate) fn answer(response: async_graphql::Response) -> (Value, Option<String>, Option<String>) {
     let json = serde_json::to_value(&response).unwrap_or(Value::Null);
     let code = json["errors"][0]["extensions"]["code"].as_str().map(str::to_string);
     let message = json["errors"][0]["message"].as_str().map(str::to_string);
@@ -137,24 +137,33 @@ fn answer(response: async_graphql::Response) -> (Value, Option<String>, Option<S
 
 /// The signed-in staff member, or the answer that sends the browser to sign
 /// in (the cookie cleared when it no longer works).
-async fn signed_in(req: &Request, admin: &Admin) -> Result<(String, Staff), Response> {
+pub(crate) async fn signed_in(req: &Request, admin: &Admin) -> Result<(String, Staff), Response> {
     let Some(token) = session(req) else { return Err(to_login(None)) };
     let (data, _, _) = answer(admin.run(req, Some(&token), ME_QUERY, json!({})).await);
+    match staff_of(&data) {
+        Some(staff) => Ok((token, staff)),
+        None => Err(ended(req, admin)),
+    }
+}
+
+/// The staff member an answer's `me` names; `None` when the session no longer works.
+pub(crate) fn staff_of(data: &Value) -> Option<Staff> {
     let me = &data["me"];
     match (me["role"].as_str(), me["user"]["email"].as_str()) {
-        (Some(role @ ("ADMIN" | "MANAGER" | "SUPPORT")), Some(email)) => Ok((
-            token,
-            Staff {
-                email: email.to_string(),
-                role: role.to_lowercase(),
-                staging: me["environment"].as_str() == Some("STAGING"),
-            },
-        )),
-        _ => {
-            req.cookie().add(cookie(SESSION_COOKIE, "", Some(0), admin.options.secure_cookies));
-            Err(to_login(Some("session-ended")))
-        }
+        (Some(role @ ("ADMIN" | "MANAGER" | "SUPPORT")), Some(email)) => Some(Staff {
+            email: email.to_string(),
+            role: role.to_lowercase(),
+            staging: me["environment"].as_str() == Some("STAGING"),
+        }),
+        _ => None,
     }
+}
+
+/// The answer for a session that no longer works: its cookie cleared, the
+/// browser sent to sign in.
+pub(crate) fn ended(req: &Request, admin: &Admin) -> Response {
+    req.cookie().add(cookie(SESSION_COOKIE, "", Some(0), admin.options.secure_cookies));
+    to_login(Some("session-ended"))
 }
 
 #[derive(Deserialize)]

@@ -5,10 +5,16 @@
 use crate::portal::PortalClient;
 use entity::user::StaffRole;
 use keysmith_tests::app::TEST_PASSWORD;
+use keysmith_tests::app::seed;
 use keysmith_tests::{TestApp, data, on_both_databases};
+use sea_orm::EntityTrait;
 use serde_json::json;
 
-on_both_databases!(staff_sign_in_work_in_an_environment_and_sign_out, forged_and_wrong_sign_ins_change_nothing);
+on_both_databases!(
+    staff_sign_in_work_in_an_environment_and_sign_out,
+    forged_and_wrong_sign_ins_change_nothing,
+    the_licences_page_searches_filters_and_sorts_from_its_address,
+);
 
 /// A staff account of `role`; its email.
 async fn staff(app: &TestApp, role: StaffRole) -> String {
@@ -118,4 +124,78 @@ async fn forged_and_wrong_sign_ins_change_nothing(app: TestApp) {
     let forged = browser.post("/admin/logout", &[("csrf", "forged")]).await;
     assert_eq!(forged.status, 403);
     assert_eq!(browser.get("/admin/").await.status, 200);
+}
+
+async fn signed_in_browser(app: &TestApp, role: StaffRole) -> PortalClient {
+    let email = staff(app, role).await;
+    let mut browser = PortalClient::new(app);
+    let signed = sign_in(&mut browser, &email, TEST_PASSWORD).await;
+    assert_eq!(signed.location(), "/admin/");
+    browser
+}
+
+/// The keys a licences page lists, in order.
+fn listed(page: &crate::portal::Page, keys: &[&str]) -> Vec<String> {
+    let mut found: Vec<(usize, String)> = keys
+        .iter()
+        .filter_map(|k| page.body.find(&format!("<code>{k}</code>")).map(|at| (at, k.to_string())))
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, k)| k).collect()
+}
+
+async fn the_licences_page_searches_filters_and_sorts_from_its_address(app: TestApp) {
+    let env = entity::Environment::Production;
+    let keys = ["ADMIN-LIST-AAAA", "ADMIN-LIST-BBBB", "ADMIN-LIST-CCCC"];
+    let mut ids = Vec::new();
+    for key in keys {
+        ids.push(seed::key(app.db(), env, key, entity::LicenseStatus::Available, &[]).await);
+    }
+    seed::deliver(app.db(), &ids[0], false).await;
+    seed::deliver(app.db(), &ids[1], true).await;
+    let first =
+        entity::license_key::Entity::find_by_id(ids[0].clone()).one(app.db()).await.expect("read").expect("row");
+    let product = first.product_id.clone().expect("a product");
+    let customer = entity::customer::Entity::find_by_id(first.customer_id.clone().expect("a customer"))
+        .one(app.db())
+        .await
+        .expect("read")
+        .expect("row");
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let renamed = app
+        .graphql(
+            Some(&admin),
+            "mutation($id: ID!) { updateProduct(input: {id: $id, name: \"<script>alert(1)</script>\"}) { product { name } } }",
+            json!({ "id": product }),
+        )
+        .await;
+    assert_eq!(data(&renamed)["updateProduct"]["product"]["name"], "<script>alert(1)</script>");
+
+    let mut browser = signed_in_browser(&app, StaffRole::Support).await;
+    let all = browser.get("/admin/licenses").await;
+    assert_eq!(all.status, 200);
+    assert!(all.body.contains("<strong>3</strong> licences"), "{}", all.body);
+    let shown_as_text = ["&lt;script&gt;alert(1)&lt;/script&gt;", "&#60;script&#62;alert(1)&#60;/script&#62;"];
+    assert!(shown_as_text.iter().any(|t| all.body.contains(t)), "the name is shown as text");
+    assert!(!all.body.contains("<script>alert"), "escaped");
+    assert!(all.body.contains("Lifetime") && all.body.contains("0 / 1"));
+
+    // Find a licence by its customer's email.
+    let found = browser.get(&format!("/admin/licenses?q={}", customer.email)).await;
+    assert_eq!(listed(&found, &keys), vec![keys[0]]);
+    // Product and status filters combine; the sort is in the address too.
+    let view = format!("/admin/licenses?product={product}&status=ASSIGNED&sort=KEY&dir=desc");
+    let filtered = browser.get(&view).await;
+    assert_eq!(listed(&filtered, &keys), vec![keys[0]]);
+    assert_eq!(listed(&browser.get(&view).await, &keys), vec![keys[0]], "the same address, the same rows");
+    let active = browser.get("/admin/licenses?status=ACTIVE").await;
+    assert_eq!(listed(&active, &keys), vec![keys[1]]);
+    let by_key_desc = browser.get("/admin/licenses?sort=KEY&dir=desc").await;
+    assert_eq!(listed(&by_key_desc, &keys), vec![keys[2], keys[1], keys[0]]);
+    let by_key_asc = browser.get("/admin/licenses?sort=KEY&dir=asc").await;
+    assert_eq!(listed(&by_key_asc, &keys), vec![keys[0], keys[1], keys[2]]);
+    // The API's refusal is shown on the page.
+    let long = browser.get(&format!("/admin/licenses?q={}", "x".repeat(300))).await;
+    assert_eq!(long.status, 400);
+    assert!(long.body.contains("at most 256"), "{}", long.body);
 }
