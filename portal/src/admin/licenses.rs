@@ -3,7 +3,8 @@
 //! view can be bookmarked and shared. One GraphQL operation per page.
 
 use super::Admin;
-use super::pages::{Area, Staff, answer, areas, ended, page, session, staff_of, to_login};
+use super::actions::{Action, offered};
+use super::pages::{Area, Flash, Staff, answer, areas, ended, page, session, staff_of, take_flash, to_login};
 use askama::Template;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use poem::http::StatusCode;
@@ -101,6 +102,7 @@ impl View {
 }
 
 pub(crate) struct Row {
+    pub id: String,
     pub key: String,
     pub product: String,
     pub customer_name: String,
@@ -110,6 +112,7 @@ pub(crate) struct Row {
     pub activations: String,
     pub expires: String,
     pub created: String,
+    pub actions: Vec<&'static Action>,
 }
 
 pub(crate) struct Column {
@@ -143,17 +146,21 @@ struct LicensesPage<'a> {
     previous: Option<String>,
     next: Option<String>,
     clear: String,
+    flash: Option<Flash>,
+    /// This view's address, encoded for a `back` parameter.
+    back_param: String,
 }
 
 fn day(value: &Value) -> Option<String> {
     value.as_str().map(|t| t.get(..10).unwrap_or(t).to_string())
 }
 
-fn row(node: &Value) -> Row {
+fn row(node: &Value, role: &str) -> Row {
     let status = node["status"].as_str().unwrap_or_default();
     let limit = node["activationLimit"].as_i64().unwrap_or_default();
     let used = node["activationsUsed"].as_i64().unwrap_or_default();
     Row {
+        id: node["id"].as_str().unwrap_or_default().to_string(),
         key: node["key"].as_str().unwrap_or_default().to_string(),
         product: node["product"]["name"].as_str().unwrap_or("—").to_string(),
         customer_name: node["customer"]["name"].as_str().unwrap_or_default().to_string(),
@@ -163,6 +170,7 @@ fn row(node: &Value) -> Row {
         activations: if limit < 0 { format!("{used} / Unlimited") } else { format!("{used} / {limit}") },
         expires: day(&node["expiresAt"]).unwrap_or_else(|| "Lifetime".to_string()),
         created: day(&node["createdAt"]).unwrap_or_default(),
+        actions: offered(role, status),
     }
 }
 
@@ -194,7 +202,7 @@ pub(crate) async fn licenses(
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
     let list = &data["licenseKeys"];
     let rows: Vec<Row> =
-        list["edges"].as_array().map(|e| e.iter().map(|e| row(&e["node"])).collect()).unwrap_or_default();
+        list["edges"].as_array().map(|e| e.iter().map(|e| row(&e["node"], &staff.role)).collect()).unwrap_or_default();
     let products = data["products"]["edges"]
         .as_array()
         .map(|edges| {
@@ -252,6 +260,8 @@ pub(crate) async fn licenses(
     let error = code.map(|_| message.unwrap_or_else(|| "The list could not be read.".into()));
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let back = view.href(&[]);
+    let back_param = utf8_percent_encode(&back, NON_ALPHANUMERIC).to_string();
+    let flash = take_flash(req, admin);
     page(
         status,
         LicensesPage {
@@ -270,6 +280,8 @@ pub(crate) async fn licenses(
             previous,
             next,
             clear: "/admin/licenses".to_string(),
+            flash,
+            back_param,
         }
         .render(),
     )

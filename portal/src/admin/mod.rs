@@ -6,6 +6,7 @@
 //! (`me`), so a session that was signed out, disabled, demoted or left idle
 //! sends the browser back to the sign-in form at once.
 
+mod actions;
 mod licenses;
 mod pages;
 
@@ -55,6 +56,8 @@ where
         Route::new()
             .at("/", get(pages::home))
             .at("/licenses", get(licenses::licenses))
+            .at("/licenses/:id/confirm/:action", get(actions::confirm))
+            .at("/licenses/:id/:action", post(actions::act))
             .at("/login", get(pages::login_form).post(pages::login))
             .at("/logout", post(pages::logout))
             .at("/environment", post(pages::switch_environment))

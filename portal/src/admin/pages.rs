@@ -78,9 +78,9 @@ struct HomePage<'a> {
 
 #[derive(Template)]
 #[template(path = "admin/message.html")]
-struct MessagePage<'a> {
-    title: &'a str,
-    message: &'a str,
+pub(crate) struct MessagePage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
 }
 
 pub(crate) fn page(status: StatusCode, rendered: Result<String, askama::Error>) -> Response {
@@ -90,7 +90,7 @@ pub(crate) fn page(status: StatusCode, rendered: Result<String, askama::Error>) 
     }
 }
 
-fn forged() -> Response {
+pub(crate) fn forged() -> Response {
     page(
         StatusCode::FORBIDDEN,
         MessagePage {
@@ -164,6 +164,46 @@ pub(crate) fn staff_of(data: &Value) -> Option<Staff> {
 pub(crate) fn ended(req: &Request, admin: &Admin) -> Response {
     req.cookie().add(cookie(SESSION_COOKIE, "", Some(0), admin.options.secure_cookies));
     to_login(Some("session-ended"))
+}
+
+/// The cookie carrying the outcome of the last action to the page it
+/// redirected to: shown once, then cleared.
+const FLASH_COOKIE: &str = "keysmith_admin_flash";
+
+/// What an action says on the page it returns to.
+pub(crate) struct Flash {
+    pub ok: bool,
+    pub text: String,
+}
+
+/// Leaves `text` for the next page (`ok` false for a refusal).
+pub(crate) fn flash(req: &Request, admin: &Admin, ok: bool, text: &str) {
+    let value = format!(
+        "{}{}",
+        if ok { "ok:" } else { "no:" },
+        percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
+    );
+    req.cookie().add(cookie(FLASH_COOKIE, &value, Some(60), admin.options.secure_cookies));
+}
+
+/// The message the last action left, taken (so a reload does not repeat it).
+pub(crate) fn take_flash(req: &Request, admin: &Admin) -> Option<Flash> {
+    let value = req.cookie().get(FLASH_COOKIE)?.value_str().to_string();
+    req.cookie().add(cookie(FLASH_COOKIE, "", Some(0), admin.options.secure_cookies));
+    let (ok, text) = match value.split_at_checked(3)? {
+        ("ok:", text) => (true, text),
+        ("no:", text) => (false, text),
+        _ => return None,
+    };
+    let text = percent_encoding::percent_decode_str(text).decode_utf8().ok()?.chars().take(500).collect();
+    Some(Flash { ok, text })
+}
+
+/// An address inside the admin portal to return to, from a form: anything
+/// else (another site, a scheme, backslashes) is the portal's home.
+pub(crate) fn inside(back: Option<&str>, fallback: &str) -> String {
+    back.filter(|b| b.starts_with("/admin/") && !b.starts_with("//") && !b.contains('\\'))
+        .map_or_else(|| fallback.to_string(), str::to_string)
 }
 
 #[derive(Deserialize)]
@@ -279,10 +319,7 @@ pub(crate) async fn switch_environment(
     };
     req.cookie().add(cookie(ENVIRONMENT_COOKIE, environment, Some(365 * 24 * 3600), admin.options.secure_cookies));
     // Back to an admin page only: never elsewhere, whatever the form says.
-    let back = form
-        .back
-        .filter(|b| b.starts_with("/admin/") && !b.starts_with("//") && !b.contains('\\'))
-        .unwrap_or_else(|| "/admin/".to_string());
+    let back = inside(form.back.as_deref(), "/admin/");
     Redirect::see_other(back).into_response()
 }
 

@@ -14,6 +14,7 @@ on_both_databases!(
     staff_sign_in_work_in_an_environment_and_sign_out,
     forged_and_wrong_sign_ins_change_nothing,
     the_licences_page_searches_filters_and_sorts_from_its_address,
+    licence_actions_are_confirmed_and_follow_the_role,
 );
 
 /// A staff account of `role`; its email.
@@ -198,4 +199,59 @@ async fn the_licences_page_searches_filters_and_sorts_from_its_address(app: Test
     let long = browser.get(&format!("/admin/licenses?q={}", "x".repeat(300))).await;
     assert_eq!(long.status, 400);
     assert!(long.body.contains("at most 256"), "{}", long.body);
+}
+
+async fn licence_actions_are_confirmed_and_follow_the_role(app: TestApp) {
+    let env = entity::Environment::Production;
+    let id = seed::key(app.db(), env, "ADMIN-ACT-0001", entity::LicenseStatus::Available, &[]).await;
+    seed::deliver(app.db(), &id, true).await;
+    let activated = app
+        .graphql(
+            None,
+            "mutation { activateLicense(input: {key: \"ADMIN-ACT-0001\", fingerprint: \"device-0001\"}) { code } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data(&activated)["activateLicense"]["code"], "VALID", "{activated:#}");
+    let status = |app: &TestApp, id: String| {
+        let db = app.db().clone();
+        async move { entity::license_key::Entity::find_by_id(id).one(&db).await.expect("read").expect("row").status }
+    };
+
+    // Support sees only what support may do, and a hand-made POST to a
+    // manager's action is refused and changes nothing.
+    let mut support = signed_in_browser(&app, StaffRole::Support).await;
+    let list = support.get("/admin/licenses").await;
+    assert!(list.body.contains(&format!("/admin/licenses/{id}/confirm/inactivate")));
+    for hidden in ["revoke", "delete", "suspend", "return"] {
+        assert!(!list.body.contains(&format!("/confirm/{hidden}")), "support sees no {hidden}");
+    }
+    let csrf = list.csrf();
+    let forged =
+        support.post(&format!("/admin/licenses/{id}/revoke"), &[("csrf", &csrf), ("back", "/admin/licenses")]).await;
+    assert_eq!((forged.status, forged.location()), (303, "/admin/licenses"));
+    let after = support.get("/admin/licenses").await;
+    assert!(after.body.contains("Your role may not do that."), "the refusal is shown");
+    assert_eq!(status(&app, id.clone()).await, entity::LicenseStatus::Active);
+    // Without the CSRF token nothing happens either.
+    let manager_browser = &mut signed_in_browser(&app, StaffRole::Manager).await;
+    let no_token = manager_browser.post(&format!("/admin/licenses/{id}/revoke"), &[("csrf", "forged")]).await;
+    assert_eq!(no_token.status, 403);
+    assert_eq!(status(&app, id.clone()).await, entity::LicenseStatus::Active);
+
+    // A manager revokes through its confirmation, which says what it ends.
+    let back = "/admin/licenses?status=ACTIVE";
+    let confirm = manager_browser
+        .get(&format!("/admin/licenses/{id}/confirm/revoke?back={}", "%2Fadmin%2Flicenses%3Fstatus%3DACTIVE"))
+        .await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("permanent") && confirm.body.contains("ends 1 device"), "{}", confirm.body);
+    let csrf = confirm.csrf();
+    let done = manager_browser.post(&format!("/admin/licenses/{id}/revoke"), &[("csrf", &csrf), ("back", back)]).await;
+    assert_eq!((done.status, done.location()), (303, back));
+    let list = manager_browser.get(back).await;
+    assert!(list.body.contains("Licence revoked"));
+    assert_eq!(status(&app, id.clone()).await, entity::LicenseStatus::Revoked);
+    // The message is shown once.
+    assert!(!manager_browser.get(back).await.body.contains("Licence revoked"));
 }
