@@ -73,7 +73,7 @@ pub(crate) fn secured(routes: impl Endpoint + 'static) -> impl Endpoint {
             SetHeader::new()
                 .overriding(
                     header::CONTENT_SECURITY_POLICY,
-                    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+                    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; \
                      form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
                 )
                 .overriding(header::X_CONTENT_TYPE_OPTIONS, "nosniff")

@@ -62,6 +62,7 @@ where
             .at("/logout", post(pages::logout))
             .at("/environment", post(pages::switch_environment))
             .at("/static/admin.css", get(pages::stylesheet))
+            .at("/static/admin.js", get(pages::script))
             .data(admin)
             .with(csrf),
     )

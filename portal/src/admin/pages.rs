@@ -327,3 +327,8 @@ pub(crate) async fn switch_environment(
 pub(crate) fn stylesheet() -> Response {
     Response::builder().content_type("text/css; charset=utf-8").body(include_str!("../../static/admin.css"))
 }
+
+#[handler]
+pub(crate) fn script() -> Response {
+    Response::builder().content_type("text/javascript; charset=utf-8").body(include_str!("../../static/admin.js"))
+}

@@ -181,7 +181,10 @@ async fn live_devices(app: &TestApp) -> Vec<String> {
     names
 }
 
-on_both_databases!(a_customer_signs_in_copies_a_key_ends_a_device_and_signs_out);
+on_both_databases!(
+    a_customer_signs_in_copies_a_key_ends_a_device_and_signs_out,
+    staff_sign_in_find_a_licence_revoke_it_and_sign_out,
+);
 
 async fn a_customer_signs_in_copies_a_key_ends_a_device_and_signs_out(app: TestApp) {
     let Some(browser) = browser().await else { return };
@@ -302,4 +305,127 @@ async fn a_customer_signs_in_copies_a_key_ends_a_device_and_signs_out(app: TestA
     wait_for_text(c, "Email me a sign-in link").await;
     assert_eq!(c.current_url().await.expect("url").path(), "/portal/login");
     screenshot(c, &app, "login").await;
+}
+
+/// Waits until the element `css` exists and its text says `needle`.
+async fn wait_for_in(client: &Client, css: &str, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = match client.find(Locator::Css(css)).await {
+            Ok(found) => found.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{css} never said {needle:?}; it says:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The admin portal in Chromium: sign in, find a licence by its customer's
+/// email as you type, `/` and Esc, filters and sort in the address surviving a
+/// reload, revoke through the confirmation, the staging banner, sign out and
+/// the old cookie refused. Screenshots at desktop and phone widths.
+async fn staff_sign_in_find_a_licence_revoke_it_and_sign_out(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    let c = &browser.client;
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let keys = ["ADMIN-UI-7Q4K-ALFA", "ADMIN-UI-8R5L-BRAV"];
+    ordered(&app, &admin, "Ada Lovelace", "ada@buyer.example", &keys[..1]).await;
+    ordered(&app, &admin, "Alan Turing", "alan@buyer.example", &keys[1..]).await;
+    let manager = app.staff_token(StaffRole::Manager).await;
+    let me = app.graphql(Some(&manager), "{ me { user { email } } }", json!({})).await;
+    let email = data(&me)["me"]["user"]["email"].as_str().expect("email").to_string();
+
+    c.goto(&app.url("/admin/")).await.expect("open the admin portal");
+    wait_for_text(c, "Keysmith admin").await;
+    assert_eq!(c.current_url().await.expect("url").path(), "/admin/login");
+    screenshot(c, &app, "admin-login").await;
+    c.find(Locator::Id("email")).await.expect("email").send_keys(&email).await.expect("type");
+    c.find(Locator::Id("password"))
+        .await
+        .expect("password")
+        .send_keys(keysmith_tests::app::TEST_PASSWORD)
+        .await
+        .expect("type");
+    c.find(Locator::Css("form.card button[type=submit]")).await.expect("sign in").click().await.expect("click");
+    wait_for_text(c, "working in production").await;
+    screenshot(c, &app, "admin-home").await;
+
+    c.goto(&app.url("/admin/licenses")).await.expect("the licences");
+    wait_for_in(c, "#results", "2 licences").await;
+    screenshot(c, &app, "admin-licenses").await;
+    c.set_window_size(390, 844).await.expect("a phone's window");
+    screenshot(c, &app, "admin-licenses-phone").await;
+    c.set_window_size(1200, 900).await.expect("a desktop window");
+
+    // "/" goes to the search; typing finds the licence by its customer's email.
+    c.find(Locator::Css("body")).await.expect("body").send_keys("/").await.expect("press /");
+    let focused = c.active_element().await.expect("focus");
+    assert_eq!(focused.attr("id").await.expect("id").as_deref(), Some("q"));
+    focused.send_keys("ada@buyer").await.expect("type");
+    let found = wait_for_in(c, "#results", "1 licence").await;
+    assert!(found.contains(keys[0]) && !found.contains(keys[1]), "{found}");
+    assert!(c.current_url().await.expect("url").query().unwrap_or_default().contains("q=ada"), "the address follows");
+
+    // A filter and a sort in the address: a reload shows the same rows.
+    let view = "/admin/licenses?status=ASSIGNED&sort=KEY&dir=desc";
+    c.goto(&app.url(view)).await.expect("a view");
+    let first = wait_for_in(c, "#results", "2 licences").await;
+    c.refresh().await.expect("reload");
+    let again = wait_for_in(c, "#results", "2 licences").await;
+    assert_eq!(first, again);
+    assert!(first.find(keys[1]) < first.find(keys[0]), "sorted by key, descending");
+
+    // The actions menu opens and Esc closes it.
+    let summary = c.find(Locator::Css(&format!("summary[aria-label='Actions for {}']", keys[0]))).await.expect("menu");
+    summary.click().await.expect("open");
+    let revoke = c.find(Locator::Css("details[open] a.danger")).await.expect("an open menu");
+    c.find(Locator::Css("body")).await.expect("body").send_keys("\u{e00c}").await.expect("Esc");
+    assert!(c.find(Locator::Css("details[open]")).await.is_err(), "Esc closed the menu");
+    summary.click().await.expect("open again");
+    let revoke_href = revoke.attr("href").await.expect("href").unwrap_or_default();
+    assert!(revoke_href.contains("/confirm/"), "{revoke_href}");
+    c.find(Locator::XPath("//details[@open]//a[normalize-space()='Revoke']"))
+        .await
+        .expect("Revoke")
+        .click()
+        .await
+        .expect("click");
+    wait_for_text(c, "Revoking is permanent").await;
+    screenshot(c, &app, "admin-confirm-revoke").await;
+    c.find(Locator::Css("main form button.danger")).await.expect("confirm").click().await.expect("click");
+    wait_for_text(c, "Licence revoked").await;
+    assert_eq!(c.current_url().await.expect("url").path(), "/admin/licenses");
+
+    // Staging is one click away and unmistakable.
+    c.find(Locator::XPath("//button[normalize-space()='Switch to staging']"))
+        .await
+        .expect("switch")
+        .click()
+        .await
+        .expect("click");
+    wait_for_in(c, ".env-banner", "Staging").await;
+    screenshot(c, &app, "admin-licenses-staging").await;
+
+    // Signing out ends the session: its cookie no longer works.
+    let cookie = c.get_named_cookie("keysmith_admin").await.expect("the session cookie").value().to_string();
+    c.find(Locator::XPath("//button[normalize-space()='Sign out']"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("click");
+    wait_for_text(c, "You are signed out.").await;
+    let replayed = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(app.url("/admin/licenses"))
+        .header("Cookie", format!("keysmith_admin={cookie}"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(replayed.status(), 303);
 }

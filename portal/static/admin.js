@@ -1,0 +1,66 @@
+// The admin portal's one script, served by Keysmith. Every page works
+// without it; it adds: "/" focuses the search, Esc closes an open menu,
+// search as you type (the results replaced in place, the address kept in
+// step), and select-all checkboxes.
+"use strict";
+
+document.addEventListener("keydown", (event) => {
+  const typing = event.target.closest("input, textarea, select, [contenteditable]");
+  if (event.key === "/" && !typing) {
+    const search = document.querySelector("input[type=search]");
+    if (search) {
+      event.preventDefault();
+      search.focus();
+      search.select();
+    }
+  }
+  if (event.key === "Escape") {
+    for (const open of document.querySelectorAll("details[open]")) {
+      open.open = false;
+      const summary = open.querySelector("summary");
+      if (summary && open.contains(document.activeElement)) summary.focus();
+    }
+  }
+});
+
+// Search as you type: the same GET the form sends, its results swapped in.
+const form = document.querySelector("form.filters");
+if (form && document.getElementById("results")) {
+  let timer = null;
+  let asked = 0;
+  const refresh = async () => {
+    const params = new URLSearchParams(new FormData(form));
+    for (const [name, value] of [...params]) if (!value) params.delete(name);
+    const address = form.action + (params.toString() ? "?" + params : "");
+    const ask = ++asked;
+    try {
+      const answer = await fetch(address, { credentials: "same-origin", headers: { Accept: "text/html" } });
+      const page = new DOMParser().parseFromString(await answer.text(), "text/html");
+      const fresh = page.getElementById("results");
+      const shown = document.getElementById("results");
+      if (fresh && shown && ask === asked) {
+        shown.replaceWith(fresh);
+        history.replaceState(null, "", address);
+      }
+    } catch (e) {
+      // The form still works by submitting it.
+    }
+  };
+  form.addEventListener("input", (event) => {
+    if (!event.target.matches("input[type=search]")) return;
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 250);
+  });
+  form.addEventListener("change", (event) => {
+    if (event.target.matches("select")) refresh();
+  });
+}
+
+// Select-all: a checkbox with data-select-all="name" ticks every box of that name.
+document.addEventListener("change", (event) => {
+  const all = event.target.closest("input[data-select-all]");
+  if (!all) return;
+  for (const box of document.querySelectorAll(`input[type=checkbox][name="${all.dataset.selectAll}"]`)) {
+    box.checked = all.checked;
+  }
+});
