@@ -64,3 +64,22 @@ document.addEventListener("change", (event) => {
     box.checked = all.checked;
   }
 });
+
+// Copy buttons: data-copy names the element whose text is copied.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-copy]");
+  if (!button) return;
+  const source = document.getElementById(button.dataset.copy);
+  if (!source) return;
+  try {
+    await navigator.clipboard.writeText(source.textContent);
+    button.textContent = "Copied";
+  } catch (e) {
+    const range = document.createRange();
+    range.selectNodeContents(source);
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    button.textContent = "Press Ctrl+C to copy";
+  }
+});

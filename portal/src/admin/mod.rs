@@ -9,6 +9,7 @@
 mod actions;
 mod licenses;
 mod pages;
+mod preview;
 
 use crate::{Execute, PortalAuth, PortalOptions, csrf, executor, secured};
 use poem::{Endpoint, EndpointExt, Request, Route, get, post};
@@ -56,6 +57,9 @@ where
         Route::new()
             .at("/", get(pages::home))
             .at("/licenses", get(licenses::licenses))
+            .at("/licenses/:id", get(preview::preview))
+            .at("/licenses/:id/offline-licence", get(preview::offline_file))
+            .at("/licenses/:id/devices/:device/deactivate", post(preview::deactivate))
             .at("/licenses/:id/confirm/:action", get(actions::confirm))
             .at("/licenses/:id/:action", post(actions::act))
             .at("/login", get(pages::login_form).post(pages::login))

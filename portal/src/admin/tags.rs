@@ -39,8 +39,26 @@ const TAG: &str = "query($id: ID!, $first: Int!, $after: String, $filter: PoolKe
 /// The overview's sorts: (the address's word, the API's field).
 const TAG_SORTS: [(&str, &str); 2] = [("name", "NAME"), ("remaining", "REMAINING")];
 
-/// A tag's sortable key columns: (the API's field, the column's heading).
-const KEY_SORTS: [(&str, &str); 3] = [("KEY", "Key"), ("STATUS", "Status"), ("CREATED_AT", "Added")];
+/// The overview's columns: (the sort's word when sortable, the heading, whether it holds a number).
+const TAG_COLUMNS: [(Option<&str>, &str, bool); 7] = [
+    (Some("name"), "Tag", false),
+    (None, "Used share", false),
+    (None, "Total", true),
+    (Some("remaining"), "Remaining", true),
+    (None, "Assigned", true),
+    (None, "Used", true),
+    (None, "Used %", true),
+];
+
+/// A tag's key columns: (the API's field when sortable, the column's heading).
+const KEY_COLUMNS: [(Option<&str>, &str); 6] = [
+    (Some("KEY"), "Key"),
+    (None, "Type"),
+    (Some("STATUS"), "Status"),
+    (None, "Tags"),
+    (None, "Order"),
+    (Some("CREATED_AT"), "Added"),
+];
 
 const STATUSES: [&str; 7] = ["AVAILABLE", "ASSIGNED", "ACTIVE", "INACTIVE", "SUSPENDED", "EXPIRED", "REVOKED"];
 
@@ -73,7 +91,7 @@ fn pager<'a>(
     });
     let next = match (info["hasNextPage"].as_bool(), info["endCursor"].as_str()) {
         (Some(true), Some(end)) => {
-            let mut kept = trail.clone();
+            let mut kept = trail;
             kept.extend(after);
             let skip = kept.len().saturating_sub(TRAIL);
             Some(href(Some(end), &kept[skip..].join(",")))
@@ -88,12 +106,14 @@ fn search_term(q: Option<&str>) -> Option<&str> {
     q.map(str::trim).filter(|q| !q.is_empty())
 }
 
-/// A sortable column's heading.
+/// A column's heading: a link that sorts by it, when it sorts.
 pub(crate) struct Column {
     pub heading: &'static str,
-    pub href: String,
+    pub href: Option<String>,
     /// `ascending`, `descending` or `none`, for `aria-sort`.
     pub sorted: &'static str,
+    /// Figures, set to the right.
+    pub numeric: bool,
 }
 
 fn aria_sort(current: bool, descending: bool) -> &'static str {
@@ -201,8 +221,7 @@ struct TagsPage<'a> {
     back: &'a str,
     search: &'a str,
     keep: Vec<Hidden>,
-    by_name: Column,
-    by_remaining: Column,
+    columns: Vec<Column>,
     rows: Vec<TagRow>,
     total: i64,
     error: Option<String>,
@@ -244,15 +263,16 @@ pub(crate) async fn overview(
                 .collect()
         })
         .unwrap_or_default();
-    let column = |word: &'static str, heading: &'static str| {
-        let current = view.sort().0 == word;
-        let next_dir = if current && !view.descending() { "desc" } else { "asc" };
-        Column {
-            heading,
-            href: view.href(&[("sort", Some(word)), ("dir", Some(next_dir)), ("after", None), ("trail", None)]),
-            sorted: aria_sort(current, view.descending()),
-        }
-    };
+    let columns = TAG_COLUMNS
+        .into_iter()
+        .map(|(word, heading, numeric)| {
+            let Some(word) = word else { return Column { heading, href: None, sorted: "none", numeric } };
+            let current = view.sort().0 == word;
+            let next_dir = if current && !view.descending() { "desc" } else { "asc" };
+            let changes = [("sort", Some(word)), ("dir", Some(next_dir)), ("after", None), ("trail", None)];
+            Column { heading, href: Some(view.href(&changes)), sorted: aria_sort(current, view.descending()), numeric }
+        })
+        .collect();
     let (previous, next) = pager(view.after.as_deref(), view.trail.as_deref(), &list["pageInfo"], |after, trail| {
         view.href(&[("after", after), ("trail", Some(trail))])
     });
@@ -272,8 +292,7 @@ pub(crate) async fn overview(
             back: &back,
             search: search_term(view.q.as_deref()).unwrap_or_default(),
             keep,
-            by_name: column("name", "Tag"),
-            by_remaining: column("remaining", "Remaining"),
+            columns,
             rows,
             total: list["totalCount"].as_i64().unwrap_or_default(),
             error,
@@ -303,7 +322,10 @@ impl KeysView {
         self.status.as_deref().and_then(|s| STATUSES.into_iter().find(|k| *k == s))
     }
     fn sort(&self) -> &'static str {
-        self.sort.as_deref().and_then(|s| KEY_SORTS.into_iter().map(|c| c.0).find(|k| *k == s)).unwrap_or("CREATED_AT")
+        self.sort
+            .as_deref()
+            .and_then(|s| KEY_COLUMNS.into_iter().find_map(|c| c.0.filter(|k| *k == s)))
+            .unwrap_or("CREATED_AT")
     }
     /// Newest first unless the address names a sort.
     fn descending(&self) -> bool {
@@ -333,6 +355,8 @@ pub(crate) struct TagLink {
 
 pub(crate) struct KeyRow {
     pub key: String,
+    /// The licence's preview.
+    pub href: String,
     /// `uploaded`, `generated` or `manual`.
     pub kind: String,
     pub status: String,
@@ -395,6 +419,10 @@ fn key_row(node: &Value) -> KeyRow {
     let added = node["createdAt"].as_str().unwrap_or_default();
     KeyRow {
         key: node["key"].as_str().unwrap_or_default().to_string(),
+        href: format!(
+            "/admin/licenses/{}",
+            utf8_percent_encode(node["id"].as_str().unwrap_or_default(), NON_ALPHANUMERIC)
+        ),
         kind: node["type"].as_str().unwrap_or_default().to_lowercase(),
         status_class: format!("status status-{status}"),
         status,
@@ -445,22 +473,20 @@ pub(crate) async fn tag_keys(
         Some(_) => message.clone().unwrap_or_else(|| "The tag could not be read.".into()),
     };
     let list = &node["keys"];
-    let rows =
-        list["edges"].as_array().map(|e| e.iter().map(|e| key_row(&e["node"])).collect()).unwrap_or_default();
+    let rows = list["edges"].as_array().map(|e| e.iter().map(|e| key_row(&e["node"])).collect()).unwrap_or_default();
     let statuses = STATUSES
         .into_iter()
         .map(|s| Choice { value: s, label: s.to_lowercase(), selected: view.status() == Some(s) })
         .collect();
-    let columns = KEY_SORTS
+    let columns = KEY_COLUMNS
         .into_iter()
         .map(|(field, heading)| {
+            let Some(field) = field else { return Column { heading, href: None, sorted: "none", numeric: false } };
             let current = view.sort() == field;
             let next_dir = if current && !view.descending() { "desc" } else { "asc" };
-            Column {
-                heading,
-                href: view.href(&path, &[("sort", Some(field)), ("dir", Some(next_dir)), ("after", None), ("trail", None)]),
-                sorted: aria_sort(current, view.descending()),
-            }
+            let changes = [("sort", Some(field)), ("dir", Some(next_dir)), ("after", None), ("trail", None)];
+            let sorted = aria_sort(current, view.descending());
+            Column { heading, href: Some(view.href(&path, &changes)), sorted, numeric: false }
         })
         .collect();
     let (previous, next) = pager(view.after.as_deref(), view.trail.as_deref(), &list["pageInfo"], |after, trail| {
@@ -481,9 +507,10 @@ pub(crate) async fn tag_keys(
     };
     // A tag belongs to one environment: switching returns to the overview,
     // except for "no tag", which every environment has.
-    let back = if id == "no-tag" { view.href(&path, &[("after", None), ("trail", None)]) } else { "/admin/keys".into() };
+    let back =
+        if id == "no-tag" { view.href(&path, &[("after", None), ("trail", None)]) } else { "/admin/keys".into() };
     let title = match &tag {
-        Some(tag) => format!("Tag {}", tag.name),
+        Some(tag) => tag.name.clone(),
         None => "No such tag".to_string(),
     };
     page(

@@ -15,6 +15,7 @@ on_both_databases!(
     forged_and_wrong_sign_ins_change_nothing,
     the_licences_page_searches_filters_and_sorts_from_its_address,
     licence_actions_are_confirmed_and_follow_the_role,
+    a_licence_preview_shows_devices_samples_and_its_trail,
 );
 
 /// A staff account of `role`; its email.
@@ -254,4 +255,48 @@ async fn licence_actions_are_confirmed_and_follow_the_role(app: TestApp) {
     assert_eq!(status(&app, id.clone()).await, entity::LicenseStatus::Revoked);
     // The message is shown once.
     assert!(!manager_browser.get(back).await.body.contains("Licence revoked"));
+}
+
+async fn a_licence_preview_shows_devices_samples_and_its_trail(app: TestApp) {
+    let env = entity::Environment::Production;
+    let id = seed::key(app.db(), env, "ADMIN-PREVIEW-0001", entity::LicenseStatus::Available, &[]).await;
+    seed::deliver(app.db(), &id, true).await;
+    let activated = app
+        .graphql(
+            None,
+            "mutation { activateLicense(input: {key: \"ADMIN-PREVIEW-0001\", fingerprint: \"fp-preview-0001\", \
+             name: \"Studio laptop\"}) { code } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data(&activated)["activateLicense"]["code"], "VALID", "{activated:#}");
+
+    let mut support = signed_in_browser(&app, StaffRole::Support).await;
+    let preview = support.get(&format!("/admin/licenses/{id}")).await;
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    for shown in ["ADMIN-PREVIEW-0001", "Studio laptop", "curl", "Python", "Audit trail", "Deactivate"] {
+        assert!(preview.body.contains(shown), "{shown} on the preview");
+    }
+    let file = support.get(&format!("/admin/licenses/{id}/offline-licence")).await;
+    assert_eq!(file.status, 200);
+    assert!(file.headers["content-disposition"].to_str().unwrap_or_default().starts_with("attachment"));
+    assert!(file.body.contains("payload"), "{}", file.body);
+
+    // Deactivating the live device frees its slot.
+    let device =
+        preview.body.split("/devices/").nth(1).and_then(|rest| rest.split('/').next()).expect("a device").to_string();
+    let csrf = preview.csrf();
+    let done = support.post(&format!("/admin/licenses/{id}/devices/{device}/deactivate"), &[("csrf", &csrf)]).await;
+    assert_eq!(done.status, 303);
+    let after = support.get(&format!("/admin/licenses/{id}")).await;
+    assert!(after.body.contains("Device deactivated") && after.body.contains("ended "), "{}", after.body);
+
+    // Managers do not read the audit trail; the page says so instead.
+    let mut manager = signed_in_browser(&app, StaffRole::Manager).await;
+    let preview = manager.get(&format!("/admin/licenses/{id}")).await;
+    assert_eq!(preview.status, 200);
+    assert!(preview.body.contains("The audit trail is for admins and support."));
+    // A licence that is not there.
+    let missing = manager.get("/admin/licenses/01ZZZZZZZZZZZZZZZZZZZZZZZZ").await;
+    assert_eq!(missing.status, 404);
 }
