@@ -64,6 +64,7 @@ where
             .at("/licenses/:id/:action", post(actions::act))
             .at("/login", get(pages::login_form).post(pages::login))
             .at("/logout", post(pages::logout))
+            .at("/reauth", post(preview::reauth))
             .at("/environment", post(pages::switch_environment))
             .at("/static/admin.css", get(pages::stylesheet))
             .at("/static/admin.js", get(pages::script))

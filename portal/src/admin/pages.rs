@@ -119,6 +119,11 @@ fn cookie(name: &str, value: &str, max_age_seconds: Option<u64>, secure: bool) -
     cookie
 }
 
+/// Puts a session's token in the browser's admin cookie.
+pub(crate) fn set_session(req: &Request, admin: &Admin, token: &str) {
+    req.cookie().add(cookie(SESSION_COOKIE, token, None, admin.options.secure_cookies));
+}
+
 pub(crate) fn to_login(notice: Option<&str>) -> Response {
     let to = match notice {
         Some(notice) => format!("/admin/login?notice={notice}"),
@@ -259,7 +264,7 @@ pub(crate) async fn login(
     let variables = json!({ "email": form.email, "password": form.password });
     let (data, code, message) = answer(admin.run(req, None, LOGIN, variables).await);
     if let Some(token) = data["login"]["token"].as_str() {
-        req.cookie().add(cookie(SESSION_COOKIE, token, None, admin.options.secure_cookies));
+        set_session(req, admin, token);
         return Redirect::see_other("/admin/").into_response();
     }
     let error = match code.as_deref() {

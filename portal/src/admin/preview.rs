@@ -92,6 +92,22 @@ pub(crate) async fn preview(
     let message = refusal["message"].as_str().map(str::to_string);
     let preview = &data["licensePreview"];
     if preview.is_null() {
+        if code.as_deref() == Some("UNAUTHENTICATED") {
+            // The preview wants a recent sign-in: ask for the password again.
+            let back = format!("/admin/licenses/{id}");
+            return page(
+                StatusCode::UNAUTHORIZED,
+                ReauthPage {
+                    title: "Confirm it is you",
+                    csrf: &csrf.0,
+                    staff,
+                    areas: areas("Licences"),
+                    back: &back,
+                    error: None,
+                }
+                .render(),
+            );
+        }
         let status = crate::status_for(code.as_deref());
         let text = match code.as_deref() {
             Some("NOT_FOUND") => "There is no such licence here.".to_string(),
@@ -181,6 +197,70 @@ pub(crate) async fn preview(
         }
         .render(),
     )
+}
+
+#[derive(Template)]
+#[template(path = "admin/reauth.html")]
+struct ReauthPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    staff: Staff,
+    areas: Vec<Area>,
+    back: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ReauthForm {
+    csrf: String,
+    password: String,
+    back: Option<String>,
+}
+
+/// Signs the staff member in again with their password (a new session in
+/// place of the old, which ends), then returns to the page that asked.
+#[handler]
+pub(crate) async fn reauth(
+    req: &Request,
+    Data(admin): Data<&Arc<Admin>>,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    Form(form): Form<ReauthForm>,
+) -> Response {
+    if !verifier.is_valid(&form.csrf) {
+        return forged();
+    }
+    let Some(token) = session(req) else { return to_login(None) };
+    let (data, _, _) =
+        answer(admin.run(req, Some(&token), "{ me { role environment user { email } } }", json!({})).await);
+    let Some(staff) = staff_of(&data) else { return ended(req, admin) };
+    let login = "mutation($email: String!, $password: String!) { \
+                 login(input: {email: $email, password: $password, session: true}) { token } }";
+    let variables = json!({ "email": staff.email, "password": form.password });
+    let (data, code, _) = answer(admin.run(req, None, login, variables).await);
+    let back = super::pages::inside(form.back.as_deref(), "/admin/");
+    let Some(fresh) = data["login"]["token"].as_str() else {
+        let error = if code.as_deref() == Some("RATE_LIMITED") {
+            "Too many attempts. Wait a minute and try again."
+        } else {
+            "That is not your password."
+        };
+        return page(
+            StatusCode::UNAUTHORIZED,
+            ReauthPage {
+                title: "Confirm it is you",
+                csrf: &csrf.0,
+                staff,
+                areas: areas("Licences"),
+                back: &back,
+                error: Some(error),
+            }
+            .render(),
+        );
+    };
+    let _ = admin.run(req, Some(&token), "mutation { signOut { signedOut } }", json!({})).await;
+    super::pages::set_session(req, admin, fresh);
+    Redirect::see_other(back).into_response()
 }
 
 #[derive(Deserialize)]

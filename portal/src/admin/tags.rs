@@ -8,7 +8,7 @@ use super::Admin;
 use super::pages::{Area, Staff, answer, areas, ended, page, session, staff_of, to_login};
 use crate::status_for;
 use askama::Template;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use poem::http::StatusCode;
 use poem::web::{CsrfToken, Data, Path, Query};
 use poem::{Request, Response, handler};
@@ -22,6 +22,10 @@ const TAGS_PAGE: i64 = 100;
 const KEYS_PAGE: i64 = 50;
 /// Pages remembered for "Previous" (older ones go back to the first page).
 const TRAIL: usize = 20;
+
+/// What an address keeps as written (RFC 3986's unreserved characters), so
+/// `no-tag` and cursors read as themselves; everything else is encoded.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 const OVERVIEW: &str = "query($first: Int!, $after: String, $search: String, $orderBy: TagOrder) { \
     me { role environment user { email } } \
@@ -69,7 +73,7 @@ fn address(path: &str, current: &[(&'static str, Option<&str>)], changes: &[(&st
         .iter()
         .filter_map(|(name, value)| {
             let value = changes.iter().find(|(n, _)| n == name).map_or(*value, |(_, v)| *v);
-            value.filter(|v| !v.is_empty()).map(|v| format!("{name}={}", utf8_percent_encode(v, NON_ALPHANUMERIC)))
+            value.filter(|v| !v.is_empty()).map(|v| format!("{name}={}", utf8_percent_encode(v, COMPONENT)))
         })
         .collect();
     if pairs.is_empty() { path.to_string() } else { format!("{path}?{}", pairs.join("&")) }
@@ -157,7 +161,7 @@ impl Figures {
 }
 
 fn tag_href(id: &str) -> String {
-    format!("/admin/keys/tags/{}", utf8_percent_encode(id, NON_ALPHANUMERIC))
+    format!("/admin/keys/tags/{}", utf8_percent_encode(id, COMPONENT))
 }
 
 // ----- The overview -----
@@ -419,10 +423,7 @@ fn key_row(node: &Value) -> KeyRow {
     let added = node["createdAt"].as_str().unwrap_or_default();
     KeyRow {
         key: node["key"].as_str().unwrap_or_default().to_string(),
-        href: format!(
-            "/admin/licenses/{}",
-            utf8_percent_encode(node["id"].as_str().unwrap_or_default(), NON_ALPHANUMERIC)
-        ),
+        href: format!("/admin/licenses/{}", utf8_percent_encode(node["id"].as_str().unwrap_or_default(), COMPONENT)),
         kind: node["type"].as_str().unwrap_or_default().to_lowercase(),
         status_class: format!("status status-{status}"),
         status,

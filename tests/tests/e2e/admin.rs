@@ -16,6 +16,7 @@ on_both_databases!(
     the_licences_page_searches_filters_and_sorts_from_its_address,
     licence_actions_are_confirmed_and_follow_the_role,
     a_licence_preview_shows_devices_samples_and_its_trail,
+    a_preview_asks_for_the_password_when_the_sign_in_is_old,
 );
 
 /// A staff account of `role`; its email.
@@ -299,4 +300,49 @@ async fn a_licence_preview_shows_devices_samples_and_its_trail(app: TestApp) {
     // A licence that is not there.
     let missing = manager.get("/admin/licenses/01ZZZZZZZZZZZZZZZZZZZZZZZZ").await;
     assert_eq!(missing.status, 404);
+}
+
+async fn a_preview_asks_for_the_password_when_the_sign_in_is_old(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let set = "mutation { updateSettings(input: {previewRequiresRecentSignIn: true}) \
+               { settings { previewRequiresRecentSignIn } } }";
+    data(&app.graphql(Some(&admin), set, json!({})).await);
+    let id = seed::key(
+        app.db(),
+        entity::Environment::Production,
+        "ADMIN-REAUTH-0001",
+        entity::LicenseStatus::Available,
+        &[],
+    )
+    .await;
+    seed::deliver(app.db(), &id, true).await;
+    let mut browser = signed_in_browser(&app, StaffRole::Support).await;
+    let fresh = browser.get(&format!("/admin/licenses/{id}")).await;
+    assert!(fresh.status == 200 && fresh.body.contains("ADMIN-REAUTH-0001"), "just signed in: {}", fresh.status);
+
+    // The same session ten minutes after signing in.
+    let token = browser.cookie("keysmith_admin").expect("the cookie").to_string();
+    let mut claims = app.state.jwt.verify(&token).expect("claims");
+    claims.iat -= 600;
+    let old = app.state.jwt.sign(&claims).expect("sign");
+    browser.set_cookie("keysmith_admin", &old);
+    let asked = browser.get(&format!("/admin/licenses/{id}")).await;
+    assert_eq!(asked.status, 401);
+    assert!(asked.body.contains("enter your password again") && !asked.body.contains("ADMIN-REAUTH-0001"));
+    let csrf = asked.csrf();
+    let back = format!("/admin/licenses/{id}");
+    let wrong = browser
+        .post("/admin/reauth", &[("csrf", &csrf), ("password", "not the password at all"), ("back", &back)])
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("That is not your password."));
+    let csrf = wrong.csrf();
+    let again = browser.post("/admin/reauth", &[("csrf", &csrf), ("password", TEST_PASSWORD), ("back", &back)]).await;
+    assert_eq!((again.status, again.location()), (303, back.as_str()));
+    let shown = browser.get(&back).await;
+    assert_eq!(shown.status, 200);
+    assert!(shown.body.contains("ADMIN-REAUTH-0001"));
+    // The old session ended with the new sign-in.
+    let replay = app.graphql(Some(&old), "{ me { role } }", json!({})).await;
+    assert_eq!(keysmith_tests::error_code(&replay), Some("UNAUTHENTICATED"));
 }

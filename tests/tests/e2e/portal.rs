@@ -52,6 +52,11 @@ impl PortalClient {
         Self { http, base: app.url(""), cookies: HashMap::new() }
     }
 
+    /// Puts a cookie in the client's jar, as if the server had set it.
+    pub(crate) fn set_cookie(&mut self, name: &str, value: &str) {
+        self.cookies.insert(name.to_string(), value.to_string());
+    }
+
     /// A cookie the client holds.
     pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
         self.cookies.get(name).map(String::as_str)
