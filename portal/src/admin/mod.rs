@@ -10,6 +10,7 @@ mod actions;
 mod licenses;
 mod pages;
 mod preview;
+mod tags;
 
 use crate::{Execute, PortalAuth, PortalOptions, csrf, executor, secured};
 use poem::{Endpoint, EndpointExt, Request, Route, get, post};
@@ -57,6 +58,8 @@ where
         Route::new()
             .at("/", get(pages::home))
             .at("/licenses", get(licenses::licenses))
+            .at("/keys", get(tags::overview))
+            .at("/keys/tags/:id", get(tags::tag_keys))
             .at("/licenses/:id", get(preview::preview))
             .at("/licenses/:id/offline-licence", get(preview::offline_file))
             .at("/licenses/:id/devices/:device/deactivate", post(preview::deactivate))

@@ -31,7 +31,7 @@ pub(crate) fn areas(current: &str) -> Vec<Area> {
     [
         ("Home", Some("/admin/")),
         ("Licences", Some("/admin/licenses")),
-        ("Keys & tags", None),
+        ("Keys & tags", Some("/admin/keys")),
         ("Upload keys", None),
         ("Orders", None),
         ("Products", None),

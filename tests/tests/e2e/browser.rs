@@ -399,6 +399,16 @@ async fn staff_sign_in_find_a_licence_revoke_it_and_sign_out(app: TestApp) {
     wait_for_text(c, "Licence revoked").await;
     assert_eq!(c.current_url().await.expect("url").path(), "/admin/licenses");
 
+    // The pools at a glance.
+    c.goto(&app.url("/admin/keys")).await.expect("the tags overview");
+    wait_for_text(c, "no tag").await;
+    screenshot(c, &app, "admin-keys").await;
+    c.set_window_size(390, 844).await.expect("a phone's window");
+    screenshot(c, &app, "admin-keys-phone").await;
+    c.set_window_size(1200, 900).await.expect("a desktop window");
+    c.goto(&app.url("/admin/licenses")).await.expect("the licences");
+    wait_for_in(c, "#results", "2 licences").await;
+
     // Staging is one click away and unmistakable.
     c.find(Locator::XPath("//button[normalize-space()='Switch to staging']"))
         .await
