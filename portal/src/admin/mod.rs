@@ -7,6 +7,7 @@
 //! sends the browser back to the sign-in form at once.
 
 mod actions;
+mod create;
 mod licenses;
 mod pages;
 mod preview;
@@ -60,6 +61,7 @@ where
             .at("/licenses", get(licenses::licenses))
             .at("/keys", get(tags::overview))
             .at("/keys/tags/:id", get(tags::tag_keys))
+            .at("/licenses/new", get(create::new_form).post(create::create))
             .at("/licenses/:id", get(preview::preview))
             .at("/licenses/:id/offline-licence", get(preview::offline_file))
             .at("/licenses/:id/devices/:device/deactivate", post(preview::deactivate))

@@ -17,6 +17,7 @@ on_both_databases!(
     licence_actions_are_confirmed_and_follow_the_role,
     a_licence_preview_shows_devices_samples_and_its_trail,
     a_preview_asks_for_the_password_when_the_sign_in_is_old,
+    a_licence_is_created_by_hand_with_errors_at_their_fields,
 );
 
 /// A staff account of `role`; its email.
@@ -345,4 +346,86 @@ async fn a_preview_asks_for_the_password_when_the_sign_in_is_old(app: TestApp) {
     // The old session ended with the new sign-in.
     let replay = app.graphql(Some(&old), "{ me { role } }", json!({})).await;
     assert_eq!(keysmith_tests::error_code(&replay), Some("UNAUTHENTICATED"));
+}
+
+async fn a_licence_is_created_by_hand_with_errors_at_their_fields(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let product = app
+        .graphql(Some(&admin), "mutation { createProduct(input: {name: \"Pro Suite\"}) { product { id } } }", json!({}))
+        .await;
+    let product = data(&product)["createProduct"]["product"]["id"].as_str().expect("product").to_string();
+    let generator = app
+        .graphql(
+            Some(&admin),
+            "mutation { createGenerator(input: {name: \"Default\"}) { generator { id } } }",
+            json!({}),
+        )
+        .await;
+    let generator = data(&generator)["createGenerator"]["generator"]["id"].as_str().expect("generator").to_string();
+    let customer = app
+        .graphql(
+            Some(&admin),
+            "mutation { createCustomer(input: {email: \"lin@buyer.example\", name: \"Lin\"}) { customer { id } } }",
+            json!({}),
+        )
+        .await;
+    let customer = data(&customer)["createCustomer"]["customer"]["id"].as_str().expect("customer").to_string();
+
+    // Support may not: no button, and the form says so.
+    let mut support = signed_in_browser(&app, StaffRole::Support).await;
+    assert!(!support.get("/admin/licenses").await.body.contains("/admin/licenses/new"));
+    assert_eq!(support.get("/admin/licenses/new").await.status, 403);
+
+    let mut manager = signed_in_browser(&app, StaffRole::Manager).await;
+    assert!(manager.get("/admin/licenses").await.body.contains("/admin/licenses/new"));
+    let form = manager.get("/admin/licenses/new").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("Pro Suite") && form.body.contains("Default"));
+    let csrf = form.csrf();
+    let post = |expires: &'static str, flags: &'static str, email: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("product", product.clone()),
+            ("generator", generator.clone()),
+            ("customer", email.to_string()),
+            ("limit", "2".to_string()),
+            ("expires", expires.to_string()),
+            ("flags", flags.to_string()),
+            ("metadata", "{}".to_string()),
+        ]
+    };
+
+    // An expiry in the past: the API's refusal shows at the expiry field, and nothing is created.
+    let fields = post("2020-01-01", "{}", "lin@buyer.example");
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let past = manager.post("/admin/licenses/new", &pairs).await;
+    assert_eq!(past.status, 400, "{}", past.body);
+    let at_field = past.body.split("id=\"expires-error\">").nth(1).unwrap_or_default();
+    assert!(at_field.starts_with("must be in the future") || at_field.contains("future"), "{}", past.body);
+    assert!(past.body.contains("value=\"lin@buyer.example\""), "what was typed is kept");
+    // Flags that are not a JSON object, and an unknown customer, each at their field.
+    let fields = post("", "not json", "nobody@buyer.example");
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let wrong = manager.post("/admin/licenses/new", &pairs).await;
+    assert_eq!(wrong.status, 400);
+    assert!(
+        wrong.body.contains("id=\"flags-error\"") && wrong.body.contains("id=\"customer-error\""),
+        "{}",
+        wrong.body
+    );
+    let count = entity::license_key::Entity::find().all(app.db()).await.expect("keys").len();
+    assert_eq!(count, 0, "nothing was created");
+
+    // Then right: the licence is the customer's, with its limit.
+    let fields = post("2099-12-31", "{\"tier\": \"pro\"}", "lin@buyer.example");
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let made = manager.post("/admin/licenses/new", &pairs).await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let preview = manager.get(made.location()).await;
+    assert!(preview.body.contains("Licence created"));
+    let keys = entity::license_key::Entity::find().all(app.db()).await.expect("keys");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].customer_id.as_deref(), Some(customer.as_str()));
+    assert_eq!((keys[0].status, keys[0].activation_limit), (entity::LicenseStatus::Assigned, 2));
+    assert_eq!(keys[0].feature_flags, json!({ "tier": "pro" }));
 }
