@@ -154,6 +154,39 @@ fn admin_routes(state: &AppState, schemas: &Schemas) -> impl Endpoint + use<> {
 /// chooses the environment within what the token allows.
 struct AdminSeam(AppState);
 
+impl AdminSeam {
+    /// The request's context: the session's staff member (nobody when the
+    /// token is not an open staff session) in the chosen environment.
+    async fn context(&self, req: &Request, session: Option<&str>) -> RequestContext {
+        let state = &self.0;
+        let who = match session {
+            Some(token) => users::authenticate(&state.db, &state.jwt, token)
+                .await
+                .ok()
+                .filter(|who| who.session_id.is_some() && who.viewer.role().is_staff()),
+            None => None,
+        };
+        let chosen = req
+            .cookie()
+            .get(portal::admin::ENVIRONMENT_COOKIE)
+            .and_then(|c| Environment::parse(c.value_str()))
+            .unwrap_or_default();
+        let mut context = match who {
+            Some(who) => {
+                let environment = who.environment.unwrap_or(chosen);
+                let mut context = RequestContext::new(who.viewer, environment);
+                context.issued_at = who.issued_at;
+                context.session_id = who.session_id;
+                context
+            }
+            None => RequestContext::new(Viewer::Anonymous, chosen),
+        };
+        context.host = req.header("host").map(str::to_string);
+        context.client_address = client_address(req, state.config.client_address_header.as_deref());
+        context
+    }
+}
+
 impl portal::PortalAuth for AdminSeam {
     fn request_data<'a>(
         &'a self,
@@ -161,35 +194,29 @@ impl portal::PortalAuth for AdminSeam {
         session: Option<&'a str>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = async_graphql::Data> + Send + 'a>> {
         Box::pin(async move {
-            let state = &self.0;
-            let who = match session {
-                Some(token) => users::authenticate(&state.db, &state.jwt, token)
-                    .await
-                    .ok()
-                    .filter(|who| who.session_id.is_some() && who.viewer.role().is_staff()),
-                None => None,
-            };
-            let chosen = req
-                .cookie()
-                .get(portal::admin::ENVIRONMENT_COOKIE)
-                .and_then(|c| Environment::parse(c.value_str()))
-                .unwrap_or_default();
-            let mut context = match who {
-                Some(who) => {
-                    let environment = who.environment.unwrap_or(chosen);
-                    let mut context = RequestContext::new(who.viewer, environment);
-                    context.issued_at = who.issued_at;
-                    context.session_id = who.session_id;
-                    context
-                }
-                None => RequestContext::new(Viewer::Anonymous, chosen),
-            };
-            context.host = req.header("host").map(str::to_string);
-            context.client_address = client_address(req, state.config.client_address_header.as_deref());
             let mut data = async_graphql::Data::default();
-            data.insert(context);
-            data.insert(RequestLoaders::new(&state.db));
+            data.insert(self.context(req, session).await);
+            data.insert(RequestLoaders::new(&self.0.db));
             data
+        })
+    }
+
+    fn export<'a>(
+        &'a self,
+        req: &'a Request,
+        session: &'a str,
+        export: portal::Export,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send + 'a>> {
+        Box::pin(async move {
+            let context = self.context(req, Some(session)).await;
+            let params = ExportParams {
+                tag_id: export.tag_id,
+                product_id: export.product_id,
+                status: export.status,
+                search: export.search,
+            };
+            let format = if export.json { ExportFormat::Json } else { ExportFormat::Csv };
+            stream_export(req, &self.0, &context, params, format).await.unwrap_or_else(|refused| refused)
         })
     }
 }
@@ -377,6 +404,7 @@ fn client_address(req: &Request, header: Option<&str>) -> Option<std::net::IpAdd
 #[serde(rename_all = "camelCase")]
 struct ExportParams {
     tag_id: Option<String>,
+    product_id: Option<String>,
     status: Option<String>,
     search: Option<String>,
 }
@@ -391,12 +419,23 @@ async fn export_json(req: &Request, Data(state): Data<&AppState>) -> Response {
     export(req, state, ExportFormat::Json).await.unwrap_or_else(|resp| resp)
 }
 
-/// Streams the keys the query parameters choose (`tagId`, `status`, `search`).
+/// Streams the keys the query parameters choose (`tagId`, `productId`, `status`, `search`).
 async fn export(req: &Request, state: &AppState, format: ExportFormat) -> Result<Response, Response> {
     let context = request_context(req, state).await?;
     let params: ExportParams = req.params().map_err(|e| {
         error_response(StatusCode::BAD_REQUEST, AppError::invalid("query", format!("is not understood: {e}")))
     })?;
+    stream_export(req, state, &context, params, format).await
+}
+
+/// The export of `params`'s keys with `context`'s identity, as a download.
+async fn stream_export(
+    req: &Request,
+    state: &AppState,
+    context: &RequestContext,
+    params: ExportParams,
+    format: ExportFormat,
+) -> Result<Response, Response> {
     let status = params
         .status
         .as_deref()
@@ -411,10 +450,10 @@ async fn export(req: &Request, state: &AppState, format: ExportFormat) -> Result
         tag: params.tag_id.as_deref().map(TagRef::parse),
         status,
         search: params.search,
-        ids: None,
+        product_id: params.product_id,
         ..KeyFilter::default()
     };
-    let stream = export::stream_as_job(state.db.clone(), &state.jobs, &context, &filter, format)
+    let stream = export::stream_as_job(state.db.clone(), &state.jobs, context, &filter, format)
         .await
         .map_err(|e| error_response(status_of(&e), e))?;
     // A failure after the first bytes aborts the connection, so the client

@@ -31,6 +31,34 @@ pub trait PortalAuth: Send + Sync + 'static {
         req: &'a Request,
         session: Option<&'a str>,
     ) -> Pin<Box<dyn Future<Output = async_graphql::Data> + Send + 'a>>;
+
+    /// Streams the keys `export` chooses as a download, with the session's
+    /// identity and the API's export rules (the same as
+    /// `GET /export/license-keys.csv`): a file that large is streamed by the
+    /// API rather than paged through GraphQL. Front ends without exports
+    /// answer 404.
+    fn export<'a>(
+        &'a self,
+        req: &'a Request,
+        session: &'a str,
+        export: Export,
+    ) -> Pin<Box<dyn Future<Output = poem::Response> + Send + 'a>> {
+        let _ = (req, session, export);
+        Box::pin(async { poem::IntoResponse::into_response(StatusCode::NOT_FOUND) })
+    }
+}
+
+/// Which keys an export holds, and how it is written.
+#[derive(Debug, Clone, Default)]
+pub struct Export {
+    /// A tag's id, or `no-tag`.
+    pub tag_id: Option<String>,
+    pub product_id: Option<String>,
+    /// A licence status as the API spells it (`ACTIVE`).
+    pub status: Option<String>,
+    pub search: Option<String>,
+    /// JSON rather than CSV.
+    pub json: bool,
 }
 
 /// How a front end is served.

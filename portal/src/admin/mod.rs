@@ -10,8 +10,11 @@ mod actions;
 mod create;
 mod licenses;
 mod pages;
+mod pools;
 mod preview;
 mod tags;
+
+pub use licenses::LICENSES_QUERY;
 
 use crate::{Execute, PortalAuth, PortalOptions, csrf, executor, secured};
 use poem::{Endpoint, EndpointExt, Request, Route, get, post};
@@ -43,6 +46,11 @@ impl Admin {
         request.data = self.auth.request_data(req, session).await;
         (self.execute)(request).await
     }
+
+    /// Streams an export with the session's identity (see [`PortalAuth::export`]).
+    pub(crate) async fn export(&self, req: &Request, session: &str, export: crate::Export) -> poem::Response {
+        self.auth.export(req, session, export).await
+    }
 }
 
 /// The admin portal's routes, to be nested under `/admin`. `schema` is the
@@ -60,7 +68,12 @@ where
             .at("/", get(pages::home))
             .at("/licenses", get(licenses::licenses))
             .at("/keys", get(tags::overview))
+            .at("/keys/tags", post(pools::create_tag))
             .at("/keys/tags/:id", get(tags::tag_keys))
+            .at("/keys/tags/:id/bulk", post(pools::bulk_confirm))
+            .at("/keys/tags/:id/bulk/apply", post(pools::bulk_apply))
+            .at("/keys/tags/:id/rename", get(pools::rename_form).post(pools::rename))
+            .at("/keys/tags/:id/:what", get(pools::more).post(pools::tag_action))
             .at("/licenses/new", get(create::new_form).post(create::create))
             .at("/licenses/:id", get(preview::preview))
             .at("/licenses/:id/offline-licence", get(preview::offline_file))

@@ -5,7 +5,7 @@
 //! address alone (search, filter, sort, page) and costs one GraphQL operation.
 
 use super::Admin;
-use super::pages::{Area, Staff, answer, areas, ended, page, session, staff_of, to_login};
+use super::pages::{Area, Flash, Staff, answer, areas, ended, page, session, staff_of, take_flash, to_login};
 use crate::status_for;
 use askama::Template;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -160,7 +160,7 @@ impl Figures {
     }
 }
 
-fn tag_href(id: &str) -> String {
+pub(crate) fn tag_href(id: &str) -> String {
     format!("/admin/keys/tags/{}", utf8_percent_encode(id, COMPONENT))
 }
 
@@ -231,6 +231,9 @@ struct TagsPage<'a> {
     error: Option<String>,
     previous: Option<String>,
     next: Option<String>,
+    flash: Option<Flash>,
+    /// The viewer manages keys: the "Create tag" form.
+    manages: bool,
 }
 
 #[handler]
@@ -286,6 +289,7 @@ pub(crate) async fn overview(
     let status = if error.is_some() { status_for(code.as_deref()) } else { StatusCode::OK };
     // Cursors count places in this environment's list: the switch starts over.
     let back = view.href(&[("after", None), ("trail", None)]);
+    let manages = staff.role != "support";
     page(
         status,
         TagsPage {
@@ -302,6 +306,8 @@ pub(crate) async fn overview(
             error,
             previous,
             next,
+            flash: take_flash(req, admin),
+            manages,
         }
         .render(),
     )
@@ -358,6 +364,7 @@ pub(crate) struct TagLink {
 }
 
 pub(crate) struct KeyRow {
+    pub id: String,
     pub key: String,
     /// The licence's preview.
     pub href: String,
@@ -405,6 +412,13 @@ struct TagPage<'a> {
     error: Option<String>,
     previous: Option<String>,
     next: Option<String>,
+    flash: Option<Flash>,
+    /// The viewer manages keys (managers and admins): checkboxes, bulk actions, "More actions".
+    manages: bool,
+    /// This view's address, to come back to after an action.
+    here: String,
+    /// The export's query string: this view's search and status.
+    export: String,
 }
 
 fn key_row(node: &Value) -> KeyRow {
@@ -422,6 +436,7 @@ fn key_row(node: &Value) -> KeyRow {
         .unwrap_or_default();
     let added = node["createdAt"].as_str().unwrap_or_default();
     KeyRow {
+        id: node["id"].as_str().unwrap_or_default().to_string(),
         key: node["key"].as_str().unwrap_or_default().to_string(),
         href: format!("/admin/licenses/{}", utf8_percent_encode(node["id"].as_str().unwrap_or_default(), COMPONENT)),
         kind: node["type"].as_str().unwrap_or_default().to_lowercase(),
@@ -514,6 +529,9 @@ pub(crate) async fn tag_keys(
         Some(tag) => tag.name.clone(),
         None => "No such tag".to_string(),
     };
+    let manages = staff.role != "support";
+    let here = view.href(&path, &[]);
+    let export = address("", &[("search", search_term(view.q.as_deref())), ("status", view.status())], &[]);
     page(
         status,
         TagPage {
@@ -533,6 +551,10 @@ pub(crate) async fn tag_keys(
             error,
             previous,
             next,
+            flash: take_flash(req, admin),
+            manages,
+            here,
+            export,
         }
         .render(),
     )

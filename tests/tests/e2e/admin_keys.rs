@@ -13,6 +13,9 @@ use serde_json::json;
 on_both_databases!(
     the_tags_overview_shows_each_pool_with_its_figures_sorted_and_searched,
     a_tags_keys_are_searched_by_any_part_filtered_by_status_and_paged,
+    selected_keys_are_moved_tagged_and_deleted_through_confirmations,
+    a_tag_is_created_renamed_cleaned_up_exported_and_deleted,
+    support_sees_no_key_management_and_its_forged_posts_change_nothing,
 );
 
 /// A staff account of `role`; its email (as in `admin.rs`).
@@ -227,4 +230,234 @@ async fn a_tags_keys_are_searched_by_any_part_filtered_by_status_and_paged(app: 
     assert!(pager_link(&second, "next").is_none());
     let back = browser.get(&pager_link(&second, "prev").expect("a previous page")).await;
     assert_eq!(keys_listed(&back, &many), &many[..50]);
+}
+
+/// The keys of the tag `tag_id`, through the API.
+async fn keys_of(app: &TestApp, token: &str, tag_id: &str) -> Vec<String> {
+    let body = app
+        .graphql(
+            Some(token),
+            "query($t: ID) { licenseKeys(first: 100, filter: {tagId: $t}, orderBy: {field: KEY, direction: ASC}) { edges { node { key } } } }",
+            json!({ "t": tag_id }),
+        )
+        .await;
+    data(&body)["licenseKeys"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["key"].as_str().expect("a key").to_string())
+        .collect()
+}
+
+/// The flash message a page shows after an action.
+fn flash(page: &Page) -> String {
+    let at = page.body.find("class=\"flash ").unwrap_or_else(|| panic!("no message: {}", page.body));
+    let text = &page.body[at..];
+    let text = &text[text.find('>').expect("a tag") + 1..];
+    text.split('<').next().unwrap_or_default().to_string()
+}
+
+async fn selected_keys_are_moved_tagged_and_deleted_through_confirmations(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let pro = create_tag(&app, &admin, "pro").await;
+    let pro_2027 = create_tag(&app, &admin, "pro-2027").await;
+    let keys = ["MOVE-0001-AAAA", "MOVE-0002-BBBB", "MOVE-0003-CCCC", "STAY-0004-DDDD"];
+    import(&app, &admin, &keys, Some(pro.as_str())).await;
+    let ids: Vec<String> = futures_util::future::join_all(keys.iter().map(|k| key_id(&app, &admin, k))).await;
+    seed::deliver(app.db(), &ids[0], false).await;
+    let mut browser = signed_in(&app, StaffRole::Manager).await;
+    let tag_page = format!("/admin/keys/tags/{pro}");
+    let page = browser.get(&tag_page).await;
+    assert!(page.body.contains("data-select-all=\"key\""), "select-all: {}", page.body);
+    assert!(page.body.contains(&format!("form=\"bulk\" name=\"key\" value=\"{}\"", ids[1])));
+    let csrf = page.csrf();
+
+    // Three keys, "Move to tag": the confirmation counts the keys and the order.
+    let chosen = [("csrf", csrf.as_str()), ("back", tag_page.as_str()), ("action", "move")]
+        .into_iter()
+        .chain(ids[..3].iter().map(|id| ("key", id.as_str())))
+        .collect::<Vec<_>>();
+    let confirm = browser.post(&format!("{tag_page}/bulk"), &chosen).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(confirm.body.contains("3 keys from pro"), "{}", confirm.body);
+    assert!(confirm.body.contains("delivered on 1 customer order"), "{}", confirm.body);
+    assert!(confirm.body.contains(&format!("<option value=\"{pro_2027}\">pro-2027</option>")), "{}", confirm.body);
+    assert_eq!(keys_of(&app, &admin, &pro_2027).await, Vec::<String>::new(), "nothing moves before Confirm");
+    let apply =
+        [("csrf", confirm.csrf()), ("back", tag_page.clone()), ("action", "move".into()), ("target", pro_2027.clone())]
+            .into_iter()
+            .chain(ids[..3].iter().map(|id| ("key", id.clone())))
+            .collect::<Vec<_>>();
+    let apply: Vec<(&str, &str)> = apply.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let moved = browser.post(&format!("{tag_page}/bulk/apply"), &apply).await;
+    assert_eq!((moved.status, moved.location()), (303, tag_page.as_str()));
+    let after = browser.get(&tag_page).await;
+    assert_eq!(flash(&after), "3 keys moved to pro-2027");
+    assert_eq!(keys_of(&app, &admin, &pro_2027).await, &keys[..3]);
+    assert_eq!(keys_of(&app, &admin, &pro).await, &keys[3..]);
+
+    // "Add tag" keeps the source; "Remove tag" offers the tags the keys carry.
+    let page = browser.get(&format!("/admin/keys/tags/{pro_2027}")).await;
+    let two = [("csrf", page.csrf()), ("action", "add".into()), ("target", pro.clone())]
+        .into_iter()
+        .chain(ids[1..3].iter().map(|id| ("key", id.clone())))
+        .collect::<Vec<_>>();
+    let two: Vec<(&str, &str)> = two.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let added = browser.post(&format!("/admin/keys/tags/{pro_2027}/bulk/apply"), &two).await;
+    assert_eq!(added.status, 303);
+    assert_eq!(flash(&browser.get(added.location()).await), "Tag pro added to 2 keys");
+    assert_eq!(keys_of(&app, &admin, &pro).await, [keys[1], keys[2], keys[3]]);
+    let page = browser.get(&format!("/admin/keys/tags/{pro_2027}")).await;
+    let remove = browser
+        .post(
+            &format!("/admin/keys/tags/{pro_2027}/bulk"),
+            &[("csrf", &page.csrf()), ("action", "remove"), ("key", &ids[1])],
+        )
+        .await;
+    assert!(remove.body.contains(&format!("<option value=\"{pro}\">pro</option>")), "{}", remove.body);
+    assert!(remove.body.contains(&format!("<option value=\"{pro_2027}\">pro-2027</option>")));
+    let removed = browser
+        .post(
+            &format!("/admin/keys/tags/{pro_2027}/bulk/apply"),
+            &[("csrf", &remove.csrf()), ("action", "remove"), ("target", &pro), ("key", &ids[1])],
+        )
+        .await;
+    assert_eq!(flash(&browser.get(removed.location()).await), "Tag pro removed from 1 key");
+    assert_eq!(keys_of(&app, &admin, &pro).await, [keys[2], keys[3]]);
+
+    // Delete: the order that loses its key is counted before and after.
+    let page = browser.get(&format!("/admin/keys/tags/{pro_2027}")).await;
+    let confirm = browser
+        .post(
+            &format!("/admin/keys/tags/{pro_2027}/bulk"),
+            &[("csrf", &page.csrf()), ("action", "delete"), ("key", &ids[0]), ("key", &ids[1])],
+        )
+        .await;
+    assert!(confirm.body.contains("2 keys from pro-2027"), "{}", confirm.body);
+    assert!(confirm.body.contains("1 customer order loses a key."), "{}", confirm.body);
+    let deleted = browser
+        .post(
+            &format!("/admin/keys/tags/{pro_2027}/bulk/apply"),
+            &[("csrf", &confirm.csrf()), ("action", "delete"), ("key", &ids[0]), ("key", &ids[1])],
+        )
+        .await;
+    assert_eq!(flash(&browser.get(deleted.location()).await), "2 keys deleted; 1 customer order lost a key");
+    assert_eq!(keys_of(&app, &admin, &pro_2027).await, [keys[2]]);
+
+    // Nothing selected, or a forged form: nothing happens.
+    let page = browser.get(&tag_page).await;
+    let empty = browser.post(&format!("{tag_page}/bulk"), &[("csrf", &page.csrf()), ("action", "delete")]).await;
+    assert_eq!(flash(&browser.get(empty.location()).await), "Select at least one key first.");
+    let forged = browser
+        .post(&format!("{tag_page}/bulk/apply"), &[("csrf", "forged"), ("action", "delete"), ("key", &ids[3])])
+        .await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(keys_of(&app, &admin, &pro).await, [keys[2], keys[3]]);
+}
+
+async fn a_tag_is_created_renamed_cleaned_up_exported_and_deleted(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let mut browser = signed_in(&app, StaffRole::Manager).await;
+    let overview = browser.get("/admin/keys").await;
+    assert!(overview.body.contains("action=\"/admin/keys/tags\""), "the create form: {}", overview.body);
+
+    // Create: a bad name is refused with the rule; a good one opens the tag.
+    let refused = browser.post("/admin/keys/tags", &[("csrf", &overview.csrf()), ("name", "Pro 2027")]).await;
+    assert_eq!(refused.location(), "/admin/keys");
+    assert!(flash(&browser.get("/admin/keys").await).contains("lowercase letters"));
+    let created = browser.post("/admin/keys/tags", &[("csrf", &overview.csrf()), ("name", "launch")]).await;
+    assert_eq!(created.status, 303);
+    let tag_page = created.location().to_string();
+    let id = tag_page.rsplit('/').next().expect("an id").to_string();
+    assert_eq!(flash(&browser.get(&tag_page).await), "Tag launch created");
+
+    // Rename: the rule is explained on the form; the API's refusal is shown at the field.
+    let form = browser.get(&format!("{tag_page}/rename")).await;
+    assert!(form.body.contains("Tag names are lowercase"), "{}", form.body);
+    let bad = browser.post(&format!("{tag_page}/rename"), &[("csrf", &form.csrf()), ("name", "Launch")]).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("id=\"name-error\">must use only lowercase letters"), "{}", bad.body);
+    assert!(bad.body.contains("value=\"Launch\""), "what was typed stays");
+    let renamed = browser.post(&format!("{tag_page}/rename"), &[("csrf", &form.csrf()), ("name", "launch-2027")]).await;
+    assert_eq!(renamed.location(), tag_page);
+    assert_eq!(flash(&browser.get(&tag_page).await), "Tag renamed to launch-2027");
+
+    // Clean up: the waiting copy goes, the oldest stays; then nothing is left to remove.
+    import(&app, &admin, &["DUPE-0001-KEEP", "UNIQ-0002-ONLY"], Some(id.as_str())).await;
+    let again = app
+        .graphql(
+            Some(&admin),
+            "mutation($t: [ID!]!) { importLicenseKeys(input: {text: \"DUPE-0001-KEEP\", tagIds: $t, duplicates: KEEP}) { imported } }",
+            json!({ "t": [id] }),
+        )
+        .await;
+    assert_eq!(data(&again)["importLicenseKeys"]["imported"], 1);
+    let confirm = browser.get(&format!("{tag_page}/clean-up")).await;
+    assert!(confirm.body.contains("keeping the oldest copy"), "{}", confirm.body);
+    let cleaned = browser.post(&format!("{tag_page}/clean-up"), &[("csrf", &confirm.csrf())]).await;
+    assert_eq!(cleaned.location(), tag_page);
+    assert_eq!(flash(&browser.get(&tag_page).await), "1 duplicate key removed");
+    assert_eq!(keys_of(&app, &admin, &id).await, ["DUPE-0001-KEEP", "UNIQ-0002-ONLY"]);
+    browser.post(&format!("{tag_page}/clean-up"), &[("csrf", &confirm.csrf())]).await;
+    assert_eq!(flash(&browser.get(&tag_page).await), "No duplicates found: nothing was removed");
+
+    // Export: exactly the view's keys, as CSV and JSON.
+    let csv = browser.get(&format!("{tag_page}/export.csv?search=uniq")).await;
+    assert_eq!(csv.status, 200, "{}", csv.body);
+    assert!(csv.headers["content-type"].to_str().expect("ascii").starts_with("text/csv"));
+    assert!(csv.body.contains("UNIQ-0002-ONLY") && !csv.body.contains("DUPE-0001-KEEP"), "{}", csv.body);
+    let json_file = browser.get(&format!("{tag_page}/export.json")).await;
+    let rows: serde_json::Value = serde_json::from_str(&json_file.body).expect("JSON");
+    assert_eq!(rows.as_array().map(Vec::len), Some(2), "{rows}");
+
+    // Delete the tag with its keys: counted, then gone.
+    let confirm = browser.get(&format!("{tag_page}/delete")).await;
+    assert!(confirm.body.contains("Deletes the tag launch-2027 and its 2 keys for good."), "{}", confirm.body);
+    let deleted = browser.post(&format!("{tag_page}/delete"), &[("csrf", &confirm.csrf())]).await;
+    assert_eq!(deleted.location(), "/admin/keys");
+    assert_eq!(flash(&browser.get("/admin/keys").await), "Tag deleted with its 2 keys");
+    assert_eq!(browser.get(&tag_page).await.status, 404);
+}
+
+async fn support_sees_no_key_management_and_its_forged_posts_change_nothing(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let pro = create_tag(&app, &admin, "pro").await;
+    let other = create_tag(&app, &admin, "other").await;
+    import(&app, &admin, &["SUPP-0001-KEYS"], Some(pro.as_str())).await;
+    let id = key_id(&app, &admin, "SUPP-0001-KEYS").await;
+    let mut browser = signed_in(&app, StaffRole::Support).await;
+    let tag_page = format!("/admin/keys/tags/{pro}");
+    let page = browser.get(&tag_page).await;
+    assert_eq!(page.status, 200);
+    for control in ["id=\"bulk\"", "data-select-all", "More actions", "/rename", "/delete", "/clean-up", "export.csv"] {
+        assert!(!page.body.contains(control), "support sees no {control}");
+    }
+    let overview = browser.get("/admin/keys").await;
+    assert!(!overview.body.contains("Create tag") && !overview.body.contains("/admin/keys/upload"));
+
+    // Hand-made forms with a valid token: the API refuses, nothing changes.
+    let csrf = page.csrf();
+    for (path, form) in [
+        (format!("{tag_page}/bulk/apply"), vec![("csrf", csrf.as_str()), ("action", "delete"), ("key", id.as_str())]),
+        (
+            format!("{tag_page}/bulk/apply"),
+            vec![("csrf", csrf.as_str()), ("action", "move"), ("target", other.as_str()), ("key", id.as_str())],
+        ),
+        (format!("{tag_page}/delete"), vec![("csrf", csrf.as_str()), ("force", "yes")]),
+        (format!("{tag_page}/rename"), vec![("csrf", csrf.as_str()), ("name", "renamed")]),
+        ("/admin/keys/tags".to_string(), vec![("csrf", csrf.as_str()), ("name", "sneaky")]),
+    ] {
+        let refused = browser.post(&path, &form).await;
+        let shown = if refused.status == 303 { browser.get(refused.location()).await.body } else { refused.body };
+        assert!(shown.contains("Your role may not"), "{path}: {shown}");
+    }
+    assert_eq!(keys_of(&app, &admin, &pro).await, ["SUPP-0001-KEYS"]);
+    let tags = app.graphql(Some(&admin), "{ tags { edges { node { name } } } }", json!({})).await;
+    let names: Vec<&str> = data(&tags)["tags"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .filter_map(|e| e["node"]["name"].as_str())
+        .collect();
+    assert!(names.contains(&"pro") && !names.contains(&"renamed") && !names.contains(&"sneaky"), "{names:?}");
 }

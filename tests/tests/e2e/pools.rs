@@ -38,6 +38,7 @@ async fn keys_in(app: &TestApp, token: &str, tag_id: &str, filter: Value) -> Vec
 }
 
 on_both_databases!(
+    keys_are_read_again_by_their_ids,
     tag_names_follow_the_rule_and_system_tags_stay,
     the_overview_counts_every_pool_in_the_database,
     deleting_a_tag_deletes_its_keys_and_counts_the_orders_that_lose_them,
@@ -391,4 +392,35 @@ async fn duplicates_are_cleaned_up_keeping_the_oldest(app: TestApp) {
     assert_eq!(data(&again)["cleanUpDuplicates"]["keysChanged"], 0);
     let untagged = app.graphql(Some(&manager), clean, json!({ "t": "no-tag" })).await;
     assert_eq!(data(&untagged)["cleanUpDuplicates"]["keysChanged"], 0, "one copy in the untagged pool is no duplicate");
+}
+
+/// `filter: {ids}` reads chosen keys again (what a list's bulk action
+/// confirms), within the environment, and refuses an empty or huge list.
+async fn keys_are_read_again_by_their_ids(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let mut ids = Vec::new();
+    for key in ["IDS-0001", "IDS-0002", "IDS-0003"] {
+        ids.push(seed::key(app.db(), Environment::Production, key, LicenseStatus::Available, &[]).await);
+    }
+    let staged = seed::key(app.db(), Environment::Staging, "IDS-STAGED", LicenseStatus::Available, &[]).await;
+    let query = "query($ids: [ID!]) { licenseKeys(filter: {ids: $ids}, orderBy: {field: KEY, direction: ASC}) { totalCount edges { node { key } } } }";
+    let body = app.graphql(Some(&admin), query, json!({ "ids": [ids[2], ids[0], ids[0]] })).await;
+    let found: Vec<&str> = data(&body)["licenseKeys"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .filter_map(|e| e["node"]["key"].as_str())
+        .collect();
+    assert_eq!(found, ["IDS-0001", "IDS-0003"]);
+    assert_eq!(data(&body)["licenseKeys"]["totalCount"], 2);
+    let other = app.graphql(Some(&admin), query, json!({ "ids": [staged, ids[1]] })).await;
+    assert_eq!(data(&other)["licenseKeys"]["totalCount"], 1, "another environment's keys match nothing");
+    for wrong in [json!([]), json!((0..1001).map(|i| format!("id-{i}")).collect::<Vec<_>>())] {
+        let refused = app.graphql(Some(&admin), query, json!({ "ids": wrong })).await;
+        assert_eq!(
+            (error_code(&refused), error_field(&refused)),
+            (Some("INVALID_INPUT"), Some("filter.ids")),
+            "{refused}"
+        );
+    }
 }

@@ -75,12 +75,13 @@ impl PoolMutation {
         let filter = match (input.key_ids, input.filter) {
             (Some(key_ids), None) => KeyFilter { ids: Some(ids(key_ids)), ..KeyFilter::default() },
             (None, Some(filter)) => {
-                let filter: KeyFilter = filter.into();
+                let filter = filter.into_filter()?;
                 if filter.tag.is_none()
+                    && filter.ids.is_none()
                     && filter.status.is_none()
                     && filter.search.as_deref().is_none_or(|s| s.trim().is_empty())
                 {
-                    return Err(AppError::invalid("filter", "must name a tag, a status or a search").into());
+                    return Err(AppError::invalid("filter", "must name a tag, a status, a search or ids").into());
                 }
                 filter
             }

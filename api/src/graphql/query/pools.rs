@@ -63,6 +63,6 @@ impl PoolQuery {
         filter: Option<LicenseKeyFilter>,
         order_by: Option<LicenseKeyOrder>,
     ) -> Result<ListConnection<LicenseKey>> {
-        list_keys(ctx, first, after, filter.unwrap_or_default().into(), order_by).await
+        list_keys(ctx, first, after, filter.unwrap_or_default().into_filter()?, order_by).await
     }
 }

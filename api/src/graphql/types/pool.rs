@@ -318,20 +318,34 @@ pub struct LicenseKeyFilter {
     /// (3 characters or more), or their beginning (fewer); case-insensitive; at
     /// most 256 characters, every character taken literally.
     pub search: Option<String>,
+    /// These keys only: between 1 and 1000 ids (e.g. the rows a list showed,
+    /// to read them again before a bulk action). Ids of other environments
+    /// match nothing.
+    pub ids: Option<Vec<ID>>,
 }
 
-impl From<LicenseKeyFilter> for KeyFilter {
-    fn from(f: LicenseKeyFilter) -> Self {
-        KeyFilter {
-            tag: f.tag_id.map(|id| TagRef::parse(&id)),
-            status: f.status.map(Into::into),
-            search: f.search,
-            ids: None,
-            product_id: f.product_id.map(|id| id.0),
-            customer_id: f.customer_id.map(|id| id.0),
-            expiring_before: f.expiring_before,
-            deliverable_to: None,
+impl LicenseKeyFilter {
+    /// The filter as the services take it; `filter.ids` is checked here.
+    pub fn into_filter(self) -> Result<KeyFilter, AppError> {
+        if let Some(given) = &self.ids {
+            let distinct: std::collections::BTreeSet<&str> = given.iter().map(|id| id.as_str()).collect();
+            if distinct.is_empty() || distinct.len() > keys::MAX_IDS {
+                return Err(AppError::invalid(
+                    "filter.ids",
+                    format!("must name between 1 and {} keys (got {})", keys::MAX_IDS, distinct.len()),
+                ));
+            }
         }
+        Ok(KeyFilter {
+            tag: self.tag_id.map(|id| TagRef::parse(&id)),
+            status: self.status.map(Into::into),
+            search: self.search,
+            ids: self.ids.map(ids),
+            product_id: self.product_id.map(|id| id.0),
+            customer_id: self.customer_id.map(|id| id.0),
+            expiring_before: self.expiring_before,
+            deliverable_to: None,
+        })
     }
 }
 
@@ -431,7 +445,7 @@ pub struct MoveLicenseKeysInput {
 pub struct DeleteLicenseKeysInput {
     /// The keys to delete (at most 1000). Give this or `filter`.
     pub key_ids: Option<Vec<ID>>,
-    /// Every key matching; it must name a tag, a status or a search.
+    /// Every key matching; it must name a tag, a status, a search or ids.
     pub filter: Option<LicenseKeyFilter>,
     /// Needed when some of the keys were ever activated.
     #[graphql(default)]
