@@ -134,6 +134,8 @@ fn portal_routes(state: &AppState, schemas: &Schemas) -> impl Endpoint + use<> {
     let options = portal::PortalOptions {
         csrf_key: state.jwt.portal_csrf_key(),
         secure_cookies: state.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+        max_form_bytes: state.config.max_body_bytes,
+        max_upload_bytes: state.config.max_upload_bytes,
     };
     portal::routes(schemas.public.clone(), PortalSeam(state.clone()), options)
 }
@@ -144,6 +146,8 @@ fn admin_routes(state: &AppState, schemas: &Schemas) -> impl Endpoint + use<> {
     let options = portal::PortalOptions {
         csrf_key: state.jwt.portal_csrf_key(),
         secure_cookies: state.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+        max_form_bytes: state.config.max_body_bytes,
+        max_upload_bytes: state.config.max_upload_bytes,
     };
     portal::admin::routes(schemas.staff.clone(), AdminSeam(state.clone()), options)
 }

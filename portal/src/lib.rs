@@ -68,6 +68,10 @@ pub struct PortalOptions {
     pub csrf_key: [u8; 32],
     /// Mark cookies `Secure` (the front end is reached over HTTPS).
     pub secure_cookies: bool,
+    /// Largest form a POST may send, in bytes (pasted keys included).
+    pub max_form_bytes: usize,
+    /// Largest file a key upload may send, in bytes.
+    pub max_upload_bytes: usize,
 }
 
 /// A schema, type-erased: runs one GraphQL request.

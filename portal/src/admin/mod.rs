@@ -13,11 +13,16 @@ mod pages;
 mod pools;
 mod preview;
 mod tags;
+mod upload;
 
 pub use licenses::LICENSES_QUERY;
 
 use crate::{Execute, PortalAuth, PortalOptions, csrf, executor, secured};
-use poem::{Endpoint, EndpointExt, Request, Route, get, post};
+use poem::error::SizedLimitError;
+use poem::http::Method;
+use poem::web::headers::{ContentLength, HeaderMapExt};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Route, get, post};
+use std::future::Future;
 use std::sync::Arc;
 
 /// The cookie holding a signed-in staff member's session token.
@@ -31,10 +36,30 @@ pub(crate) struct Admin {
     execute: Execute,
     auth: Box<dyn PortalAuth>,
     pub(crate) options: PortalOptions,
+    /// Key uploads running or reported on this node.
+    pub(crate) uploads: Arc<Uploads>,
 }
+
+/// Key uploads by their page's id (see `upload`).
+#[derive(Default)]
+pub(crate) struct Uploads(std::sync::Mutex<std::collections::HashMap<String, upload::Ticket>>);
 
 impl Admin {
     /// Runs `query` with the request's identity (the session's, when given).
+    /// The data a request with the session's identity runs with.
+    pub(crate) async fn request_data(&self, req: &Request, session: Option<&str>) -> async_graphql::Data {
+        self.auth.request_data(req, session).await
+    }
+
+    /// Starts a request already carrying its data; it runs to its end even
+    /// when the browser that asked has gone.
+    pub(crate) fn start(
+        &self,
+        request: async_graphql::Request,
+    ) -> std::pin::Pin<Box<dyn Future<Output = async_graphql::Response> + Send>> {
+        (self.execute)(request)
+    }
+
     pub(crate) async fn run(
         &self,
         req: &Request,
@@ -62,7 +87,16 @@ where
     A: PortalAuth,
 {
     let csrf = csrf(&options, "keysmith_admin_csrf", "/admin");
-    let admin = Arc::new(Admin { execute: executor(schema), auth: Box::new(auth), options });
+    // Bodies are bounded before anything reads them: forms by the API's
+    // request limit, key uploads by its upload limit.
+    let form_limit = options.max_form_bytes.saturating_add(16 * 1024);
+    let upload_limit = options.max_upload_bytes.saturating_add(form_limit);
+    let admin = Arc::new(Admin {
+        execute: executor(schema),
+        auth: Box::new(auth),
+        options,
+        uploads: Arc::new(Uploads::default()),
+    });
     secured(
         Route::new()
             .at("/", get(pages::home))
@@ -74,6 +108,8 @@ where
             .at("/keys/tags/:id/bulk/apply", post(pools::bulk_apply))
             .at("/keys/tags/:id/rename", get(pools::rename_form).post(pools::rename))
             .at("/keys/tags/:id/:what", get(pools::more).post(pools::tag_action))
+            .at("/keys/upload", get(upload::upload_form).post(upload::upload))
+            .at("/keys/upload/:id", get(upload::report))
             .at("/licenses/new", get(create::new_form).post(create::create))
             .at("/licenses/:id", get(preview::preview))
             .at("/licenses/:id/offline-licence", get(preview::offline_file))
@@ -87,6 +123,19 @@ where
             .at("/static/admin.css", get(pages::stylesheet))
             .at("/static/admin.js", get(pages::script))
             .data(admin)
-            .with(csrf),
+            .with(csrf)
+            .around(move |ep, req| async move {
+                if req.method() == Method::POST {
+                    let limit = if req.uri().path().ends_with("/keys/upload") { upload_limit } else { form_limit };
+                    match req.headers().typed_get::<ContentLength>() {
+                        None => return Err(SizedLimitError::MissingContentLength.into()),
+                        Some(ContentLength(length)) if length > limit as u64 => {
+                            return Err(SizedLimitError::PayloadTooLarge.into());
+                        }
+                        Some(_) => {}
+                    }
+                }
+                ep.call(req).await.map(IntoResponse::into_response)
+            }),
     )
 }

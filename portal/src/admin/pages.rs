@@ -24,6 +24,8 @@ pub(crate) struct Area {
     pub name: &'static str,
     pub href: Option<&'static str>,
     pub current: bool,
+    /// Only for those who manage licences (managers and admins).
+    pub manages: bool,
 }
 
 /// Every area, in the navigation's order.
@@ -32,7 +34,7 @@ pub(crate) fn areas(current: &str) -> Vec<Area> {
         ("Home", Some("/admin/")),
         ("Licences", Some("/admin/licenses")),
         ("Keys & tags", Some("/admin/keys")),
-        ("Upload keys", None),
+        ("Upload keys", Some("/admin/keys/upload")),
         ("Orders", None),
         ("Products", None),
         ("Customers", None),
@@ -45,7 +47,7 @@ pub(crate) fn areas(current: &str) -> Vec<Area> {
         ("Staff", None),
     ]
     .into_iter()
-    .map(|(name, href)| Area { name, href, current: name == current })
+    .map(|(name, href)| Area { name, href, current: name == current, manages: name == "Upload keys" })
     .collect()
 }
 

@@ -16,6 +16,9 @@ on_both_databases!(
     selected_keys_are_moved_tagged_and_deleted_through_confirmations,
     a_tag_is_created_renamed_cleaned_up_exported_and_deleted,
     support_sees_no_key_management_and_its_forged_posts_change_nothing,
+    keys_are_uploaded_from_a_csv_with_its_bad_line_reported_by_number,
+    a_large_upload_shows_its_progress_until_the_report,
+    oversized_forms_are_refused_before_they_are_read,
 );
 
 /// A staff account of `role`; its email (as in `admin.rs`).
@@ -433,7 +436,7 @@ async fn support_sees_no_key_management_and_its_forged_posts_change_nothing(app:
         assert!(!page.body.contains(control), "support sees no {control}");
     }
     let overview = browser.get("/admin/keys").await;
-    assert!(!overview.body.contains("Create tag") && !overview.body.contains("/admin/keys/upload"));
+    assert!(!overview.body.contains("Create tag") && !overview.body.contains("/admin/keys/upload"), "{}", overview.body);
 
     // Hand-made forms with a valid token: the API refuses, nothing changes.
     let csrf = page.csrf();
@@ -460,4 +463,146 @@ async fn support_sees_no_key_management_and_its_forged_posts_change_nothing(app:
         .filter_map(|e| e["node"]["name"].as_str())
         .collect();
     assert!(names.contains(&"pro") && !names.contains(&"renamed") && !names.contains(&"sneaky"), "{names:?}");
+}
+
+/// An upload form: the page's token, `fields`, and a file when given.
+fn upload_form(csrf: &str, fields: &[(&str, &str)], file: Option<(&str, Vec<u8>)>) -> reqwest::multipart::Form {
+    let mut form = reqwest::multipart::Form::new().text("csrf", csrf.to_string());
+    for (name, value) in fields {
+        form = form.text(name.to_string(), value.to_string());
+    }
+    match file {
+        Some((name, bytes)) => form.part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string())),
+        None => form.part("file", reqwest::multipart::Part::bytes(Vec::new()).file_name("")),
+    }
+}
+
+/// The figure a report shows under `label`.
+fn report_figure(page: &Page, label: &str) -> String {
+    let at = page.body.find(&format!("<dt>{label}</dt><dd>")).unwrap_or_else(|| panic!("no {label}: {}", page.body));
+    page.body[at + label.len() + 13..].split('<').next().unwrap_or_default().to_string()
+}
+
+async fn keys_are_uploaded_from_a_csv_with_its_bad_line_reported_by_number(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let pro = create_tag(&app, &admin, "pro").await;
+    let mut browser = signed_in(&app, StaffRole::Manager).await;
+    let form = browser.get("/admin/keys/upload").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form.body.contains("enctype=\"multipart/form-data\""));
+    assert!(form.body.contains(&format!("name=\"tag\" value=\"{pro}\"")), "the tags to choose: {}", form.body);
+    let csrf = form.csrf();
+    let csv =
+        b"key,tags,product,expiry,activationLimit\nCSV-0001-AAAA,launch\nCSV-0002-BBBB,,,2020-01-01\n\nCSV-0003-CCCC\n"
+            .to_vec();
+
+    // One bad line: nothing imported, the line's number and reason shown.
+    let sent = browser
+        .post_multipart("/admin/keys/upload", upload_form(&csrf, &[("tag", &pro)], Some(("keys.csv", csv.clone()))))
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    assert!(sent.location().starts_with("/admin/keys/upload/"), "{}", sent.location());
+    let report = browser.get(sent.location()).await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    assert!(report.body.contains("Nothing was imported: 1 invalid line."), "{}", report.body);
+    assert!(
+        report.body.contains("<td class=\"num\">3</td><td>expiry: 2020-01-01 is not in the future</td>"),
+        "{}",
+        report.body
+    );
+    assert_eq!(keys_of(&app, &admin, &pro).await, Vec::<String>::new());
+
+    // Again with "skip invalid lines": the others arrive, in the chosen tag, and the CSV's tag is created.
+    let sent = browser
+        .post_multipart(
+            "/admin/keys/upload",
+            upload_form(&csrf, &[("tag", &pro), ("skip_invalid", "yes")], Some(("keys.csv", csv))),
+        )
+        .await;
+    let report = browser.get(sent.location()).await;
+    assert!(report.body.contains("2 keys imported"), "{}", report.body);
+    assert_eq!(report_figure(&report, "Invalid lines"), "1");
+    assert_eq!(report_figure(&report, "Imported"), "2");
+    assert!(report.body.contains("<span class=\"tag-link\">launch</span>"), "tags created: {}", report.body);
+    assert_eq!(keys_of(&app, &admin, &pro).await, ["CSV-0001-AAAA", "CSV-0003-CCCC"]);
+
+    // Pasted keys: the one already in the pool is skipped and counted.
+    let sent = browser
+        .post_multipart("/admin/keys/upload", upload_form(&csrf, &[("text", "CSV-0001-AAAA\nPASTE-0004")], None))
+        .await;
+    let report = browser.get(sent.location()).await;
+    assert!(report.body.contains("From pasted keys."), "{}", report.body);
+    assert_eq!(report_figure(&report, "Imported"), "1");
+    assert_eq!(report_figure(&report, "Already in the pool"), "1");
+    assert_eq!(keys_of(&app, &admin, "no-tag").await, ["PASTE-0004"]);
+
+    // Nothing to import, both at once, a forged form: refused, nothing changes.
+    let empty = browser.post_multipart("/admin/keys/upload", upload_form(&csrf, &[], None)).await;
+    assert_eq!(empty.status, 400);
+    assert!(empty.body.contains("Paste keys or choose a file."), "{}", empty.body);
+    let both = browser
+        .post_multipart(
+            "/admin/keys/upload",
+            upload_form(&csrf, &[("text", "BOTH-0001")], Some(("more.txt", b"BOTH-0002".to_vec()))),
+        )
+        .await;
+    assert!(both.body.contains("not both"), "{}", both.body);
+    assert!(both.body.contains(">BOTH-0001</textarea>"), "what was pasted stays");
+    let forged =
+        browser.post_multipart("/admin/keys/upload", upload_form("forged", &[("text", "FORGED-0001")], None)).await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(keys_of(&app, &admin, "no-tag").await, ["PASTE-0004"]);
+
+    // Another staff member cannot read this report; support may not upload.
+    let mut support = signed_in(&app, StaffRole::Support).await;
+    assert_eq!(support.get(sent.location()).await.status, 404);
+    let refused = support.get("/admin/keys/upload").await;
+    assert_eq!(refused.status, 403);
+}
+
+async fn a_large_upload_shows_its_progress_until_the_report(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let mut browser = signed_in(&app, StaffRole::Manager).await;
+    let form = browser.get("/admin/keys/upload").await;
+    let count = 60_000;
+    let file: String = (0..count).map(|i| format!("LARGE-{i:08}-UPLOAD\n")).collect();
+    let sent = browser
+        .post_multipart("/admin/keys/upload", upload_form(&form.csrf(), &[], Some(("large.txt", file.into_bytes()))))
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    // While it runs the page refreshes itself; then the report is there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let report = loop {
+        let page = browser.get(sent.location()).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        if page.body.contains("Upload report") {
+            break page;
+        }
+        assert!(page.body.contains("<meta http-equiv=\"refresh\" content=\"2\">"), "{}", page.body);
+        assert!(page.body.contains("Importing keys"));
+        assert!(std::time::Instant::now() < deadline, "the import did not finish");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(!report.body.contains("http-equiv=\"refresh\""), "a finished report stays put");
+    assert!(report.body.contains(&format!("{count} keys imported")), "{}", report.body);
+    let total =
+        app.graphql(Some(&admin), "{ licenseKeys(filter: {search: \"LARGE-\"}) { totalCount } }", json!({})).await;
+    assert_eq!(data(&total)["licenseKeys"]["totalCount"], count);
+}
+
+async fn oversized_forms_are_refused_before_they_are_read(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let mut browser = signed_in(&app, StaffRole::Manager).await;
+    let page = browser.get("/admin/keys").await;
+    let huge = "a".repeat(app.state.config.max_body_bytes + 32 * 1024);
+    let refused = browser.post("/admin/keys/tags", &[("csrf", &page.csrf()), ("name", &huge)]).await;
+    assert_eq!(refused.status, 413, "{}", refused.body);
+    let pasted = browser
+        .post_multipart("/admin/keys/upload", upload_form(&page.csrf(), &[("text", &huge)], None))
+        .await;
+    assert_eq!(pasted.status, 400, "pasted text past the request limit: {}", pasted.body);
+    assert!(pasted.body.contains("choose a file for more"), "{}", pasted.body);
+    let tags = app.graphql(Some(&admin), "{ tags { totalCount } }", json!({})).await;
+    assert_eq!(data(&tags)["tags"]["totalCount"], 2, "only the system tags");
+    assert_eq!(browser.get("/admin/keys").await.status, 200, "the session still works");
 }

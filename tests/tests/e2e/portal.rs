@@ -105,6 +105,19 @@ impl PortalClient {
         self.keep(resp).await
     }
 
+    /// Posts a `multipart/form-data` form (a file upload), as a browser does.
+    pub(crate) async fn post_multipart(&mut self, path: &str, form: reqwest::multipart::Form) -> Page {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .multipart(form)
+            .send()
+            .await
+            .expect("answer");
+        self.keep(resp).await
+    }
+
     /// Opens a sign-in link and presses its button: the answer to the POST.
     pub(crate) async fn follow(&mut self, link: &str) -> Page {
         let opened = self.get(link).await;
