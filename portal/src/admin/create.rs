@@ -142,8 +142,20 @@ pub(crate) async fn new_form(req: &Request, Data(admin): Data<&Arc<Admin>>, csrf
     render(req, admin, &token, &csrf.0, &blank, Vec::new()).await
 }
 
+/// The id of the customer with `email` in this environment, or what to say.
+pub(crate) async fn find_customer(req: &Request, admin: &Admin, token: &str, email: &str) -> Result<String, String> {
+    let (data, _, message) = answer(admin.run(req, Some(token), FIND_CUSTOMER, json!({ "email": email })).await);
+    data["customers"]["edges"]
+        .as_array()
+        .and_then(|edges| {
+            edges.iter().find(|e| e["node"]["email"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(email)))
+        })
+        .and_then(|edge| edge["node"]["id"].as_str().map(str::to_string))
+        .ok_or_else(|| message.unwrap_or_else(|| "no customer has this email in this environment".into()))
+}
+
 /// The form's fields that map to the API's input fields.
-fn field_of(api_field: &str) -> Option<&'static str> {
+pub(crate) fn field_of(api_field: &str) -> Option<&'static str> {
     match api_field {
         "productId" => Some("product"),
         "generatorId" => Some("generator"),
@@ -156,7 +168,7 @@ fn field_of(api_field: &str) -> Option<&'static str> {
     }
 }
 
-fn json_object(text: &str, field: &'static str, problems: &mut Vec<Problem>) -> Option<Value> {
+pub(crate) fn json_object(text: &str, field: &'static str, problems: &mut Vec<Problem>) -> Option<Value> {
     let text = text.trim();
     if text.is_empty() {
         return None;
@@ -191,18 +203,11 @@ pub(crate) async fn create(
     input.insert("generatorId".into(), json!(form.generator));
     let email = form.customer.trim();
     if !email.is_empty() {
-        let (data, _, message) = answer(admin.run(req, Some(&token), FIND_CUSTOMER, json!({ "email": email })).await);
-        let found = data["customers"]["edges"].as_array().and_then(|edges| {
-            edges.iter().find(|e| e["node"]["email"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(email)))
-        });
-        match found {
-            Some(edge) => {
-                input.insert("customerId".into(), edge["node"]["id"].clone());
+        match find_customer(req, admin, &token, email).await {
+            Ok(id) => {
+                input.insert("customerId".into(), json!(id));
             }
-            None => problems.push(Problem {
-                field: Some("customer"),
-                text: message.unwrap_or_else(|| "no customer has this email in this environment".into()),
-            }),
+            Err(text) => problems.push(Problem { field: Some("customer"), text }),
         }
     }
     match form.limit.trim() {
@@ -218,12 +223,11 @@ pub(crate) async fn create(
     if form.lifetime.is_some() {
         input.insert("expiresAt".into(), Value::Null);
     } else if !form.expires.trim().is_empty() {
-        let day = form.expires.trim();
-        match chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") {
-            Ok(date) => {
-                input.insert("expiresAt".into(), json!(format!("{date}T23:59:59Z")));
+        match end_of_day(&form.expires) {
+            Some(at) => {
+                input.insert("expiresAt".into(), json!(at));
             }
-            Err(_) => problems.push(Problem { field: Some("expires"), text: "must be a date (YYYY-MM-DD)".into() }),
+            None => problems.push(Problem { field: Some("expires"), text: "must be a date (YYYY-MM-DD)".into() }),
         }
     }
     if let Some(flags) = json_object(&form.flags, "flags", &mut problems) {
@@ -245,18 +249,29 @@ pub(crate) async fn create(
     if errors.iter().any(|e| e["extensions"]["code"] == "UNAUTHENTICATED") {
         return ended(req, admin);
     }
-    let problems = errors
+    let problems = problems_of(&errors);
+    render(req, admin, &token, &csrf.0, &form, problems).await
+}
+
+/// The API's errors, each at the form field it names (the field's name cut
+/// from the message there: "expiresAt: must be in the future" reads at its
+/// field as "must be in the future").
+pub(crate) fn problems_of(errors: &[Value]) -> Vec<Problem> {
+    errors
         .iter()
         .map(|e| {
             let field = e["extensions"]["field"].as_str().and_then(field_of);
             let text = e["message"].as_str().unwrap_or("That did not work.").to_string();
-            // "expiresAt: must be in the future" reads at its field as "must be in the future".
             let text = match (field, text.split_once(": ")) {
                 (Some(_), Some((_, reason))) => reason.to_string(),
                 _ => text,
             };
             Problem { field, text }
         })
-        .collect();
-    render(req, admin, &token, &csrf.0, &form, problems).await
+        .collect()
+}
+
+/// A day typed in a date field as the API's time: the end of that day, UTC.
+pub(crate) fn end_of_day(day: &str) -> Option<String> {
+    chrono::NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d").ok().map(|date| format!("{date}T23:59:59Z"))
 }

@@ -151,6 +151,8 @@ struct LicensesPage<'a> {
     flash: Option<Flash>,
     /// This view's address, encoded for a `back` parameter.
     back_param: String,
+    /// The export's query string: this view's search and filters.
+    export: String,
 }
 
 fn day(value: &Value) -> Option<String> {
@@ -284,7 +286,35 @@ pub(crate) async fn licenses(
             clear: "/admin/licenses".to_string(),
             flash,
             back_param,
+            export: view.href(&[("sort", None), ("dir", None), ("after", None), ("trail", None)]).replacen(
+                "/admin/licenses",
+                "",
+                1,
+            ),
         }
         .render(),
     )
+}
+
+/// The licences the view shows, as a download (every page of them).
+async fn export(req: &Request, admin: &Admin, view: View, json: bool) -> Response {
+    let Some(token) = session(req) else { return to_login(None) };
+    let export = crate::Export {
+        product_id: view.product().map(str::to_string),
+        status: view.status().map(str::to_string),
+        search: view.search().map(str::to_string),
+        json,
+        ..crate::Export::default()
+    };
+    admin.export(req, &token, export).await
+}
+
+#[handler]
+pub(crate) async fn export_csv(req: &Request, Data(admin): Data<&Arc<Admin>>, Query(view): Query<View>) -> Response {
+    export(req, admin, view, false).await
+}
+
+#[handler]
+pub(crate) async fn export_json(req: &Request, Data(admin): Data<&Arc<Admin>>, Query(view): Query<View>) -> Response {
+    export(req, admin, view, true).await
 }

@@ -8,6 +8,7 @@
 
 mod actions;
 mod create;
+mod edit;
 mod licenses;
 mod pages;
 mod pools;
@@ -111,7 +112,11 @@ where
             .at("/keys/upload", get(upload::upload_form).post(upload::upload))
             .at("/keys/upload/:id", get(upload::report))
             .at("/licenses/new", get(create::new_form).post(create::create))
+            .at("/licenses/export.csv", get(licenses::export_csv))
+            .at("/licenses/export.json", get(licenses::export_json))
             .at("/licenses/:id", get(preview::preview))
+            .at("/licenses/:id/edit", get(edit::edit_form).post(edit::edit))
+            .at("/licenses/:id/assign", get(edit::assign_form).post(edit::assign))
             .at("/licenses/:id/offline-licence", get(preview::offline_file))
             .at("/licenses/:id/devices/:device/deactivate", post(preview::deactivate))
             .at("/licenses/:id/confirm/:action", get(actions::confirm))

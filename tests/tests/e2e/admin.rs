@@ -18,6 +18,7 @@ on_both_databases!(
     a_licence_preview_shows_devices_samples_and_its_trail,
     a_preview_asks_for_the_password_when_the_sign_in_is_old,
     a_licence_is_created_by_hand_with_errors_at_their_fields,
+    a_licence_is_edited_assigned_and_exported_from_the_list,
 );
 
 /// A staff account of `role`; its email.
@@ -428,4 +429,150 @@ async fn a_licence_is_created_by_hand_with_errors_at_their_fields(app: TestApp) 
     assert_eq!(keys[0].customer_id.as_deref(), Some(customer.as_str()));
     assert_eq!((keys[0].status, keys[0].activation_limit), (entity::LicenseStatus::Assigned, 2));
     assert_eq!(keys[0].feature_flags, json!({ "tier": "pro" }));
+}
+
+/// The value of the form input `name` on a page.
+fn input_value(page: &crate::portal::Page, name: &str) -> String {
+    let marker = format!("name=\"{name}\"");
+    let at = page.body.find(&marker).unwrap_or_else(|| panic!("no {name}: {}", page.body));
+    let tag = page.body[at..].split('>').next().unwrap_or_default();
+    tag.split("value=\"").nth(1).and_then(|v| v.split('"').next()).unwrap_or_default().to_string()
+}
+
+async fn a_licence_is_edited_assigned_and_exported_from_the_list(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let made = app
+        .graphql(
+            Some(&admin),
+            "mutation { p: createProduct(input: {name: \"Pro Suite\"}) { product { id } } \
+             g: createGenerator(input: {name: \"Default\"}) { generator { id } } \
+             c: createCustomer(input: {email: \"lin@buyer.example\", name: \"Lin\"}) { customer { id } } }",
+            json!({}),
+        )
+        .await;
+    let product = data(&made)["p"]["product"]["id"].as_str().expect("product").to_string();
+    let generator = data(&made)["g"]["generator"]["id"].as_str().expect("generator").to_string();
+    let customer = data(&made)["c"]["customer"]["id"].as_str().expect("customer").to_string();
+    let create = "mutation($p: ID!, $g: ID!, $c: ID) { createLicense(input: {productId: $p, generatorId: $g, customerId: $c, \
+                  activationLimit: 1, expiresAt: \"2099-06-30T23:59:59Z\"}) { license { id key } } }";
+    let waiting = app.graphql(Some(&admin), create, json!({ "p": product, "g": generator })).await;
+    let waiting = data(&waiting)["createLicense"]["license"].clone();
+    let (waiting_id, waiting_key) = (waiting["id"].as_str().expect("id"), waiting["key"].as_str().expect("key"));
+    let sold = app.graphql(Some(&admin), create, json!({ "p": product, "g": generator, "c": customer })).await;
+    let sold = data(&sold)["createLicense"]["license"].clone();
+    let (sold_id, sold_key) = (sold["id"].as_str().expect("id"), sold["key"].as_str().expect("key"));
+    let read = |id: &str| {
+        let app = &app;
+        let admin = admin.clone();
+        let id = id.to_string();
+        async move {
+            let body = app
+                .graphql(
+                    Some(&admin),
+                    "query($id: ID!) { licenseKey(id: $id) { status activationLimit expiresAt customer { email } } }",
+                    json!({ "id": id }),
+                )
+                .await;
+            data(&body)["licenseKey"].clone()
+        }
+    };
+
+    let mut manager = signed_in_browser(&app, StaffRole::Manager).await;
+    let list = manager.get("/admin/licenses").await;
+    let waiting_row = list.body.split("<tr").find(|r| r.contains(waiting_key)).expect("the waiting licence's row");
+    assert!(waiting_row.contains(&format!("/admin/licenses/{waiting_id}/assign?back=")), "{waiting_row}");
+    assert!(waiting_row.contains(&format!("/admin/licenses/{waiting_id}/edit?back=")));
+    let sold_row = list.body.split("<tr").find(|r| r.contains(sold_key)).expect("the sold licence's row");
+    assert!(!sold_row.contains("/assign?"), "an assigned licence is not offered for assigning: {sold_row}");
+
+    // Assign: an unknown email is said at the field; a known one assigns.
+    let form = manager.get(&format!("/admin/licenses/{waiting_id}/assign")).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let path = format!("/admin/licenses/{waiting_id}/assign");
+    let unknown = manager
+        .post(&path, &[("csrf", &form.csrf()), ("back", "/admin/licenses"), ("customer", "nobody@x.example")])
+        .await;
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.body.contains("id=\"customer-error\""), "{}", unknown.body);
+    assert_eq!(read(waiting_id).await["status"], "AVAILABLE");
+    let assigned = manager
+        .post(&path, &[("csrf", &form.csrf()), ("back", "/admin/licenses"), ("customer", "lin@buyer.example")])
+        .await;
+    assert_eq!((assigned.status, assigned.location()), (303, "/admin/licenses"));
+    assert!(manager.get("/admin/licenses").await.body.contains("Licence assigned to lin@buyer.example"));
+    let now = read(waiting_id).await;
+    assert_eq!(
+        (now["status"].as_str(), now["customer"]["email"].as_str()),
+        (Some("ASSIGNED"), Some("lin@buyer.example"))
+    );
+
+    // Edit: key, product and environment read-only; an expiry in the past is refused at its field.
+    let path = format!("/admin/licenses/{sold_id}/edit");
+    let form = manager.get(&path).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form.body.contains(&format!("<code>{sold_key}</code>")) && form.body.contains("Pro Suite"));
+    assert!(form.body.contains("<dd>Production</dd>"));
+    assert_eq!(input_value(&form, "limit"), "1");
+    assert_eq!(input_value(&form, "expires"), "2099-06-30");
+    let fields = |limit: &str, expires: &str| {
+        vec![
+            ("csrf".to_string(), form.csrf()),
+            ("back".to_string(), "/admin/licenses".to_string()),
+            ("customer".to_string(), "lin@buyer.example".to_string()),
+            ("limit".to_string(), limit.to_string()),
+            ("expires".to_string(), expires.to_string()),
+            ("flags".to_string(), "{}".to_string()),
+            ("metadata".to_string(), "{}".to_string()),
+            ("was_customer".to_string(), input_value(&form, "was_customer")),
+            ("was_limit".to_string(), input_value(&form, "was_limit")),
+            ("was_expires".to_string(), input_value(&form, "was_expires")),
+            ("was_flags".to_string(), "{}".to_string()),
+            ("was_metadata".to_string(), "{}".to_string()),
+        ]
+    };
+    let send = |fields: &[(String, String)]| fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>();
+    let past = send(&fields("5", "2020-01-01"));
+    let past: Vec<(&str, &str)> = past.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let refused = manager.post(&path, &past).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("id=\"expires-error\">"), "{}", refused.body);
+    assert_eq!(read(sold_id).await["activationLimit"], 1, "nothing changed");
+    let limit = send(&fields("5", "2099-06-30"));
+    let limit: Vec<(&str, &str)> = limit.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let saved = manager.post(&path, &limit).await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    assert!(manager.get("/admin/licenses").await.body.contains("Licence saved"));
+    let now = read(sold_id).await;
+    assert_eq!(now["activationLimit"], 5);
+    assert_eq!(now["expiresAt"], "2099-06-30T23:59:59+00:00", "the untouched expiry stays");
+
+    // Support may not edit, by page or by hand-made form.
+    let mut support = signed_in_browser(&app, StaffRole::Support).await;
+    assert_eq!(support.get(&path).await.status, 403);
+    let list = support.get("/admin/licenses").await;
+    assert!(!list.body.contains("/edit?back=") && !list.body.contains("export.csv"), "support sees no edit or export");
+    let csrf = list.csrf();
+    let forged = support.post(&path, &[("csrf", &csrf), ("limit", "9"), ("was_limit", "5")]).await;
+    assert_ne!(forged.status, 303);
+    assert_eq!(read(sold_id).await["activationLimit"], 5);
+
+    // Export: exactly the filtered list.
+    app.graphql(
+        Some(&admin),
+        "mutation($id: ID!) { revokeLicense(input: {id: $id}) { license { id } } }",
+        json!({ "id": sold_id }),
+    )
+    .await;
+    let csv = manager.get(&format!("/admin/licenses/export.csv?product={product}&status=ASSIGNED")).await;
+    assert_eq!(csv.status, 200, "{}", csv.body);
+    assert!(csv.body.contains(waiting_key) && !csv.body.contains(sold_key), "{}", csv.body);
+    let json_file = manager.get(&format!("/admin/licenses/export.json?product={product}")).await;
+    let rows: serde_json::Value = serde_json::from_str(&json_file.body).expect("JSON");
+    assert_eq!(rows.as_array().map(Vec::len), Some(2));
+
+    // A revoked licence says why it cannot be edited.
+    let locked = manager.get(&path).await;
+    assert!(locked.body.contains("A revoked licence is final"), "{}", locked.body);
+    assert!(!locked.body.contains("name=\"limit\""));
+    assert!(manager.get("/admin/licenses").await.body.contains("Edit — revoked licences cannot change"));
 }

@@ -436,7 +436,11 @@ async fn support_sees_no_key_management_and_its_forged_posts_change_nothing(app:
         assert!(!page.body.contains(control), "support sees no {control}");
     }
     let overview = browser.get("/admin/keys").await;
-    assert!(!overview.body.contains("Create tag") && !overview.body.contains("/admin/keys/upload"), "{}", overview.body);
+    assert!(
+        !overview.body.contains("Create tag") && !overview.body.contains("/admin/keys/upload"),
+        "{}",
+        overview.body
+    );
 
     // Hand-made forms with a valid token: the API refuses, nothing changes.
     let csrf = page.csrf();
@@ -597,9 +601,8 @@ async fn oversized_forms_are_refused_before_they_are_read(app: TestApp) {
     let huge = "a".repeat(app.state.config.max_body_bytes + 32 * 1024);
     let refused = browser.post("/admin/keys/tags", &[("csrf", &page.csrf()), ("name", &huge)]).await;
     assert_eq!(refused.status, 413, "{}", refused.body);
-    let pasted = browser
-        .post_multipart("/admin/keys/upload", upload_form(&page.csrf(), &[("text", &huge)], None))
-        .await;
+    let pasted =
+        browser.post_multipart("/admin/keys/upload", upload_form(&page.csrf(), &[("text", &huge)], None)).await;
     assert_eq!(pasted.status, 400, "pasted text past the request limit: {}", pasted.body);
     assert!(pasted.body.contains("choose a file for more"), "{}", pasted.body);
     let tags = app.graphql(Some(&admin), "{ tags { totalCount } }", json!({})).await;
