@@ -191,6 +191,7 @@ pub(crate) async fn confirm(
 
 #[derive(Deserialize)]
 pub(crate) struct ActForm {
+    #[serde(default)]
     csrf: String,
     back: Option<String>,
     force: Option<String>,

@@ -359,6 +359,7 @@ pub(crate) async fn assign_form(
 
 #[derive(Deserialize)]
 pub(crate) struct AssignForm {
+    #[serde(default)]
     csrf: String,
     back: Option<String>,
     #[serde(default)]

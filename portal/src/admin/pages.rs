@@ -247,6 +247,7 @@ pub(crate) fn login_form(csrf: &CsrfToken, Query(notice): Query<Notice>) -> Resp
 
 #[derive(Deserialize)]
 pub(crate) struct LoginForm {
+    #[serde(default)]
     csrf: String,
     email: String,
     password: String,
@@ -282,6 +283,7 @@ pub(crate) async fn login(
 
 #[derive(Deserialize)]
 pub(crate) struct CsrfForm {
+    #[serde(default)]
     csrf: String,
 }
 
@@ -304,6 +306,7 @@ pub(crate) async fn logout(
 
 #[derive(Deserialize)]
 pub(crate) struct EnvironmentForm {
+    #[serde(default)]
     csrf: String,
     environment: String,
     back: Option<String>,

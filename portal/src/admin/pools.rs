@@ -41,6 +41,7 @@ fn outcome(req: &Request, admin: &Admin, code: Option<&str>, message: Option<Str
 
 #[derive(Deserialize)]
 pub(crate) struct NameForm {
+    #[serde(default)]
     csrf: String,
     #[serde(default)]
     name: String,
@@ -611,6 +612,7 @@ async fn tag_action_confirm(
 
 #[derive(Deserialize)]
 pub(crate) struct TagActionForm {
+    #[serde(default)]
     csrf: String,
     force: Option<String>,
 }

@@ -212,6 +212,7 @@ struct ReauthPage<'a> {
 
 #[derive(Deserialize)]
 pub(crate) struct ReauthForm {
+    #[serde(default)]
     csrf: String,
     password: String,
     back: Option<String>,
@@ -265,6 +266,7 @@ pub(crate) async fn reauth(
 
 #[derive(Deserialize)]
 pub(crate) struct CsrfOnly {
+    #[serde(default)]
     csrf: String,
 }
 

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Chromium under chromedriver, both ended when this is dropped.
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
 }
@@ -52,7 +52,7 @@ fn free_port() -> u16 {
 
 /// Starts chromedriver and a headless Chromium; `None` (loudly) when they
 /// are not installed outside CI.
-async fn browser() -> Option<Browser> {
+pub(crate) async fn browser() -> Option<Browser> {
     let driver_path = tool("chromedriver")?;
     let chromium = tool("chromium")?;
     let port = free_port();
@@ -95,7 +95,7 @@ async fn browser() -> Option<Browser> {
 }
 
 /// Where screenshots go: `target/portal-screenshots/` of the workspace.
-fn screenshot_dir() -> PathBuf {
+pub(crate) fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
@@ -104,19 +104,19 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
-async fn screenshot(client: &Client, app: &TestApp, name: &str) {
+pub(crate) async fn screenshot(client: &Client, app: &TestApp, name: &str) {
     let png = client.screenshot().await.expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     let backend = format!("{:?}", app.backend).to_lowercase();
     std::fs::write(screenshot_dir().join(format!("{name}-{backend}.png")), png).expect("save the screenshot");
 }
 
-async fn text_of(client: &Client, css: &str) -> String {
+pub(crate) async fn text_of(client: &Client, css: &str) -> String {
     client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.expect("text")
 }
 
 /// Waits until the page's `<main>` says `needle`.
-async fn wait_for_text(client: &Client, needle: &str) -> String {
+pub(crate) async fn wait_for_text(client: &Client, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let text = match client.find(Locator::Css("main")).await {
@@ -308,7 +308,7 @@ async fn a_customer_signs_in_copies_a_key_ends_a_device_and_signs_out(app: TestA
 }
 
 /// Waits until the element `css` exists and its text says `needle`.
-async fn wait_for_in(client: &Client, css: &str, needle: &str) -> String {
+pub(crate) async fn wait_for_in(client: &Client, css: &str, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let text = match client.find(Locator::Css(css)).await {

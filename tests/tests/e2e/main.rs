@@ -2,6 +2,7 @@
 //! PostgreSQL (see `keysmith_tests::on_both_databases!`).
 
 mod admin;
+mod admin_browser;
 mod admin_keys;
 mod audit;
 mod auth;
