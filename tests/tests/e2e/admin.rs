@@ -19,6 +19,7 @@ on_both_databases!(
     a_preview_asks_for_the_password_when_the_sign_in_is_old,
     a_licence_is_created_by_hand_with_errors_at_their_fields,
     a_licence_is_edited_assigned_and_exported_from_the_list,
+    admin_pages_cost_the_same_statements_whatever_their_size,
 );
 
 /// A staff account of `role`; its email.
@@ -575,4 +576,63 @@ async fn a_licence_is_edited_assigned_and_exported_from_the_list(app: TestApp) {
     assert!(locked.body.contains("A revoked licence is final"), "{}", locked.body);
     assert!(!locked.body.contains("name=\"limit\""));
     assert!(manager.get("/admin/licenses").await.body.contains("Edit — revoked licences cannot change"));
+}
+
+/// A page is one or two GraphQL operations whose nested fields come through
+/// DataLoaders: 50 rows cost the statements 5 rows cost.
+async fn admin_pages_cost_the_same_statements_whatever_their_size(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let made = app
+        .graphql(
+            Some(&admin),
+            "mutation { p: createProduct(input: {name: \"Pro Suite\"}) { product { id } } \
+             g: createGenerator(input: {name: \"Default\"}) { generator { id } } \
+             c: createCustomer(input: {email: \"lin@buyer.example\", name: \"Lin\"}) { customer { id } } \
+             t: createTag(input: {name: \"pro\"}) { tag { id } } }",
+            json!({}),
+        )
+        .await;
+    let product = data(&made)["p"]["product"]["id"].as_str().expect("product").to_string();
+    let generator = data(&made)["g"]["generator"]["id"].as_str().expect("generator").to_string();
+    let customer = data(&made)["c"]["customer"]["id"].as_str().expect("customer").to_string();
+    let tag = data(&made)["t"]["tag"]["id"].as_str().expect("tag").to_string();
+    for i in 0..60 {
+        let who = if i < 5 { json!(customer) } else { serde_json::Value::Null };
+        let body = app
+            .graphql(
+                Some(&admin),
+                "mutation($p: ID!, $g: ID!, $c: ID) { createLicense(input: {productId: $p, generatorId: $g, customerId: $c}) { license { id } } }",
+                json!({ "p": product, "g": generator, "c": who }),
+            )
+            .await;
+        let id = data(&body)["createLicense"]["license"]["id"].as_str().expect("id").to_string();
+        if i < 55 {
+            app.graphql(
+                Some(&admin),
+                "mutation($t: ID!, $k: [ID!]!) { tagLicenseKeys(input: {tagId: $t, keyIds: $k}) { keysChanged } }",
+                json!({ "t": tag, "k": [id] }),
+            )
+            .await;
+        }
+    }
+    let mut browser = signed_in_browser(&app, StaffRole::Manager).await;
+    let mut cost = async |path: &str, rows: usize| {
+        // The fewest of eight tries: background workers may add a statement now and then.
+        let mut fewest = u64::MAX;
+        for _ in 0..8 {
+            let before = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
+            let page = browser.get(path).await;
+            let after = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(page.status, 200, "{}", page.body);
+            assert_eq!(page.body.matches("<td class=\"key\">").count(), rows, "{path}");
+            fewest = fewest.min(after - before);
+        }
+        fewest
+    };
+    let few = cost("/admin/licenses?status=ASSIGNED", 5).await;
+    let many = cost("/admin/licenses?sort=CREATED_AT&dir=asc", 50).await;
+    assert_eq!(few, many, "the licences page: 50 rows cost what 5 do");
+    let few = cost(&format!("/admin/keys/tags/{tag}?status=ASSIGNED"), 5).await;
+    let many = cost(&format!("/admin/keys/tags/{tag}"), 50).await;
+    assert_eq!(few, many, "a tag's page: 50 keys cost what 5 do");
 }

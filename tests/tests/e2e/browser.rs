@@ -342,6 +342,9 @@ async fn staff_sign_in_find_a_licence_revoke_it_and_sign_out(app: TestApp) {
     wait_for_text(c, "Keysmith admin").await;
     assert_eq!(c.current_url().await.expect("url").path(), "/admin/login");
     screenshot(c, &app, "admin-login").await;
+    c.set_window_size(390, 844).await.expect("a phone's window");
+    screenshot(c, &app, "admin-login-phone").await;
+    c.set_window_size(1200, 900).await.expect("a desktop window");
     c.find(Locator::Id("email")).await.expect("email").send_keys(&email).await.expect("type");
     c.find(Locator::Id("password"))
         .await
@@ -352,6 +355,9 @@ async fn staff_sign_in_find_a_licence_revoke_it_and_sign_out(app: TestApp) {
     c.find(Locator::Css("form.card button[type=submit]")).await.expect("sign in").click().await.expect("click");
     wait_for_text(c, "working in production").await;
     screenshot(c, &app, "admin-home").await;
+    c.set_window_size(390, 844).await.expect("a phone's window");
+    screenshot(c, &app, "admin-home-phone").await;
+    c.set_window_size(1200, 900).await.expect("a desktop window");
 
     c.goto(&app.url("/admin/licenses")).await.expect("the licences");
     wait_for_in(c, "#results", "2 licences").await;
@@ -377,6 +383,27 @@ async fn staff_sign_in_find_a_licence_revoke_it_and_sign_out(app: TestApp) {
     let again = wait_for_in(c, "#results", "2 licences").await;
     assert_eq!(first, again);
     assert!(first.find(keys[1]) < first.find(keys[0]), "sorted by key, descending");
+    // The product filter joins them: one product, one status, a sort.
+    let product = app
+        .graphql(
+            Some(&admin),
+            "query($s: String) { licenseKeys(filter: {search: $s}) { edges { node { product { id } } } } }",
+            json!({ "s": keys[1] }),
+        )
+        .await;
+    let product =
+        data(&product)["licenseKeys"]["edges"][0]["node"]["product"]["id"].as_str().expect("a product").to_string();
+    c.goto(&app.url(&format!("/admin/licenses?product={product}&status=ASSIGNED&sort=EXPIRES_AT&dir=asc")))
+        .await
+        .expect("a combined view");
+    let combined = wait_for_in(c, "#results", "1 licence").await;
+    c.refresh().await.expect("reload");
+    assert_eq!(wait_for_in(c, "#results", "1 licence").await, combined);
+    assert!(combined.contains(keys[1]) && !combined.contains(keys[0]), "{combined}");
+    let chosen = c.find(Locator::Css("#product option[selected]")).await.expect("the product stays chosen");
+    assert_eq!(chosen.attr("value").await.expect("value").as_deref(), Some(product.as_str()));
+    c.goto(&app.url(view)).await.expect("a view");
+    wait_for_in(c, "#results", "2 licences").await;
 
     // The actions menu opens and Esc closes it.
     let summary = c.find(Locator::Css(&format!("summary[aria-label='Actions for {}']", keys[0]))).await.expect("menu");
@@ -395,6 +422,9 @@ async fn staff_sign_in_find_a_licence_revoke_it_and_sign_out(app: TestApp) {
         .expect("click");
     wait_for_text(c, "Revoking is permanent").await;
     screenshot(c, &app, "admin-confirm-revoke").await;
+    c.set_window_size(390, 844).await.expect("a phone's window");
+    screenshot(c, &app, "admin-confirm-revoke-phone").await;
+    c.set_window_size(1200, 900).await.expect("a desktop window");
     c.find(Locator::Css("main form button.danger")).await.expect("confirm").click().await.expect("click");
     wait_for_text(c, "Licence revoked").await;
     assert_eq!(c.current_url().await.expect("url").path(), "/admin/licenses");
@@ -418,6 +448,9 @@ async fn staff_sign_in_find_a_licence_revoke_it_and_sign_out(app: TestApp) {
         .expect("click");
     wait_for_in(c, ".env-banner", "Staging").await;
     screenshot(c, &app, "admin-licenses-staging").await;
+    c.set_window_size(390, 844).await.expect("a phone's window");
+    screenshot(c, &app, "admin-licenses-staging-phone").await;
+    c.set_window_size(1200, 900).await.expect("a desktop window");
 
     // Signing out ends the session: its cookie no longer works.
     let cookie = c.get_named_cookie("keysmith_admin").await.expect("the session cookie").value().to_string();
