@@ -122,12 +122,12 @@ fn at(seconds: usize) -> String {
 /// Key `i`, when it was delivered: (its customer, its product as an index
 /// into `PRODUCTS`, its status). Keys are uploaded one a second.
 fn delivered_as(i: usize) -> Option<(usize, usize, &'static str)> {
-    if i % DELIVERED_EVERY != 0 {
+    if !i.is_multiple_of(DELIVERED_EVERY) {
         return None;
     }
     let d = i / DELIVERED_EVERY;
     let customer = d / KEYS_PER_CUSTOMER;
-    let status = if d % 2 == 0 { "ACTIVE" } else { "ASSIGNED" };
+    let status = if d.is_multiple_of(2) { "ACTIVE" } else { "ASSIGNED" };
     Some((customer, customer % PRODUCTS.len(), status))
 }
 
