@@ -1,7 +1,7 @@
 // The admin portal's one script, served by Keysmith. Every page works
 // without it; it adds: "/" focuses the search, Esc closes an open menu,
 // search as you type (the results replaced in place, the address kept in
-// step), and select-all checkboxes.
+// step), select-all checkboxes, Copy buttons and confirmation dialogs.
 "use strict";
 
 document.addEventListener("keydown", (event) => {
@@ -81,5 +81,37 @@ document.addEventListener("click", async (event) => {
     selection.removeAllRanges();
     selection.addRange(range);
     button.textContent = "Press Ctrl+C to copy";
+  }
+});
+
+// Confirmation dialogs: a link with data-dialog opens its confirmation page's
+// form in a modal dialog (Esc or Cancel closes it); without the script, or if
+// anything goes wrong, the link opens the page itself.
+document.addEventListener("click", async (event) => {
+  const link = event.target.closest("a[data-dialog]");
+  if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+  event.preventDefault();
+  const open = () => { window.location.href = link.href; };
+  try {
+    const answer = await fetch(link.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
+    if (!answer.ok) return open();
+    const page = new DOMParser().parseFromString(await answer.text(), "text/html");
+    const body = page.querySelector("main .confirm");
+    const heading = page.querySelector("main h1");
+    if (!body || !heading) return open();
+    for (const menu of document.querySelectorAll("details[open]")) menu.open = false;
+    const dialog = document.createElement("dialog");
+    dialog.className = "confirm-dialog";
+    heading.id = "dialog-title";
+    dialog.setAttribute("aria-labelledby", "dialog-title");
+    dialog.append(document.adoptNode(heading), document.adoptNode(body));
+    for (const cancel of dialog.querySelectorAll("a.cancel")) {
+      cancel.addEventListener("click", (e) => { e.preventDefault(); dialog.close(); });
+    }
+    dialog.addEventListener("close", () => { dialog.remove(); link.focus(); });
+    document.body.append(dialog);
+    dialog.showModal();
+  } catch (e) {
+    open();
   }
 });

@@ -196,9 +196,9 @@ async fn staff_upload_move_and_clean_up_keys_and_support_sees_less(app: TestApp)
     // Clean up duplicates from "More actions": the waiting copy goes.
     click_text(c, "More actions").await;
     click_text(c, "Clean up duplicates").await;
-    wait_for_text(c, "keeping the oldest copy").await;
-    both_widths(c, &app, "admin-clean-up").await;
-    c.find(Locator::XPath("//main//button[normalize-space()='Clean up duplicates']"))
+    wait_for_in(c, "dialog[open]", "keeping the oldest copy").await;
+    both_widths(c, &app, "admin-clean-up-dialog").await;
+    c.find(Locator::XPath("//dialog//button[normalize-space()='Clean up duplicates']"))
         .await
         .expect("confirm")
         .click()
@@ -206,6 +206,9 @@ async fn staff_upload_move_and_clean_up_keys_and_support_sees_less(app: TestApp)
         .expect("click");
     wait_for_text(c, "1 duplicate key removed").await;
     assert_eq!(keys_of(&app, &admin, &pro).await, ["DUPL-0001-KEYS", "STAY-0001-KEYS"]);
+    c.goto(&app.url(&format!("/admin/keys/tags/{pro}/clean-up"))).await.expect("the clean-up page");
+    wait_for_text(c, "keeping the oldest copy").await;
+    both_widths(c, &app, "admin-clean-up").await;
     c.goto(&app.url(&format!("/admin/keys/tags/{next}/rename"))).await.expect("rename");
     wait_for_text(c, "Tag names are lowercase").await;
     both_widths(c, &app, "admin-rename").await;

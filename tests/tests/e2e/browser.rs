@@ -414,20 +414,36 @@ async fn staff_sign_in_find_a_licence_revoke_it_and_sign_out(app: TestApp) {
     summary.click().await.expect("open again");
     let revoke_href = revoke.attr("href").await.expect("href").unwrap_or_default();
     assert!(revoke_href.contains("/confirm/"), "{revoke_href}");
-    c.find(Locator::XPath("//details[@open]//a[normalize-space()='Revoke']"))
-        .await
-        .expect("Revoke")
-        .click()
-        .await
-        .expect("click");
+    let open_revoke = async || {
+        c.find(Locator::XPath("//details[@open]//a[normalize-space()='Revoke']"))
+            .await
+            .expect("Revoke")
+            .click()
+            .await
+            .expect("click");
+        wait_for_in(c, "dialog[open]", "Revoking is permanent").await;
+    };
+    // The confirmation opens as a dialog over the list; Esc closes it and nothing happens.
+    open_revoke().await;
+    screenshot(c, &app, "admin-confirm-revoke-dialog").await;
+    c.find(Locator::Css("body")).await.expect("body").send_keys("\u{e00c}").await.expect("Esc");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.find(Locator::Css("dialog")).await.is_ok() {
+        assert!(Instant::now() < deadline, "Esc closed the dialog");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    summary.click().await.expect("open the menu again");
+    open_revoke().await;
+    c.find(Locator::Css("dialog form button.danger")).await.expect("confirm").click().await.expect("click");
+    wait_for_text(c, "Licence revoked").await;
+    assert_eq!(c.current_url().await.expect("url").path(), "/admin/licenses");
+    // The same confirmation as a page of its own, as it opens without the script.
+    c.goto(&app.url(&revoke_href)).await.expect("the confirmation page");
     wait_for_text(c, "Revoking is permanent").await;
     screenshot(c, &app, "admin-confirm-revoke").await;
     c.set_window_size(390, 844).await.expect("a phone's window");
     screenshot(c, &app, "admin-confirm-revoke-phone").await;
     c.set_window_size(1200, 900).await.expect("a desktop window");
-    c.find(Locator::Css("main form button.danger")).await.expect("confirm").click().await.expect("click");
-    wait_for_text(c, "Licence revoked").await;
-    assert_eq!(c.current_url().await.expect("url").path(), "/admin/licenses");
 
     // The pools at a glance.
     c.goto(&app.url("/admin/keys")).await.expect("the tags overview");
