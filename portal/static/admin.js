@@ -115,3 +115,29 @@ document.addEventListener("click", async (event) => {
     open();
   }
 });
+
+// A generator's preview as its fields change: the form posted as "Preview",
+// its answer's preview swapped in (the Preview button does the same without the script).
+const generatorForm = document.querySelector("form.generator-form");
+if (generatorForm) {
+  let timer = null;
+  let asked = 0;
+  const preview = async () => {
+    const body = new URLSearchParams(new FormData(generatorForm));
+    body.set("intent", "preview");
+    const ask = ++asked;
+    try {
+      const answer = await fetch(generatorForm.action, { method: "POST", credentials: "same-origin", body });
+      const page = new DOMParser().parseFromString(await answer.text(), "text/html");
+      const fresh = page.getElementById("preview");
+      const shown = document.getElementById("preview");
+      if (fresh && shown && ask === asked) shown.replaceWith(fresh);
+    } catch (e) {
+      // The Preview button still works.
+    }
+  };
+  generatorForm.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(preview, 400);
+  });
+}

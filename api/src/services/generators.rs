@@ -176,17 +176,20 @@ pub async fn list(
     paginate(db, generator::Entity::find(), keyset, args, want_total, |g| g.name.clone(), |g| g.id.clone()).await
 }
 
-pub async fn create(
-    db: &DatabaseConnection,
-    ctx: &RequestContext,
-    input: GeneratorInput,
-) -> AppResult<generator::Model> {
+/// A generator made from `input` and checked as `create` checks it, but not
+/// saved: what a form shows before it is saved (its bits and examples). A
+/// missing or empty name is not an error here.
+pub fn preview(ctx: &RequestContext, mut input: GeneratorInput) -> AppResult<generator::Model> {
     ctx.viewer.require(may::MANAGE)?;
-    if input.name.is_none() {
-        return Err(AppError::invalid("name", "is required"));
+    if input.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        input.name = Some("preview".into());
     }
+    merge(blank(), input)
+}
+
+fn blank() -> generator::Model {
     let now = entity::now();
-    let blank = generator::Model {
+    generator::Model {
         id: entity::new_id(),
         name: String::new(),
         format: KeyFormat::Ulid,
@@ -201,8 +204,19 @@ pub async fn create(
         default_feature_flags: serde_json::json!({}),
         created_at: now,
         updated_at: now,
-    };
-    let new = merge(blank, input)?;
+    }
+}
+
+pub async fn create(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    input: GeneratorInput,
+) -> AppResult<generator::Model> {
+    ctx.viewer.require(may::MANAGE)?;
+    if input.name.is_none() {
+        return Err(AppError::invalid("name", "is required"));
+    }
+    let new = merge(blank(), input)?;
     let txn = begin_write(db).await?;
     let created = generator::ActiveModel::from(new).reset_all().insert(&txn).await?;
     audit::record(

@@ -9,6 +9,8 @@
 mod actions;
 mod create;
 mod edit;
+mod generators;
+mod jobs;
 mod licenses;
 mod pages;
 mod pools;
@@ -121,6 +123,13 @@ where
             .at("/licenses/:id/devices/:device/deactivate", post(preview::deactivate))
             .at("/licenses/:id/confirm/:action", get(actions::confirm))
             .at("/licenses/:id/:action", post(actions::act))
+            .at("/generators", get(generators::generators))
+            .at("/generators/new", get(generators::new_form).post(generators::create))
+            .at("/generators/:id/edit", get(generators::edit_form).post(generators::update))
+            .at("/generators/:id/delete", get(generators::delete_confirm).post(generators::delete))
+            .at("/generators/:id/generate", get(generators::generate_form).post(generators::generate))
+            .at("/jobs", get(jobs::jobs))
+            .at("/jobs/:id", get(jobs::job))
             .at("/login", get(pages::login_form).post(pages::login))
             .at("/logout", post(pages::logout))
             .at("/reauth", post(preview::reauth))

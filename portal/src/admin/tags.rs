@@ -25,7 +25,7 @@ const TRAIL: usize = 20;
 
 /// What an address keeps as written (RFC 3986's unreserved characters), so
 /// `no-tag` and cursors read as themselves; everything else is encoded.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+pub(crate) const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 const OVERVIEW: &str = "query($first: Int!, $after: String, $search: String, $orderBy: TagOrder) { \
     me { role environment user { email } } \
@@ -68,7 +68,11 @@ const STATUSES: [&str; 7] = ["AVAILABLE", "ASSIGNED", "ACTIVE", "INACTIVE", "SUS
 
 /// `path` with the parameters of `current` that have a value, `changes`
 /// replacing some (`None` drops one), in `current`'s order.
-fn address(path: &str, current: &[(&'static str, Option<&str>)], changes: &[(&str, Option<&str>)]) -> String {
+pub(crate) fn address(
+    path: &str,
+    current: &[(&'static str, Option<&str>)],
+    changes: &[(&str, Option<&str>)],
+) -> String {
     let pairs: Vec<String> = current
         .iter()
         .filter_map(|(name, value)| {
@@ -82,7 +86,7 @@ fn address(path: &str, current: &[(&'static str, Option<&str>)], changes: &[(&st
 /// "Previous" and "Next" of a cursor-paged list, kept in the address as the
 /// licences page keeps them: `after` starts the page, `trail` holds the
 /// cursors of the pages before it. `href(after, trail)` makes an address.
-fn pager<'a>(
+pub(crate) fn pager<'a>(
     after: Option<&'a str>,
     trail: Option<&'a str>,
     info: &Value,
@@ -106,7 +110,7 @@ fn pager<'a>(
 }
 
 /// A search as the API takes it: trimmed, `None` when empty.
-fn search_term(q: Option<&str>) -> Option<&str> {
+pub(crate) fn search_term(q: Option<&str>) -> Option<&str> {
     q.map(str::trim).filter(|q| !q.is_empty())
 }
 
@@ -211,7 +215,7 @@ pub(crate) struct Hidden {
     pub value: String,
 }
 
-fn hidden(fields: &[(&'static str, Option<&str>)]) -> Vec<Hidden> {
+pub(crate) fn hidden(fields: &[(&'static str, Option<&str>)]) -> Vec<Hidden> {
     fields.iter().filter_map(|&(name, value)| value.map(|v| Hidden { name, value: v.to_string() })).collect()
 }
 

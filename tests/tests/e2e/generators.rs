@@ -25,6 +25,7 @@ fn message(body: &Value) -> &str {
 }
 
 on_both_databases!(
+    a_format_is_previewed_before_it_is_saved,
     generators_make_keys_in_their_format,
     weak_or_malformed_formats_are_refused,
     generators_change_and_go
@@ -156,4 +157,28 @@ async fn generators_change_and_go(app: TestApp) {
     let missing =
         app.graphql(Some(&manager), "query($id: ID!) { generator(id: $id) { id } }", json!({ "id": id })).await;
     assert_eq!(error_code(&missing), Some("NOT_FOUND"));
+}
+
+/// `keyFormatPreview`: a format's bits and examples before it is saved,
+/// checked as `createGenerator` checks it; nothing is saved; managers only.
+async fn a_format_is_previewed_before_it_is_saved(app: TestApp) {
+    let manager = app.staff_token(StaffRole::Manager).await;
+    let query = "query($input: CreateGeneratorInput!) { keyFormatPreview(input: $input) { bits examples } }";
+    let strong = json!({ "input": { "name": "", "format": "PATTERN", "pattern": "PRO-{X:5}-{X:5}-{X:5}-{X:5}" } });
+    let body = app.graphql(Some(&manager), query, strong.clone()).await;
+    let preview = &data(&body)["keyFormatPreview"];
+    assert_eq!(preview["bits"].as_f64(), Some(100.0), "20 characters of 32: 100 bits");
+    let examples: Vec<&str> =
+        preview["examples"].as_array().expect("examples").iter().filter_map(Value::as_str).collect();
+    assert_eq!(examples.len(), 3);
+    assert!(examples.iter().all(|e| e.len() == 27 && e.starts_with("PRO-")), "{examples:?}");
+    let weak = json!({ "input": { "name": "Weak", "format": "CHUNKED", "chunkCount": 2, "chunkLength": 5 } });
+    let body = app.graphql(Some(&manager), query, weak).await;
+    assert_eq!(error_code(&body), Some("INVALID_INPUT"), "{body}");
+    assert!(body.to_string().contains("50"), "the error says how many bits: {body}");
+    let count = app.graphql(Some(&manager), "{ generators { totalCount } }", json!({})).await;
+    assert_eq!(data(&count)["generators"]["totalCount"], 0, "nothing saved");
+    let support = app.staff_token(StaffRole::Support).await;
+    let body = app.graphql(Some(&support), query, strong).await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"));
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod admin_browser;
 mod admin_keys;
+mod admin_ops;
 mod audit;
 mod auth;
 mod browser;

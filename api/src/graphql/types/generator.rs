@@ -187,3 +187,12 @@ pub struct GeneratorPayload {
 pub struct DeleteGeneratorPayload {
     pub deleted_id: ID,
 }
+
+/// What keys of a format would look like, before the generator is saved.
+#[derive(SimpleObject)]
+pub struct KeyFormatPreview {
+    /// Bits of randomness in each key (at least 80 to be saved).
+    pub bits: f64,
+    /// Three freshly made keys.
+    pub examples: Vec<String>,
+}
