@@ -15,6 +15,7 @@ mod licenses;
 mod pages;
 mod pools;
 mod preview;
+mod products;
 mod tags;
 mod upload;
 
@@ -128,6 +129,11 @@ where
             .at("/generators/:id/edit", get(generators::edit_form).post(generators::update))
             .at("/generators/:id/delete", get(generators::delete_confirm).post(generators::delete))
             .at("/generators/:id/generate", get(generators::generate_form).post(generators::generate))
+            .at("/products", get(products::products))
+            .at("/products/new", get(products::new_form).post(products::create))
+            .at("/products/:id", get(products::product))
+            .at("/products/:id/edit", get(products::edit_form).post(products::update))
+            .at("/products/:id/archive", get(products::archive_confirm).post(products::archive))
             .at("/jobs", get(jobs::jobs))
             .at("/jobs/:id", get(jobs::job))
             .at("/login", get(pages::login_form).post(pages::login))

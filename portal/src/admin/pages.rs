@@ -36,7 +36,7 @@ pub(crate) fn areas(current: &str) -> Vec<Area> {
         ("Keys & tags", Some("/admin/keys")),
         ("Upload keys", Some("/admin/keys/upload")),
         ("Orders", None),
-        ("Products", None),
+        ("Products", Some("/admin/products")),
         ("Customers", None),
         ("Generators", Some("/admin/generators")),
         ("Activations", None),

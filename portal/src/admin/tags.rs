@@ -147,7 +147,7 @@ pub(crate) struct Figures {
 }
 
 impl Figures {
-    fn of(tag: &Value) -> Self {
+    pub(crate) fn of(tag: &Value) -> Self {
         let share = tag["usedPercentage"].as_f64().unwrap_or_default().clamp(0.0, 100.0);
         let share = format!("{share:.1}");
         let total = tag["total"].as_i64().unwrap_or_default();

@@ -10,7 +10,11 @@ use keysmith_tests::app::TEST_PASSWORD;
 use keysmith_tests::{TestApp, data, on_both_databases};
 use serde_json::json;
 
-on_both_databases!(generators_are_previewed_saved_used_and_deleted, generated_licences_are_followed_on_the_job_page,);
+on_both_databases!(
+    generators_are_previewed_saved_used_and_deleted,
+    generated_licences_are_followed_on_the_job_page,
+    products_are_made_with_their_delivery_edited_and_archived,
+);
 
 async fn signed_in(app: &TestApp, role: StaffRole) -> PortalClient {
     let token = app.staff_token(role).await;
@@ -206,4 +210,101 @@ async fn generated_licences_are_followed_on_the_job_page(app: TestApp) {
     assert!(none.body.contains("No jobs match."));
     let missing = browser.get("/admin/jobs/01ZZZZZZZZZZZZZZZZZZZZZZZZ").await;
     assert_eq!(missing.status, 404);
+}
+
+async fn products_are_made_with_their_delivery_edited_and_archived(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let made = app
+        .graphql(
+            Some(&admin),
+            "mutation { t: createTag(input: {name: \"pro-2027\"}) { tag { id } } \
+             g: createGenerator(input: {name: \"Chunky\", format: CHUNKED}) { generator { id } } }",
+            json!({}),
+        )
+        .await;
+    let tag = data(&made)["t"]["tag"]["id"].as_str().expect("tag").to_string();
+    let generator = data(&made)["g"]["generator"]["id"].as_str().expect("generator").to_string();
+    app.graphql(
+        Some(&admin),
+        "mutation($t: [ID!]!) { importLicenseKeys(input: {text: \"P-0001\\nP-0002\\nP-0003\", tagIds: $t}) { imported } }",
+        json!({ "t": [tag] }),
+    )
+    .await;
+    let mut browser = signed_in(&app, StaffRole::Manager).await;
+    let form = browser.get("/admin/products/new").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form.body.contains("Auto-generated") && form.body.contains("Specific tag") && form.body.contains("No tag"));
+    let csrf = form.csrf();
+    let fields = |mode: &'static str, tag_id: &str| {
+        vec![
+            ("csrf".to_string(), csrf.clone()),
+            ("name".to_string(), "<script>alert(1)</script> Studio".to_string()),
+            ("description".to_string(), "Edits photos".to_string()),
+            ("mode".to_string(), mode.to_string()),
+            ("tagId".to_string(), tag_id.to_string()),
+            ("generatorId".to_string(), String::new()),
+            ("keyButtonText".to_string(), "Show my serial".to_string()),
+            ("unavailableMessage".to_string(), "Your serial is on its way.".to_string()),
+        ]
+    };
+    let pairs = |f: &[(String, String)]| f.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>();
+
+    // "Specific tag" without a tag: refused at the tag's field.
+    let missing = pairs(&fields("TAG", ""));
+    let missing: Vec<(&str, &str)> = missing.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let refused = browser.post("/admin/products/new", &missing).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("id=\"tagId-error\""), "{}", refused.body);
+
+    let good = pairs(&fields("TAG", &tag));
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let created = browser.post("/admin/products/new", &good).await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let product_page = created.location().to_string();
+    let shown = browser.get(&product_page).await;
+    assert!(shown.body.contains("&#60;script&#62;alert(1)&#60;/script&#62; Studio"), "escaped: {}", shown.body);
+    assert!(!shown.body.contains("<script>alert(1)"));
+    assert!(shown.body.contains("from tag pro-2027"), "{}", shown.body);
+    assert!(shown.body.contains("<dt>Remaining</dt><dd>3</dd>"), "the pool's level: {}", shown.body);
+    let id = product_page.rsplit('/').next().expect("an id").to_string();
+
+    // Edit: auto-generated with a generator.
+    let edit = browser.get(&format!("{product_page}/edit")).await;
+    assert!(edit.body.contains("value=\"TAG\" checked"), "{}", edit.body);
+    let mut changed = pairs(&fields("AUTO_GENERATED", ""));
+    changed.retain(|(k, _)| k != "generatorId");
+    changed.push(("generatorId".to_string(), generator.clone()));
+    let changed: Vec<(&str, &str)> = changed.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let saved = browser.post(&format!("{product_page}/edit"), &changed).await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let body = app
+        .graphql(
+            Some(&admin),
+            "query($id: ID!) { product(id: $id) { delivery { mode generatorId tagId } keyButtonText } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        data(&body)["product"],
+        json!({ "delivery": { "mode": "AUTO_GENERATED", "generatorId": generator, "tagId": null }, "keyButtonText": "Show my serial" })
+    );
+    assert!(browser.get(&product_page).await.body.contains("generated (Chunky)"));
+
+    // Archive: the list's status filter finds it.
+    let confirm = browser.get(&format!("{product_page}/archive")).await;
+    assert!(confirm.body.contains("Its licences keep working"), "{}", confirm.body);
+    let archived = browser.post(&format!("{product_page}/archive"), &[("csrf", &csrf)]).await;
+    assert_eq!(archived.status, 303);
+    assert!(browser.get(&product_page).await.body.contains("archived"));
+    let list = browser.get("/admin/products?status=ARCHIVED").await;
+    assert!(list.body.contains("<strong>1</strong> product"), "{}", list.body);
+    let active = browser.get("/admin/products?status=ACTIVE&q=studio").await;
+    assert!(active.body.contains("<strong>0</strong> products"), "{}", active.body);
+
+    // Support reads, changes nothing.
+    let mut support = signed_in(&app, StaffRole::Support).await;
+    let page = support.get(&product_page).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("/edit\"") && !support.get("/admin/products").await.body.contains("New product"));
+    assert_eq!(support.get(&format!("{product_page}/edit")).await.status, 403);
 }
