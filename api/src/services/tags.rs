@@ -140,6 +140,19 @@ async fn untagged_figures(db: &impl ConnectionTrait, ctx: &RequestContext) -> Ap
     })
 }
 
+/// The pools at or past the exhaustion threshold (the setting), fullest
+/// first: the seller's tags and "no tag", never `auto-generated` (its keys
+/// are made on demand), never an empty pool.
+pub async fn running_low(db: &DatabaseConnection, ctx: &RequestContext) -> AppResult<Vec<TagStats>> {
+    ctx.viewer.require(may::READ)?;
+    let threshold = f64::from(super::settings::current(db).await?.exhaustion_threshold);
+    let mut all = tag_figures(db, ctx, None).await?;
+    all.push(untagged_figures(db, ctx).await?);
+    all.retain(|t| t.name != AUTO_GENERATED && t.total > 0 && t.used_percentage() >= threshold);
+    all.sort_by(|a, b| b.used_percentage().total_cmp(&a.used_percentage()).then_with(|| a.name.cmp(&b.name)));
+    Ok(all)
+}
+
 /// Every pool with its figures, the system ones included: searchable by name,
 /// ordered by name or remaining keys. Tags are few next to keys, so the page is
 /// cut from the whole (aggregated) list.

@@ -10,6 +10,7 @@ mod actions;
 mod create;
 mod edit;
 mod generators;
+mod home;
 mod jobs;
 mod licenses;
 mod pages;
@@ -103,7 +104,7 @@ where
     });
     secured(
         Route::new()
-            .at("/", get(pages::home))
+            .at("/", get(home::home))
             .at("/licenses", get(licenses::licenses))
             .at("/keys", get(tags::overview))
             .at("/keys/tags", post(pools::create_tag))

@@ -69,16 +69,6 @@ struct LoginPage<'a> {
 }
 
 #[derive(Template)]
-#[template(path = "admin/home.html")]
-struct HomePage<'a> {
-    title: &'a str,
-    csrf: &'a str,
-    staff: Staff,
-    areas: Vec<Area>,
-    back: &'a str,
-}
-
-#[derive(Template)]
 #[template(path = "admin/message.html")]
 pub(crate) struct MessagePage<'a> {
     pub title: &'a str,
@@ -225,18 +215,6 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
         Some("session-ended") => Some("Your session has ended. Sign in again."),
         _ => None,
     }
-}
-
-#[handler]
-pub(crate) async fn home(req: &Request, Data(admin): Data<&Arc<Admin>>, csrf: &CsrfToken) -> Response {
-    let (_, staff) = match signed_in(req, admin).await {
-        Ok(who) => who,
-        Err(to) => return to,
-    };
-    page(
-        StatusCode::OK,
-        HomePage { title: "Home", csrf: &csrf.0, staff, areas: areas("Home"), back: "/admin/" }.render(),
-    )
 }
 
 #[handler]

@@ -14,6 +14,7 @@ on_both_databases!(
     generators_are_previewed_saved_used_and_deleted,
     generated_licences_are_followed_on_the_job_page,
     products_are_made_with_their_delivery_edited_and_archived,
+    home_shows_pools_running_low_and_orders_waiting,
 );
 
 async fn signed_in(app: &TestApp, role: StaffRole) -> PortalClient {
@@ -307,4 +308,70 @@ async fn products_are_made_with_their_delivery_edited_and_archived(app: TestApp)
     assert_eq!(page.status, 200);
     assert!(!page.body.contains("/edit\"") && !support.get("/admin/products").await.body.contains("New product"));
     assert_eq!(support.get(&format!("{product_page}/edit")).await.status, 403);
+}
+
+async fn home_shows_pools_running_low_and_orders_waiting(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let made = app
+        .graphql(
+            Some(&admin),
+            "mutation { pro: createTag(input: {name: \"pro\"}) { tag { id } } \
+             empty: createTag(input: {name: \"empty\"}) { tag { id } } }",
+            json!({}),
+        )
+        .await;
+    let pro = data(&made)["pro"]["tag"]["id"].as_str().expect("pro").to_string();
+    let empty = data(&made)["empty"]["tag"]["id"].as_str().expect("empty").to_string();
+    app.graphql(
+        Some(&admin),
+        "mutation($t: [ID!]!) { importLicenseKeys(input: {text: \"H-1\\nH-2\\nH-3\\nH-4\", tagIds: $t}) { imported } }",
+        json!({ "t": [pro] }),
+    )
+    .await;
+    let products = app
+        .graphql(
+            Some(&admin),
+            "mutation($pro: ID!, $empty: ID!) { \
+             a: createProduct(input: {name: \"Pro\", delivery: {mode: TAG, tagId: $pro}}) { product { id } } \
+             b: createProduct(input: {name: \"Soon\", delivery: {mode: TAG, tagId: $empty}}) { product { id } } }",
+            json!({ "pro": pro, "empty": empty }),
+        )
+        .await;
+    let order = "mutation($id: String!, $p: ID!, $n: Int!) { createOrder(input: {externalId: $id, \
+                 customer: {email: \"ada@buyer.example\"}, lines: [{productId: $p, quantity: $n}], emailCustomer: false}) { order { status } } }";
+    let pro_product = data(&products)["a"]["product"]["id"].clone();
+    let soon_product = data(&products)["b"]["product"]["id"].clone();
+    let sold = app.graphql(Some(&admin), order, json!({ "id": "SHOP-1001", "p": pro_product, "n": 2 })).await;
+    assert_eq!(data(&sold)["createOrder"]["order"]["status"], "FULFILLED", "{sold}");
+    let waiting = app.graphql(Some(&admin), order, json!({ "id": "SHOP-1002", "p": soon_product, "n": 1 })).await;
+    assert_eq!(data(&waiting)["createOrder"]["order"]["status"], "WAITING", "{waiting}");
+
+    // Half of pro is gone: under the default threshold (80) it is not low; at 50 it is.
+    let mut browser = signed_in(&app, StaffRole::Admin).await;
+    let home = browser.get("/admin/").await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(home.body.contains("No pool is past the exhaustion threshold."), "{}", home.body);
+    assert!(home.body.contains("<code>SHOP-1002</code>") && !home.body.contains("SHOP-1001"), "{}", home.body);
+    assert!(home.body.contains("Failed webhook deliveries"), "admins see deliveries");
+    app.graphql(
+        Some(&admin),
+        "mutation { updateSettings(input: {exhaustionThreshold: 50}) { settings { exhaustionThreshold } } }",
+        json!({}),
+    )
+    .await;
+    let home = browser.get("/admin/").await;
+    assert!(home.body.contains(&format!("<a href=\"/admin/keys/tags/{pro}\">pro</a>")), "{}", home.body);
+    assert!(home.body.contains("50% used · 2 left"), "{}", home.body);
+
+    // The API says the same to every role that reads (auto-generated never counts).
+    let support = app.staff_token(StaffRole::Support).await;
+    let low = app.graphql(Some(&support), "{ poolsRunningLow { name usedPercentage remaining } }", json!({})).await;
+    assert_eq!(data(&low)["poolsRunningLow"], json!([{ "name": "pro", "usedPercentage": 50.0, "remaining": 2 }]));
+
+    // A manager sees the same business, without the deliveries they may not read.
+    let mut manager = signed_in(&app, StaffRole::Manager).await;
+    let home = manager.get("/admin/").await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(home.body.contains("50% used · 2 left") && home.body.contains("<code>SHOP-1002</code>"));
+    assert!(!home.body.contains("Failed webhook deliveries"));
 }

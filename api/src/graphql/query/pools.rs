@@ -43,6 +43,15 @@ impl PoolQuery {
         Ok(connection(page, Tag))
     }
 
+    /// The pools at or past the exhaustion threshold (`settings {
+    /// exhaustionThreshold }`), fullest first: the seller's tags and "no tag"
+    /// (never `auto-generated`, never an empty pool). What a dashboard warns of.
+    #[graphql(guard = "RoleGuard::new(may::READ)")]
+    async fn pools_running_low(&self, ctx: &Context<'_>) -> Result<Vec<Tag>> {
+        let (state, rc) = request(ctx)?;
+        Ok(tags::running_low(&state.db, rc).await?.into_iter().map(Tag).collect())
+    }
+
     /// One pool; `no-tag` is the keys without any tag.
     #[graphql(guard = "RoleGuard::new(may::READ)")]
     async fn tag(&self, ctx: &Context<'_>, id: ID) -> Result<Tag> {
