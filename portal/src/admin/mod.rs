@@ -8,6 +8,7 @@
 
 mod actions;
 mod create;
+mod customers;
 mod edit;
 mod generators;
 mod home;
@@ -135,6 +136,11 @@ where
             .at("/products/:id", get(products::product))
             .at("/products/:id/edit", get(products::edit_form).post(products::update))
             .at("/products/:id/archive", get(products::archive_confirm).post(products::archive))
+            .at("/customers", get(customers::customers))
+            .at("/customers/new", get(customers::new_form).post(customers::create))
+            .at("/customers/:id", get(customers::customer))
+            .at("/customers/:id/edit", get(customers::edit_form).post(customers::update))
+            .at("/customers/:id/portal-link", post(customers::send_link))
             .at("/jobs", get(jobs::jobs))
             .at("/jobs/:id", get(jobs::job))
             .at("/login", get(pages::login_form).post(pages::login))

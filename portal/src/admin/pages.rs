@@ -37,7 +37,7 @@ pub(crate) fn areas(current: &str) -> Vec<Area> {
         ("Upload keys", Some("/admin/keys/upload")),
         ("Orders", None),
         ("Products", Some("/admin/products")),
-        ("Customers", None),
+        ("Customers", Some("/admin/customers")),
         ("Generators", Some("/admin/generators")),
         ("Activations", None),
         ("Background jobs", Some("/admin/jobs")),

@@ -15,6 +15,7 @@ on_both_databases!(
     generated_licences_are_followed_on_the_job_page,
     products_are_made_with_their_delivery_edited_and_archived,
     home_shows_pools_running_low_and_orders_waiting,
+    customers_are_found_made_edited_and_sent_a_portal_link,
 );
 
 async fn signed_in(app: &TestApp, role: StaffRole) -> PortalClient {
@@ -374,4 +375,74 @@ async fn home_shows_pools_running_low_and_orders_waiting(app: TestApp) {
     assert_eq!(home.status, 200, "{}", home.body);
     assert!(home.body.contains("50% used · 2 left") && home.body.contains("<code>SHOP-1002</code>"));
     assert!(!home.body.contains("Failed webhook deliveries"));
+}
+
+async fn customers_are_found_made_edited_and_sent_a_portal_link(app: TestApp) {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let mut manager = signed_in(&app, StaffRole::Manager).await;
+    let form = manager.get("/admin/customers/new").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf = form.csrf();
+    let bad =
+        manager.post("/admin/customers/new", &[("csrf", &csrf), ("email", "not an email"), ("name", "Ada")]).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("id=\"email-error\""), "{}", bad.body);
+    let made =
+        manager.post("/admin/customers/new", &[("csrf", &csrf), ("email", "ada@buyer.example"), ("name", "Ada")]).await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let page_path = made.location().to_string();
+    let id = page_path.rsplit('/').next().expect("an id").to_string();
+    let again =
+        manager.post("/admin/customers/new", &[("csrf", &csrf), ("email", "ADA@buyer.example"), ("name", "")]).await;
+    assert_eq!(again.status, 400, "the same email twice: {}", again.body);
+    let edited = manager
+        .post(
+            &format!("{page_path}/edit"),
+            &[("csrf", &csrf), ("email", "ada@buyer.example"), ("name", "Ada Lovelace")],
+        )
+        .await;
+    assert_eq!(edited.status, 303, "{}", edited.body);
+
+    // An order: the customer's page shows the licence and the order.
+    let product = app
+        .graphql(Some(&admin), "mutation { createProduct(input: {name: \"Studio\"}) { product { id } } }", json!({}))
+        .await;
+    let product = data(&product)["createProduct"]["product"]["id"].clone();
+    let order = app
+        .graphql(
+            Some(&admin),
+            "mutation($p: ID!) { createOrder(input: {externalId: \"SHOP-7\", customer: {email: \"ada@buyer.example\"}, \
+             lines: [{productId: $p, quantity: 1}], emailCustomer: false}) { order { lines { keys { key } } } } }",
+            json!({ "p": product }),
+        )
+        .await;
+    let key = data(&order)["createOrder"]["order"]["lines"][0]["keys"][0]["key"].as_str().expect("a key").to_string();
+    let page = manager.get(&page_path).await;
+    assert!(page.body.contains("Customer saved"));
+    assert!(page.body.contains("<dd>Ada Lovelace</dd>"), "{}", page.body);
+    assert!(
+        page.body.contains(&format!("<code>{key}</code>")) && page.body.contains("<code>SHOP-7</code>"),
+        "{}",
+        page.body
+    );
+
+    // The list finds them by part of the email.
+    let list = manager.get("/admin/customers?q=buyer.exa").await;
+    assert!(list.body.contains(&format!("href=\"/admin/customers/{id}\">ada@buyer.example</a>")), "{}", list.body);
+
+    // Support sends a portal sign-in link but edits nothing.
+    let mut support = signed_in(&app, StaffRole::Support).await;
+    let page = support.get(&page_path).await;
+    assert!(!page.body.contains("/edit\"") && page.body.contains("Send a portal sign-in link"));
+    let sent = support.post(&format!("{page_path}/portal-link"), &[("csrf", &page.csrf())]).await;
+    assert_eq!(sent.status, 303);
+    assert!(support.get(&page_path).await.body.contains("A portal sign-in link was emailed"));
+    let emails = entity::email::Entity::find()
+        .filter(entity::email::Column::ToAddress.eq("ada@buyer.example"))
+        .all(app.db())
+        .await
+        .expect("emails");
+    assert_eq!(emails.len(), 1, "one link email");
+    assert_eq!(support.get(&format!("{page_path}/edit")).await.status, 403);
 }
