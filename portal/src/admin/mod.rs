@@ -14,6 +14,7 @@ mod generators;
 mod home;
 mod jobs;
 mod licenses;
+mod orders;
 mod pages;
 mod pools;
 mod preview;
@@ -141,6 +142,11 @@ where
             .at("/customers/:id", get(customers::customer))
             .at("/customers/:id/edit", get(customers::edit_form).post(customers::update))
             .at("/customers/:id/portal-link", post(customers::send_link))
+            .at("/orders", get(orders::orders))
+            .at("/orders/:id", get(orders::order_page))
+            .at("/orders/:id/lines/:line/reassign", get(orders::reassign_form).post(orders::reassign))
+            .at("/orders/:id/keys/:license/unassign", get(orders::unassign_form).post(orders::unassign))
+            .at("/orders/:id/refund", get(orders::refund_form).post(orders::refund))
             .at("/jobs", get(jobs::jobs))
             .at("/jobs/:id", get(jobs::job))
             .at("/login", get(pages::login_form).post(pages::login))

@@ -35,7 +35,7 @@ pub(crate) fn areas(current: &str) -> Vec<Area> {
         ("Licences", Some("/admin/licenses")),
         ("Keys & tags", Some("/admin/keys")),
         ("Upload keys", Some("/admin/keys/upload")),
-        ("Orders", None),
+        ("Orders", Some("/admin/orders")),
         ("Products", Some("/admin/products")),
         ("Customers", Some("/admin/customers")),
         ("Generators", Some("/admin/generators")),

@@ -16,6 +16,7 @@ on_both_databases!(
     products_are_made_with_their_delivery_edited_and_archived,
     home_shows_pools_running_low_and_orders_waiting,
     customers_are_found_made_edited_and_sent_a_portal_link,
+    an_orders_keys_are_reassigned_unassigned_and_refunded,
 );
 
 async fn signed_in(app: &TestApp, role: StaffRole) -> PortalClient {
@@ -445,4 +446,141 @@ async fn customers_are_found_made_edited_and_sent_a_portal_link(app: TestApp) {
         .expect("emails");
     assert_eq!(emails.len(), 1, "one link email");
     assert_eq!(support.get(&format!("{page_path}/edit")).await.status, 403);
+}
+
+/// The keys on an order's lines, by key, with their statuses.
+async fn order_keys(app: &TestApp, token: &str, id: &str) -> (String, Vec<(String, String)>) {
+    let body = app
+        .graphql(
+            Some(token),
+            "query($id: ID!) { order(id: $id) { status lines { keys { key status } } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let order = &data(&body)["order"];
+    let mut keys: Vec<(String, String)> = order["lines"][0]["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| (k["key"].as_str().expect("key").to_string(), k["status"].as_str().expect("status").to_string()))
+        .collect();
+    keys.sort();
+    (order["status"].as_str().expect("status").to_string(), keys)
+}
+
+async fn an_orders_keys_are_reassigned_unassigned_and_refunded(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let tag =
+        app.graphql(Some(&admin), "mutation { createTag(input: {name: \"pro\"}) { tag { id } } }", json!({})).await;
+    let tag = data(&tag)["createTag"]["tag"]["id"].as_str().expect("tag").to_string();
+    for key in ["ORD-0001", "ORD-0002", "ORD-0003", "ORD-0004", "ORD-0005"] {
+        app.graphql(
+            Some(&admin),
+            "mutation($k: String!, $t: [ID!]!) { importLicenseKeys(input: {text: $k, tagIds: $t}) { imported } }",
+            json!({ "k": key, "t": [tag] }),
+        )
+        .await;
+    }
+    let product = app
+        .graphql(
+            Some(&admin),
+            "mutation($t: ID!) { createProduct(input: {name: \"Pro\", delivery: {mode: TAG, tagId: $t}}) { product { id } } }",
+            json!({ "t": tag }),
+        )
+        .await;
+    let product = data(&product)["createProduct"]["product"]["id"].clone();
+    let order = app
+        .graphql(
+            Some(&admin),
+            "mutation($p: ID!) { createOrder(input: {externalId: \"SHOP-1\", customer: {email: \"ada@buyer.example\"}, \
+             lines: [{productId: $p, quantity: 2}], emailCustomer: false}) { order { id lines { id keys { id key } } } } }",
+            json!({ "p": product }),
+        )
+        .await;
+    let order = data(&order)["createOrder"]["order"].clone();
+    let order_id = order["id"].as_str().expect("order").to_string();
+    let line = order["lines"][0]["id"].as_str().expect("line").to_string();
+    let first =
+        order["lines"][0]["keys"].as_array().expect("keys").iter().find(|k| k["key"] == "ORD-0001").expect("ORD-0001")
+            ["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+    let second =
+        order["lines"][0]["keys"].as_array().expect("keys").iter().find(|k| k["key"] == "ORD-0002").expect("ORD-0002")
+            ["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+
+    let mut browser = signed_in(&app, StaffRole::Manager).await;
+    let list = browser.get("/admin/orders?q=shop-").await;
+    assert!(list.body.contains(&format!("href=\"/admin/orders/{order_id}\"><code>SHOP-1</code>")), "{}", list.body);
+    let order_page = format!("/admin/orders/{order_id}");
+    let page = browser.get(&order_page).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Pro × 2") && page.body.contains("<code>ORD-0001</code>"), "{}", page.body);
+
+    // Assign new key: the pool is found by itself, searched by part of the key; the first match is chosen.
+    let pick = browser.get(&format!("{order_page}/lines/{line}/reassign?license={first}&q=0004")).await;
+    assert_eq!(pick.status, 200, "{}", pick.body);
+    assert!(pick.body.contains("<strong>") || pick.body.contains("1 available"), "{}", pick.body);
+    assert!(pick.body.contains("checked> <code>ORD-0004</code>"), "the match is preselected: {}", pick.body);
+    assert!(!pick.body.contains("<code>ORD-0003</code>"));
+    let chosen = pick
+        .body
+        .split("name=\"new_license\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .expect("a choice")
+        .to_string();
+    let done = browser
+        .post(
+            &format!("{order_page}/lines/{line}/reassign"),
+            &[("csrf", &pick.csrf()), ("license", &first), ("new_license", &chosen), ("old_key", "")],
+        )
+        .await;
+    assert_eq!((done.status, done.location()), (303, order_page.as_str()), "{}", done.body);
+    assert!(browser.get(&order_page).await.body.contains("Key reassigned"));
+    let (_, keys) = order_keys(&app, &admin, &order_id).await;
+    assert_eq!(
+        keys,
+        [("ORD-0002".to_string(), "ASSIGNED".to_string()), ("ORD-0004".to_string(), "ASSIGNED".to_string())]
+    );
+    let tag_page = format!("/admin/keys/tags/{tag}");
+    assert!(browser.get(&tag_page).await.body.contains("<dt>Remaining</dt><dd>3</dd>"), "ORD-0001 went back");
+
+    // Unassign a key back to the pool: the pool's count rises by one.
+    let confirm = browser.get(&format!("{order_page}/keys/{second}/unassign")).await;
+    assert!(confirm.body.contains("Returns to the pool"), "{}", confirm.body);
+    let done = browser
+        .post(&format!("{order_page}/keys/{second}/unassign"), &[("csrf", &confirm.csrf()), ("to", "POOL")])
+        .await;
+    assert_eq!(done.status, 303);
+    let page = browser.get(&order_page).await;
+    assert!(page.body.contains("Key unassigned") && page.body.contains("1 unit has no key on this line."), "{}", page.body);
+    assert!(browser.get(&tag_page).await.body.contains("<dt>Remaining</dt><dd>4</dd>"), "the pool rose by one");
+
+    // The missing unit: "Assign a key" takes the next one.
+    let fill = browser.post(&format!("{order_page}/lines/{line}/reassign"), &[("csrf", &confirm.csrf())]).await;
+    assert_eq!(fill.status, 303);
+    assert!(browser.get(&order_page).await.body.contains("Key assigned"));
+    let (status, keys) = order_keys(&app, &admin, &order_id).await;
+    assert_eq!((status.as_str(), keys.len()), ("FULFILLED", 2));
+
+    // Refund keeping the keys.
+    let refund = browser.get(&format!("{order_page}/refund")).await;
+    assert!(refund.body.contains("Stay with the customer"), "{}", refund.body);
+    let done = browser.post(&format!("{order_page}/refund"), &[("csrf", &refund.csrf()), ("keys", "KEEP")]).await;
+    assert_eq!(done.status, 303);
+    assert!(browser.get(&order_page).await.body.contains("Order refunded; the customer keeps the keys"));
+    let (status, kept) = order_keys(&app, &admin, &order_id).await;
+    assert_eq!(status, "REFUNDED");
+    assert!(kept.iter().all(|(_, s)| s == "ASSIGNED"), "{kept:?}");
+
+    // Support reads the order, changes nothing.
+    let mut support = signed_in(&app, StaffRole::Support).await;
+    let page = support.get(&order_page).await;
+    assert!(!page.body.contains("Assign new key") && !page.body.contains("Unassign key"), "{}", page.body);
+    assert_eq!(support.get(&format!("{order_page}/lines/{line}/reassign")).await.status, 403);
 }
