@@ -135,7 +135,7 @@ macro_rules! by_id {
         })*
     };
 }
-by_id!(product, customer, order);
+by_id!(product, customer, order, license_key);
 
 /// Id → row, for any table with a string id (products, customers, orders).
 pub struct Rows<E>(pub DatabaseConnection, std::marker::PhantomData<E>);
@@ -215,6 +215,7 @@ pub struct Loaders {
     pub orders: DataLoader<Rows<order::Entity>>,
     pub lines_of_order: DataLoader<LinesOfOrder>,
     pub keys_of_line: DataLoader<KeysOfLine>,
+    pub keys: DataLoader<Rows<license_key::Entity>>,
 }
 
 impl Loaders {
@@ -231,6 +232,7 @@ impl Loaders {
             orders: DataLoader::new(Rows::new(db), tokio::spawn).delay(delay),
             lines_of_order: DataLoader::new(LinesOfOrder(db.clone()), tokio::spawn).delay(delay),
             keys_of_line: DataLoader::new(KeysOfLine(db.clone()), tokio::spawn).delay(delay),
+            keys: DataLoader::new(Rows::new(db), tokio::spawn).delay(delay),
         }
     }
 }

@@ -20,9 +20,9 @@ use std::sync::Arc;
 const DASHBOARD: &str = "query($admin: Boolean!, $soon: DateTime!) { \
     poolsRunningLow { id name total remaining assigned used usedPercentage } \
     waiting: orders(first: 5, filter: {status: WAITING}, orderBy: {field: CREATED_AT, direction: ASC}) { \
-      totalCount edges { node { externalId createdAt customer { email } } } } \
+      totalCount edges { node { id externalId createdAt customer { email } } } } \
     partial: orders(first: 5, filter: {status: PARTIALLY_FULFILLED}, orderBy: {field: CREATED_AT, direction: ASC}) { \
-      totalCount edges { node { externalId createdAt customer { email } } } } \
+      totalCount edges { node { id externalId createdAt customer { email } } } } \
     expiring: licenseKeys(first: 5, filter: {status: ACTIVE, expiringBefore: $soon}, orderBy: {field: EXPIRES_AT, direction: ASC}) { \
       totalCount edges { node { id key expiresAt customer { email } } } } \
     failedJobs: jobs(first: 5, status: FAILED) { totalCount \
@@ -101,7 +101,10 @@ pub(crate) async fn home(req: &Request, Data(admin): Data<&Arc<Admin>>, csrf: &C
         .map(|o| Line {
             text: o["externalId"].as_str().unwrap_or_default().to_string(),
             detail: format!("{} · {}", o["customer"]["email"].as_str().unwrap_or("—"), day(&o["createdAt"])),
-            href: None,
+            href: Some(format!(
+                "/admin/orders/{}",
+                utf8_percent_encode(o["id"].as_str().unwrap_or_default(), COMPONENT)
+            )),
         })
         .collect();
     let expiring_lines = edges(&data["expiring"])

@@ -19,6 +19,7 @@ mod pages;
 mod pools;
 mod preview;
 mod products;
+mod records;
 mod tags;
 mod upload;
 
@@ -147,6 +148,8 @@ where
             .at("/orders/:id/lines/:line/reassign", get(orders::reassign_form).post(orders::reassign))
             .at("/orders/:id/keys/:license/unassign", get(orders::unassign_form).post(orders::unassign))
             .at("/orders/:id/refund", get(orders::refund_form).post(orders::refund))
+            .at("/activations", get(records::activations))
+            .at("/audit", get(records::audit))
             .at("/jobs", get(jobs::jobs))
             .at("/jobs/:id", get(jobs::job))
             .at("/login", get(pages::login_form).post(pages::login))

@@ -26,6 +26,8 @@ pub(crate) struct Area {
     pub current: bool,
     /// Only for those who manage licences (managers and admins).
     pub manages: bool,
+    /// Only for those who read the audit log (admins and support).
+    pub audits: bool,
 }
 
 /// Every area, in the navigation's order.
@@ -39,15 +41,21 @@ pub(crate) fn areas(current: &str) -> Vec<Area> {
         ("Products", Some("/admin/products")),
         ("Customers", Some("/admin/customers")),
         ("Generators", Some("/admin/generators")),
-        ("Activations", None),
+        ("Activations", Some("/admin/activations")),
         ("Background jobs", Some("/admin/jobs")),
         ("Webhooks", None),
-        ("Audit log", None),
+        ("Audit log", Some("/admin/audit")),
         ("Settings", None),
         ("Staff", None),
     ]
     .into_iter()
-    .map(|(name, href)| Area { name, href, current: name == current, manages: name == "Upload keys" })
+    .map(|(name, href)| Area {
+        name,
+        href,
+        current: name == current,
+        manages: name == "Upload keys",
+        audits: name == "Audit log",
+    })
     .collect()
 }
 

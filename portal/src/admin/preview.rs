@@ -268,9 +268,11 @@ pub(crate) async fn reauth(
 pub(crate) struct CsrfOnly {
     #[serde(default)]
     csrf: String,
+    /// Where to return (an admin page); the licence's preview by default.
+    back: Option<String>,
 }
 
-/// Ends one device's activation of the licence, back to its preview.
+/// Ends one device's activation of the licence, back to its preview (or `back`).
 #[handler]
 pub(crate) async fn deactivate(
     req: &Request,
@@ -291,11 +293,9 @@ pub(crate) async fn deactivate(
         Some("FORBIDDEN") => flash(req, admin, false, "Your role may not do that."),
         Some(_) => flash(req, admin, false, &message.unwrap_or_else(|| "That did not work.".into())),
     }
-    Redirect::see_other(format!(
-        "/admin/licenses/{}",
-        percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC)
-    ))
-    .into_response()
+    let licence =
+        format!("/admin/licenses/{}", percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC));
+    Redirect::see_other(super::pages::inside(form.back.as_deref(), &licence)).into_response()
 }
 
 /// The licence's offline file, signed now, as a download.

@@ -17,6 +17,7 @@ on_both_databases!(
     home_shows_pools_running_low_and_orders_waiting,
     customers_are_found_made_edited_and_sent_a_portal_link,
     an_orders_keys_are_reassigned_unassigned_and_refunded,
+    devices_are_listed_filtered_and_deactivated_and_the_audit_log_is_read,
 );
 
 async fn signed_in(app: &TestApp, role: StaffRole) -> PortalClient {
@@ -353,7 +354,7 @@ async fn home_shows_pools_running_low_and_orders_waiting(app: TestApp) {
     let home = browser.get("/admin/").await;
     assert_eq!(home.status, 200, "{}", home.body);
     assert!(home.body.contains("No pool is past the exhaustion threshold."), "{}", home.body);
-    assert!(home.body.contains("<code>SHOP-1002</code>") && !home.body.contains("SHOP-1001"), "{}", home.body);
+    assert!(home.body.contains("<code>SHOP-1002</code></a>") && !home.body.contains("SHOP-1001"), "{}", home.body);
     assert!(home.body.contains("Failed webhook deliveries"), "admins see deliveries");
     app.graphql(
         Some(&admin),
@@ -558,7 +559,11 @@ async fn an_orders_keys_are_reassigned_unassigned_and_refunded(app: TestApp) {
         .await;
     assert_eq!(done.status, 303);
     let page = browser.get(&order_page).await;
-    assert!(page.body.contains("Key unassigned") && page.body.contains("1 unit has no key on this line."), "{}", page.body);
+    assert!(
+        page.body.contains("Key unassigned") && page.body.contains("1 unit has no key on this line."),
+        "{}",
+        page.body
+    );
     assert!(browser.get(&tag_page).await.body.contains("<dt>Remaining</dt><dd>4</dd>"), "the pool rose by one");
 
     // The missing unit: "Assign a key" takes the next one.
@@ -583,4 +588,90 @@ async fn an_orders_keys_are_reassigned_unassigned_and_refunded(app: TestApp) {
     let page = support.get(&order_page).await;
     assert!(!page.body.contains("Assign new key") && !page.body.contains("Unassign key"), "{}", page.body);
     assert_eq!(support.get(&format!("{order_page}/lines/{line}/reassign")).await.status, 403);
+}
+
+async fn devices_are_listed_filtered_and_deactivated_and_the_audit_log_is_read(app: TestApp) {
+    use sea_orm::ActiveModelTrait;
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let product = app
+        .graphql(Some(&admin), "mutation { createProduct(input: {name: \"Studio\"}) { product { id } } }", json!({}))
+        .await;
+    let product = data(&product)["createProduct"]["product"]["id"].as_str().expect("product").to_string();
+    let order = app
+        .graphql(
+            Some(&admin),
+            "mutation($p: ID!) { createOrder(input: {externalId: \"SHOP-9\", customer: {email: \"lin@buyer.example\"}, \
+             lines: [{productId: $p, quantity: 1}], emailCustomer: false}) { order { lines { keys { id key } } } } }",
+            json!({ "p": product }),
+        )
+        .await;
+    let licence = data(&order)["createOrder"]["order"]["lines"][0]["keys"][0].clone();
+    let (licence_id, key) =
+        (licence["id"].as_str().expect("id").to_string(), licence["key"].as_str().expect("key").to_string());
+    let now = entity::now();
+    entity::activation::ActiveModel {
+        id: sea_orm::Set(entity::new_id()),
+        license_key_id: sea_orm::Set(licence_id.clone()),
+        fingerprint: sea_orm::Set("fp-laptop-0001".into()),
+        name: sea_orm::Set(Some("Lin's laptop".into())),
+        platform: sea_orm::Set(Some("macOS".into())),
+        client_address: sea_orm::Set(None),
+        created_at: sea_orm::Set(now),
+        last_seen_at: sea_orm::Set(now),
+        deactivated_at: sea_orm::Set(None),
+    }
+    .insert(app.db())
+    .await
+    .expect("an activation");
+
+    let mut manager = signed_in(&app, StaffRole::Manager).await;
+    let list = manager.get("/admin/activations?state=live").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let row = list
+        .body
+        .split("<tr>")
+        .find(|r| r.contains("Lin&#39;s laptop") || r.contains("Lin's laptop"))
+        .unwrap_or_else(|| panic!("{}", list.body));
+    assert!(
+        row.contains(&format!("<code>{key}</code>"))
+            && row.contains("lin@buyer.example")
+            && row.contains("Studio")
+            && row.contains("macOS"),
+        "{row}"
+    );
+    let done = manager
+        .post(
+            &format!(
+                "/admin/licenses/{licence_id}/devices/{}/deactivate",
+                row.split("/devices/").nth(1).and_then(|r| r.split('/').next()).expect("the device")
+            ),
+            &[("csrf", &list.csrf()), ("back", "/admin/activations?state=live")],
+        )
+        .await;
+    assert_eq!((done.status, done.location()), (303, "/admin/activations?state=live"));
+    let live = manager.get("/admin/activations?state=live").await;
+    assert!(
+        live.body.contains("Device deactivated") && live.body.contains("<strong>0</strong> devices"),
+        "{}",
+        live.body
+    );
+    let ended = manager.get(&format!("/admin/activations?state=ended&product={product}")).await;
+    assert!(ended.body.contains("<strong>1</strong> device"), "{}", ended.body);
+
+    // The audit log: admins read it, filtered, with links to the targets; managers may not.
+    assert!(!live.body.contains("/admin/audit"), "no audit log in a manager's navigation");
+    assert_eq!(manager.get("/admin/audit").await.status, 403);
+    let mut boss = signed_in(&app, StaffRole::Admin).await;
+    let log = boss.get("/admin/audit?action=license.deactivated").await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    assert!(log.body.contains("<strong>1</strong> event"), "{}", log.body);
+    let created = boss.get(&format!("/admin/audit?kind=order&since={}", &now.to_rfc3339()[..10])).await;
+    assert!(
+        created.body.contains("order.created") && created.body.contains("href=\"/admin/orders/"),
+        "{}",
+        created.body
+    );
+    let wrong = boss.get("/admin/audit?since=yesterday").await;
+    assert_eq!(wrong.status, 400);
+    assert!(wrong.body.contains("since: must be a date"));
 }

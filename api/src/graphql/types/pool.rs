@@ -15,7 +15,7 @@ use crate::services::keys::{
 };
 use crate::services::pagination::PageArgs;
 use crate::services::tags::TagStats;
-use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::license_key::Model as KeyModel;
 use std::sync::Arc;
@@ -135,6 +135,7 @@ pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
 
 /// One device using a licence.
 #[derive(Debug, SimpleObject)]
+#[graphql(complex)]
 pub struct Activation {
     pub id: ID,
     /// The licence the device uses.
@@ -145,6 +146,15 @@ pub struct Activation {
     pub created_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
     pub deactivated_at: Option<DateTime<Utc>>,
+}
+
+#[ComplexObject]
+impl Activation {
+    /// The licence the device uses, with its product and customer (staff).
+    #[graphql(guard = "RoleGuard::new(may::READ)")]
+    async fn license(&self, ctx: &Context<'_>) -> Result<Option<LicenseKey>> {
+        Ok(loaders(ctx)?.keys.load_one(self.license_id.to_string()).await?.map(LicenseKey::from))
+    }
 }
 
 impl From<entity::activation::Model> for Activation {
