@@ -7,6 +7,7 @@
 //! sends the browser back to the sign-in form at once.
 
 mod actions;
+mod admin_pages;
 mod create;
 mod customers;
 mod edit;
@@ -150,6 +151,13 @@ where
             .at("/orders/:id/refund", get(orders::refund_form).post(orders::refund))
             .at("/activations", get(records::activations))
             .at("/audit", get(records::audit))
+            .at("/settings", get(admin_pages::settings).post(admin_pages::save_settings))
+            .at("/users", get(admin_pages::users).post(admin_pages::create_user))
+            .at("/users/:id", post(admin_pages::change_user))
+            .at("/account", get(admin_pages::account))
+            .at("/account/password", post(admin_pages::change_password))
+            .at("/webhooks", get(admin_pages::webhooks).post(admin_pages::create_webhook))
+            .at("/webhooks/:id", get(admin_pages::webhook).post(admin_pages::change_webhook))
             .at("/jobs", get(jobs::jobs))
             .at("/jobs/:id", get(jobs::job))
             .at("/login", get(pages::login_form).post(pages::login))

@@ -28,6 +28,8 @@ pub(crate) struct Area {
     pub manages: bool,
     /// Only for those who read the audit log (admins and support).
     pub audits: bool,
+    /// Only for admins.
+    pub administers: bool,
 }
 
 /// Every area, in the navigation's order.
@@ -43,10 +45,10 @@ pub(crate) fn areas(current: &str) -> Vec<Area> {
         ("Generators", Some("/admin/generators")),
         ("Activations", Some("/admin/activations")),
         ("Background jobs", Some("/admin/jobs")),
-        ("Webhooks", None),
+        ("Webhooks", Some("/admin/webhooks")),
         ("Audit log", Some("/admin/audit")),
-        ("Settings", None),
-        ("Staff", None),
+        ("Settings", Some("/admin/settings")),
+        ("Staff", Some("/admin/users")),
     ]
     .into_iter()
     .map(|(name, href)| Area {
@@ -55,6 +57,7 @@ pub(crate) fn areas(current: &str) -> Vec<Area> {
         current: name == current,
         manages: name == "Upload keys",
         audits: name == "Audit log",
+        administers: matches!(name, "Webhooks" | "Settings" | "Staff"),
     })
     .collect()
 }
@@ -167,8 +170,13 @@ pub(crate) fn staff_of(data: &Value) -> Option<Staff> {
 /// The answer for a session that no longer works: its cookie cleared, the
 /// browser sent to sign in.
 pub(crate) fn ended(req: &Request, admin: &Admin) -> Response {
+    end_session(req, admin, "session-ended")
+}
+
+/// Clears the session cookie and sends the browser to sign in with `notice`.
+pub(crate) fn end_session(req: &Request, admin: &Admin, notice: &str) -> Response {
     req.cookie().add(cookie(SESSION_COOKIE, "", Some(0), admin.options.secure_cookies));
-    to_login(Some("session-ended"))
+    to_login(Some(notice))
 }
 
 /// The cookie carrying the outcome of the last action to the page it
@@ -221,6 +229,7 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
     match key {
         Some("signed-out") => Some("You are signed out."),
         Some("session-ended") => Some("Your session has ended. Sign in again."),
+        Some("password-changed") => Some("Your password was changed: sign in with the new one."),
         _ => None,
     }
 }

@@ -13,6 +13,12 @@ pub struct WebhookQuery;
 
 #[Object]
 impl WebhookQuery {
+    /// Every event an endpoint may subscribe to (admin).
+    #[graphql(guard = "RoleGuard::new(may::ADMINISTER)")]
+    async fn webhook_event_types(&self) -> Vec<&'static str> {
+        webhooks::EVENTS.to_vec()
+    }
+
     /// The environment's webhook endpoints, oldest first (admin).
     #[graphql(
         guard = "RoleGuard::new(may::ADMINISTER)",
