@@ -5,9 +5,19 @@
 "use strict";
 
 document.addEventListener("keydown", (event) => {
+  // Ctrl+K or Cmd+K: the global search, from anywhere.
+  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "k") {
+    const global = document.getElementById("global-search");
+    if (global) {
+      event.preventDefault();
+      global.focus();
+      global.select();
+      return;
+    }
+  }
   const typing = event.target.closest("input, textarea, select, [contenteditable]");
   if (event.key === "/" && !typing) {
-    const search = document.querySelector("input[type=search]");
+    const search = document.querySelector("main input[type=search]") || document.getElementById("global-search");
     if (search) {
       event.preventDefault();
       search.focus();

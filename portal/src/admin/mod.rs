@@ -21,6 +21,7 @@ mod pools;
 mod preview;
 mod products;
 mod records;
+mod search;
 mod tags;
 mod upload;
 
@@ -158,6 +159,7 @@ where
             .at("/account/password", post(admin_pages::change_password))
             .at("/webhooks", get(admin_pages::webhooks).post(admin_pages::create_webhook))
             .at("/webhooks/:id", get(admin_pages::webhook).post(admin_pages::change_webhook))
+            .at("/search", get(search::search))
             .at("/jobs", get(jobs::jobs))
             .at("/jobs/:id", get(jobs::job))
             .at("/login", get(pages::login_form).post(pages::login))

@@ -19,6 +19,7 @@ on_both_databases!(
     an_orders_keys_are_reassigned_unassigned_and_refunded,
     devices_are_listed_filtered_and_deactivated_and_the_audit_log_is_read,
     settings_webhooks_and_staff_are_administered,
+    one_search_finds_licences_customers_orders_and_products,
 );
 
 async fn signed_in(app: &TestApp, role: StaffRole) -> PortalClient {
@@ -830,4 +831,40 @@ async fn settings_webhooks_and_staff_are_administered(app: TestApp) {
         .await;
     assert_eq!((changed.status, changed.location()), (303, "/admin/login?notice=password-changed"), "{}", changed.body);
     assert_eq!(manager.get("/admin/").await.status, 303, "signed out");
+}
+
+async fn one_search_finds_licences_customers_orders_and_products(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let product = app
+        .graphql(
+            Some(&admin),
+            "mutation { createProduct(input: {name: \"Grace Studio\"}) { product { id } } }",
+            json!({}),
+        )
+        .await;
+    let product = data(&product)["createProduct"]["product"]["id"].clone();
+    let order = app
+        .graphql(
+            Some(&admin),
+            "mutation($p: ID!) { createOrder(input: {externalId: \"GRACE-42\", customer: {email: \"grace@navy.example\", name: \"Grace Hopper\"}, \
+             lines: [{productId: $p, quantity: 1}], emailCustomer: false}) { order { id lines { keys { key } } } } }",
+            json!({ "p": product }),
+        )
+        .await;
+    let key = data(&order)["createOrder"]["order"]["lines"][0]["keys"][0]["key"].as_str().expect("key").to_string();
+    let mut support = signed_in(&app, StaffRole::Support).await;
+    let home = support.get("/admin/").await;
+    assert!(home.body.contains("id=\"global-search\""), "the header's search: {}", home.body);
+    let found = support.get("/admin/search?q=navy.exa").await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert!(found.body.contains(">grace@navy.example</a>"), "the customer by part of the email: {}", found.body);
+    assert!(found.body.contains("<code>GRACE-42</code>"), "the order by its customer's email");
+    assert!(found.body.contains(&format!("<code>{key}</code>")), "the licence by its customer's email");
+    let part: String = key.chars().skip(5).take(6).collect();
+    let by_key = support.get(&format!("/admin/search?q={part}")).await;
+    assert!(by_key.body.contains(&format!("<code>{key}</code>")), "any part of the key: {}", by_key.body);
+    let product_hit = support.get("/admin/search?q=grace%20stu").await;
+    assert!(product_hit.body.contains(">Grace Studio</a>"), "{}", product_hit.body);
+    let nothing = support.get("/admin/search?q=zzzzzz").await;
+    assert_eq!(nothing.body.matches("No match.").count(), 4);
 }
