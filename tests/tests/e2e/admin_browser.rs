@@ -14,7 +14,10 @@ use keysmith_tests::app::TEST_PASSWORD;
 use keysmith_tests::{TestApp, data, on_both_databases};
 use serde_json::json;
 
-on_both_databases!(staff_upload_move_and_clean_up_keys_and_support_sees_less,);
+on_both_databases!(
+    staff_upload_move_and_clean_up_keys_and_support_sees_less,
+    the_business_is_run_from_the_admin_portal,
+);
 
 /// The page at desktop width, then at a phone's.
 async fn both_widths(c: &Client, app: &TestApp, name: &str) {
@@ -252,4 +255,212 @@ async fn staff_upload_move_and_clean_up_keys_and_support_sees_less(app: TestApp)
         .graphql(Some(&admin), "query($id: ID!) { licenseKey(id: $id) { status } }", json!({ "id": licence_id }))
         .await;
     assert_eq!(data(&status)["licenseKey"]["status"], "AVAILABLE", "nothing changed");
+}
+
+/// Opens `path`, waits until the page says `needle`, and screenshots it at both widths.
+async fn visit(c: &Client, app: &TestApp, path: &str, needle: &str, name: &str) {
+    c.goto(&app.url(path)).await.unwrap_or_else(|e| panic!("{path}: {e}"));
+    wait_for_text(c, needle).await;
+    both_widths(c, app, name).await;
+}
+
+/// Part 2 in Chromium: an order's key reassigned by searching the pool and one
+/// unassigned back to it (the pool's count rises), a refund keeping the keys,
+/// 2,000 licences generated and their job followed to 100% without a reload,
+/// a lower exhaustion threshold putting the pool on the home page, a webhook's
+/// secret shown once, support seeing the audit log but no settings, webhooks
+/// or staff, and Ctrl+K finding a customer by part of their email. Every
+/// page's screenshot at both widths.
+async fn the_business_is_run_from_the_admin_portal(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    let c = &browser.client;
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let made = app
+        .graphql(
+            Some(&admin),
+            "mutation { t: createTag(input: {name: \"pro\"}) { tag { id } } g: createGenerator(input: {name: \"Default\"}) { generator { id } } }",
+            json!({}),
+        )
+        .await;
+    let tag = data(&made)["t"]["tag"]["id"].as_str().expect("tag").to_string();
+    let generator = data(&made)["g"]["generator"]["id"].as_str().expect("generator").to_string();
+    let keys = "BROW-0001-KEYS\nBROW-0002-KEYS\nBROW-0003-KEYS\nBROW-0004-KEYS\nBROW-0005-KEYS\nBROW-0006-KEYS";
+    app.graphql(
+        Some(&admin),
+        "mutation($k: String!, $t: [ID!]!) { importLicenseKeys(input: {text: $k, tagIds: $t}) { imported } }",
+        json!({ "k": keys, "t": [tag] }),
+    )
+    .await;
+    let product = app
+        .graphql(
+            Some(&admin),
+            "mutation($t: ID!) { createProduct(input: {name: \"Photo Studio\", delivery: {mode: TAG, tagId: $t}}) { product { id } } }",
+            json!({ "t": tag }),
+        )
+        .await;
+    let product = data(&product)["createProduct"]["product"]["id"].as_str().expect("product").to_string();
+    let order = app
+        .graphql(
+            Some(&admin),
+            "mutation($p: ID!) { createOrder(input: {externalId: \"SHOP-2001\", customer: {email: \"grace@navy.example\", name: \"Grace\"}, \
+             lines: [{productId: $p, quantity: 2}], emailCustomer: false}) { order { id customer { id } } } }",
+            json!({ "p": product }),
+        )
+        .await;
+    let order_id = data(&order)["createOrder"]["order"]["id"].as_str().expect("order").to_string();
+    let customer_id = data(&order)["createOrder"]["order"]["customer"]["id"].as_str().expect("customer").to_string();
+
+    sign_in(c, &app, &staff(&app, StaffRole::Admin).await).await;
+    both_widths(c, &app, "admin-home-admin").await;
+    visit(c, &app, "/admin/orders", "SHOP-2001", "admin-orders").await;
+    let order_page = format!("/admin/orders/{order_id}");
+    visit(c, &app, &order_page, "Photo Studio × 2", "admin-order").await;
+
+    // Assign new key: search the pool for one key, confirm.
+    c.find(Locator::XPath("(//main//a[normalize-space()='Assign new key'])[1]"))
+        .await
+        .expect("Assign new key")
+        .click()
+        .await
+        .expect("click");
+    wait_for_text(c, "Search the pool").await;
+    both_widths(c, &app, "admin-reassign").await;
+    let search = c.find(Locator::Id("q")).await.expect("the pool's search");
+    search.send_keys("0005").await.expect("type");
+    search.send_keys("\u{e007}").await.expect("Enter");
+    wait_for_text(c, "1 available matching").await;
+    click_text(c, "Confirm").await;
+    wait_for_text(c, "Key reassigned").await;
+    let body = app
+        .graphql(
+            Some(&admin),
+            "query($id: ID!) { order(id: $id) { lines { keys { key } } } }",
+            json!({ "id": order_id }),
+        )
+        .await;
+    assert!(body.to_string().contains("BROW-0005-KEYS"), "{body}");
+
+    // Unassign a key back to the pool: the tags page shows one more remaining.
+    let remaining = |page: String| page.lines().find(|l| l.starts_with("pro")).unwrap_or_default().to_string();
+    c.goto(&app.url("/admin/keys")).await.expect("the tags");
+    let before = remaining(wait_for_text(c, "pro").await);
+    c.goto(&app.url(&order_page)).await.expect("the order");
+    wait_for_text(c, "Photo Studio").await;
+    c.find(Locator::XPath("(//main//a[normalize-space()='Unassign key'])[1]"))
+        .await
+        .expect("Unassign key")
+        .click()
+        .await
+        .expect("click");
+    wait_for_in(c, "dialog[open]", "leaves order SHOP-2001").await;
+    both_widths(c, &app, "admin-unassign-dialog").await;
+    c.find(Locator::Css("dialog form button.danger")).await.expect("confirm").click().await.expect("click");
+    wait_for_text(c, "Key unassigned").await;
+    c.goto(&app.url("/admin/keys")).await.expect("the tags");
+    let after = remaining(wait_for_text(c, "pro").await);
+    assert_ne!(before, after, "the pool's figures changed: {before} → {after}");
+    let figures =
+        app.graphql(Some(&admin), "query($id: ID!) { tag(id: $id) { remaining } }", json!({ "id": tag })).await;
+    assert_eq!(data(&figures)["tag"]["remaining"], 5, "six keys, two delivered, one swapped back, one unassigned");
+
+    // Refund keeping the keys.
+    visit(c, &app, &format!("{order_page}/refund"), "Stay with the customer", "admin-refund").await;
+    c.goto(&app.url(&order_page)).await.expect("the order");
+    wait_for_text(c, "Photo Studio").await;
+    click_text(c, "Refund").await;
+    wait_for_in(c, "dialog[open]", "Stay with the customer").await;
+    c.find(Locator::Css("dialog form button.danger")).await.expect("refund").click().await.expect("click");
+    wait_for_text(c, "Order refunded; the customer keeps the keys").await;
+
+    // Generate 2,000 licences and watch the job reach 100% without reloading.
+    visit(c, &app, &format!("/admin/generators/{generator}/generate"), "Generate licences", "admin-generate").await;
+    click(c, &format!("#product option[value='{product}']")).await;
+    let count = c.find(Locator::Id("count")).await.expect("count");
+    count.clear().await.expect("clear");
+    count.send_keys("2000").await.expect("type");
+    click_text(c, "Generate").await;
+    wait_for_text(c, "100%").await;
+    wait_for_text(c, "succeeded").await;
+    both_widths(c, &app, "admin-job").await;
+
+    // A lower threshold puts the pool on the home page.
+    c.goto(&app.url("/admin/settings")).await.expect("settings");
+    wait_for_text(c, "Exhaustion threshold").await;
+    both_widths(c, &app, "admin-settings").await;
+    let threshold = c.find(Locator::Id("exhaustionThreshold")).await.expect("threshold");
+    threshold.clear().await.expect("clear");
+    threshold.send_keys("10").await.expect("type");
+    click_text(c, "Save settings").await;
+    wait_for_text(c, "Settings saved").await;
+    c.goto(&app.url("/admin/")).await.expect("home");
+    let home = wait_for_in(c, "section[aria-labelledby=pools-low]", "pro").await;
+    assert!(home.contains("% used"), "{home}");
+    both_widths(c, &app, "admin-home-low").await;
+
+    // A webhook endpoint: its secret once.
+    c.goto(&app.url("/admin/webhooks")).await.expect("webhooks");
+    wait_for_text(c, "New endpoint").await;
+    both_widths(c, &app, "admin-webhooks").await;
+    let setting = "mutation { updateSettings(input: {webhookAllowPrivateAddresses: true}) { settings { webhookAllowPrivateAddresses } } }";
+    app.graphql(Some(&admin), setting, json!({})).await;
+    c.find(Locator::Id("url")).await.expect("url").send_keys("http://127.0.0.1:9/hook").await.expect("type");
+    click(c, "input[name=event][value='order.created']").await;
+    click_text(c, "Create endpoint").await;
+    let shown = wait_for_in(c, "#new-secret", "").await;
+    assert!(shown.len() >= 32, "the secret: {shown}");
+    both_widths(c, &app, "admin-webhook-secret").await;
+    c.goto(&app.url("/admin/webhooks")).await.expect("webhooks");
+    wait_for_text(c, "127.0.0.1:9/hook").await;
+    assert!(!c.source().await.expect("page").contains(&shown), "shown once");
+    click_text(c, "http://127.0.0.1:9/hook").await;
+    wait_for_text(c, "Deliveries").await;
+    both_widths(c, &app, "admin-webhook").await;
+
+    // Every other page, at both widths.
+    for (path, needle, name) in [
+        ("/admin/products", "Photo Studio", "admin-products"),
+        (&*format!("/admin/products/{product}"), "Its pool", "admin-product"),
+        (&*format!("/admin/products/{product}/edit"), "Licence key delivery", "admin-product-edit"),
+        ("/admin/products/new", "New product", "admin-product-new"),
+        ("/admin/customers", "grace@navy.example", "admin-customers"),
+        (&*format!("/admin/customers/{customer_id}"), "Devices", "admin-customer"),
+        (&*format!("/admin/customers/{customer_id}/edit"), "Edit customer", "admin-customer-edit"),
+        ("/admin/generators", "Default", "admin-generators"),
+        ("/admin/generators/new", "80 bits", "admin-generator-new"),
+        (&*format!("/admin/generators/{generator}/edit"), "Edit generator", "admin-generator-edit"),
+        (&*format!("/admin/generators/{generator}/delete"), "Delete generator?", "admin-generator-delete"),
+        ("/admin/jobs", "generate licenses", "admin-jobs"),
+        ("/admin/activations", "Activations", "admin-activations"),
+        ("/admin/audit", "order.created", "admin-audit"),
+        ("/admin/users", "Add a staff member", "admin-users"),
+        ("/admin/account", "Change password", "admin-account"),
+    ] {
+        visit(c, &app, path, needle, name).await;
+    }
+
+    // Support: the audit log, but no settings, webhooks or staff.
+    c.goto(&app.url("/admin/")).await.expect("home");
+    c.find(Locator::XPath("//header//button[normalize-space()='Sign out']"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("click");
+    wait_for_text(c, "You are signed out.").await;
+    sign_in(c, &app, &staff(&app, StaffRole::Support).await).await;
+    let nav = c.find(Locator::Css("nav.side")).await.expect("nav").text().await.expect("text");
+    assert!(
+        nav.contains("Audit log") && !nav.contains("Settings") && !nav.contains("Webhooks") && !nav.contains("Staff"),
+        "{nav}"
+    );
+    visit(c, &app, "/admin/audit", "order.created", "admin-audit-support").await;
+
+    // Ctrl+K: the global search finds a customer by part of their email.
+    c.find(Locator::Css("body")).await.expect("body").send_keys("\u{e009}k").await.expect("Ctrl+K");
+    let focused = c.active_element().await.expect("focus");
+    assert_eq!(focused.attr("id").await.expect("id").as_deref(), Some("global-search"));
+    focused.send_keys("navy.exa\u{e007}").await.expect("type and Enter");
+    let found = wait_for_in(c, "#results", "grace@navy.example").await;
+    assert!(found.contains("SHOP-2001"), "{found}");
+    both_widths(c, &app, "admin-search").await;
 }
