@@ -66,7 +66,11 @@ pub(crate) struct Group {
     pub numbers: Vec<NumberSetting>,
 }
 
-const GROUPS: &[(&str, &[(&str, &str, &str)])] = &[
+/// A number setting as the page lists it: (field, label, explanation).
+type Described = (&'static str, &'static str, &'static str);
+
+/// The settings page's groups of number settings.
+const GROUPS: &[(&str, &[Described])] = &[
     (
         "Licences",
         &[

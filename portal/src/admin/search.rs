@@ -1,5 +1,5 @@
-//! Global search (`/admin/search?q=…`, the header's search field, `Ctrl/Cmd
-//! + K`): one box, one operation, finding licences (any part of the key),
+//! Global search (`/admin/search?q=…`, the header's search field, Ctrl+K or
+//! Cmd+K): one box, one operation, finding licences (any part of the key),
 //! customers (email, name), orders (external id, customer email) and
 //! products (name), grouped, each result a link.
 
