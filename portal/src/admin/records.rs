@@ -269,6 +269,66 @@ fn target_href(kind: &str, id: &str) -> Option<String> {
     }
 }
 
+/// The targets of a page of events that no longer exist (deleted licences,
+/// tags and generators; products are archived, never deleted), found with
+/// one more operation, so that only living targets are links.
+async fn deleted_targets(req: &Request, admin: &Admin, token: &str, list: &Value) -> Vec<(String, String)> {
+    let targets: Vec<(String, String)> = list["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let node = &e["node"];
+            (
+                node["targetKind"].as_str().unwrap_or_default().to_string(),
+                node["targetId"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let of = |kind: &str| -> Vec<&str> {
+        let mut ids: Vec<&str> = targets.iter().filter(|(k, _)| k == kind).map(|(_, id)| id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let (keys, tags, generators) = (of("license_key"), of("tag"), of("generator"));
+    if keys.is_empty() && tags.is_empty() && generators.is_empty() {
+        return Vec::new();
+    }
+    let query = "query($keys: [ID!]!, $anyKeys: Boolean!, $tags: Boolean!, $generators: Boolean!) { \
+        licenseKeys(first: 100, filter: {ids: $keys}) @include(if: $anyKeys) { edges { node { id } } } \
+        tags(first: 100) @include(if: $tags) { edges { node { id } } } \
+        generators(first: 100) @include(if: $generators) { edges { node { id } } } }";
+    let variables = json!({
+        "keys": if keys.is_empty() { vec!["none"] } else { keys.clone() },
+        "anyKeys": !keys.is_empty(),
+        "tags": !tags.is_empty(),
+        "generators": !generators.is_empty(),
+    });
+    let (data, code, _) = answer(admin.run(req, Some(token), query, variables).await);
+    if code.is_some() {
+        return Vec::new();
+    }
+    let living = |list: &str| -> Vec<String> {
+        data[list]["edges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["node"]["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    let (living_keys, living_tags, living_generators) = (living("licenseKeys"), living("tags"), living("generators"));
+    let mut gone = Vec::new();
+    for (kind, ids, alive) in
+        [("license_key", keys, living_keys), ("tag", tags, living_tags), ("generator", generators, living_generators)]
+    {
+        gone.extend(
+            ids.into_iter().filter(|id| !alive.iter().any(|a| a == id)).map(|id| (kind.to_string(), id.to_string())),
+        );
+    }
+    gone
+}
+
 fn readable(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
@@ -350,6 +410,7 @@ pub(crate) async fn audit(
         return page(StatusCode::FORBIDDEN, message.render());
     }
     let list = &data["auditEvents"];
+    let gone = deleted_targets(req, admin, &token, list).await;
     let rows = list["edges"]
         .as_array()
         .into_iter()
@@ -370,7 +431,7 @@ pub(crate) async fn audit(
                 .to_string(),
                 action: node["action"].as_str().unwrap_or_default().to_string(),
                 target: format!("{kind} {}", id.chars().take(26).collect::<String>()),
-                target_href: if node["action"].as_str().is_some_and(|a| a.ends_with(".deleted")) {
+                target_href: if gone.contains(&(kind.to_string(), id.to_string())) {
                     None
                 } else {
                     target_href(kind, id)

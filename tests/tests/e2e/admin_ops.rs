@@ -667,6 +667,26 @@ async fn devices_are_listed_filtered_and_deactivated_and_the_audit_log_is_read(a
     let log = boss.get("/admin/audit?action=license.deactivated").await;
     assert_eq!(log.status, 200, "{}", log.body);
     assert!(log.body.contains("<strong>1</strong> event"), "{}", log.body);
+    assert!(
+        log.body.contains(&format!("href=\"/admin/licenses/{licence_id}\"")),
+        "a living target is a link: {}",
+        log.body
+    );
+    // Once the licence is deleted, its events no longer link to it.
+    let deleted = app
+        .graphql(
+            Some(&admin),
+            "mutation($id: ID!) { deleteLicense(input: {id: $id, force: true}) { keysChanged } }",
+            json!({ "id": licence_id }),
+        )
+        .await;
+    assert_eq!(data(&deleted)["deleteLicense"]["keysChanged"], 1, "{deleted}");
+    let log = boss.get("/admin/audit?action=license.deactivated").await;
+    assert!(
+        !log.body.contains(&format!("href=\"/admin/licenses/{licence_id}\"")),
+        "a deleted target is no link: {}",
+        log.body
+    );
     let created = boss.get(&format!("/admin/audit?kind=order&since={}", &now.to_rfc3339()[..10])).await;
     assert!(
         created.body.contains("order.created") && created.body.contains("href=\"/admin/orders/"),
