@@ -4,6 +4,7 @@
 //! `public` for anonymous callers and customers, which has introspection and
 //! field suggestions turned off. Both have depth and complexity limits.
 
+pub mod codes;
 pub mod guard;
 pub mod loaders;
 mod mutation;
@@ -32,6 +33,7 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(nesting::NestingLimit)
+        .extension(codes::ErrorCodes)
 }
 
 /// The schema as SDL: what `keysmith schema` prints and `schema.graphql` holds.
