@@ -136,7 +136,15 @@ pub(crate) fn status_for(code: Option<&str>) -> StatusCode {
         Some("UNAUTHENTICATED") => StatusCode::UNAUTHORIZED,
         Some("FORBIDDEN") => StatusCode::FORBIDDEN,
         Some("RATE_LIMITED") => StatusCode::TOO_MANY_REQUESTS,
-        Some("INVALID_INPUT") => StatusCode::BAD_REQUEST,
+        Some(
+            "INVALID_INPUT"
+            | "BAD_USER_INPUT"
+            | "GRAPHQL_PARSE_FAILED"
+            | "GRAPHQL_VALIDATION_FAILED"
+            | "QUERY_TOO_DEEP"
+            | "QUERY_TOO_COMPLEX",
+        ) => StatusCode::BAD_REQUEST,
+        Some("CONFLICT" | "INVALID_TRANSITION") => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
