@@ -35,7 +35,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub fn routes(state: AppState) -> impl Endpoint {
     let schemas = Schemas::new(state.clone());
     Route::new()
-        .at("/graphql", get(graphiql).post(graphql))
+        .at("/graphql", get(graphql_get).post(graphql))
         .at("/export/license-keys.csv", get(export_csv))
         .at("/export/license-keys.json", get(export_json))
         .at("/offline-licence/public-key", get(offline_public_key))
@@ -79,8 +79,7 @@ pub async fn serve(
     Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(routes(state), shutdown, Some(SHUTDOWN_GRACE)).await
 }
 
-#[handler]
-fn graphiql() -> Html<String> {
+fn graphiql_page() -> Html<String> {
     Html(GraphiQLSource::build().endpoint("/graphql").title("Keysmith GraphiQL").finish())
 }
 
@@ -263,7 +262,7 @@ impl portal::PortalAuth for PortalSeam {
 #[handler]
 async fn graphql(req: &Request, body: Body, Data(state): Data<&AppState>, Data(schemas): Data<&Schemas>) -> Response {
     let mut body = Some(body);
-    match execute(req, &mut body, state, schemas).await {
+    let answer = match execute(req, &mut body, state, schemas).await {
         Ok(resp) => resp,
         Err(mut resp) => {
             // A refusal must leave the connection usable, or say it will not
@@ -279,7 +278,8 @@ async fn graphql(req: &Request, body: Body, Data(state): Data<&AppState>, Data(s
             }
             resp
         }
-    }
+    };
+    in_requested_type(req, answer)
 }
 
 async fn execute(
@@ -345,17 +345,182 @@ async fn execute(
         })?
     };
 
+    run(req, state, schemas, context, request, !multipart).await
+}
+
+/// Runs a GraphQL request with `context`'s identity and answers it in the
+/// media type the client asked for (see [`graphql_response_wanted`]).
+async fn run(
+    req: &Request,
+    state: &AppState,
+    schemas: &Schemas,
+    context: RequestContext,
+    request: async_graphql::Request,
+    cacheable: bool,
+) -> Result<Response, Response> {
     if let Some(refused) = crate::graphql::nesting::refusal(&request.query) {
         return Err(error_response(StatusCode::BAD_REQUEST, refused));
     }
     let schema = if context.viewer.role().is_staff() { &schemas.staff } else { &schemas.public };
     let mut request = request;
-    if !multipart {
+    if cacheable {
         schemas.parsed.prepare(&mut request);
     }
     let request = request.data(context).data(RequestLoaders::new(&state.db));
     let response = schema.execute(request).await;
-    Ok(json_response(StatusCode::OK, &response))
+    if !graphql_response_wanted(req) {
+        return Ok(json_response(StatusCode::OK, &response));
+    }
+    // `application/graphql-response+json`: a request that never reached
+    // execution (it did not parse, validate or coerce) is a 4xx without `data`.
+    let refused_before_execution = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| {
+            e.extensions.as_ref().and_then(|x| x.get("code")).is_some_and(|code| {
+                matches!(
+                    code,
+                    async_graphql::Value::String(c) if crate::graphql::codes::BEFORE_EXECUTION.contains(&c.as_str())
+                )
+            })
+        });
+    let mut body = serde_json::to_value(&response).unwrap_or_default();
+    let status = if refused_before_execution {
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("data");
+        }
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Ok(json_response(status, &body))
+}
+
+/// The GraphQL-over-HTTP response type: the client's `Accept` lists
+/// `application/graphql-response+json` alone or before `application/json`.
+/// Without it (or without `Accept`) answers stay `application/json`.
+fn graphql_response_wanted(req: &Request) -> bool {
+    let accept =
+        req.headers().get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let refused =
+            parts.any(|p| matches!(p.trim().replace(' ', "").as_str(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+        if refused {
+            continue;
+        }
+        match media.as_str() {
+            GRAPHQL_RESPONSE_JSON => return true,
+            "application/json" => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The media type of the GraphQL-over-HTTP specification.
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+/// Puts the answer in `application/graphql-response+json` when the client
+/// asked for it (refusals before execution included).
+fn in_requested_type(req: &Request, mut resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json && graphql_response_wanted(req) {
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/graphql-response+json; charset=utf-8"));
+    }
+    resp
+}
+
+/// `GET /graphql`: GraphiQL for a browser asking for HTML; otherwise a query
+/// (never a mutation: 405 with `Allow: POST`) from the URL's `query`,
+/// `variables`, `operationName` and `extensions`, for cacheable reads.
+#[handler]
+async fn graphql_get(req: &Request, Data(state): Data<&AppState>, Data(schemas): Data<&Schemas>) -> Response {
+    let accept = req.header("accept").unwrap_or_default().to_ascii_lowercase();
+    let params: GetParams = req.params().unwrap_or_default();
+    if params.query.is_none() && (accept.contains("text/html") || accept.is_empty()) {
+        return graphiql_page().into_response();
+    }
+    let answer = get_request(req, state, schemas, params).await.unwrap_or_else(|refused| refused);
+    in_requested_type(req, answer)
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetParams {
+    query: Option<String>,
+    variables: Option<String>,
+    operation_name: Option<String>,
+    extensions: Option<String>,
+}
+
+async fn get_request(
+    req: &Request,
+    state: &AppState,
+    schemas: &Schemas,
+    params: GetParams,
+) -> Result<Response, Response> {
+    let Some(query) = params.query.filter(|q| !q.trim().is_empty()) else {
+        return Err(error_response(StatusCode::BAD_REQUEST, AppError::invalid("query", "is required")));
+    };
+    if query.len() > state.config.max_body_bytes {
+        return Err(error_response(
+            StatusCode::URI_TOO_LONG,
+            AppError::invalid("query", format!("must be at most {} bytes", state.config.max_body_bytes)),
+        ));
+    }
+    let json = |field: &str, text: Option<String>| -> Result<Option<serde_json::Value>, Response> {
+        match text.filter(|t| !t.trim().is_empty()) {
+            None => Ok(None),
+            Some(text) => serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .map(Some)
+                .ok_or_else(|| {
+                    error_response(StatusCode::BAD_REQUEST, AppError::invalid(field, "must be a JSON object"))
+                }),
+        }
+    };
+    let variables = json("variables", params.variables)?;
+    let extensions = json("extensions", params.extensions)?;
+    if let Some(refused) = crate::graphql::nesting::refusal(&query) {
+        return Err(error_response(StatusCode::BAD_REQUEST, refused));
+    }
+    // Only queries travel by GET: a mutation would let a link change state.
+    if let Ok(document) = async_graphql::parser::parse_query(&query) {
+        let operation = match (&params.operation_name, &document.operations) {
+            (Some(name), async_graphql::parser::types::DocumentOperations::Multiple(ops)) => ops.get(name.as_str()),
+            (_, async_graphql::parser::types::DocumentOperations::Single(op)) => Some(op),
+            _ => None,
+        };
+        if operation.is_some_and(|op| op.node.ty != async_graphql::parser::types::OperationType::Query) {
+            let mut resp = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                AppError::invalid("query", "mutations and subscriptions need POST"),
+            );
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return Err(resp);
+        }
+    }
+    let context = request_context(req, state).await?;
+    let mut request = async_graphql::Request::new(query);
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = variables {
+        request = request.variables(async_graphql::Variables::from_json(variables));
+    }
+    if let Some(serde_json::Value::Object(extensions)) = extensions {
+        for (key, value) in extensions {
+            request.extensions.insert(key, async_graphql::Value::from_json(value).unwrap_or_default());
+        }
+    }
+    run(req, state, schemas, context, request, true).await
 }
 
 /// Who is asking and in which environment, from the bearer token and the

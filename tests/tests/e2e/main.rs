@@ -15,6 +15,7 @@ mod environments;
 mod errors;
 mod fulfilment;
 mod generators;
+mod graphql_http;
 mod imports;
 mod jobs;
 mod licenses;
