@@ -474,20 +474,19 @@ async fn get_request(
             AppError::invalid("query", format!("must be at most {} bytes", state.config.max_body_bytes)),
         ));
     }
-    let json = |field: &str, text: Option<String>| -> Result<Option<serde_json::Value>, Response> {
+    let json = |field: &str, text: Option<String>| -> Result<Option<serde_json::Value>, AppError> {
         match text.filter(|t| !t.trim().is_empty()) {
             None => Ok(None),
             Some(text) => serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .filter(serde_json::Value::is_object)
                 .map(Some)
-                .ok_or_else(|| {
-                    error_response(StatusCode::BAD_REQUEST, AppError::invalid(field, "must be a JSON object"))
-                }),
+                .ok_or_else(|| AppError::invalid(field, "must be a JSON object")),
         }
     };
-    let variables = json("variables", params.variables)?;
-    let extensions = json("extensions", params.extensions)?;
+    let refused = |e| error_response(StatusCode::BAD_REQUEST, e);
+    let variables = json("variables", params.variables).map_err(refused)?;
+    let extensions = json("extensions", params.extensions).map_err(refused)?;
     if let Some(refused) = crate::graphql::nesting::refusal(&query) {
         return Err(error_response(StatusCode::BAD_REQUEST, refused));
     }
