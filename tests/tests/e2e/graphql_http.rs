@@ -5,15 +5,70 @@
 //! still given GraphiQL).
 
 use entity::user::StaffRole;
-use keysmith_tests::{TestApp, on_both_databases};
+use keysmith_tests::{TestApp, on_both_databases, tool};
 use serde_json::{Value, json};
 
 on_both_databases!(
+    the_graphql_over_http_audit_passes,
     the_response_type_follows_accept_and_refusals_before_execution_are_4xx,
     queries_travel_by_get_and_mutations_do_not,
 );
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// `tests/audit`'s packages installed once (`npm ci`, from its lock file)
+/// when they are not there yet.
+static AUDIT_INSTALLED: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+
+/// The reference audit of the GraphQL-over-HTTP specification (npm
+/// `graphql-http`, pinned in `tests/audit/package-lock.json`) against the
+/// server: every MUST and every SHOULD passes.
+async fn the_graphql_over_http_audit_passes(app: TestApp) {
+    let Some(node) = tool("node") else { return };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("audit");
+    let installed = AUDIT_INSTALLED
+        .get_or_init(|| async {
+            if dir.join("node_modules/graphql-http").is_dir() {
+                return true;
+            }
+            let Some(npm) = tool("npm") else { return false };
+            let status = tokio::process::Command::new(npm)
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .status()
+                .await
+                .expect("npm runs");
+            assert!(status.success(), "npm ci in tests/audit failed");
+            true
+        })
+        .await;
+    if !installed {
+        return;
+    }
+    let out = tokio::process::Command::new(node)
+        .arg("audit.js")
+        .arg(app.url("/graphql"))
+        .current_dir(&dir)
+        .output()
+        .await
+        .expect("node runs");
+    assert!(out.status.success(), "the audit did not run: {}", String::from_utf8_lossy(&out.stderr));
+    let levels: Value = serde_json::from_slice(&out.stdout).expect("the audit's JSON");
+    for level in ["MUST", "SHOULD"] {
+        let tally = &levels[level];
+        assert!(tally["total"].as_u64().is_some_and(|t| t > 0), "{level}: {levels}");
+        assert_eq!(tally["passed"], tally["total"], "{level} audits failed: {:#}", tally["failed"]);
+    }
+    eprintln!(
+        "graphql-http audit: MUST {}/{}, SHOULD {}/{}, MAY {}/{}",
+        levels["MUST"]["passed"],
+        levels["MUST"]["total"],
+        levels["SHOULD"]["passed"],
+        levels["SHOULD"]["total"],
+        levels["MAY"]["passed"],
+        levels["MAY"]["total"]
+    );
+}
 
 async fn post(app: &TestApp, token: &str, accept: Option<&str>, body: Value) -> (u16, String, Value) {
     let mut request = app.http.post(app.url("/graphql")).bearer_auth(token).json(&body);
