@@ -443,7 +443,9 @@ fn in_requested_type(req: &Request, mut resp: Response) -> Response {
 async fn graphql_get(req: &Request, Data(state): Data<&AppState>, Data(schemas): Data<&Schemas>) -> Response {
     let accept = req.header("accept").unwrap_or_default().to_ascii_lowercase();
     let params: GetParams = req.params().unwrap_or_default();
-    if params.query.is_none() && (accept.contains("text/html") || accept.is_empty()) {
+    // No query, and no GraphQL client asking (a browser, a plain fetch): the IDE.
+    let graphql_client = accept.contains("application/json") || accept.contains(GRAPHQL_RESPONSE_JSON);
+    if params.query.is_none() && (accept.contains("text/html") || !graphql_client) {
         return graphiql_page().into_response();
     }
     let answer = get_request(req, state, schemas, params).await.unwrap_or_else(|refused| refused);

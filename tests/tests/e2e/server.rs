@@ -29,18 +29,30 @@ async fn health_and_readiness(app: TestApp) {
 
 async fn graphiql_is_served_on_get_and_never_executes(app: TestApp) {
     let admin = app.staff_token(StaffRole::Admin).await;
-    let page = app
+    // A browser (or any client not asking for JSON) without a query gets the IDE.
+    for accept in [None, Some("text/html"), Some("*/*")] {
+        let mut request = app.http.get(app.url("/graphql"));
+        if let Some(accept) = accept {
+            request = request.header("Accept", accept);
+        }
+        let page = request.send().await.expect("answer");
+        assert_eq!(page.status(), 200, "{accept:?}");
+        assert!(page.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"));
+        let html = page.text().await.expect("html");
+        assert!(html.to_lowercase().contains("graphiql"), "{html}");
+    }
+    // A mutation by GET is refused, whoever asks.
+    let refused = app
         .http
         .get(app.url("/graphql"))
         .query(&[("query", "mutation { createProduct(input: {name: \"Sneaky\"}) { product { id } } }")])
         .bearer_auth(&admin)
+        .header("Accept", "text/html")
         .send()
         .await
         .expect("answer");
-    assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"));
-    let html = page.text().await.expect("html");
-    assert!(html.to_lowercase().contains("graphiql"), "{html}");
+    assert_eq!(refused.status(), 405);
+    assert_eq!(refused.headers()["allow"], "POST");
 
     let count = app.graphql(Some(&admin), "{ products { totalCount } }", json!({})).await;
     assert_eq!(data(&count)["products"]["totalCount"], 0, "GET executed nothing");
