@@ -35,6 +35,9 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Request, Route, get, post};
 use std::future::Future;
 use std::sync::Arc;
 
+/// The most bytes of a refused body read off the wire before the refusal.
+const DRAINED: u64 = 4 * 1024 * 1024;
+
 /// The cookie holding a signed-in staff member's session token.
 pub const SESSION_COOKIE: &str = "keysmith_admin";
 /// The cookie naming the environment the admin portal works in
@@ -170,12 +173,19 @@ where
             .at("/static/admin.js", get(pages::script))
             .data(admin)
             .with(csrf)
-            .around(move |ep, req| async move {
+            .around(move |ep, mut req| async move {
                 if req.method() == Method::POST {
                     let limit = if req.uri().path().ends_with("/keys/upload") { upload_limit } else { form_limit };
                     match req.headers().typed_get::<ContentLength>() {
                         None => return Err(SizedLimitError::MissingContentLength.into()),
                         Some(ContentLength(length)) if length > limit as u64 => {
+                            // A body a little past the limit is read off the wire (and
+                            // dropped) so the browser sees the refusal; a larger one is
+                            // refused at once and the connection closed.
+                            if length <= DRAINED {
+                                let mut rest = req.take_body().into_async_read();
+                                let _ = tokio::io::copy(&mut rest, &mut tokio::io::sink()).await;
+                            }
                             return Err(SizedLimitError::PayloadTooLarge.into());
                         }
                         Some(_) => {}

@@ -155,11 +155,15 @@ pub(crate) async fn upload_form(req: &Request, Data(admin): Data<&Arc<Admin>>, c
     render(req, admin, &token, &csrf.0, &UploadForm::default(), None).await
 }
 
-/// A field's text, refused past `limit` bytes.
+/// A field's text, refused past `limit` bytes. A refused field is still read
+/// to its end (and dropped), so that the answer comes after the whole form,
+/// never while the browser is still sending it.
 async fn bounded_text(field: poem::web::Field, limit: u64) -> Result<String, ()> {
     let mut bytes = Vec::new();
-    field.into_async_read().take(limit + 1).read_to_end(&mut bytes).await.map_err(|_| ())?;
+    let mut reader = field.into_async_read().take(limit + 1);
+    reader.read_to_end(&mut bytes).await.map_err(|_| ())?;
     if bytes.len() as u64 > limit {
+        let _ = tokio::io::copy(&mut reader.into_inner(), &mut tokio::io::sink()).await;
         return Err(());
     }
     String::from_utf8(bytes).map_err(|_| ())
@@ -174,6 +178,7 @@ async fn received_file(field: poem::web::Field, limit: u64) -> Result<(std::fs::
     let written =
         tokio::io::copy(&mut reader, &mut writer).await.map_err(|_| "was not received completely".to_string())?;
     if written > limit {
+        let _ = tokio::io::copy(&mut reader.into_inner(), &mut tokio::io::sink()).await;
         return Err(format!("is larger than {}", size(limit as usize)));
     }
     tokio::io::AsyncWriteExt::flush(&mut writer).await.map_err(|_| "could not be stored on the server".to_string())?;
