@@ -7,6 +7,8 @@ pub mod bench;
 pub mod postgres;
 pub mod smtp;
 
+use std::future::Future;
+
 pub use app::{Backend, TestApp, data, error_code, error_field, refusal};
 
 /// Writes one test per database for each named `async fn(TestApp)`:
@@ -32,6 +34,25 @@ macro_rules! on_both_databases {
             }
         )*
     };
+}
+
+/// Waits until `check` gives a value (a job finished, a page changed) and
+/// returns it: asked again every 100 ms, for at most five minutes, after
+/// which the test fails naming `what`. The one place tests wait for work
+/// they cannot be told about.
+pub async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "waited five minutes for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// A command-line tool some tests drive (`curl`, `python3`), found on `PATH`.

@@ -5,7 +5,7 @@
 //! regardless, and its refusal is what the page then says.
 
 use super::Admin;
-use super::pages::{Area, Staff, answer, areas, ended, flash, forged, inside, page, session, staff_of, to_login};
+use super::pages::{Area, Staff, answer, areas, ended, forged, inside, outcome, page, session, staff_of, to_login};
 use askama::Template;
 use poem::http::StatusCode;
 use poem::web::{CsrfToken, CsrfVerifier, Data, Form, Path, Query, Redirect};
@@ -224,11 +224,8 @@ pub(crate) async fn act(
         )
     };
     let (_, code, message) = answer(admin.run(req, Some(&token), &query, variables).await);
-    match code.as_deref() {
-        None => flash(req, admin, true, action.done),
-        Some("UNAUTHENTICATED") => return ended(req, admin),
-        Some("FORBIDDEN") => flash(req, admin, false, "Your role may not do that."),
-        Some(_) => flash(req, admin, false, &message.unwrap_or_else(|| "That did not work.".into())),
+    if let Some(to) = outcome(req, admin, code.as_deref(), message, action.done) {
+        return to;
     }
     Redirect::see_other(inside(form.back.as_deref(), "/admin/licenses")).into_response()
 }

@@ -3,7 +3,7 @@
 //! of the API is shown next to the field it names, with what was typed kept.
 
 use super::Admin;
-use super::pages::{Area, Staff, answer, areas, ended, flash, forged, page, session, staff_of, to_login};
+use super::pages::{Area, Staff, answer, areas, ended, flash, forged, message_page, page, session, staff_of, to_login};
 use askama::Template;
 use poem::http::StatusCode;
 use poem::web::{CsrfToken, CsrfVerifier, Data, Form, Redirect};
@@ -111,9 +111,7 @@ async fn render(
     let (data, _, _) = answer(admin.run(req, Some(token), CHOICES, json!({})).await);
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
     if staff.role == "support" {
-        let message =
-            super::pages::MessagePage { title: "Create licence", message: "Your role may not create licences." };
-        return page(StatusCode::FORBIDDEN, message.render());
+        return message_page(StatusCode::FORBIDDEN, "Create licence", "Your role may not create licences.");
     }
     let status = if problems.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     page(
@@ -257,10 +255,16 @@ pub(crate) async fn create(
 /// from the message there: "expiresAt: must be in the future" reads at its
 /// field as "must be in the future").
 pub(crate) fn problems_of(errors: &[Value]) -> Vec<Problem> {
+    problems_with(errors, field_of)
+}
+
+/// The API's errors, each at the form field `field` maps the API's field to
+/// (none: the whole form), the field's name cut from the message there.
+pub(crate) fn problems_with(errors: &[Value], field: impl Fn(&str) -> Option<&'static str>) -> Vec<Problem> {
     errors
         .iter()
         .map(|e| {
-            let field = e["extensions"]["field"].as_str().and_then(field_of);
+            let field = e["extensions"]["field"].as_str().and_then(&field);
             let text = e["message"].as_str().unwrap_or("That did not work.").to_string();
             let text = match (field, text.split_once(": ")) {
                 (Some(_), Some((_, reason))) => reason.to_string(),

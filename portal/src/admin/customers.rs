@@ -4,9 +4,10 @@
 //! create and edit for managers and admins.
 
 use super::Admin;
-use super::create::Problem;
+use super::create::{Problem, problems_with};
 use super::pages::{
-    Area, Flash, Staff, answer, areas, ended, flash, forged, page, session, staff_of, take_flash, to_login,
+    Area, Flash, Staff, answer, areas, ended, flash, forged, message_page, outcome, page, session, staff_of,
+    take_flash, to_login,
 };
 use super::tags::{COMPONENT, address, pager, search_term};
 use askama::Template;
@@ -238,9 +239,7 @@ pub(crate) async fn customer(
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
     let node = &data["customer"];
     if !node.is_object() {
-        let message =
-            super::pages::MessagePage { title: "No such customer", message: "There is no such customer here." };
-        return page(StatusCode::NOT_FOUND, message.render());
+        return message_page(StatusCode::NOT_FOUND, "No such customer", "There is no such customer here.");
     }
     let mut licences = Vec::new();
     let mut devices = Vec::new();
@@ -311,12 +310,6 @@ pub(crate) async fn customer(
     )
 }
 
-#[derive(Deserialize)]
-pub(crate) struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// Emails the customer a portal sign-in link.
 #[handler]
 pub(crate) async fn send_link(
@@ -324,7 +317,7 @@ pub(crate) async fn send_link(
     Data(admin): Data<&Arc<Admin>>,
     verifier: &CsrfVerifier,
     Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<super::pages::CsrfForm>,
 ) -> Response {
     if !verifier.is_valid(&form.csrf) {
         return forged();
@@ -332,11 +325,14 @@ pub(crate) async fn send_link(
     let Some(token) = session(req) else { return to_login(None) };
     let mutation = "mutation($id: ID!) { createPortalLink(input: {customerId: $id, sendEmail: true}) { expiresAt } }";
     let (_, code, message) = answer(admin.run(req, Some(&token), mutation, json!({ "id": id })).await);
-    match code.as_deref() {
-        None => flash(req, admin, true, "A portal sign-in link was emailed to the customer (valid 7 days)"),
-        Some("UNAUTHENTICATED") => return ended(req, admin),
-        Some("FORBIDDEN") => flash(req, admin, false, "Your role may not do that."),
-        Some(_) => flash(req, admin, false, &message.unwrap_or_else(|| "That did not work.".into())),
+    if let Some(to) = outcome(
+        req,
+        admin,
+        code.as_deref(),
+        message,
+        "A portal sign-in link was emailed to the customer (valid 7 days)",
+    ) {
+        return to;
     }
     Redirect::see_other(customer_href(&id)).into_response()
 }
@@ -389,8 +385,7 @@ async fn render_form(
     let (data, _, _) = answer(admin.run(req, Some(token), ME, json!({})).await);
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
     if staff.role == "support" {
-        let message = super::pages::MessagePage { title: "Customers", message: "Your role may not change customers." };
-        return page(StatusCode::FORBIDDEN, message.render());
+        return message_page(StatusCode::FORBIDDEN, "Customers", "Your role may not change customers.");
     }
     let title = if action.ends_with("/new") { "New customer" } else { "Edit customer" };
     let status = if problems.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
@@ -428,9 +423,7 @@ pub(crate) async fn edit_form(
         admin.run(req, Some(&token), "query($id: ID!) { customer(id: $id) { email name } }", json!({ "id": id })).await,
     );
     let Some(email) = data["customer"]["email"].as_str() else {
-        let message =
-            super::pages::MessagePage { title: "No such customer", message: "There is no such customer here." };
-        return page(StatusCode::NOT_FOUND, message.render());
+        return message_page(StatusCode::NOT_FOUND, "No such customer", "There is no such customer here.");
     };
     let form = CustomerForm {
         email: email.to_string(),
@@ -465,22 +458,11 @@ async fn save(req: &Request, admin: &Admin, csrf: &str, id: Option<String>, form
     if errors.iter().any(|e| e["extensions"]["code"] == "UNAUTHENTICATED") {
         return ended(req, admin);
     }
-    let problems = errors
-        .iter()
-        .map(|e| {
-            let field = match e["extensions"]["field"].as_str() {
-                Some("email") => Some("email"),
-                Some("name") => Some("name"),
-                _ => None,
-            };
-            let text = e["message"].as_str().unwrap_or("That did not work.").to_string();
-            let text = match (field, text.split_once(": ")) {
-                (Some(_), Some((_, reason))) => reason.to_string(),
-                _ => text,
-            };
-            Problem { field, text }
-        })
-        .collect();
+    let problems = problems_with(&errors, |f| match f {
+        "email" => Some("email"),
+        "name" => Some("name"),
+        _ => None,
+    });
     render_form(req, admin, &token, csrf, action, &form, problems).await
 }
 

@@ -7,7 +7,9 @@
 
 use super::Admin;
 use super::create::{Problem, end_of_day, find_customer, json_object, problems_of};
-use super::pages::{Area, Staff, answer, areas, ended, flash, forged, inside, page, session, staff_of, to_login};
+use super::pages::{
+    Area, Staff, answer, areas, ended, flash, forged, inside, message_page, page, session, staff_of, to_login,
+};
 use askama::Template;
 use poem::http::StatusCode;
 use poem::web::{CsrfToken, CsrfVerifier, Data, Form, Path, Query, Redirect};
@@ -120,9 +122,7 @@ async fn load(req: &Request, admin: &Admin, token: &str, id: &str) -> Result<(St
     let (data, code, _) = answer(admin.run(req, Some(token), LICENCE, json!({ "id": id })).await);
     let Some(staff) = staff_of(&data) else { return Err(ended(req, admin)) };
     if staff.role == "support" {
-        let message =
-            super::pages::MessagePage { title: "Edit licence", message: "Your role may not change licences." };
-        return Err(page(StatusCode::FORBIDDEN, message.render()));
+        return Err(message_page(StatusCode::FORBIDDEN, "Edit licence", "Your role may not change licences."));
     }
     if !data["licenseKey"].is_object() {
         let message = super::pages::MessagePage { title: "Not found", message: "There is no such licence here." };

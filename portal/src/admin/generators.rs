@@ -5,9 +5,10 @@
 //! licences" for a product, answered by the job's page.
 
 use super::Admin;
-use super::create::Problem;
+use super::create::{Problem, problems_with};
 use super::pages::{
-    Area, Flash, Staff, answer, areas, ended, flash, forged, page, session, staff_of, take_flash, to_login,
+    Area, Flash, Staff, answer, areas, ended, flash, forged, message_page, outcome, page, session, staff_of,
+    take_flash, to_login,
 };
 use super::tags::COMPONENT;
 use askama::Template;
@@ -257,9 +258,7 @@ fn render(
     examples: Vec<String>,
 ) -> Response {
     if staff.role == "support" {
-        let message =
-            super::pages::MessagePage { title: "Generators", message: "Your role may not change generators." };
-        return page(StatusCode::FORBIDDEN, message.render());
+        return message_page(StatusCode::FORBIDDEN, "Generators", "Your role may not change generators.");
     }
     let format = if form.format.is_empty() { "ULID" } else { form.format.as_str() };
     let formats =
@@ -317,9 +316,7 @@ pub(crate) async fn edit_form(
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
     let node = &data["generator"];
     if !node.is_object() {
-        let message =
-            super::pages::MessagePage { title: "No such generator", message: "There is no such generator here." };
-        return page(StatusCode::NOT_FOUND, message.render());
+        return message_page(StatusCode::NOT_FOUND, "No such generator", "There is no such generator here.");
     }
     let form = GeneratorForm::of(node);
     let bits = node["bits"].as_f64().map(|b| b.to_string());
@@ -380,15 +377,7 @@ async fn submit(req: &Request, admin: &Admin, csrf: &str, id: Option<String>, fo
                 .map(|e| e.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
                 .unwrap_or_default();
         }
-        problems.extend(errors.iter().map(|e| {
-            let field = e["extensions"]["field"].as_str().and_then(|f| FIELD_NAMES.iter().copied().find(|n| *n == f));
-            let text = e["message"].as_str().unwrap_or("That did not work.").to_string();
-            let text = match (field, text.split_once(": ")) {
-                (Some(_), Some((_, reason))) => reason.to_string(),
-                _ => text,
-            };
-            Problem { field, text }
-        }));
+        problems.extend(problems_with(&errors, |f| FIELD_NAMES.iter().copied().find(|n| *n == f)));
     }
     let (data, _, _) = answer(admin.run(req, Some(&token), ME, json!({})).await);
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
@@ -469,9 +458,7 @@ pub(crate) async fn delete_confirm(
     let (data, _, _) = answer(admin.run(req, Some(&token), query, json!({ "id": id })).await);
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
     let Some(name) = data["generator"]["name"].as_str() else {
-        let message =
-            super::pages::MessagePage { title: "No such generator", message: "There is no such generator here." };
-        return page(StatusCode::NOT_FOUND, message.render());
+        return message_page(StatusCode::NOT_FOUND, "No such generator", "There is no such generator here.");
     };
     let users = data["products"]["edges"]
         .as_array()
@@ -499,19 +486,13 @@ pub(crate) async fn delete_confirm(
     )
 }
 
-#[derive(Deserialize)]
-pub(crate) struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 #[handler]
 pub(crate) async fn delete(
     req: &Request,
     Data(admin): Data<&Arc<Admin>>,
     verifier: &CsrfVerifier,
     Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<super::pages::CsrfForm>,
 ) -> Response {
     if !verifier.is_valid(&form.csrf) {
         return forged();
@@ -519,11 +500,8 @@ pub(crate) async fn delete(
     let Some(token) = session(req) else { return to_login(None) };
     let mutation = "mutation($id: ID!) { deleteGenerator(input: {id: $id}) { deletedId } }";
     let (_, code, message) = answer(admin.run(req, Some(&token), mutation, json!({ "id": id })).await);
-    match code.as_deref() {
-        None => flash(req, admin, true, "Generator deleted"),
-        Some("UNAUTHENTICATED") => return ended(req, admin),
-        Some("FORBIDDEN") => flash(req, admin, false, "Your role may not do that."),
-        Some(_) => flash(req, admin, false, &message.unwrap_or_else(|| "That did not work.".into())),
+    if let Some(to) = outcome(req, admin, code.as_deref(), message, "Generator deleted") {
+        return to;
     }
     Redirect::see_other("/admin/generators").into_response()
 }
@@ -579,14 +557,10 @@ async fn generate_page(
     let (data, _, _) = answer(admin.run(req, Some(token), query, json!({ "id": id })).await);
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
     if staff.role == "support" {
-        let message =
-            super::pages::MessagePage { title: "Generate licences", message: "Your role may not generate licences." };
-        return page(StatusCode::FORBIDDEN, message.render());
+        return message_page(StatusCode::FORBIDDEN, "Generate licences", "Your role may not generate licences.");
     }
     let Some(name) = data["generator"]["name"].as_str() else {
-        let message =
-            super::pages::MessagePage { title: "No such generator", message: "There is no such generator here." };
-        return page(StatusCode::NOT_FOUND, message.render());
+        return message_page(StatusCode::NOT_FOUND, "No such generator", "There is no such generator here.");
     };
     let products = data["products"]["edges"]
         .as_array()
@@ -662,21 +636,10 @@ pub(crate) async fn generate(
     if errors.iter().any(|e| e["extensions"]["code"] == "UNAUTHENTICATED") {
         return ended(req, admin);
     }
-    let problems = errors
-        .iter()
-        .map(|e| {
-            let field = match e["extensions"]["field"].as_str() {
-                Some("productId") => Some("product"),
-                Some("count") => Some("count"),
-                _ => None,
-            };
-            let text = e["message"].as_str().unwrap_or("That did not work.").to_string();
-            let text = match (field, text.split_once(": ")) {
-                (Some(_), Some((_, reason))) => reason.to_string(),
-                _ => text,
-            };
-            Problem { field, text }
-        })
-        .collect();
+    let problems = problems_with(&errors, |f| match f {
+        "productId" => Some("product"),
+        "count" => Some("count"),
+        _ => None,
+    });
     generate_page(req, admin, &token, &csrf.0, &id, &form, problems).await
 }

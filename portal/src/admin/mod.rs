@@ -7,7 +7,6 @@
 //! sends the browser back to the sign-in form at once.
 
 mod actions;
-mod admin_pages;
 mod create;
 mod customers;
 mod edit;
@@ -22,8 +21,11 @@ mod preview;
 mod products;
 mod records;
 mod search;
+mod settings;
+mod staff;
 mod tags;
 mod upload;
+mod webhooks;
 
 pub use licenses::LICENSES_QUERY;
 
@@ -155,13 +157,13 @@ where
             .at("/orders/:id/refund", get(orders::refund_form).post(orders::refund))
             .at("/activations", get(records::activations))
             .at("/audit", get(records::audit))
-            .at("/settings", get(admin_pages::settings).post(admin_pages::save_settings))
-            .at("/users", get(admin_pages::users).post(admin_pages::create_user))
-            .at("/users/:id", post(admin_pages::change_user))
-            .at("/account", get(admin_pages::account))
-            .at("/account/password", post(admin_pages::change_password))
-            .at("/webhooks", get(admin_pages::webhooks).post(admin_pages::create_webhook))
-            .at("/webhooks/:id", get(admin_pages::webhook).post(admin_pages::change_webhook))
+            .at("/settings", get(settings::settings).post(settings::save_settings))
+            .at("/users", get(staff::users).post(staff::create_user))
+            .at("/users/:id", post(staff::change_user))
+            .at("/account", get(staff::account))
+            .at("/account/password", post(staff::change_password))
+            .at("/webhooks", get(webhooks::webhooks).post(webhooks::create_webhook))
+            .at("/webhooks/:id", get(webhooks::webhook).post(webhooks::change_webhook))
             .at("/search", get(search::search))
             .at("/jobs", get(jobs::jobs))
             .at("/jobs/:id", get(jobs::job))

@@ -8,7 +8,8 @@
 
 use super::Admin;
 use super::pages::{
-    Area, Flash, Staff, answer, areas, ended, flash, forged, page, session, staff_of, take_flash, to_login,
+    Area, Flash, Staff, answer, areas, ended, forged, message_page, outcome, page, session, staff_of, take_flash,
+    to_login,
 };
 use super::tags::{COMPONENT, address, pager, search_term};
 use askama::Template;
@@ -43,17 +44,6 @@ fn day(value: &Value) -> String {
 
 fn status_words(status: &str) -> String {
     status.to_lowercase().replace('_', " ")
-}
-
-/// The outcome of a mutation for the order's page.
-fn outcome(req: &Request, admin: &Admin, code: Option<&str>, message: Option<String>, done: &str) -> Option<Response> {
-    match code {
-        None => flash(req, admin, true, done),
-        Some("UNAUTHENTICATED") => return Some(ended(req, admin)),
-        Some("FORBIDDEN") => flash(req, admin, false, "Your role may not do that."),
-        Some(_) => flash(req, admin, false, &message.unwrap_or_else(|| "That did not work.".into())),
-    }
-    None
 }
 
 // ----- The list -----
@@ -229,8 +219,7 @@ async fn load(req: &Request, admin: &Admin, token: &str, id: &str) -> Result<(St
     let (data, _, _) = answer(admin.run(req, Some(token), ONE, json!({ "id": id })).await);
     let Some(staff) = staff_of(&data) else { return Err(ended(req, admin)) };
     if !data["order"].is_object() {
-        let message = super::pages::MessagePage { title: "No such order", message: "There is no such order here." };
-        return Err(page(StatusCode::NOT_FOUND, message.render()));
+        return Err(message_page(StatusCode::NOT_FOUND, "No such order", "There is no such order here."));
     }
     Ok((staff, data["order"].clone()))
 }
@@ -361,14 +350,11 @@ pub(crate) async fn reassign_form(
         Err(answer) => return answer,
     };
     if staff.role == "support" {
-        let message =
-            super::pages::MessagePage { title: "Assign new key", message: "Your role may not change orders." };
-        return page(StatusCode::FORBIDDEN, message.render());
+        return message_page(StatusCode::FORBIDDEN, "Assign new key", "Your role may not change orders.");
     }
     let lines = lines_of(&order);
     let Some(line) = lines.into_iter().find(|l| l.id == line_id) else {
-        let message = super::pages::MessagePage { title: "No such line", message: "This order has no such line." };
-        return page(StatusCode::NOT_FOUND, message.render());
+        return message_page(StatusCode::NOT_FOUND, "No such line", "This order has no such line.");
     };
     let license = view.license.clone().unwrap_or_default();
     let variables = json!({
@@ -502,12 +488,10 @@ pub(crate) async fn unassign_form(
         Err(answer) => return answer,
     };
     if staff.role == "support" {
-        let message = super::pages::MessagePage { title: "Unassign key", message: "Your role may not change orders." };
-        return page(StatusCode::FORBIDDEN, message.render());
+        return message_page(StatusCode::FORBIDDEN, "Unassign key", "Your role may not change orders.");
     }
     let Some(key) = lines_of(&order).into_iter().flat_map(|l| l.keys).find(|k| k.id == license) else {
-        let message = super::pages::MessagePage { title: "No such key", message: "This order has no such key." };
-        return page(StatusCode::NOT_FOUND, message.render());
+        return message_page(StatusCode::NOT_FOUND, "No such key", "This order has no such key.");
     };
     let href = order_href(&id);
     page(
@@ -584,8 +568,7 @@ pub(crate) async fn refund_form(
         Err(answer) => return answer,
     };
     if staff.role == "support" {
-        let message = super::pages::MessagePage { title: "Refund", message: "Your role may not refund orders." };
-        return page(StatusCode::FORBIDDEN, message.render());
+        return message_page(StatusCode::FORBIDDEN, "Refund", "Your role may not refund orders.");
     }
     let href = order_href(&id);
     page(

@@ -179,6 +179,40 @@ pub(crate) fn end_session(req: &Request, admin: &Admin, notice: &str) -> Respons
     to_login(Some(notice))
 }
 
+/// A form posted with repeated fields (checkboxes), as name and value pairs.
+pub(crate) fn form_fields(body: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(body.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+/// The first value of `name` in a posted form ("" when absent).
+pub(crate) fn form_value<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
+}
+
+/// A page that only says something, answered with `status`.
+pub(crate) fn message_page(status: StatusCode, title: &str, text: &str) -> Response {
+    page(status, MessagePage { title, message: text }.render())
+}
+
+/// Leaves the outcome of a mutation (`code` and `message` of its first error,
+/// none when it worked) for the page the action returns to; `Some` is the
+/// answer to give instead when the session has ended.
+pub(crate) fn outcome(
+    req: &Request,
+    admin: &Admin,
+    code: Option<&str>,
+    message: Option<String>,
+    done: &str,
+) -> Option<Response> {
+    match code {
+        None => flash(req, admin, true, done),
+        Some("UNAUTHENTICATED") => return Some(ended(req, admin)),
+        Some("FORBIDDEN") => flash(req, admin, false, "Your role may not do that."),
+        Some(_) => flash(req, admin, false, &message.unwrap_or_else(|| "That did not work.".into())),
+    }
+    None
+}
+
 /// The cookie carrying the outcome of the last action to the page it
 /// redirected to: shown once, then cleared.
 const FLASH_COOKIE: &str = "keysmith_admin_flash";
@@ -276,10 +310,11 @@ pub(crate) async fn login(
     )
 }
 
+/// A form that carries nothing but its CSRF token (a button).
 #[derive(Deserialize)]
 pub(crate) struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    pub csrf: String,
 }
 
 #[handler]

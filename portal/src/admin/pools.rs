@@ -7,7 +7,9 @@
 //! with what happened; the API decides, and its refusal is what is said.
 
 use super::Admin;
-use super::pages::{Area, Staff, answer, areas, ended, flash, forged, inside, page, session, staff_of, to_login};
+use super::pages::{
+    Area, Staff, answer, areas, ended, flash, forged, inside, outcome, page, session, staff_of, to_login,
+};
 use super::tags::tag_href;
 use askama::Template;
 use poem::http::StatusCode;
@@ -24,17 +26,6 @@ const MOST_SELECTED: usize = 100;
 /// `n` and the noun, singular or plural: "1 key", "3 keys".
 fn count(n: i64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// The outcome of a mutation for the next page: done, or why not.
-fn outcome(req: &Request, admin: &Admin, code: Option<&str>, message: Option<String>, done: &str) -> Option<Response> {
-    match code {
-        None => flash(req, admin, true, done),
-        Some("UNAUTHENTICATED") => return Some(ended(req, admin)),
-        Some("FORBIDDEN") => flash(req, admin, false, "Your role may not do that."),
-        Some(_) => flash(req, admin, false, &message.unwrap_or_else(|| "That did not work.".into())),
-    }
-    None
 }
 
 // ----- Create a tag -----

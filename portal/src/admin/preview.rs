@@ -5,7 +5,7 @@
 
 use super::Admin;
 use super::pages::{
-    Area, Flash, Staff, answer, areas, ended, flash, forged, page, session, staff_of, take_flash, to_login,
+    Area, Flash, Staff, answer, areas, ended, forged, outcome, page, session, staff_of, take_flash, to_login,
 };
 use askama::Template;
 use poem::http::{StatusCode, header};
@@ -287,11 +287,8 @@ pub(crate) async fn deactivate(
     let Some(token) = session(req) else { return to_login(None) };
     let mutation = "mutation($id: ID!) { deactivateActivation(input: {id: $id}) { activation { id } } }";
     let (_, code, message) = answer(admin.run(req, Some(&token), mutation, json!({ "id": device })).await);
-    match code.as_deref() {
-        None => flash(req, admin, true, "Device deactivated; its slot is free again"),
-        Some("UNAUTHENTICATED") => return ended(req, admin),
-        Some("FORBIDDEN") => flash(req, admin, false, "Your role may not do that."),
-        Some(_) => flash(req, admin, false, &message.unwrap_or_else(|| "That did not work.".into())),
+    if let Some(to) = outcome(req, admin, code.as_deref(), message, "Device deactivated; its slot is free again") {
+        return to;
     }
     let licence =
         format!("/admin/licenses/{}", percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC));

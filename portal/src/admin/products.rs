@@ -5,9 +5,10 @@
 //! are bound to devices; a product's page with its pool's level; archive.
 
 use super::Admin;
-use super::create::Problem;
+use super::create::{Problem, problems_with};
 use super::pages::{
-    Area, Flash, Staff, answer, areas, ended, flash, forged, page, session, staff_of, take_flash, to_login,
+    Area, Flash, Staff, answer, areas, ended, flash, forged, message_page, page, session, staff_of, take_flash,
+    to_login,
 };
 use super::tags::{COMPONENT, Figures, address, pager, search_term, tag_href};
 use askama::Template;
@@ -227,8 +228,7 @@ pub(crate) async fn product(
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
     let node = &data["product"];
     if !node.is_object() {
-        let message = super::pages::MessagePage { title: "No such product", message: "There is no such product here." };
-        return page(StatusCode::NOT_FOUND, message.render());
+        return message_page(StatusCode::NOT_FOUND, "No such product", "There is no such product here.");
     }
     let (tags, generators) = (named(&data, "tags"), named(&data, "generators"));
     let pool_id = match node["delivery"]["mode"].as_str() {
@@ -388,8 +388,7 @@ async fn render_form(
     let (data, _, _) = answer(admin.run(req, Some(token), CHOICES, json!({})).await);
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
     if staff.role == "support" {
-        let message = super::pages::MessagePage { title: "Products", message: "Your role may not change products." };
-        return page(StatusCode::FORBIDDEN, message.render());
+        return message_page(StatusCode::FORBIDDEN, "Products", "Your role may not change products.");
     }
     let tags = data["tags"]["edges"]
         .as_array()
@@ -448,8 +447,7 @@ pub(crate) async fn edit_form(
     let query = format!("query($id: ID!) {{ product(id: $id) {{ {FIELDS} }} }}");
     let (data, _, _) = answer(admin.run(req, Some(&token), &query, json!({ "id": id })).await);
     if !data["product"].is_object() {
-        let message = super::pages::MessagePage { title: "No such product", message: "There is no such product here." };
-        return page(StatusCode::NOT_FOUND, message.render());
+        return message_page(StatusCode::NOT_FOUND, "No such product", "There is no such product here.");
     }
     let form = ProductForm::of(&data["product"]);
     render_form(req, admin, &token, &csrf.0, format!("{}/edit", product_href(&id)), &form, Vec::new()).await
@@ -498,18 +496,7 @@ async fn save(req: &Request, admin: &Admin, csrf: &str, id: Option<String>, form
     if errors.iter().any(|e| e["extensions"]["code"] == "UNAUTHENTICATED") {
         return ended(req, admin);
     }
-    let problems = errors
-        .iter()
-        .map(|e| {
-            let field = e["extensions"]["field"].as_str().and_then(field_of);
-            let text = e["message"].as_str().unwrap_or("That did not work.").to_string();
-            let text = match (field, text.split_once(": ")) {
-                (Some(_), Some((_, reason))) => reason.to_string(),
-                _ => text,
-            };
-            Problem { field, text }
-        })
-        .collect();
+    let problems = problems_with(&errors, field_of);
     render_form(req, admin, &token, csrf, action, &form, problems).await
 }
 
@@ -568,8 +555,7 @@ pub(crate) async fn archive_confirm(
     let (data, _, _) = answer(admin.run(req, Some(&token), query, json!({ "id": id })).await);
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
     let Some(name) = data["product"]["name"].as_str() else {
-        let message = super::pages::MessagePage { title: "No such product", message: "There is no such product here." };
-        return page(StatusCode::NOT_FOUND, message.render());
+        return message_page(StatusCode::NOT_FOUND, "No such product", "There is no such product here.");
     };
     let href = product_href(&id);
     page(
@@ -587,19 +573,13 @@ pub(crate) async fn archive_confirm(
     )
 }
 
-#[derive(Deserialize)]
-pub(crate) struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 #[handler]
 pub(crate) async fn archive(
     req: &Request,
     Data(admin): Data<&Arc<Admin>>,
     verifier: &CsrfVerifier,
     Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<super::pages::CsrfForm>,
 ) -> Response {
     if !verifier.is_valid(&form.csrf) {
         return forged();

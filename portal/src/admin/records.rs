@@ -6,7 +6,9 @@
 //! page, before and after shown readably.
 
 use super::Admin;
-use super::pages::{Area, Flash, Staff, answer, areas, ended, page, session, staff_of, take_flash, to_login};
+use super::pages::{
+    Area, Flash, Staff, answer, areas, ended, message_page, page, session, staff_of, take_flash, to_login,
+};
 use super::tags::{COMPONENT, address, pager};
 use askama::Template;
 use percent_encoding::utf8_percent_encode;
@@ -405,9 +407,7 @@ pub(crate) async fn audit(
     let (data, code, message) = answer(admin.run(req, Some(&token), AUDIT, variables).await);
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
     if code.as_deref() == Some("FORBIDDEN") {
-        let message =
-            super::pages::MessagePage { title: "Audit log", message: "Your role may not read the audit log." };
-        return page(StatusCode::FORBIDDEN, message.render());
+        return message_page(StatusCode::FORBIDDEN, "Audit log", "Your role may not read the audit log.");
     }
     let list = &data["auditEvents"];
     let gone = deleted_targets(req, admin, &token, list).await;

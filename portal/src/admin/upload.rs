@@ -8,7 +8,7 @@
 //! duplicates in the file and in the pool, invalid lines with their numbers
 //! and reasons, tags created.
 
-use super::pages::{Area, Staff, answer, areas, ended, forged, page, session, staff_of, to_login};
+use super::pages::{Area, Staff, answer, areas, ended, forged, message_page, page, session, staff_of, to_login};
 use super::{Admin, Uploads};
 use askama::Template;
 use poem::http::StatusCode;
@@ -106,8 +106,7 @@ async fn render(
     let (data, _, _) = answer(admin.run(req, Some(token), CHOICES, json!({})).await);
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
     if staff.role == "support" {
-        let message = super::pages::MessagePage { title: "Upload keys", message: "Your role may not upload keys." };
-        return page(StatusCode::FORBIDDEN, message.render());
+        return message_page(StatusCode::FORBIDDEN, "Upload keys", "Your role may not upload keys.");
     }
     let tags = data["tags"]["edges"]
         .as_array()
@@ -374,12 +373,12 @@ pub(crate) async fn report(
     let (data, _, _) = answer(admin.run(req, Some(&token), RUNNING, json!({})).await);
     let Some(staff) = staff_of(&data) else { return ended(req, admin) };
     let Some((source, outcome)) = admin.uploads.read(&id, &token) else {
-        let message = super::pages::MessagePage {
-            title: "No such upload",
-            message: "This upload's report is not here: reports are kept for an hour, for the person who uploaded, \
+        return message_page(
+            StatusCode::NOT_FOUND,
+            "No such upload",
+            "This upload's report is not here: reports are kept for an hour, for the person who uploaded, \
                       on the server that took the upload. The import itself is in the background jobs.",
-        };
-        return page(StatusCode::NOT_FOUND, message.render());
+        );
     };
     let jobs = data["jobs"]["edges"]
         .as_array()

@@ -29,7 +29,7 @@ async fn staff(app: &TestApp, role: StaffRole) -> String {
 }
 
 /// A browser signed in to the admin portal as a new staff member of `role`.
-async fn signed_in(app: &TestApp, role: StaffRole) -> PortalClient {
+pub(crate) async fn signed_in(app: &TestApp, role: StaffRole) -> PortalClient {
     let email = staff(app, role).await;
     let mut browser = PortalClient::new(app);
     let form = browser.get("/admin/login").await;
@@ -253,7 +253,7 @@ async fn keys_of(app: &TestApp, token: &str, tag_id: &str) -> Vec<String> {
 }
 
 /// The flash message a page shows after an action.
-fn flash(page: &Page) -> String {
+pub(crate) fn flash(page: &Page) -> String {
     let at = page.body.find("class=\"flash ").unwrap_or_else(|| panic!("no message: {}", page.body));
     let text = &page.body[at..];
     let text = &text[text.find('>').expect("a tag") + 1..];
@@ -575,18 +575,21 @@ async fn a_large_upload_shows_its_progress_until_the_report(app: TestApp) {
         .await;
     assert_eq!(sent.status, 303, "{}", sent.body);
     // While it runs the page refreshes itself; then the report is there.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    let report = loop {
-        let page = browser.get(sent.location()).await;
-        assert_eq!(page.status, 200, "{}", page.body);
-        if page.body.contains("Upload report") {
-            break page;
+    let location = sent.location().to_string();
+    let report = keysmith_tests::until("the import's report", || {
+        let (mut browser, location) = (browser.clone(), location.clone());
+        async move {
+            let page = browser.get(&location).await;
+            assert_eq!(page.status, 200, "{}", page.body);
+            if page.body.contains("Upload report") {
+                return Some(page);
+            }
+            assert!(page.body.contains("<meta http-equiv=\"refresh\" content=\"2\">"), "{}", page.body);
+            assert!(page.body.contains("Importing keys"));
+            None
         }
-        assert!(page.body.contains("<meta http-equiv=\"refresh\" content=\"2\">"), "{}", page.body);
-        assert!(page.body.contains("Importing keys"));
-        assert!(std::time::Instant::now() < deadline, "the import did not finish");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     assert!(!report.body.contains("http-equiv=\"refresh\""), "a finished report stays put");
     assert!(report.body.contains(&format!("{count} keys imported")), "{}", report.body);
     let total =

@@ -3,8 +3,10 @@
 
 mod admin;
 mod admin_browser;
+mod admin_business;
+mod admin_catalog;
 mod admin_keys;
-mod admin_ops;
+mod admin_settings;
 mod audit;
 mod auth;
 mod browser;

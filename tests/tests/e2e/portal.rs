@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// A browser without a browser: follows no redirects, keeps cookies.
+#[derive(Clone)]
 pub(crate) struct PortalClient {
     http: reqwest::Client,
     base: String,
