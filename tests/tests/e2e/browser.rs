@@ -312,13 +312,13 @@ pub(crate) async fn wait_for_in(client: &Client, css: &str, needle: &str) -> Str
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let text = match client.find(Locator::Css(css)).await {
-            Ok(found) => found.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
+            Ok(found) => found.text().await.ok(),
+            Err(_) => None,
         };
-        if text.contains(needle) {
-            return text;
+        if let Some(text) = text.as_deref().filter(|text| text.contains(needle)) {
+            return text.to_string();
         }
-        assert!(Instant::now() < deadline, "{css} never said {needle:?}; it says:\n{text}");
+        assert!(Instant::now() < deadline, "{css} never said {needle:?}; it says:\n{text:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
