@@ -5,6 +5,7 @@
 //! field suggestions turned off. Both have depth and complexity limits.
 
 pub mod codes;
+pub mod depth;
 pub mod guard;
 pub mod loaders;
 mod mutation;
@@ -23,16 +24,16 @@ pub use query::Query;
 
 pub type KeysmithSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Deepest nesting a query may have.
+/// Deepest nesting of fields an operation may have (introspection counts as one; see [`depth`]).
 pub const MAX_DEPTH: usize = 12;
 /// Most fields (each counted once, connections by their page size) one query may ask for.
 pub const MAX_COMPLEXITY: usize = 2_000;
 
 fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(nesting::NestingLimit)
+        .extension(depth::DepthLimit)
         .extension(codes::ErrorCodes)
 }
 

@@ -10,13 +10,12 @@ use crate::graphql::loaders::RequestLoaders;
 use crate::services::export::{self, ExportFormat};
 use crate::services::keys::{KeyFilter, TagRef};
 use crate::services::users;
-use async_graphql::http::GraphiQLSource;
 use entity::Environment;
 use futures_util::StreamExt;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::listener::TcpAcceptor;
 use poem::middleware::SetHeader;
-use poem::web::{Data, Html};
+use poem::web::Data;
 use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server, get, handler};
 use sea_orm::Iterable;
 use std::future::Future;
@@ -24,6 +23,7 @@ use std::time::{Duration, Instant};
 
 mod abort;
 mod body;
+mod graphiql;
 mod multipart;
 
 /// The header that names the environment a request acts in.
@@ -36,6 +36,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let schemas = Schemas::new(state.clone());
     Route::new()
         .at("/graphql", get(graphql_get).post(graphql))
+        .at(format!("{}/:name", graphiql::PREFIX), get(graphiql::asset))
         .at("/export/license-keys.csv", get(export_csv))
         .at("/export/license-keys.json", get(export_json))
         .at("/offline-licence/public-key", get(offline_public_key))
@@ -77,10 +78,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let acceptor = abort::Abortable(TcpAcceptor::from_tokio(listener)?);
     Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(routes(state), shutdown, Some(SHUTDOWN_GRACE)).await
-}
-
-fn graphiql_page() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").title("Keysmith GraphiQL").finish())
 }
 
 /// The key offline licence files are signed with, as JSON (no login).
@@ -446,7 +443,7 @@ async fn graphql_get(req: &Request, Data(state): Data<&AppState>, Data(schemas):
     // No query, and no GraphQL client asking (a browser, a plain fetch): the IDE.
     let graphql_client = accept.contains("application/json") || accept.contains(GRAPHQL_RESPONSE_JSON);
     if params.query.is_none() && (accept.contains("text/html") || !graphql_client) {
-        return graphiql_page().into_response();
+        return graphiql::page("/graphql");
     }
     let answer = get_request(req, state, schemas, params).await.unwrap_or_else(|refused| refused);
     in_requested_type(req, answer)

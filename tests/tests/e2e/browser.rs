@@ -50,8 +50,8 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port()
 }
 
-/// Starts chromedriver and a headless Chromium; `None` (loudly) when they
-/// are not installed outside CI.
+/// Starts chromedriver and a headless Chromium that reaches nothing but
+/// 127.0.0.1; `None` (loudly) when they are not installed outside CI.
 pub(crate) async fn browser() -> Option<Browser> {
     let driver_path = tool("chromedriver")?;
     let chromium = tool("chromium")?;
@@ -74,6 +74,12 @@ pub(crate) async fn browser() -> Option<Browser> {
         "--disable-component-update",
         "--disable-sync",
         "--window-size=1200,900",
+        // No network but the machine itself: a name resolves to nothing and
+        // any other address goes to a dead proxy, so a page that needs a file
+        // from elsewhere fails here as it would on an offline machine.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--proxy-server=127.0.0.1:9",
+        "--proxy-bypass-list=127.0.0.1",
         &format!("--user-data-dir={}", profile.path().display()),
     ];
     let mut caps = serde_json::Map::new();

@@ -17,6 +17,7 @@ mod environments;
 mod errors;
 mod fulfilment;
 mod generators;
+mod graphiql;
 mod graphql_http;
 mod imports;
 mod jobs;
