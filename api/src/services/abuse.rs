@@ -7,7 +7,7 @@
 //! device validating its own licence.
 
 use super::audit::{self, Change};
-use super::events::{self, Subject};
+use super::events::{self, EventKind, Subject};
 use super::settings::Settings;
 use crate::auth::RequestContext;
 use crate::db::begin_write;
@@ -113,7 +113,7 @@ pub async fn tried(
     events::emit(
         txn,
         ctx.environment,
-        "license.suspended",
+        EventKind::LicenseSuspended,
         Subject { kind: "license_key", id: &licence.id },
         serde_json::json!({
             "licenseId": licence.id,

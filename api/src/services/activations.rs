@@ -11,7 +11,7 @@
 
 use super::abuse;
 use super::audit::{self, Change};
-use super::events::{self, Subject};
+use super::events::{self, EventKind, Subject};
 use super::licenses::effective_status;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
 use super::validation::{ClientRules, Code, Facts, Looked, Verdict, admit, look_up, standing};
@@ -161,7 +161,7 @@ async fn activate_once(
         "activationsUsed": used,
         "activationLimit": limit,
     });
-    announce(&txn, ctx, &after, "license.activated", Some(json!({ "status": licence.status })), facts).await?;
+    announce(&txn, ctx, &after, EventKind::LicenseActivated, Some(json!({ "status": licence.status })), facts).await?;
     txn.commit().await?;
     Ok(Verdict::with(Code::Valid, Facts::of(&after, after.status, used)))
 }
@@ -222,7 +222,7 @@ async fn end(
         txn,
         ctx,
         licence,
-        "license.deactivated",
+        EventKind::LicenseDeactivated,
         Some(json!({ "activationId": ended.id, "deactivatedAt": null })),
         facts,
     )
@@ -235,7 +235,7 @@ async fn announce(
     txn: &DatabaseTransaction,
     ctx: &RequestContext,
     licence: &license_key::Model,
-    action: &str,
+    kind: EventKind,
     before: Option<serde_json::Value>,
     after: serde_json::Value,
 ) -> AppResult<()> {
@@ -243,7 +243,7 @@ async fn announce(
         txn,
         ctx,
         Change {
-            action,
+            action: kind.as_str(),
             target_kind: "license_key",
             target_id: &licence.id,
             key: Some(&licence.key),
@@ -255,7 +255,7 @@ async fn announce(
     let mut payload = after;
     payload["licenseId"] = json!(licence.id);
     payload["keyPrefix"] = json!(license_key::key_prefix(&licence.key));
-    events::emit(txn, ctx.environment, action, Subject { kind: "license_key", id: &licence.id }, payload).await?;
+    events::emit(txn, ctx.environment, kind, Subject { kind: "license_key", id: &licence.id }, payload).await?;
     Ok(())
 }
 

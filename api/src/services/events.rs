@@ -7,6 +7,124 @@ use entity::{Environment, event};
 use sea_orm::{ConnectionTrait, EntityTrait, Set};
 use serde_json::Value;
 
+/// Every kind of event Keysmith writes: the one list webhooks subscribe to,
+/// subscriptions filter by (the GraphQL enum `EventType`), and the README's
+/// event table is checked against. The name on the wire (`as_str`) is the
+/// variant's words, dotted: `LicenseCreated` is `license.created`.
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[graphql(name = "EventType")]
+pub enum EventKind {
+    /// A licence was created by hand (`createLicense`).
+    LicenseCreated,
+    /// A licence was delivered on an order or assigned to a customer.
+    LicenseAssigned,
+    /// A device activated a licence.
+    LicenseActivated,
+    /// A device was deactivated.
+    LicenseDeactivated,
+    /// Staff inactivated a licence.
+    LicenseInactivated,
+    /// Staff reactivated a licence.
+    LicenseReactivated,
+    /// A licence was suspended (by staff or the abuse rule).
+    LicenseSuspended,
+    /// A suspension was lifted.
+    LicenseUnsuspended,
+    /// A licence passed its expiry and grace period.
+    LicenseExpired,
+    /// A licence was revoked (final).
+    LicenseRevoked,
+    /// A licence was deleted.
+    LicenseDeleted,
+    /// A licence in use expires in 30, 14 or 7 days (`data.days`).
+    LicenseExpiring,
+    /// An order was placed.
+    OrderCreated,
+    /// Every unit of an order has its key.
+    OrderFulfilled,
+    /// Some units of an order have their keys; the pool ran short.
+    OrderPartiallyFulfilled,
+    /// Staff gave an order's line another key.
+    OrderKeyReassigned,
+    /// An order was refunded.
+    OrderRefunded,
+    /// A pool crossed the exhaustion threshold.
+    PoolExhausting,
+    /// A pool ran empty with orders waiting.
+    PoolExhausted,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 19] = [
+        Self::LicenseCreated,
+        Self::LicenseAssigned,
+        Self::LicenseActivated,
+        Self::LicenseDeactivated,
+        Self::LicenseInactivated,
+        Self::LicenseReactivated,
+        Self::LicenseSuspended,
+        Self::LicenseUnsuspended,
+        Self::LicenseExpired,
+        Self::LicenseRevoked,
+        Self::LicenseDeleted,
+        Self::LicenseExpiring,
+        Self::OrderCreated,
+        Self::OrderFulfilled,
+        Self::OrderPartiallyFulfilled,
+        Self::OrderKeyReassigned,
+        Self::OrderRefunded,
+        Self::PoolExhausting,
+        Self::PoolExhausted,
+    ];
+
+    /// The name on the wire: `license.created`, `order.partially_fulfilled` …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LicenseCreated => "license.created",
+            Self::LicenseAssigned => "license.assigned",
+            Self::LicenseActivated => "license.activated",
+            Self::LicenseDeactivated => "license.deactivated",
+            Self::LicenseInactivated => "license.inactivated",
+            Self::LicenseReactivated => "license.reactivated",
+            Self::LicenseSuspended => "license.suspended",
+            Self::LicenseUnsuspended => "license.unsuspended",
+            Self::LicenseExpired => "license.expired",
+            Self::LicenseRevoked => "license.revoked",
+            Self::LicenseDeleted => "license.deleted",
+            Self::LicenseExpiring => "license.expiring",
+            Self::OrderCreated => "order.created",
+            Self::OrderFulfilled => "order.fulfilled",
+            Self::OrderPartiallyFulfilled => "order.partially_fulfilled",
+            Self::OrderKeyReassigned => "order.key_reassigned",
+            Self::OrderRefunded => "order.refunded",
+            Self::PoolExhausting => "pool.exhausting",
+            Self::PoolExhausted => "pool.exhausted",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The README's event table, generated from this list and its docs.
+    pub fn markdown_table() -> String {
+        use async_graphql::registry::{MetaType, Registry};
+        let mut registry = Registry::default();
+        <Self as async_graphql::InputType>::create_type_info(&mut registry);
+        let name = <Self as async_graphql::InputType>::type_name();
+        let values = match registry.types.get(name.as_ref()) {
+            Some(MetaType::Enum { enum_values, .. }) => enum_values.clone(),
+            _ => Default::default(),
+        };
+        let mut table = String::from("| event | `EventType` | when |\n|---|---|---|\n");
+        for (kind, (graphql, value)) in Self::ALL.into_iter().zip(values) {
+            let when = value.description.unwrap_or_default();
+            table.push_str(&format!("| `{}` | `{graphql}` | {when} |\n", kind.as_str()));
+        }
+        table
+    }
+}
+
 /// What an event is about: its kind and the record it names.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
@@ -18,7 +136,7 @@ pub struct Subject<'a> {
 pub async fn emit(
     db: &impl ConnectionTrait,
     environment: Environment,
-    kind: &str,
+    kind: EventKind,
     subject: Subject<'_>,
     payload: Value,
 ) -> AppResult<String> {
@@ -30,7 +148,7 @@ pub async fn emit(
 pub async fn emit_all(
     db: &impl ConnectionTrait,
     environment: Environment,
-    events: Vec<(&str, Subject<'_>, Value)>,
+    events: Vec<(EventKind, Subject<'_>, Value)>,
 ) -> AppResult<Vec<String>> {
     if events.is_empty() {
         return Ok(Vec::new());
@@ -45,7 +163,7 @@ pub async fn emit_all(
             event::ActiveModel {
                 id: Set(id),
                 environment: Set(Some(environment.as_str().to_string())),
-                kind: Set(kind.to_string()),
+                kind: Set(kind.as_str().to_string()),
                 subject_kind: Set(subject.kind.to_string()),
                 subject_id: Set(subject.id.to_string()),
                 payload: Set(payload),
@@ -56,4 +174,28 @@ pub async fn emit_all(
         .collect();
     event::Entity::insert_many(rows).exec_without_returning(db).await?;
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventKind;
+    use async_graphql::resolver_utils::EnumType;
+
+    #[test]
+    fn the_list_is_every_kind_once_in_declaration_order() {
+        let items = EventKind::items();
+        assert_eq!(items.len(), EventKind::ALL.len());
+        for (item, kind) in items.iter().zip(EventKind::ALL) {
+            assert_eq!(item.value, kind);
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(item.name.to_lowercase(), kind.as_str().replace('.', "_"), "names agree");
+        }
+    }
+
+    #[test]
+    fn the_readme_table_is_the_list() {
+        let readme = include_str!("../../../README.md");
+        let table = EventKind::markdown_table();
+        assert!(readme.contains(&table), "README.md's event table is out of date; it must read:\n{table}");
+    }
 }

@@ -9,7 +9,7 @@
 //! check the same pool at once: the alert fires in the transaction whose
 //! conditional update flips the flag, so exactly one of them records it.
 
-use super::events::{self, Subject};
+use super::events::{self, EventKind, Subject};
 use super::fulfilment;
 use super::keys::TagRef;
 use super::{settings, tags};
@@ -70,11 +70,11 @@ pub async fn check(db: &DatabaseConnection, environment: Environment, pool: &Tag
     let subject = Subject { kind: "pool", id: pool.id() };
     let mut checked = Checked::default();
     if flip(&txn, environment, pool, pool_alert::Column::ExhaustingAt, exhausting).await? {
-        events::emit(&txn, environment, "pool.exhausting", subject, payload.clone()).await?;
+        events::emit(&txn, environment, EventKind::PoolExhausting, subject, payload.clone()).await?;
         checked.exhausting_fired = true;
     }
     if flip(&txn, environment, pool, pool_alert::Column::ExhaustedAt, exhausted).await? {
-        events::emit(&txn, environment, "pool.exhausted", subject, payload).await?;
+        events::emit(&txn, environment, EventKind::PoolExhausted, subject, payload).await?;
         checked.exhausted_fired = true;
     }
     if let Some(to) =

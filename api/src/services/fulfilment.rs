@@ -23,7 +23,7 @@ pub use waiting::{Backfill, after_keys_arrived, backfill, delivery_pools, waitin
 
 use super::audit::{self, Change};
 use super::bulk;
-use super::events::{self, Subject};
+use super::events::{self, EventKind, Subject};
 use super::generators::spec;
 use super::keys::{self, KeyFilter, KeyOrder, KeyOrderField, TagRef};
 use super::licenses::{self, snapshot};
@@ -235,7 +235,7 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
     )
     .await?;
     let subject = Subject { kind: "order", id: &placed.id };
-    let mut announced = vec![("order.created", subject, summary.clone())];
+    let mut announced = vec![(EventKind::OrderCreated, subject, summary.clone())];
     if let Some(kind) = progress_event(status) {
         announced.push((kind, subject, summary));
     }
@@ -248,10 +248,10 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
 }
 
 /// The event a status announces, when it is one customers wait for.
-fn progress_event(status: OrderStatus) -> Option<&'static str> {
+fn progress_event(status: OrderStatus) -> Option<EventKind> {
     match status {
-        OrderStatus::Fulfilled => Some("order.fulfilled"),
-        OrderStatus::PartiallyFulfilled => Some("order.partially_fulfilled"),
+        OrderStatus::Fulfilled => Some(EventKind::OrderFulfilled),
+        OrderStatus::PartiallyFulfilled => Some(EventKind::OrderPartiallyFulfilled),
         _ => None,
     }
 }
@@ -385,7 +385,7 @@ async fn deliver(
                 "licenseId": key.id, "keyPrefix": license_key::key_prefix(&key.key), "status": key.status,
                 "productId": key.product_id, "customerId": customer_id, "orderId": line.order_id,
             });
-            ("license.assigned", Subject { kind: "license_key", id: &key.id }, payload)
+            (EventKind::LicenseAssigned, Subject { kind: "license_key", id: &key.id }, payload)
         })
         .collect();
     events::emit_all(txn, ctx.environment, announced).await?;

@@ -4,6 +4,7 @@
 
 use super::audit::{self, Change};
 use super::customers;
+use super::events::EventKind;
 use super::generators::spec;
 use super::keys::{self, KeyFilter};
 use super::{samples, settings};
@@ -253,7 +254,7 @@ pub async fn create(db: &DatabaseConnection, ctx: &RequestContext, input: NewLic
         },
     )
     .await?;
-    announce(&txn, &created, "license.created").await?;
+    announce(&txn, &created, EventKind::LicenseCreated).await?;
     txn.commit().await?;
     Ok(created)
 }
@@ -373,15 +374,29 @@ pub(crate) async fn apply(
         },
     )
     .await?;
-    announce(txn, &after, &format!("license.{verb}")).await?;
+    let announced = match action {
+        LicenseAction::Assign => Some(EventKind::LicenseAssigned),
+        LicenseAction::Inactivate => Some(EventKind::LicenseInactivated),
+        LicenseAction::Reactivate => Some(EventKind::LicenseReactivated),
+        LicenseAction::Suspend => Some(EventKind::LicenseSuspended),
+        LicenseAction::Unsuspend => Some(EventKind::LicenseUnsuspended),
+        LicenseAction::Revoke => Some(EventKind::LicenseRevoked),
+        LicenseAction::Activate => Some(EventKind::LicenseActivated),
+        LicenseAction::Expire => Some(EventKind::LicenseExpired),
+        LicenseAction::ReturnToPool | LicenseAction::Reveal | LicenseAction::Edit => None,
+    };
+    if let Some(kind) = announced {
+        announce(txn, &after, kind).await?;
+    }
     Ok(after)
 }
 
 /// The outbox event of a licence's change, for the kinds webhooks carry.
-pub(crate) async fn announce(txn: &impl ConnectionTrait, licence: &license_key::Model, kind: &str) -> AppResult<()> {
-    if !super::webhooks::EVENTS.contains(&kind) {
-        return Ok(());
-    }
+pub(crate) async fn announce(
+    txn: &impl ConnectionTrait,
+    licence: &license_key::Model,
+    kind: EventKind,
+) -> AppResult<()> {
     let payload = serde_json::json!({
         "licenseId": licence.id,
         "keyPrefix": license_key::key_prefix(&licence.key),
@@ -463,7 +478,7 @@ pub async fn delete(db: &DatabaseConnection, ctx: &RequestContext, id: &str, for
     let sel = keys::selection(txn.get_database_backend(), ctx.environment, &filter, "k")?;
     // The key's own event comes from the removal, as for keys deleted in bulk.
     let removal = keys::remove(&txn, ctx, &sel, force, "license.deleted", ("license_key", &licence.id)).await?;
-    announce(&txn, &licence, "license.deleted").await?;
+    announce(&txn, &licence, EventKind::LicenseDeleted).await?;
     txn.commit().await?;
     Ok(removal)
 }
@@ -515,7 +530,7 @@ pub async fn expire_due(db: &DatabaseConnection) -> AppResult<u64> {
                 .await?;
                 let mut now_expired = key.clone();
                 now_expired.status = to;
-                announce(&txn, &now_expired, "license.expired").await?;
+                announce(&txn, &now_expired, EventKind::LicenseExpired).await?;
             }
         }
         txn.commit().await?;

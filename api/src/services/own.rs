@@ -2,6 +2,7 @@
 //! product and licences, and the devices activated on each. Staff-only
 //! fields (metadata, notes, other customers') are never read into these.
 
+use super::events::EventKind;
 use super::licenses::{self, effective_status, grace_period};
 use crate::auth::{RequestContext, Viewer};
 use crate::db::begin_write;
@@ -162,7 +163,7 @@ pub(crate) async fn reveal_own(
     } else if key.source == KeySource::Uploaded && in_use_now {
         let mut after = licenses::apply(txn, ctx, key, LicenseAction::Reveal, None).await?;
         after = mark_revealed(txn, after).await?;
-        licenses::announce(txn, &after, "license.activated").await?;
+        licenses::announce(txn, &after, EventKind::LicenseActivated).await?;
         after
     } else {
         let after = mark_revealed(txn, key).await?;

@@ -5,7 +5,7 @@
 //! one too. Runs on every node's sweeper; a notice is recorded with an
 //! insert that only one node can make, and only that node announces it.
 
-use super::events::{self, Subject};
+use super::events::{self, EventKind, Subject};
 use super::sql::Sql;
 use crate::db::begin_write;
 use crate::error::AppResult;
@@ -86,7 +86,7 @@ pub async fn announce_expiring(db: &DatabaseConnection) -> AppResult<u64> {
                     "days": days,
                 });
                 let subject = Subject { kind: "license_key", id: &licence.id };
-                events::emit(&txn, licence.environment, "license.expiring", subject, payload).await?;
+                events::emit(&txn, licence.environment, EventKind::LicenseExpiring, subject, payload).await?;
                 remind(&txn, licence, expires_at, days).await?;
                 sent += 1;
             }

@@ -27,28 +27,6 @@ use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 
-/// Every event an endpoint may subscribe to.
-pub const EVENTS: &[&str] = &[
-    "license.created",
-    "license.assigned",
-    "license.activated",
-    "license.deactivated",
-    "license.inactivated",
-    "license.reactivated",
-    "license.suspended",
-    "license.unsuspended",
-    "license.expired",
-    "license.revoked",
-    "license.deleted",
-    "license.expiring",
-    "order.created",
-    "order.fulfilled",
-    "order.partially_fulfilled",
-    "order.refunded",
-    "pool.exhausting",
-    "pool.exhausted",
-];
-
 /// What an endpoint is told about, checked.
 fn check_events(events: &[String]) -> AppResult<Vec<String>> {
     if events.is_empty() {
@@ -56,7 +34,7 @@ fn check_events(events: &[String]) -> AppResult<Vec<String>> {
     }
     let mut out = Vec::new();
     for (i, e) in events.iter().enumerate() {
-        if !EVENTS.contains(&e.as_str()) {
+        if super::events::EventKind::parse(e).is_none() {
             return Err(AppError::invalid(format!("events[{i}]"), format!("{e:?} is not an event Keysmith sends")));
         }
         if !out.contains(e) {

@@ -16,7 +16,7 @@ impl WebhookQuery {
     /// Every event an endpoint may subscribe to (admin).
     #[graphql(guard = "RoleGuard::new(may::ADMINISTER)")]
     async fn webhook_event_types(&self) -> Vec<&'static str> {
-        webhooks::EVENTS.to_vec()
+        crate::services::events::EventKind::ALL.iter().map(|k| k.as_str()).collect()
     }
 
     /// The environment's webhook endpoints, oldest first (admin).

@@ -135,8 +135,14 @@ pub async fn reassign(db: &DatabaseConnection, ctx: &RequestContext, input: Reas
         },
     )
     .await?;
-    events::emit(&txn, ctx.environment, "order.key_reassigned", Subject { kind: "order", id: &placed.id }, summary)
-        .await?;
+    events::emit(
+        &txn,
+        ctx.environment,
+        EventKind::OrderKeyReassigned,
+        Subject { kind: "order", id: &placed.id },
+        summary,
+    )
+    .await?;
     if let Some(base) = &input.notify_customer {
         let subject = format!("A new licence key for your order {}", placed.external_id);
         let news = format!("Your order {} has a new licence key for {}.", placed.external_id, product.name);
@@ -344,7 +350,7 @@ pub async fn refund(
         },
     )
     .await?;
-    events::emit(&txn, ctx.environment, "order.refunded", Subject { kind: "order", id }, summary).await?;
+    events::emit(&txn, ctx.environment, EventKind::OrderRefunded, Subject { kind: "order", id }, summary).await?;
     if let Some(base) = notify_customer {
         let subject = format!("Your order {} was refunded", refunded.external_id);
         let news = match keys_fate {
