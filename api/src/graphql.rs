@@ -11,26 +11,28 @@ pub mod loaders;
 mod mutation;
 pub mod nesting;
 mod query;
+pub mod subscription;
 pub mod types;
 
 use crate::AppState;
 use crate::auth::RequestContext;
 use crate::error::AppError;
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Context, EmptySubscription, Schema, SchemaBuilder};
+use async_graphql::{Context, Schema, SchemaBuilder};
 
 pub use mutation::Mutation;
 pub use query::Query;
+pub use subscription::Subscription;
 
-pub type KeysmithSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type KeysmithSchema = Schema<Query, Mutation, Subscription>;
 
 /// Deepest nesting of fields an operation may have (introspection counts as one; see [`depth`]).
 pub const MAX_DEPTH: usize = 12;
 /// Most fields (each counted once, connections by their page size) one query may ask for.
 pub const MAX_COMPLEXITY: usize = 2_000;
 
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query::default(), Mutation::default(), Subscription)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(nesting::NestingLimit)
         .extension(depth::DepthLimit)

@@ -16,6 +16,7 @@ use poem::http::{HeaderValue, StatusCode, header};
 use poem::listener::TcpAcceptor;
 use poem::middleware::SetHeader;
 use poem::web::Data;
+use poem::web::websocket::WebSocket;
 use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server, get, handler};
 use sea_orm::Iterable;
 use std::future::Future;
@@ -25,6 +26,9 @@ mod abort;
 mod body;
 mod graphiql;
 mod multipart;
+mod socket;
+
+pub use socket::PER_CONNECTION as SUBSCRIPTIONS_PER_CONNECTION;
 
 /// The header that names the environment a request acts in.
 pub const ENVIRONMENT_HEADER: &str = "x-keysmith-environment";
@@ -437,7 +441,15 @@ fn in_requested_type(req: &Request, mut resp: Response) -> Response {
 /// (never a mutation: 405 with `Allow: POST`) from the URL's `query`,
 /// `variables`, `operationName` and `extensions`, for cacheable reads.
 #[handler]
-async fn graphql_get(req: &Request, Data(state): Data<&AppState>, Data(schemas): Data<&Schemas>) -> Response {
+async fn graphql_get(
+    req: &Request,
+    socket: Option<WebSocket>,
+    Data(state): Data<&AppState>,
+    Data(schemas): Data<&Schemas>,
+) -> Response {
+    if let Some(socket) = socket.filter(|_| socket::is_upgrade(req)) {
+        return socket::upgrade(req, socket, state, schemas);
+    }
     let accept = req.header("accept").unwrap_or_default().to_ascii_lowercase();
     let params: GetParams = req.params().unwrap_or_default();
     // No query, and no GraphQL client asking (a browser, a plain fetch): the IDE.
@@ -526,29 +538,34 @@ async fn get_request(
 async fn request_context(req: &Request, state: &AppState) -> Result<RequestContext, Response> {
     let environment = request_environment(req).map_err(|e| error_response(StatusCode::BAD_REQUEST, e))?;
     let token = bearer_token(req).map_err(|e| error_response(StatusCode::UNAUTHORIZED, e))?;
+    let mut context = context_for(state, token, environment).await.map_err(|e| error_response(status_of(&e), e))?;
+    context.host = req.header("host").map(str::to_string);
+    context.client_address = client_address(req, state.config.client_address_header.as_deref());
+    Ok(context)
+}
+
+/// The viewer of `token` (anonymous without one) in the environment asked
+/// for, which must be the token's when the token is limited to one.
+pub(crate) async fn context_for(
+    state: &AppState,
+    token: Option<&str>,
+    asked: Option<Environment>,
+) -> Result<RequestContext, AppError> {
     let who = match token {
         None => {
             users::Authenticated { viewer: Viewer::Anonymous, environment: None, issued_at: None, session_id: None }
         }
-        Some(token) => {
-            users::authenticate(&state.db, &state.jwt, token).await.map_err(|e| error_response(status_of(&e), e))?
-        }
+        Some(token) => users::authenticate(&state.db, &state.jwt, token).await?,
     };
-    let token_environment = who.environment;
-    let environment = match (environment, token_environment) {
+    let environment = match (asked, who.environment) {
         (Some(asked), Some(allowed)) if asked != allowed => {
-            return Err(error_response(
-                StatusCode::FORBIDDEN,
-                AppError::Forbidden(format!("the token is limited to the {allowed} environment")),
-            ));
+            return Err(AppError::Forbidden(format!("the token is limited to the {allowed} environment")));
         }
         (asked, allowed) => asked.or(allowed).unwrap_or_default(),
     };
     let mut context = RequestContext::new(who.viewer, environment);
     context.issued_at = who.issued_at;
     context.session_id = who.session_id;
-    context.host = req.header("host").map(str::to_string);
-    context.client_address = client_address(req, state.config.client_address_header.as_deref());
     Ok(context)
 }
 

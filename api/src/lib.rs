@@ -53,6 +53,10 @@ pub struct StateInner {
     pub mailer: services::email::Mailer,
     /// Wakes this node's webhook worker when a request writes events.
     pub events_written: Arc<tokio::sync::Notify>,
+    /// Events as they commit, for this node's subscriptions.
+    pub live: Arc<services::live::Live>,
+    /// How many subscriptions each token holds on this node.
+    pub subscription_rooms: Arc<graphql::subscription::TokenRoom>,
 }
 
 /// Pools waiting for an exhaustion check. Only a shortcut: every node also
@@ -115,6 +119,8 @@ impl AppState {
             webhooks,
             mailer,
             events_written: Arc::default(),
+            live: Arc::default(),
+            subscription_rooms: Arc::default(),
         }))
     }
 

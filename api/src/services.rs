@@ -1,7 +1,8 @@
 //! Domain services: one module per area. A service takes a connection (or a
 //! transaction it opens itself) and the request context, checks the viewer's
 //! permission, enforces the domain rules and returns domain values. Services
-//! know nothing of GraphQL or HTTP.
+//! know nothing of GraphQL or HTTP — but for one thing: the list of event
+//! kinds (`events::EventKind`) is also the GraphQL enum, so there is one list.
 
 pub mod abuse;
 pub mod activations;
@@ -19,6 +20,7 @@ pub mod jobs;
 pub mod keys;
 pub mod licenses;
 pub mod limits;
+pub mod live;
 pub mod offline;
 pub mod orders;
 pub mod own;

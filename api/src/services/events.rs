@@ -173,6 +173,7 @@ pub async fn emit_all(
         })
         .collect();
     event::Entity::insert_many(rows).exec_without_returning(db).await?;
+    super::live::announce(db, &ids).await?;
     Ok(ids)
 }
 

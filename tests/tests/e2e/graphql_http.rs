@@ -5,7 +5,7 @@
 //! still given GraphiQL).
 
 use entity::user::StaffRole;
-use keysmith_tests::{TestApp, on_both_databases, tool};
+use keysmith_tests::{TestApp, on_both_databases};
 use serde_json::{Value, json};
 
 on_both_databases!(
@@ -16,35 +16,11 @@ on_both_databases!(
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
-/// `tests/audit`'s packages installed once (`npm ci`, from its lock file)
-/// when they are not there yet.
-static AUDIT_INSTALLED: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
-
 /// The reference audit of the GraphQL-over-HTTP specification (npm
 /// `graphql-http`, pinned in `tests/audit/package-lock.json`) against the
 /// server: every MUST and every SHOULD passes.
 async fn the_graphql_over_http_audit_passes(app: TestApp) {
-    let Some(node) = tool("node") else { return };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("audit");
-    let installed = AUDIT_INSTALLED
-        .get_or_init(|| async {
-            if dir.join("node_modules/graphql-http").is_dir() {
-                return true;
-            }
-            let Some(npm) = tool("npm") else { return false };
-            let status = tokio::process::Command::new(npm)
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .status()
-                .await
-                .expect("npm runs");
-            assert!(status.success(), "npm ci in tests/audit failed");
-            true
-        })
-        .await;
-    if !installed {
-        return;
-    }
+    let Some((node, dir)) = crate::npm::clients().await else { return };
     let out = tokio::process::Command::new(node)
         .arg("audit.js")
         .arg(app.url("/graphql"))

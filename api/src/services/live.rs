@@ -1,0 +1,349 @@
+//! Live events: every node learns of each outbox event as its transaction
+//! commits and hands it to the subscriptions connected to it.
+//!
+//! - PostgreSQL: the transaction that writes events also sends their ids with
+//!   `NOTIFY keysmith_events` (delivered only when it commits, in commit
+//!   order, to every node), and each node `LISTEN`s on a connection of its own.
+//!   When that connection drops and comes back, the node reads again the
+//!   events of the seconds it may have missed.
+//! - SQLite (one node): writing an event wakes the node's reader, which then
+//!   takes the write lock — so it waits for the writing transaction to end —
+//!   and reads the events after the last one it saw, in commit order (SQLite's
+//!   `rowid`). No polling delay; a slow tick only catches events written by
+//!   another process on the same file (the CLI).
+//!
+//! Each node reads an event once (with what subscriptions filter on: its
+//! licence, order, customer and products) and fans it out through a bounded
+//! broadcast channel: a subscriber that falls more than [`BACKLOG`] events
+//! behind is disconnected, never buffered for.
+
+use crate::db::begin_write;
+use crate::error::{AppError, AppResult};
+use entity::{event, license_key, order, order_line};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
+};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+/// Events a node keeps for subscribers that are behind; one further behind is dropped.
+pub const BACKLOG: usize = 4096;
+/// PostgreSQL's channel.
+const CHANNEL: &str = "keysmith_events";
+/// Ids in one notification (the payload must stay under 8,000 bytes).
+const IDS_PER_NOTIFICATION: usize = 250;
+/// Events read at a time.
+const BATCH: u64 = 256;
+/// How far back a node reads after its listening connection came back, and
+/// how far before `after` a resuming subscription starts (an event committed
+/// late may carry an earlier id).
+pub const LOOKBACK: Duration = Duration::from_secs(5);
+
+/// An event as subscriptions see it.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    pub event: event::Model,
+    pub facets: Facets,
+}
+
+/// What an event is about, for filters and for who may see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facets {
+    pub license_id: Option<String>,
+    pub order_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub product_ids: Vec<String>,
+}
+
+/// This node's live events.
+pub struct Live {
+    sender: broadcast::Sender<Arc<LiveEvent>>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self { sender: broadcast::channel(BACKLOG).0 }
+    }
+}
+
+impl Live {
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.sender.subscribe()
+    }
+
+    fn publish(&self, events: Vec<LiveEvent>) {
+        for e in events {
+            // No subscriber is not an error.
+            let _ = self.sender.send(Arc::new(e));
+        }
+    }
+}
+
+/// Bumped whenever this process writes events to SQLite: every node's reader
+/// in the process wakes (there is one outside tests).
+static WRITTEN: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+
+/// Tells the node's readers that events were written in `db`'s current
+/// transaction: on PostgreSQL a `NOTIFY` that goes out with the commit, on
+/// SQLite a wake-up.
+pub(crate) async fn announce(db: &impl ConnectionTrait, ids: &[String]) -> AppResult<()> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        for chunk in ids.chunks(IDS_PER_NOTIFICATION) {
+            let payload = chunk.join(",");
+            db.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [CHANNEL.into(), payload.into()],
+            ))
+            .await?;
+        }
+    } else {
+        WRITTEN.send_modify(|n| *n = n.wrapping_add(1));
+    }
+    Ok(())
+}
+
+/// Reads this node's live events until the task is dropped.
+pub async fn feed(db: DatabaseConnection, live: Arc<Live>) {
+    let outcome = if db.get_database_backend() == DbBackend::Postgres {
+        feed_postgres(&db, &live).await
+    } else {
+        feed_sqlite(&db, &live).await
+    };
+    if let Err(e) = outcome {
+        tracing::error!(error = %e.detail(), "the live event feed stopped");
+    }
+}
+
+async fn feed_sqlite(db: &DatabaseConnection, live: &Live) -> AppResult<()> {
+    let mut written = WRITTEN.subscribe();
+    let last = db
+        .query_one_raw(Statement::from_string(DbBackend::Sqlite, "SELECT COALESCE(MAX(rowid), 0) AS seq FROM event"))
+        .await?;
+    let mut cursor: i64 = last.and_then(|row| row.try_get("", "seq").ok()).unwrap_or(0);
+    loop {
+        let woken = tokio::select! {
+            changed = written.changed() => changed.is_ok(),
+            () = tokio::time::sleep(LOOKBACK) => false,
+        };
+        loop {
+            let read = Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "SELECT rowid AS seq, id FROM event WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                [cursor.into(), (BATCH as i64).into()],
+            );
+            let rows = if woken {
+                // The writer that woke us holds the write lock until it ends:
+                // taking it is waiting for that commit (or rollback).
+                let txn = begin_write(db).await?;
+                let rows = txn.query_all_raw(read).await?;
+                txn.commit().await?;
+                rows
+            } else {
+                db.query_all_raw(read).await?
+            };
+            let mut ids = Vec::with_capacity(rows.len());
+            for row in &rows {
+                cursor = cursor.max(row.try_get("", "seq")?);
+                ids.push(row.try_get::<String>("", "id")?);
+            }
+            if !ids.is_empty() {
+                live.publish(load(db, &ids).await?);
+            }
+            if (rows.len() as u64) < BATCH {
+                break;
+            }
+        }
+    }
+}
+
+async fn feed_postgres(db: &DatabaseConnection, live: &Live) -> AppResult<()> {
+    use sea_orm::sqlx::postgres::PgListener;
+    let mut listener = PgListener::connect_with(db.get_postgres_connection_pool()).await.map_err(AppError::internal)?;
+    listener.listen(CHANNEL).await.map_err(AppError::internal)?;
+    // Ids published lately, so reading again after a reconnection adds none twice.
+    let mut recent: VecDeque<String> = VecDeque::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let remember = |ids: &[LiveEvent], recent: &mut VecDeque<String>, seen: &mut HashSet<String>| {
+        for e in ids {
+            if seen.insert(e.event.id.clone()) {
+                recent.push_back(e.event.id.clone());
+            }
+        }
+        while recent.len() > BACKLOG {
+            if let Some(old) = recent.pop_front() {
+                seen.remove(&old);
+            }
+        }
+    };
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(first)) => {
+                let mut ids: Vec<String> = first.payload().split(',').map(str::to_string).collect();
+                // Whatever else has arrived goes in the same read.
+                while ids.len() < BATCH as usize {
+                    match listener.next_buffered() {
+                        Some(more) => ids.extend(more.payload().split(',').map(str::to_string)),
+                        None => break,
+                    }
+                }
+                ids.retain(|id| !seen.contains(id));
+                let events = load(db, &ids).await?;
+                remember(&events, &mut recent, &mut seen);
+                live.publish(events);
+            }
+            Ok(None) => {
+                // The connection dropped and is back: notifications sent in
+                // between are lost, so read the last moments again.
+                tracing::warn!("the live event connection was re-established; reading recent events again");
+                let since = entity::now() - chrono::Duration::from_std(LOOKBACK * 2).unwrap_or_default();
+                let missed: Vec<String> = event::Entity::find()
+                    .select_only()
+                    .column(event::Column::Id)
+                    .filter(event::Column::CreatedAt.gte(since))
+                    .order_by_asc(event::Column::Id)
+                    .into_tuple::<String>()
+                    .all(db)
+                    .await?
+                    .into_iter()
+                    .filter(|id| !seen.contains(id))
+                    .collect();
+                let events = load(db, &missed).await?;
+                remember(&events, &mut recent, &mut seen);
+                live.publish(events);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the live event connection failed; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// A licence's id, product, customer and order line.
+type LicenceFacts = (String, Option<String>, Option<String>, Option<String>);
+
+/// The events `ids` (in that order) with their facets.
+pub async fn load(db: &impl ConnectionTrait, ids: &[String]) -> AppResult<Vec<LiveEvent>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut found: HashMap<String, event::Model> = HashMap::new();
+    for chunk in ids.chunks(BATCH as usize) {
+        for e in event::Entity::find().filter(event::Column::Id.is_in(chunk.iter().cloned())).all(db).await? {
+            found.insert(e.id.clone(), e);
+        }
+    }
+    let events: Vec<event::Model> = ids.iter().filter_map(|id| found.remove(id)).collect();
+    with_facets(db, events).await
+}
+
+/// Attaches to each event what it is about: from its payload, completed
+/// from the licence and order it names (one read of each kind per batch).
+pub async fn with_facets(db: &impl ConnectionTrait, events: Vec<event::Model>) -> AppResult<Vec<LiveEvent>> {
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
+    let mut out: Vec<LiveEvent> = events
+        .into_iter()
+        .map(|event| {
+            let p = &event.payload;
+            let mut facets = Facets {
+                license_id: text(p, "licenseId"),
+                order_id: text(p, "orderId"),
+                customer_id: text(p, "customerId"),
+                product_ids: text(p, "productId").into_iter().collect(),
+            };
+            match event.subject_kind.as_str() {
+                "license_key" => facets.license_id = Some(event.subject_id.clone()),
+                "order" => facets.order_id = Some(event.subject_id.clone()),
+                _ => {}
+            }
+            if let Some(lines) = p.get("lines").and_then(Value::as_array) {
+                facets.product_ids.extend(lines.iter().filter_map(|l| text(l, "productId")));
+            }
+            LiveEvent { event, facets }
+        })
+        .collect();
+    let licence_ids: Vec<String> = out.iter().filter_map(|e| e.facets.license_id.clone()).collect();
+    if !licence_ids.is_empty() {
+        let rows: Vec<LicenceFacts> = license_key::Entity::find()
+            .select_only()
+            .columns([
+                license_key::Column::Id,
+                license_key::Column::ProductId,
+                license_key::Column::CustomerId,
+                license_key::Column::OrderLineId,
+            ])
+            .filter(license_key::Column::Id.is_in(licence_ids))
+            .into_tuple()
+            .all(db)
+            .await?;
+        let line_ids: Vec<String> = rows.iter().filter_map(|row| row.3.clone()).collect();
+        let orders_of_lines: HashMap<String, String> = if line_ids.is_empty() {
+            HashMap::new()
+        } else {
+            order_line::Entity::find()
+                .select_only()
+                .columns([order_line::Column::Id, order_line::Column::OrderId])
+                .filter(order_line::Column::Id.is_in(line_ids))
+                .into_tuple::<(String, String)>()
+                .all(db)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        let rows: HashMap<_, _> = rows
+            .into_iter()
+            .map(|(id, p, c, line)| (id, (p, c, line.and_then(|l| orders_of_lines.get(&l).cloned()))))
+            .collect();
+        for e in &mut out {
+            if let Some((product, customer, order)) = e.facets.license_id.as_ref().and_then(|id| rows.get(id)) {
+                e.facets.customer_id = e.facets.customer_id.take().or_else(|| customer.clone());
+                e.facets.order_id = e.facets.order_id.take().or_else(|| order.clone());
+                if e.facets.product_ids.is_empty() {
+                    e.facets.product_ids.extend(product.clone());
+                }
+            }
+        }
+    }
+    let order_ids: Vec<String> =
+        out.iter().filter(|e| e.event.subject_kind == "order").filter_map(|e| e.facets.order_id.clone()).collect();
+    if !order_ids.is_empty() {
+        let customers: HashMap<String, String> = order::Entity::find()
+            .select_only()
+            .columns([order::Column::Id, order::Column::CustomerId])
+            .filter(order::Column::Id.is_in(order_ids.clone()))
+            .into_tuple::<(String, String)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        let mut products: HashMap<String, Vec<String>> = HashMap::new();
+        let lines: Vec<(String, String)> = order_line::Entity::find()
+            .select_only()
+            .columns([order_line::Column::OrderId, order_line::Column::ProductId])
+            .filter(order_line::Column::OrderId.is_in(order_ids))
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (order_id, product) in lines {
+            products.entry(order_id).or_default().push(product);
+        }
+        for e in out.iter_mut().filter(|e| e.event.subject_kind == "order") {
+            let Some(id) = e.facets.order_id.clone() else { continue };
+            if e.facets.customer_id.is_none() {
+                e.facets.customer_id = customers.get(&id).cloned();
+            }
+            for product in products.get(&id).cloned().unwrap_or_default() {
+                if !e.facets.product_ids.contains(&product) {
+                    e.facets.product_ids.push(product);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
