@@ -357,20 +357,24 @@ async fn run(
     schemas: &Schemas,
     context: RequestContext,
     request: async_graphql::Request,
-    cacheable: bool,
+    prepare: bool,
 ) -> Result<Response, Response> {
     if let Some(refused) = crate::graphql::nesting::refusal(&request.query) {
         return Err(error_response(StatusCode::BAD_REQUEST, refused));
     }
     let schema = if context.viewer.role().is_staff() { &schemas.staff } else { &schemas.public };
     let mut request = request;
-    if cacheable {
-        schemas.parsed.prepare(&mut request);
+    if prepare && let Err(refused) = schemas.documents.prepare(&mut request) {
+        return Ok(answer(req, async_graphql::Response::from_errors(vec![refused])));
     }
     let request = request.data(context).data(RequestLoaders::new(&state.db));
-    let response = schema.execute(request).await;
+    Ok(answer(req, schema.execute(request).await))
+}
+
+/// A GraphQL response in the media type the client asked for.
+fn answer(req: &Request, response: async_graphql::Response) -> Response {
     if !graphql_response_wanted(req) {
-        return Ok(json_response(StatusCode::OK, &response));
+        return json_response(StatusCode::OK, &response);
     }
     // `application/graphql-response+json`: a request that never reached
     // execution (it did not parse, validate or coerce) is a 4xx without `data`.
@@ -393,7 +397,7 @@ async fn run(
     } else {
         StatusCode::OK
     };
-    Ok(json_response(status, &body))
+    json_response(status, &body)
 }
 
 /// The GraphQL-over-HTTP response type: the client's `Accept` lists
@@ -476,9 +480,7 @@ async fn get_request(
     schemas: &Schemas,
     params: GetParams,
 ) -> Result<Response, Response> {
-    let Some(query) = params.query.filter(|q| !q.trim().is_empty()) else {
-        return Err(error_response(StatusCode::BAD_REQUEST, AppError::invalid("query", "is required")));
-    };
+    let query = params.query.unwrap_or_default();
     if query.len() > state.config.max_body_bytes {
         return Err(error_response(
             StatusCode::URI_TOO_LONG,
@@ -498,12 +500,38 @@ async fn get_request(
     let refused = |e| error_response(StatusCode::BAD_REQUEST, e);
     let variables = json("variables", params.variables).map_err(refused)?;
     let extensions = json("extensions", params.extensions).map_err(refused)?;
+    // Without a text, only a persisted query's hash says what to run.
+    let persisted = extensions.as_ref().is_some_and(|e| e.get("persistedQuery").is_some());
+    if query.trim().is_empty() && !persisted {
+        return Err(refused(AppError::invalid("query", "is required")));
+    }
     if let Some(refused) = crate::graphql::nesting::refusal(&query) {
         return Err(error_response(StatusCode::BAD_REQUEST, refused));
     }
-    // Only queries travel by GET: a mutation would let a link change state.
-    if let Ok(document) = async_graphql::parser::parse_query(&query) {
-        let operation = match (&params.operation_name, &document.operations) {
+    let mut request = async_graphql::Request::new(query);
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = variables {
+        request = request.variables(async_graphql::Variables::from_json(variables));
+    }
+    if let Some(serde_json::Value::Object(extensions)) = extensions {
+        for (key, value) in extensions {
+            request.extensions.insert(key, async_graphql::Value::from_json(value).unwrap_or_default());
+        }
+    }
+    if let Err(refused) = schemas.documents.prepare(&mut request) {
+        return Ok(answer(req, async_graphql::Response::from_errors(vec![refused])));
+    }
+    // Only queries travel by GET, persisted ones included: a mutation would
+    // let a link change state.
+    let parsed = request.parsed_query().ok().cloned();
+    let document = parsed.or_else(|| {
+        let shallow = crate::graphql::nesting::refusal(&request.query).is_none();
+        shallow.then(|| async_graphql::parser::parse_query(&request.query).ok()).flatten()
+    });
+    if let Some(document) = document {
+        let operation = match (&request.operation_name, &document.operations) {
             (Some(name), async_graphql::parser::types::DocumentOperations::Multiple(ops)) => ops.get(name.as_str()),
             (_, async_graphql::parser::types::DocumentOperations::Single(op)) => Some(op),
             _ => None,
@@ -518,19 +546,8 @@ async fn get_request(
         }
     }
     let context = request_context(req, state).await?;
-    let mut request = async_graphql::Request::new(query);
-    if let Some(name) = params.operation_name {
-        request = request.operation_name(name);
-    }
-    if let Some(variables) = variables {
-        request = request.variables(async_graphql::Variables::from_json(variables));
-    }
-    if let Some(serde_json::Value::Object(extensions)) = extensions {
-        for (key, value) in extensions {
-            request.extensions.insert(key, async_graphql::Value::from_json(value).unwrap_or_default());
-        }
-    }
-    run(req, state, schemas, context, request, true).await
+    // Prepared above.
+    run(req, state, schemas, context, request, false).await
 }
 
 /// Who is asking and in which environment, from the bearer token and the

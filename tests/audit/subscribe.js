@@ -14,7 +14,9 @@ const WebSocket = require('ws');
 const readline = require('readline');
 
 const [url, token, count, query, variables] = process.argv.slice(2);
-const print = (line) => process.stdout.write(JSON.stringify(line) + '\n');
+// Each line carries `at`: when it arrived, in milliseconds since the epoch.
+const print = (line) =>
+  process.stdout.write(JSON.stringify({ ...line, at: performance.timeOrigin + performance.now() }) + '\n');
 
 const client = createClient({
   url,

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod npm;
 pub mod postgres;
 pub mod smtp;
 

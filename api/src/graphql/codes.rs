@@ -22,9 +22,14 @@ pub const TOO_DEEP: &str = "QUERY_TOO_DEEP";
 /// missing required input field, an input field the type does not have).
 pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
 
+/// An automatic persisted query's hash this node does not know: send the
+/// document's text with it.
+pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
+
 /// The codes of refusals before execution: a GraphQL-over-HTTP client asking
 /// for `application/graphql-response+json` gets these as a 400 without `data`.
-pub const BEFORE_EXECUTION: [&str; 5] = [PARSE_FAILED, VALIDATION_FAILED, TOO_COMPLEX, TOO_DEEP, BAD_USER_INPUT];
+pub const BEFORE_EXECUTION: [&str; 6] =
+    [PARSE_FAILED, VALIDATION_FAILED, TOO_COMPLEX, TOO_DEEP, BAD_USER_INPUT, PERSISTED_QUERY_NOT_FOUND];
 
 /// Adds the codes; registered on every schema.
 pub struct ErrorCodes;

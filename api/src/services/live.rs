@@ -163,8 +163,12 @@ async fn feed_sqlite(db: &DatabaseConnection, live: &Live) -> AppResult<()> {
 }
 
 async fn feed_postgres(db: &DatabaseConnection, live: &Live) -> AppResult<()> {
-    use sea_orm::sqlx::postgres::PgListener;
-    let mut listener = PgListener::connect_with(db.get_postgres_connection_pool()).await.map_err(AppError::internal)?;
+    use sea_orm::sqlx::postgres::{PgListener, PgPoolOptions};
+    // A pool of its own (one connection), so the node's pool never waits for
+    // the listening connection to come back, not even when it closes.
+    let options = db.get_postgres_connection_pool().connect_options();
+    let own = PgPoolOptions::new().max_connections(1).connect_lazy_with((*options).clone());
+    let mut listener = PgListener::connect_with(&own).await.map_err(AppError::internal)?;
     listener.listen(CHANNEL).await.map_err(AppError::internal)?;
     // Ids published lately, so reading again after a reconnection adds none twice.
     let mut recent: VecDeque<String> = VecDeque::new();

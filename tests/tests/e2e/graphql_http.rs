@@ -7,11 +7,13 @@
 use entity::user::StaffRole;
 use keysmith_tests::{TestApp, on_both_databases};
 use serde_json::{Value, json};
+use sha2::Digest;
 
 on_both_databases!(
     the_graphql_over_http_audit_passes,
     the_response_type_follows_accept_and_refusals_before_execution_are_4xx,
     queries_travel_by_get_and_mutations_do_not,
+    persisted_queries_send_the_text_once_and_only_for_its_hash,
 );
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -20,7 +22,7 @@ const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 /// `graphql-http`, pinned in `tests/audit/package-lock.json`) against the
 /// server: every MUST and every SHOULD passes.
 async fn the_graphql_over_http_audit_passes(app: TestApp) {
-    let Some((node, dir)) = crate::npm::clients().await else { return };
+    let Some((node, dir)) = keysmith_tests::npm::clients().await else { return };
     let out = tokio::process::Command::new(node)
         .arg("audit.js")
         .arg(app.url("/graphql"))
@@ -135,4 +137,52 @@ async fn queries_travel_by_get_and_mutations_do_not(app: TestApp) {
     let (status, _, kind, body) = get(vec![], "text/html,application/xhtml+xml").await;
     assert_eq!(status, 200);
     assert!(kind.starts_with("text/html") && body.contains("GraphiQL"), "{kind}");
+}
+
+/// urql with its persisted-queries exchange: the first call's hash is
+/// unknown (`PERSISTED_QUERY_NOT_FOUND`), so it sends the text once; after
+/// that the hash alone, by GET, runs the query. A text sent with another
+/// text's hash is refused and runs nothing.
+async fn persisted_queries_send_the_text_once_and_only_for_its_hash(app: TestApp) {
+    let Some((node, dir)) = keysmith_tests::npm::clients().await else { return };
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let query = "query Me { me { role user { email } } }";
+    let out = tokio::process::Command::new(node)
+        .args(["persisted.js", &app.url("/graphql"), &admin, query])
+        .current_dir(&dir)
+        .output()
+        .await
+        .expect("node runs");
+    assert!(out.status.success(), "urql did not run: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("the script's JSON");
+    let requests = seen["requests"].as_array().expect("requests");
+    assert_eq!(requests.len(), 4, "hash, text, hash, hash: {seen:#}");
+    assert_eq!(requests[0]["hashOnly"], true);
+    assert_eq!(requests[0]["codes"][0], "PERSISTED_QUERY_NOT_FOUND", "{seen:#}");
+    assert_eq!(requests[1]["hashOnly"], false, "the text, once: {seen:#}");
+    for later in &requests[2..] {
+        assert_eq!(later["method"], "GET", "{seen:#}");
+        assert_eq!(later["hashOnly"], true, "{seen:#}");
+        assert_eq!(later["status"], 200, "{seen:#}");
+    }
+    for result in seen["results"].as_array().expect("results") {
+        assert_eq!(result["data"]["me"]["role"], "ADMIN", "{seen:#}");
+    }
+
+    // A text sent with the hash of another text is refused; nothing runs.
+    let hash = hex::encode(sha2::Sha256::digest(query.as_bytes()));
+    let (status, _, body) = post(
+        &app,
+        &admin,
+        None,
+        json!({
+            "query": "mutation { createProduct(input: {name: \"Sneaky\"}) { product { id } } }",
+            "extensions": { "persistedQuery": { "version": 1, "sha256Hash": hash } },
+        }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{body:#}");
+    let products = app.graphql(Some(&admin), "{ products { totalCount } }", json!({})).await;
+    assert_eq!(products["data"]["products"]["totalCount"], 0, "nothing ran");
 }

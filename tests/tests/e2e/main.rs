@@ -24,7 +24,6 @@ mod jobs;
 mod licenses;
 mod limits;
 mod logs;
-mod npm;
 mod offline;
 mod orders;
 mod pools;

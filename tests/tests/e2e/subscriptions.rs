@@ -5,10 +5,10 @@
 //! to its end, and an event written on one PostgreSQL node reaching a
 //! subscriber on another.
 
-use crate::npm::Subscriber;
 use entity::user::StaffRole;
 use keysmith::auth::Role;
 use keysmith_tests::app::{config, fresh_database};
+use keysmith_tests::npm::Subscriber;
 use keysmith_tests::{Backend, TestApp, data, on_both_databases};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};

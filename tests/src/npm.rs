@@ -1,10 +1,10 @@
 //! The npm clients the tests drive Keysmith with (`tests/audit`: the
-//! graphql-http audit suite and the graphql-ws client), installed once per
+//! graphql-http audit suite, the graphql-ws client and urql), installed once per
 //! run with `npm ci` from the lock file when they are missing, and a
 //! subscriber: the graphql-ws client in a Node process, what it receives
 //! read back line by line.
 
-use keysmith_tests::{TestApp, tool};
+use crate::{TestApp, tool};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -17,13 +17,16 @@ static INSTALLED: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new
 
 /// Node and the directory of the installed clients; `None` (loudly) outside
 /// CI when node or npm is missing.
-pub(crate) async fn clients() -> Option<(PathBuf, PathBuf)> {
+pub async fn clients() -> Option<(PathBuf, PathBuf)> {
     let node = tool("node")?;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("audit");
     let installed = INSTALLED
         .get_or_init(|| async {
             let modules = dir.join("node_modules");
-            if ["graphql-http", "graphql-ws", "ws"].iter().all(|p| modules.join(p).is_dir()) {
+            if ["graphql-http", "graphql-ws", "ws", "@urql/core", "@urql/exchange-persisted"]
+                .iter()
+                .all(|p| modules.join(p).is_dir())
+            {
                 return true;
             }
             let Some(npm) = tool("npm") else { return false };
@@ -42,17 +45,17 @@ pub(crate) async fn clients() -> Option<(PathBuf, PathBuf)> {
 
 /// One WebSocket connection of the npm graphql-ws client, running `count`
 /// subscriptions of one operation.
-pub(crate) struct Subscriber {
+pub struct Subscriber {
     child: Child,
     stdin: ChildStdin,
     lines: mpsc::UnboundedReceiver<Value>,
     /// Everything received so far, in order.
-    pub(crate) seen: Vec<Value>,
+    pub seen: Vec<Value>,
 }
 
 impl Subscriber {
     /// Connects to `app` with `token` (none: an empty `connection_init`).
-    pub(crate) async fn start(
+    pub async fn start(
         app: &TestApp,
         token: Option<&str>,
         count: usize,
@@ -87,7 +90,7 @@ impl Subscriber {
     }
 
     /// Waits (up to 20 s) for a line that `wanted` accepts, and returns it.
-    pub(crate) async fn until(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    pub async fn until(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
         if let Some(found) = self.seen.iter().find(|v| wanted(v)) {
             return found.clone();
         }
@@ -107,7 +110,7 @@ impl Subscriber {
     }
 
     /// The events subscription `id` received so far (`data.events`).
-    pub(crate) fn events(&self, id: u64) -> Vec<Value> {
+    pub fn events(&self, id: u64) -> Vec<Value> {
         self.seen
             .iter()
             .filter(|line| line["id"] == id)
@@ -116,12 +119,27 @@ impl Subscriber {
     }
 
     /// Completes subscription `id` from the client's side.
-    pub(crate) async fn stop(&mut self, id: usize) {
+    pub async fn stop(&mut self, id: usize) {
         self.stdin.write_all(format!("stop {id}\n").as_bytes()).await.expect("write to the subscriber");
     }
 
+    /// Waits (up to 20 s, again after each line) until `count` lines that
+    /// `counted` accepts have arrived.
+    pub async fn until_count(&mut self, count: usize, counted: impl Fn(&Value) -> bool) {
+        let mut have = self.seen.iter().filter(|v| counted(v)).count();
+        while have < count {
+            match tokio::time::timeout(Duration::from_secs(20), self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    have += usize::from(counted(&line));
+                    self.seen.push(line);
+                }
+                _ => panic!("only {have} of {count} lines arrived"),
+            }
+        }
+    }
+
     /// Waits for the socket to close; its close code.
-    pub(crate) async fn closed(&mut self) -> i64 {
+    pub async fn closed(&mut self) -> i64 {
         let line = self.until("the socket's close", |line| line.get("closed").is_some()).await;
         line["closed"].as_i64().unwrap_or_default()
     }
