@@ -170,7 +170,7 @@ fn events_stream(
     state: AppState,
     wanted: Wanted,
     after: Option<String>,
-    mut live: broadcast::Receiver<Arc<LiveEvent>>,
+    live: broadcast::Receiver<Arc<LiveEvent>>,
     close: watch::Sender<Option<(u16, String)>>,
     permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 ) -> impl Stream<Item = Result<Event>> {
@@ -207,11 +207,29 @@ fn events_stream(
                 }
             }
         }
+        let mut following = std::pin::pin!(follow(wanted, replayed, live, close));
+        while let Some(event) = futures_util::StreamExt::next(&mut following).await {
+            yield Ok(event);
+        }
+    }
+}
+
+/// The live part of a subscription: the events `wanted` accepts, but those
+/// already sent by the replay; when the subscriber has fallen further
+/// behind than the node keeps, the connection is closed (1008) and the
+/// stream ends.
+fn follow(
+    wanted: Wanted,
+    replayed: HashSet<String>,
+    mut live: broadcast::Receiver<Arc<LiveEvent>>,
+    close: watch::Sender<Option<(u16, String)>>,
+) -> impl Stream<Item = Event> {
+    async_stream::stream! {
         loop {
             match live.recv().await {
                 Ok(e) => {
                     if wanted.wants(&e) && !replayed.contains(&e.event.id) {
-                        yield Ok(Event(e));
+                        yield Event(e);
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -285,5 +303,64 @@ impl Subscription {
                 }
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    fn event(id: &str, kind: &str, customer: &str) -> Arc<LiveEvent> {
+        Arc::new(LiveEvent {
+            event: event::Model {
+                id: id.into(),
+                environment: Some("production".into()),
+                kind: kind.into(),
+                subject_kind: "order".into(),
+                subject_id: "o1".into(),
+                payload: serde_json::json!({}),
+                created_at: entity::now(),
+                dispatched_at: None,
+            },
+            facets: live::Facets { customer_id: Some(customer.into()), ..Default::default() },
+        })
+    }
+
+    fn everything() -> Wanted {
+        Wanted { environment: "production".into(), customer: None, filter: EventFilter::default() }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_further_behind_than_the_backlog_is_closed_not_buffered() {
+        let (sender, receiver) = broadcast::channel(4);
+        let (close, closing) = watch::channel(None);
+        for i in 0..10 {
+            sender.send(event(&format!("e{i}"), "order.created", "c1")).unwrap();
+        }
+        let got: Vec<Event> = follow(everything(), HashSet::new(), receiver, close).collect().await;
+        assert!(got.is_empty(), "nothing of a backlog it cannot have");
+        let (code, reason) = closing.borrow().clone().expect("the connection is closed");
+        assert_eq!(code, 1008);
+        assert!(reason.contains("6 events behind"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn the_live_part_skips_what_was_replayed_and_what_is_not_wanted() {
+        let (sender, receiver) = broadcast::channel(16);
+        let (close, _closing) = watch::channel(None);
+        let ada = Wanted { customer: Some("ada".into()), ..everything() };
+        let replayed = HashSet::from(["e1".to_string()]);
+        for (id, kind, customer) in [
+            ("e1", "order.created", "ada"),
+            ("e2", "order.created", "grace"),
+            ("e3", "pool.exhausting", "ada"),
+            ("e4", "order.fulfilled", "ada"),
+        ] {
+            sender.send(event(id, kind, customer)).unwrap();
+        }
+        drop(sender);
+        let got: Vec<String> = follow(ada, replayed, receiver, close).map(|e| e.0.event.id.clone()).collect().await;
+        assert_eq!(got, ["e4"]);
     }
 }

@@ -14,7 +14,8 @@
 //!   `RATE_LIMITED`); the server pings every 15 seconds and closes a
 //!   connection silent for a minute (3008); a client that does not read what
 //!   is sent within 10 seconds is disconnected, and one that falls thousands
-//!   of events behind is closed with 1008 (see `graphql::subscription`).
+//!   of events behind is closed with 1008 (see `graphql::subscription`). A
+//!   message may be as large as a request body (`KEYSMITH_MAX_BODY_BYTES`).
 
 use super::context_for;
 use crate::AppState;
@@ -27,7 +28,7 @@ use async_graphql::{Data, Executor};
 use entity::Environment;
 use futures_util::stream::BoxStream;
 use futures_util::{SinkExt, StreamExt};
-use poem::web::websocket::{Message, WebSocket};
+use poem::web::websocket::{Message, WebSocket, WebSocketConfig};
 use poem::{IntoResponse, Request, Response};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -99,14 +100,22 @@ pub fn upgrade(req: &Request, socket: WebSocket, state: &AppState, schemas: &Sch
         return (poem::http::StatusCode::BAD_REQUEST, "subscriptions need the graphql-transport-ws subprotocol")
             .into_response();
     };
+    // A message is held to the request body limit; what waits to go out, to a few MiB.
+    let limit = state.config.max_body_bytes;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+        .max_write_buffer_size(4 * 1024 * 1024);
     let (state, schemas) = (state.clone(), schemas.clone());
     socket
+        .config(config)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| serve(stream, protocol, state, schemas))
         .into_response()
 }
 
-/// How a `connection_init` was refused: the close code to send.
+/// The close code to send instead of the protocol's: a refused
+/// `connection_init` (4401, 4403) or a message too large (1009).
 type Refusal = Arc<Mutex<Option<u16>>>;
 
 async fn serve(
@@ -138,13 +147,24 @@ async fn serve(
             }
         }
     };
-    let incoming = source.take_while(|message| futures_util::future::ready(message.is_ok())).filter_map(|message| {
-        futures_util::future::ready(match message {
-            Ok(Message::Text(text)) => Some(text.into_bytes()),
-            Ok(Message::Binary(bytes)) => Some(bytes),
-            _ => None,
+    // A read error ends the connection; a message past the size limit says so (1009).
+    let oversized = refusal.clone();
+    let incoming = source
+        .take_while(move |message| {
+            if let Err(e) = message
+                && e.to_string().contains("Message too long")
+            {
+                *oversized.lock().unwrap_or_else(|p| p.into_inner()) = Some(1009);
+            }
+            futures_util::future::ready(message.is_ok())
         })
-    });
+        .filter_map(|message| {
+            futures_util::future::ready(match message {
+                Ok(Message::Text(text)) => Some(text.into_bytes()),
+                Ok(Message::Binary(bytes)) => Some(bytes),
+                _ => None,
+            })
+        });
     let mut graphql = async_graphql::http::WebSocket::new(executor, incoming, protocol)
         .on_connection_init(init)
         .keepalive_timeout(SILENCE);
@@ -155,7 +175,10 @@ async fn serve(
     loop {
         let step = tokio::select! {
             next = graphql.next() => match next {
-                None => Step::End,
+                None => match refusal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    Some(code) => Step::Close(code, "Message too big".into()),
+                    None => Step::End,
+                },
                 Some(WsMessage::Text(text)) => Step::Send(Message::Text(text)),
                 Some(WsMessage::Close(code, reason)) => {
                     let code = refusal.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or(code);

@@ -214,6 +214,14 @@ async fn a_connection_holds_a_bounded_number_of_subscriptions(app: TestApp) {
     }
     let refusals = many.seen.iter().filter(|l| l["next"]["errors"].is_array()).count();
     assert_eq!(refusals, 1, "one refusal, past the limit");
+
+    // A message larger than a request body may be closes the socket (1009, too big).
+    let huge = format!("subscription {{ events {{ id }} }} # {}", "x".repeat(80 * 1024));
+    let Some(mut oversized) = Subscriber::start(&app, Some(&admin), 1, &huge, json!({})).await else { return };
+    assert_eq!(oversized.closed().await, 1009);
+    // The server carries on.
+    let alive = app.graphql(Some(&admin), "{ me { role } }", json!({})).await;
+    assert_eq!(data(&alive)["me"]["role"], "ADMIN");
 }
 
 async fn a_job_is_followed_to_its_end(app: TestApp) {
