@@ -51,7 +51,10 @@ pub async fn spawn(state: AppState) -> anyhow::Result<tokio::task::JoinHandle<()
     Ok(tokio::spawn(async move {
         tracing::info!(node = %node, "job runner started");
         // The node's live event feed lives as long as the runner.
-        let _feed = AbortOnDrop(tokio::spawn(crate::services::live::feed(state.db.clone(), state.live.clone())));
+        let _feed = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(crate::services::live::feed(
+            state.db.clone(),
+            state.live.clone(),
+        )));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let sweep = Duration::from_secs(state.config.sweep_interval_seconds.max(1));
@@ -185,13 +188,4 @@ async fn deliver_webhooks(state: &AppState) -> AppResult<Done> {
     let retry = state.config.webhook_retry_seconds;
     let started = webhooks::deliver_due(&state.db, &state.webhooks, allow_private, retry).await?;
     Ok(Done { progress: started as i64, result: serde_json::json!({ "queued": queued, "attempts": started }) })
-}
-
-/// Ends a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

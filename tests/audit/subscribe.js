@@ -4,6 +4,7 @@
 //   {"id": 0, "next": {...}}      a result of subscription 0
 //   {"id": 0, "error": [...]}     it failed
 //   {"id": 0, "complete": true}   it ended
+//   {"ping": true}                the server pinged
 //   {"closed": 4403, "reason": "..."}   the socket closed (the script exits)
 // Usage: node subscribe.js <ws-url> <token or -> <count> <query> [variables JSON]
 // runs <count> subscriptions of the same operation on one connection.
@@ -26,6 +27,8 @@ const client = createClient({
   connectionParams: token === '-' ? {} : { Authorization: `Bearer ${token}` },
   on: {
     connected: () => print({ connected: true }),
+    // A ping from the server (answered with a pong by the client).
+    ping: (received) => received && print({ ping: true }),
     closed: (event) => {
       print({ closed: event.code, reason: event.reason });
       process.exit(0);

@@ -91,10 +91,15 @@ impl Subscriber {
 
     /// Waits (up to 20 s) for a line that `wanted` accepts, and returns it.
     pub async fn until(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        self.until_within(what, Duration::from_secs(20), wanted).await
+    }
+
+    /// Waits (up to `patience`) for a line that `wanted` accepts, and returns it.
+    pub async fn until_within(&mut self, what: &str, patience: Duration, wanted: impl Fn(&Value) -> bool) -> Value {
         if let Some(found) = self.seen.iter().find(|v| wanted(v)) {
             return found.clone();
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + patience;
         loop {
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
                 Ok(Some(line)) => {
@@ -104,7 +109,7 @@ impl Subscriber {
                     }
                 }
                 Ok(None) => panic!("the subscriber ended before {what}; it saw {:#?}", self.seen),
-                Err(_) => panic!("no {what} within 20 s; the subscriber saw {:#?}", self.seen),
+                Err(_) => panic!("no {what} within {patience:?}; the subscriber saw {:#?}", self.seen),
             }
         }
     }

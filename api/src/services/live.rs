@@ -38,6 +38,8 @@ const CHANNEL: &str = "keysmith_events";
 const IDS_PER_NOTIFICATION: usize = 250;
 /// Events read at a time.
 const BATCH: u64 = 256;
+/// Announcements waiting to be read (the listening task waits when full).
+const QUEUE: usize = 4096;
 /// How far back a node reads after its listening connection came back, and
 /// how far before `after` a resuming subscription starts (an event committed
 /// late may carry an earlier id).
@@ -185,48 +187,61 @@ async fn feed_postgres(db: &DatabaseConnection, live: &Live) -> AppResult<()> {
             }
         }
     };
-    loop {
-        match listener.try_recv().await {
-            Ok(Some(first)) => {
-                let mut ids: Vec<String> = first.payload().split(',').map(str::to_string).collect();
-                // Whatever else has arrived goes in the same read.
-                while ids.len() < BATCH as usize {
-                    match listener.next_buffered() {
-                        Some(more) => ids.extend(more.payload().split(',').map(str::to_string)),
-                        None => break,
-                    }
+    // One task listens; this one reads events, as many at a time as have
+    // been announced meanwhile, so a burst costs a few reads, not one each.
+    let (heard, mut hearing) = tokio::sync::mpsc::channel::<Option<Vec<String>>>(QUEUE);
+    let _listening = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+        loop {
+            let news = match listener.try_recv().await {
+                Ok(Some(n)) => Some(n.payload().split(',').map(str::to_string).collect()),
+                // The connection dropped and is back: notifications sent in between are lost.
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the live event connection failed; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
-                ids.retain(|id| !seen.contains(id));
-                let events = load(db, &ids).await?;
-                remember(&events, &mut recent, &mut seen);
-                live.publish(events);
-            }
-            Ok(None) => {
-                // The connection dropped and is back: notifications sent in
-                // between are lost, so read the last moments again.
-                tracing::warn!("the live event connection was re-established; reading recent events again");
-                let since = entity::now() - chrono::Duration::from_std(LOOKBACK * 2).unwrap_or_default();
-                let missed: Vec<String> = event::Entity::find()
-                    .select_only()
-                    .column(event::Column::Id)
-                    .filter(event::Column::CreatedAt.gte(since))
-                    .order_by_asc(event::Column::Id)
-                    .into_tuple::<String>()
-                    .all(db)
-                    .await?
-                    .into_iter()
-                    .filter(|id| !seen.contains(id))
-                    .collect();
-                let events = load(db, &missed).await?;
-                remember(&events, &mut recent, &mut seen);
-                live.publish(events);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the live event connection failed; trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            };
+            if heard.send(news).await.is_err() {
+                return;
             }
         }
+    }));
+    while let Some(first) = hearing.recv().await {
+        let mut ids: Vec<String> = Vec::new();
+        let mut reconnected = false;
+        let mut next = Some(first);
+        while let Some(news) = next.take() {
+            match news {
+                Some(more) => ids.extend(more),
+                None => reconnected = true,
+            }
+            if ids.len() < BATCH as usize {
+                next = hearing.try_recv().ok();
+            }
+        }
+        if reconnected {
+            tracing::warn!("the live event connection was re-established; reading recent events again");
+            let since = entity::now() - chrono::Duration::from_std(LOOKBACK * 2).unwrap_or_default();
+            let missed: Vec<String> = event::Entity::find()
+                .select_only()
+                .column(event::Column::Id)
+                .filter(event::Column::CreatedAt.gte(since))
+                .order_by_asc(event::Column::Id)
+                .into_tuple::<String>()
+                .all(db)
+                .await?;
+            ids.extend(missed);
+        }
+        let mut fresh = HashSet::new();
+        ids.retain(|id| !seen.contains(id) && fresh.insert(id.clone()));
+        for chunk in ids.chunks(BATCH as usize) {
+            let events = load(db, chunk).await?;
+            remember(&events, &mut recent, &mut seen);
+            live.publish(events);
+        }
     }
+    Ok(())
 }
 
 /// A licence's id, product, customer and order line.

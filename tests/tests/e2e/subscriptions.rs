@@ -19,6 +19,7 @@ on_both_databases!(
     a_socket_closes_when_its_token_expires_or_is_ended,
     a_connection_holds_a_bounded_number_of_subscriptions,
     a_job_is_followed_to_its_end,
+    an_idle_connection_is_pinged_and_answers,
 );
 
 const EVENTS: &str = "subscription($f: EventFilter, $after: ID) { events(filter: $f, after: $after) { id type environment createdAt data } }";
@@ -215,6 +216,35 @@ async fn a_connection_holds_a_bounded_number_of_subscriptions(app: TestApp) {
     let refusals = many.seen.iter().filter(|l| l["next"]["errors"].is_array()).count();
     assert_eq!(refusals, 1, "one refusal, past the limit");
 
+    // Across one token's connections: at most PER_TOKEN at once. `many`
+    // holds `limit`; more connections ask for more than the rest.
+    let per_token = keysmith::graphql::subscription::PER_TOKEN;
+    let connections = per_token.div_ceil(limit) + 1;
+    let after = newest_event(&app, "order.created").await;
+    let mut others = Vec::new();
+    for _ in 0..connections {
+        let Some(other) = Subscriber::start(&app, Some(&admin), limit, EVENTS, json!({ "after": after })).await else {
+            return;
+        };
+        others.push(other);
+    }
+    order(&app, &admin, "MANY-2", "ada@example.com", &studio).await;
+    // Each subscription either runs (and sees the order) or is refused.
+    let settled = |l: &Value| {
+        l["next"]["errors"].is_array()
+            || (l["next"]["data"]["events"]["type"] == "ORDER_CREATED"
+                && l["next"]["data"]["events"]["data"]["externalId"] == "MANY-2")
+    };
+    let mut refused_by_token = 0;
+    for other in &mut others {
+        other.until_count(limit, settled).await;
+        for line in other.seen.iter().filter(|l| l["next"]["errors"].is_array()) {
+            assert_eq!(line["next"]["errors"][0]["extensions"]["code"], "RATE_LIMITED", "{line}");
+            refused_by_token += 1;
+        }
+    }
+    assert_eq!(refused_by_token, connections * limit - (per_token - limit), "the token's limit");
+
     // A message larger than a request body may be closes the socket (1009, too big).
     let huge = format!("subscription {{ events {{ id }} }} # {}", "x".repeat(80 * 1024));
     let Some(mut oversized) = Subscriber::start(&app, Some(&admin), 1, &huge, json!({})).await else { return };
@@ -251,6 +281,20 @@ async fn a_job_is_followed_to_its_end(app: TestApp) {
     assert_eq!(last["status"], "SUCCEEDED", "{updates:#?}");
     assert_eq!(last["progress"], last["total"], "{updates:#?}");
     assert!(updates.iter().all(|u| u["id"] == job.as_str()));
+}
+
+/// The server pings a quiet connection (every 15 s); the client's pongs
+/// keep it open past the silence limit's first checks.
+async fn an_idle_connection_is_pinged_and_answers(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let Some(mut idle) = Subscriber::start(&app, Some(&admin), 1, EVENTS, json!({})).await else { return };
+    idle.until("connected", |l| l["connected"] == true).await;
+    idle.until_within("a ping", std::time::Duration::from_secs(40), |l| l["ping"] == true).await;
+    // Still open: an order reaches it.
+    let studio = product(&app, &admin, "Photo Studio").await;
+    order(&app, &admin, "IDLE-1", "ada@example.com", &studio).await;
+    idle.until("the order", |l| l["next"]["data"]["events"]["data"]["externalId"] == "IDLE-1").await;
+    assert!(idle.seen.iter().all(|l| l.get("closed").is_none()));
 }
 
 /// Two nodes on one PostgreSQL database: an order placed through the first
