@@ -31,6 +31,13 @@ pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
 pub const BEFORE_EXECUTION: [&str; 6] =
     [PARSE_FAILED, VALIDATION_FAILED, TOO_COMPLEX, TOO_DEEP, BAD_USER_INPUT, PERSISTED_QUERY_NOT_FOUND];
 
+/// A refusal with its code, in GraphQL's error shape.
+pub fn refusal(message: &str, code: &str) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    error.extensions.get_or_insert_with(Default::default).set("code", code);
+    error
+}
+
 /// Adds the codes; registered on every schema.
 pub struct ErrorCodes;
 

@@ -12,7 +12,7 @@ use super::MAX_DEPTH;
 use super::codes::TOO_DEEP;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerError, ServerResult, Variables};
+use async_graphql::{ServerResult, Variables};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -83,11 +83,7 @@ impl Extension for DepthLimitExtension {
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
         if depth(&document) > MAX_DEPTH {
-            let mut refused = ServerError::new(REFUSAL, None);
-            let mut extensions = async_graphql::ErrorExtensionValues::default();
-            extensions.set("code", TOO_DEEP);
-            refused.extensions = Some(extensions);
-            return Err(refused);
+            return Err(super::codes::refusal(REFUSAL, TOO_DEEP));
         }
         Ok(document)
     }

@@ -34,7 +34,7 @@ const DOCUMENTS: usize = 1024;
 /// Validation results kept.
 const VALIDATED: usize = 16 * 1024;
 
-use super::codes::PERSISTED_QUERY_NOT_FOUND as NOT_FOUND;
+use super::codes::{PERSISTED_QUERY_NOT_FOUND as NOT_FOUND, refusal};
 
 type Hash = [u8; 32];
 
@@ -62,15 +62,6 @@ struct CachedValidation {
 
 fn sha256(text: &str) -> Hash {
     Sha256::digest(text.as_bytes()).into()
-}
-
-/// A refusal with its code, in GraphQL's error shape.
-fn refusal(message: &str, code: &str) -> ServerError {
-    let mut error = ServerError::new(message, None);
-    let mut extensions = async_graphql::ErrorExtensionValues::default();
-    extensions.set("code", code);
-    error.extensions = Some(extensions);
-    error
 }
 
 impl Documents {

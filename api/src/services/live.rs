@@ -115,7 +115,12 @@ pub async fn feed(db: DatabaseConnection, live: Arc<Live>) {
     let outcome = if db.get_database_backend() == DbBackend::Postgres {
         feed_postgres(&db, &live).await
     } else {
-        feed_sqlite(&db, &live).await
+        // A connection of its own: the node's pool never waits for the
+        // reader, and the reader's statements are not the requests'.
+        let options = db.get_sqlite_connection_pool().connect_options();
+        let own =
+            sea_orm::sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_lazy_with((*options).clone());
+        feed_sqlite(&sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(own), &live).await
     };
     if let Err(e) = outcome {
         tracing::error!(error = %e.detail(), "the live event feed stopped");

@@ -173,8 +173,8 @@ async fn a_customer_sees_only_their_own_and_no_token_sees_nothing(app: TestApp) 
 async fn a_socket_closes_when_its_token_expires_or_is_ended(app: TestApp) {
     let admin = app.staff_token(StaffRole::Admin).await;
     let claims = app.state.jwt.verify(&admin).expect("the admin's claims");
-    // A token that expires two seconds from now.
-    let (short, _) = app.state.jwt.issue(&claims.sub, Role::Admin, None, claims.ver, 2).expect("a short token");
+    // A token that expires six seconds from now.
+    let (short, _) = app.state.jwt.issue(&claims.sub, Role::Admin, None, claims.ver, 6).expect("a short token");
     let Some(mut expiring) = Subscriber::start(&app, Some(&short), 1, EVENTS, json!({})).await else { return };
     expiring.until("connected", |l| l["connected"] == true).await;
     assert_eq!(expiring.closed().await, 4401, "expired");
