@@ -26,10 +26,20 @@ pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
 /// document's text with it.
 pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
 
+/// A subscription sent over HTTP: subscriptions run over WebSocket.
+pub const WEBSOCKET_REQUIRED: &str = "WEBSOCKET_REQUIRED";
+
 /// The codes of refusals before execution: a GraphQL-over-HTTP client asking
 /// for `application/graphql-response+json` gets these as a 400 without `data`.
-pub const BEFORE_EXECUTION: [&str; 6] =
-    [PARSE_FAILED, VALIDATION_FAILED, TOO_COMPLEX, TOO_DEEP, BAD_USER_INPUT, PERSISTED_QUERY_NOT_FOUND];
+pub const BEFORE_EXECUTION: [&str; 7] = [
+    PARSE_FAILED,
+    VALIDATION_FAILED,
+    TOO_COMPLEX,
+    TOO_DEEP,
+    BAD_USER_INPUT,
+    PERSISTED_QUERY_NOT_FOUND,
+    WEBSOCKET_REQUIRED,
+];
 
 /// A refusal with its code, in GraphQL's error shape.
 pub fn refusal(message: &str, code: &str) -> ServerError {
@@ -117,7 +127,18 @@ impl Extension for ErrorCodesExtension {
         let mut response = next.run(ctx, operation_name).await;
         response.errors = std::mem::take(&mut response.errors)
             .into_iter()
-            .map(|e| if is_bad_value(&e.message) { coded(e, BAD_USER_INPUT) } else { e })
+            .map(|e| {
+                if is_bad_value(&e.message) {
+                    coded(e, BAD_USER_INPUT)
+                } else if e.message.starts_with("Subscriptions are not supported") {
+                    refusal(
+                        "subscriptions run over WebSocket: connect to /graphql with the graphql-transport-ws protocol",
+                        WEBSOCKET_REQUIRED,
+                    )
+                } else {
+                    e
+                }
+            })
             .collect();
         response
     }

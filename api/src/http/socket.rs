@@ -106,11 +106,16 @@ pub fn upgrade(req: &Request, socket: WebSocket, state: &AppState, schemas: &Sch
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit))
         .max_write_buffer_size(4 * 1024 * 1024);
+    // Who connects, for the per-address rate limits of the client calls.
+    let origin = Origin {
+        host: req.header("host").map(str::to_string),
+        address: super::client_address(req, state.config.client_address_header.as_deref()),
+    };
     let (state, schemas) = (state.clone(), schemas.clone());
     socket
         .config(config)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| serve(stream, protocol, state, schemas))
+        .on_upgrade(move |stream| serve(stream, protocol, state, schemas, origin))
         .into_response()
 }
 
@@ -118,11 +123,19 @@ pub fn upgrade(req: &Request, socket: WebSocket, state: &AppState, schemas: &Sch
 /// `connection_init` (4401, 4403) or a message too large (1009).
 type Refusal = Arc<Mutex<Option<u16>>>;
 
+/// The connecting client's host header and address.
+#[derive(Clone)]
+struct Origin {
+    host: Option<String>,
+    address: Option<std::net::IpAddr>,
+}
+
 async fn serve(
     stream: poem::web::websocket::WebSocketStream,
     protocol: WebSocketProtocols,
     state: AppState,
     schemas: Schemas,
+    origin: Origin,
 ) {
     let (mut sink, source) = stream.split();
     let signed: Arc<OnceLock<Signed>> = Arc::default();
@@ -132,7 +145,7 @@ async fn serve(
     let init = {
         let (state, signed, refusal, close) = (state.clone(), signed.clone(), refusal.clone(), close.clone());
         move |payload: serde_json::Value| async move {
-            match sign_in(&state, &payload).await {
+            match sign_in(&state, &payload, origin).await {
                 Ok((data, who)) => {
                     let room = state.subscription_rooms.of(&who.token);
                     let _ = signed.set(who);
@@ -230,7 +243,11 @@ enum Step {
 }
 
 /// The connection's data and who signed in, or the close code and reason.
-async fn sign_in(state: &AppState, payload: &serde_json::Value) -> Result<(Data, Signed), (u16, String)> {
+async fn sign_in(
+    state: &AppState,
+    payload: &serde_json::Value,
+    origin: Origin,
+) -> Result<(Data, Signed), (u16, String)> {
     let field = |name: &str| {
         payload.as_object().and_then(|fields| {
             fields.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).and_then(|(_, value)| value.as_str())
@@ -250,7 +267,9 @@ async fn sign_in(state: &AppState, payload: &serde_json::Value) -> Result<(Data,
         ),
     };
     let forbidden = |e: crate::error::AppError| (4403, format!("Forbidden: {}", e.client_message()));
-    let context = context_for(state, Some(token), environment).await.map_err(forbidden)?;
+    let mut context = context_for(state, Some(token), environment).await.map_err(forbidden)?;
+    context.host = origin.host;
+    context.client_address = origin.address;
     let staff = match context.viewer {
         Viewer::Staff { .. } => true,
         Viewer::Customer { .. } => false,

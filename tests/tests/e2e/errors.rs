@@ -59,6 +59,12 @@ async fn every_refusal_of_the_graphql_layer_has_a_code(app: TestApp) {
             "QUERY_TOO_COMPLEX",
         ),
         (
+            "a subscription over HTTP",
+            "subscription { events { id } }".to_string(),
+            json!({}),
+            "WEBSOCKET_REQUIRED",
+        ),
+        (
             "too deep",
             "{ orders { edges { node { lines { keys { order { lines { keys { order { lines { keys { order { id } } } } } } } } } } } } }".to_string(),
             json!({}),

@@ -20,6 +20,7 @@ on_both_databases!(
     a_connection_holds_a_bounded_number_of_subscriptions,
     a_job_is_followed_to_its_end,
     an_idle_connection_is_pinged_and_answers,
+    client_calls_over_the_socket_keep_their_address_limits,
 );
 
 const EVENTS: &str = "subscription($f: EventFilter, $after: ID) { events(filter: $f, after: $after) { id type environment createdAt data } }";
@@ -295,6 +296,28 @@ async fn an_idle_connection_is_pinged_and_answers(app: TestApp) {
     order(&app, &admin, "IDLE-1", "ada@example.com", &studio).await;
     idle.until("the order", |l| l["next"]["data"]["events"]["data"]["externalId"] == "IDLE-1").await;
     assert!(idle.seen.iter().all(|l| l.get("closed").is_none()));
+}
+
+/// A client call sent over the socket counts against the connecting
+/// address's budget, as it does over HTTP.
+async fn client_calls_over_the_socket_keep_their_address_limits(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let limits = "mutation { updateSettings(input: {rateLimitPerAddress: 2, rateLimitPerKey: 0}) { settings { rateLimitPerAddress } } }";
+    let set = app.graphql(Some(&admin), limits, json!({})).await;
+    assert_eq!(data(&set)["updateSettings"]["settings"]["rateLimitPerAddress"], 2);
+    let customer = app.customer_token(&entity::new_id()).await;
+    let validate = "mutation { validateLicense(input: {key: \"NO-SUCH-KEY\"}) { code } }";
+    let Some(mut calls) = Subscriber::start(&app, Some(&customer), 4, validate, json!({})).await else { return };
+    let answered = |l: &Value| l["next"]["data"]["validateLicense"]["code"].is_string();
+    calls.until_count(4, answered).await;
+    let codes: Vec<&str> = calls
+        .seen
+        .iter()
+        .filter(|l| answered(l))
+        .filter_map(|l| l["next"]["data"]["validateLicense"]["code"].as_str())
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == "NOT_FOUND").count(), 2, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == "RATE_LIMITED").count(), 2, "{codes:?}");
 }
 
 /// Two nodes on one PostgreSQL database: an order placed through the first
