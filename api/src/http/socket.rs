@@ -1,6 +1,7 @@
 //! Subscriptions over WebSocket on `/graphql`: the `graphql-transport-ws`
-//! protocol (what the npm `graphql-ws` client speaks; the older
-//! `graphql-ws` subprotocol of `subscriptions-transport-ws` is accepted too).
+//! protocol (what the npm `graphql-ws` client speaks; the older `graphql-ws`
+//! subprotocol of the unmaintained `subscriptions-transport-ws` is refused,
+//! as its clients never answer the server's pings).
 //!
 //! - `connection_init` carries `{"Authorization": "Bearer …"}` (and may carry
 //!   `X-Keysmith-Environment`): without a token the socket closes with 4401,
@@ -95,7 +96,8 @@ pub fn is_upgrade(req: &Request) -> bool {
 pub fn upgrade(req: &Request, socket: WebSocket, state: &AppState, schemas: &Schemas) -> Response {
     let protocol = req
         .header("sec-websocket-protocol")
-        .and_then(|list| list.split(',').find_map(|p| WebSocketProtocols::from_str(p.trim()).ok()));
+        .and_then(|list| list.split(',').find_map(|p| WebSocketProtocols::from_str(p.trim()).ok()))
+        .filter(|p| *p == WebSocketProtocols::GraphQLWS);
     let Some(protocol) = protocol else {
         return (poem::http::StatusCode::BAD_REQUEST, "subscriptions need the graphql-transport-ws subprotocol")
             .into_response();
@@ -114,7 +116,7 @@ pub fn upgrade(req: &Request, socket: WebSocket, state: &AppState, schemas: &Sch
     let (state, schemas) = (state.clone(), schemas.clone());
     socket
         .config(config)
-        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .protocols([WebSocketProtocols::GraphQLWS.sec_websocket_protocol()])
         .on_upgrade(move |stream| serve(stream, protocol, state, schemas, origin))
         .into_response()
 }
@@ -202,7 +204,7 @@ async fn serve(
                 Step::Close(4408, "Connection initialisation timeout".into())
             }
             _ = ping.tick() => {
-                if protocol == WebSocketProtocols::GraphQLWS && signed.get().is_some() {
+                if signed.get().is_some() {
                     Step::Send(Message::Text(r#"{"type":"ping"}"#.to_string()))
                 } else {
                     Step::Skip

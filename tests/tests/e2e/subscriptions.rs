@@ -169,6 +169,22 @@ async fn a_customer_sees_only_their_own_and_no_token_sees_nothing(app: TestApp) 
     assert_eq!(anonymous.closed().await, 4401);
     let Some(mut forged) = Subscriber::start(&app, Some("not-a-token"), 1, EVENTS, json!({})).await else { return };
     assert_eq!(forged.closed().await, 4403);
+
+    // Only graphql-transport-ws: the legacy subprotocol is refused at the handshake.
+    for (protocol, status) in [("graphql-ws", 400), ("graphql-transport-ws", 101)] {
+        let handshake = app
+            .http
+            .get(app.url("/graphql"))
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("Sec-WebSocket-Protocol", protocol)
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(handshake.status().as_u16(), status, "{protocol}");
+    }
 }
 
 async fn a_socket_closes_when_its_token_expires_or_is_ended(app: TestApp) {
