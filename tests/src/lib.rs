@@ -47,12 +47,14 @@ where
     Fut: Future<Output = Option<T>>,
 {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let mut asking = tokio::time::interval(std::time::Duration::from_millis(100));
+    asking.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        asking.tick().await;
         if let Some(found) = check().await {
             return found;
         }
         assert!(std::time::Instant::now() < deadline, "waited five minutes for {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

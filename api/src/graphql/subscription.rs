@@ -152,8 +152,8 @@ fn replay_start(after: &str) -> AppResult<String> {
     Ok(ulid::Ulid::from_parts(id.timestamp_ms().saturating_sub(lookback), 0).to_string())
 }
 
-/// The events of `wanted` from `start` on, in id order, one page at a time;
-/// the ids sent, for the live part to skip.
+/// One page of the environment's events after `cursor` (from it, when
+/// `inclusive`), in id order.
 async fn replay_page(state: &AppState, wanted: &Wanted, cursor: &str, inclusive: bool) -> AppResult<Vec<event::Model>> {
     let id = event::Column::Id;
     let page = event::Entity::find()

@@ -3,7 +3,9 @@
 //! of the API is shown next to the field it names, with what was typed kept.
 
 use super::Admin;
-use super::pages::{Area, Staff, answer, areas, ended, flash, forged, message_page, page, session, staff_of, to_login};
+use super::pages::{
+    Area, Staff, answer, areas, ended, flash, forged, form_errors, message_page, page, session, staff_of, to_login,
+};
 use askama::Template;
 use poem::http::StatusCode;
 use poem::web::{CsrfToken, CsrfVerifier, Data, Form, Redirect};
@@ -243,10 +245,10 @@ pub(crate) async fn create(
         flash(req, admin, true, "Licence created");
         return Redirect::see_other(format!("/admin/licenses/{id}")).into_response();
     }
-    let errors = response["errors"].as_array().cloned().unwrap_or_default();
-    if errors.iter().any(|e| e["extensions"]["code"] == "UNAUTHENTICATED") {
-        return ended(req, admin);
-    }
+    let errors = match form_errors(req, admin, &response) {
+        Ok(errors) => errors,
+        Err(ended) => return *ended,
+    };
     let problems = problems_of(&errors);
     render(req, admin, &token, &csrf.0, &form, problems).await
 }

@@ -6,8 +6,8 @@
 use super::Admin;
 use super::create::{Problem, problems_with};
 use super::pages::{
-    Area, Flash, Staff, answer, areas, ended, flash, forged, message_page, outcome, page, session, staff_of,
-    take_flash, to_login,
+    Area, Flash, Staff, answer, areas, ended, flash, forged, form_errors, message_page, outcome, page, session,
+    staff_of, take_flash, to_login,
 };
 use super::tags::{COMPONENT, address, pager, search_term};
 use askama::Template;
@@ -454,10 +454,10 @@ async fn save(req: &Request, admin: &Admin, csrf: &str, id: Option<String>, form
         flash(req, admin, true, "Customer saved");
         return Redirect::see_other(customer_href(saved)).into_response();
     }
-    let errors = response["errors"].as_array().cloned().unwrap_or_default();
-    if errors.iter().any(|e| e["extensions"]["code"] == "UNAUTHENTICATED") {
-        return ended(req, admin);
-    }
+    let errors = match form_errors(req, admin, &response) {
+        Ok(errors) => errors,
+        Err(ended) => return *ended,
+    };
     let problems = problems_with(&errors, |f| match f {
         "email" => Some("email"),
         "name" => Some("name"),

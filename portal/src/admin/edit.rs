@@ -8,7 +8,8 @@
 use super::Admin;
 use super::create::{Problem, end_of_day, find_customer, json_object, problems_of};
 use super::pages::{
-    Area, Staff, answer, areas, ended, flash, forged, inside, message_page, page, session, staff_of, to_login,
+    Area, Staff, answer, areas, ended, flash, forged, form_errors, inside, message_page, page, session, staff_of,
+    to_login,
 };
 use askama::Template;
 use poem::http::StatusCode;
@@ -309,13 +310,13 @@ pub(crate) async fn edit(
             flash(req, admin, true, "Licence saved");
             return Redirect::see_other(back).into_response();
         }
-        response["errors"].as_array().cloned().unwrap_or_default()
+        match form_errors(req, admin, &response) {
+            Ok(errors) => errors,
+            Err(ended) => return *ended,
+        }
     } else {
         Vec::new()
     };
-    if errors.iter().any(|e| e["extensions"]["code"] == "UNAUTHENTICATED") {
-        return ended(req, admin);
-    }
     problems.extend(problems_of(&errors));
     let (staff, node) = match load(req, admin, &token, &id).await {
         Ok(found) => found,

@@ -7,8 +7,8 @@
 use super::Admin;
 use super::create::{Problem, problems_with};
 use super::pages::{
-    Area, Flash, Staff, answer, areas, ended, flash, forged, message_page, outcome, page, session, staff_of,
-    take_flash, to_login,
+    Area, Flash, Staff, answer, areas, ended, flash, forged, form_errors, message_page, outcome, page, session,
+    staff_of, take_flash, to_login,
 };
 use super::tags::COMPONENT;
 use askama::Template;
@@ -356,10 +356,10 @@ async fn submit(req: &Request, admin: &Admin, csrf: &str, id: Option<String>, fo
     let mut examples = Vec::new();
     if problems.is_empty() {
         let response = serde_json::to_value(admin.run(req, Some(&token), query, variables).await).unwrap_or_default();
-        let errors = response["errors"].as_array().cloned().unwrap_or_default();
-        if errors.iter().any(|e| e["extensions"]["code"] == "UNAUTHENTICATED") {
-            return ended(req, admin);
-        }
+        let errors = match form_errors(req, admin, &response) {
+            Ok(errors) => errors,
+            Err(ended) => return *ended,
+        };
         let data = &response["data"];
         let saved =
             data["createGenerator"]["generator"].as_object().or(data["updateGenerator"]["generator"].as_object());
@@ -632,10 +632,10 @@ pub(crate) async fn generate(
     if let Some(job) = response["data"]["generateLicenses"]["job"]["id"].as_str() {
         return Redirect::see_other(format!("/admin/jobs/{}", utf8_percent_encode(job, COMPONENT))).into_response();
     }
-    let errors = response["errors"].as_array().cloned().unwrap_or_default();
-    if errors.iter().any(|e| e["extensions"]["code"] == "UNAUTHENTICATED") {
-        return ended(req, admin);
-    }
+    let errors = match form_errors(req, admin, &response) {
+        Ok(errors) => errors,
+        Err(ended) => return *ended,
+    };
     let problems = problems_with(&errors, |f| match f {
         "productId" => Some("product"),
         "count" => Some("count"),

@@ -173,6 +173,17 @@ pub(crate) fn ended(req: &Request, admin: &Admin) -> Response {
     end_session(req, admin, "session-ended")
 }
 
+/// The errors of a form's mutation, or — when the session has ended (an
+/// `UNAUTHENTICATED` that names no field; one that does, such as a wrong
+/// current password, is the form's problem) — the answer that signs out.
+pub(crate) fn form_errors(req: &Request, admin: &Admin, response: &Value) -> Result<Vec<Value>, Box<Response>> {
+    let errors = response["errors"].as_array().cloned().unwrap_or_default();
+    if errors.iter().any(|e| e["extensions"]["code"] == "UNAUTHENTICATED" && e["extensions"]["field"].is_null()) {
+        return Err(Box::new(ended(req, admin)));
+    }
+    Ok(errors)
+}
+
 /// Clears the session cookie and sends the browser to sign in with `notice`.
 pub(crate) fn end_session(req: &Request, admin: &Admin, notice: &str) -> Response {
     req.cookie().add(cookie(SESSION_COOKIE, "", Some(0), admin.options.secure_cookies));

@@ -7,8 +7,8 @@
 use super::Admin;
 use super::create::{Problem, problems_with};
 use super::pages::{
-    Area, Flash, Staff, answer, areas, ended, flash, forged, message_page, page, session, staff_of, take_flash,
-    to_login,
+    Area, Flash, Staff, answer, areas, ended, flash, forged, form_errors, message_page, page, session, staff_of,
+    take_flash, to_login,
 };
 use super::tags::{COMPONENT, Figures, address, pager, search_term, tag_href};
 use askama::Template;
@@ -492,10 +492,10 @@ async fn save(req: &Request, admin: &Admin, csrf: &str, id: Option<String>, form
         let id = saved.get("id").and_then(Value::as_str).unwrap_or_default();
         return Redirect::see_other(product_href(id)).into_response();
     }
-    let errors = response["errors"].as_array().cloned().unwrap_or_default();
-    if errors.iter().any(|e| e["extensions"]["code"] == "UNAUTHENTICATED") {
-        return ended(req, admin);
-    }
+    let errors = match form_errors(req, admin, &response) {
+        Ok(errors) => errors,
+        Err(ended) => return *ended,
+    };
     let problems = problems_with(&errors, field_of);
     render_form(req, admin, &token, csrf, action, &form, problems).await
 }

@@ -5,8 +5,8 @@
 use super::Admin;
 use super::create::{Problem, problems_with};
 use super::pages::{
-    Area, Flash, Staff, answer, areas, ended, flash, forged, form_fields, form_value, message_page, page, session,
-    staff_of, take_flash, to_login,
+    Area, Flash, Staff, answer, areas, ended, flash, forged, form_errors, form_fields, form_value, message_page, page,
+    session, staff_of, take_flash, to_login,
 };
 use askama::Template;
 use poem::http::StatusCode;
@@ -258,10 +258,10 @@ pub(crate) async fn save_settings(
             flash(req, admin, true, "Settings saved");
             return Redirect::see_other("/admin/settings").into_response();
         }
-        let errors = response["errors"].as_array().cloned().unwrap_or_default();
-        if errors.iter().any(|e| e["extensions"]["code"] == "UNAUTHENTICATED") {
-            return ended(req, admin);
-        }
+        let errors = match form_errors(req, admin, &response) {
+            Ok(errors) => errors,
+            Err(ended) => return *ended,
+        };
         if errors.iter().any(|e| e["extensions"]["code"] == "FORBIDDEN") {
             return message_page(StatusCode::FORBIDDEN, "Settings", "Only admins change the settings.");
         }

@@ -6,8 +6,8 @@
 use super::Admin;
 use super::create::{Problem, problems_with};
 use super::pages::{
-    Area, Flash, Staff, answer, areas, ended, flash, forged, message_page, outcome, page, session, staff_of,
-    take_flash, to_login,
+    Area, Flash, Staff, answer, areas, ended, flash, forged, form_errors, message_page, outcome, page, session,
+    staff_of, take_flash, to_login,
 };
 use askama::Template;
 use poem::http::StatusCode;
@@ -275,10 +275,10 @@ pub(crate) async fn change_password(
         // A new password ends every session, this one too: sign in with it.
         return super::pages::end_session(req, admin, "password-changed");
     }
-    let errors = response["errors"].as_array().cloned().unwrap_or_default();
-    if errors.iter().any(|e| e["extensions"]["code"] == "UNAUTHENTICATED" && e["extensions"]["field"].is_null()) {
-        return ended(req, admin);
-    }
+    let errors = match form_errors(req, admin, &response) {
+        Ok(errors) => errors,
+        Err(ended) => return *ended,
+    };
     let mut problems = problems_with(&errors, |f| ["currentPassword", "newPassword"].into_iter().find(|k| *k == f));
     for p in &mut problems {
         if p.field.is_none() {

@@ -4,12 +4,11 @@
 //! docs open once a staff token is pasted in the headers pane, and a query
 //! runs — with nothing refused by the page's Content-Security-Policy.
 
-use crate::browser::{browser, screenshot};
+use crate::browser::{browser, screenshot, wait_for_in};
 use entity::user::StaffRole;
 use fantoccini::{Client, Locator};
-use keysmith_tests::{TestApp, data, on_both_databases};
+use keysmith_tests::{TestApp, data, on_both_databases, until};
 use serde_json::json;
-use std::time::{Duration, Instant};
 
 on_both_databases!(graphiql_files_are_keysmiths_own_and_cached_for_good, graphiql_works_with_no_network_but_keysmith);
 
@@ -62,23 +61,6 @@ async fn graphiql_files_are_keysmiths_own_and_cached_for_good(app: TestApp) {
     assert_eq!(unknown.status(), 404, "an old name is gone, not served something else");
 }
 
-/// The text of the first element `css` once it says `needle`.
-async fn wait_for(c: &Client, css: &str, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = match c.find(Locator::Css(css)).await {
-            Ok(found) => found.text().await.ok(),
-            Err(_) => None,
-        };
-        if let Some(text) = text.filter(|text| text.contains(needle)) {
-            return text;
-        }
-        let refused = c.execute("return document.documentElement.getAttribute('data-csp-refused')", vec![]).await;
-        assert!(Instant::now() < deadline, "{css} never said {needle:?}; refused by the policy: {refused:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Types `text` into the CodeMirror editor inside `css`, replacing what it held.
 async fn type_into(c: &Client, css: &str, text: &str) {
     c.find(Locator::Css(&format!("{css} .CodeMirror")))
@@ -101,7 +83,7 @@ async fn graphiql_works_with_no_network_but_keysmith(app: TestApp) {
     let email = data(&me)["me"]["user"]["email"].as_str().expect("email").to_string();
 
     c.goto(&app.url("/graphql")).await.expect("GraphiQL");
-    wait_for(c, ".graphiql-container", "").await;
+    wait_for_in(c, ".graphiql-container", "").await;
     screenshot(c, &app, "graphiql-loaded").await;
 
     // The staff token in the headers pane, then the schema fetched with it.
@@ -122,37 +104,30 @@ async fn graphiql_works_with_no_network_but_keysmith(app: TestApp) {
     screenshot(c, &app, "graphiql-headers").await;
     // GraphiQL takes the headers pane's text in after a pause in typing:
     // fetch the schema again until the docs show it (fetched with the token).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    until("the docs to show the schema fetched with the token", || async {
         c.find(Locator::Css("button[aria-label='Re-fetch GraphQL schema']"))
             .await
             .expect("the re-fetch button")
             .click()
             .await
             .expect("re-fetch");
-        let docs = match c.find(Locator::Css(".graphiql-doc-explorer")).await {
-            Ok(docs) => docs.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if docs.contains("Root Types") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the docs never showed the schema: {docs}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        let docs = c.find(Locator::Css(".graphiql-doc-explorer")).await.ok()?;
+        docs.text().await.ok().filter(|text| text.contains("Root Types"))
+    })
+    .await;
     c.find(Locator::XPath("//*[contains(@class,'graphiql-doc-explorer')]//a[normalize-space()='Query']"))
         .await
         .expect("the Query type")
         .click()
         .await
         .expect("open Query");
-    wait_for(c, ".graphiql-doc-explorer", "licenseKeys").await;
+    wait_for_in(c, ".graphiql-doc-explorer", "licenseKeys").await;
     screenshot(c, &app, "graphiql-docs").await;
 
     // A query runs with the pasted token.
     type_into(c, ".graphiql-query-editor", "{ me { user { email role } } }").await;
     c.find(Locator::Css("button.graphiql-execute-button")).await.expect("run").click().await.expect("run");
-    let result = wait_for(c, ".graphiql-response", &email).await;
+    let result = wait_for_in(c, ".graphiql-response", &email).await;
     assert!(result.contains("ADMIN"), "{result}");
     screenshot(c, &app, "graphiql-result").await;
 
