@@ -1,7 +1,8 @@
 //! The node's job runner: everything done off the request path is a job in
 //! the job table (see `services::jobs`), claimed by one node at a time. The
 //! runner also keeps the node's own memory tidy (rate-limit budgets) and
-//! checks the pools its requests took keys from.
+//! checks the pools its requests took keys from, and writes when devices
+//! were last seen.
 
 use crate::AppState;
 use crate::error::AppResult;
@@ -66,7 +67,11 @@ pub async fn spawn(state: AppState) -> anyhow::Result<tokio::task::JoinHandle<()
         let mut woken: HashSet<&'static str> = HashSet::new();
         loop {
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    if let Err(e) = state.sightings.write(&state.db).await {
+                        tracing::warn!(error = %e.detail(), "recording when devices were last seen failed");
+                    }
+                }
                 _ = state.jobs_queued.notified() => {}
                 _ = state.events_written.notified() => woken.extend(DELIVERIES),
                 // A webhook send ended: deliveries it made room for go now.

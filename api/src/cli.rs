@@ -82,6 +82,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let background = crate::background::spawn(state.clone()).await?;
     let served = crate::http::serve(state.clone(), listener, shutdown_signal()).await;
     background.abort();
+    if let Err(e) = state.sightings.write(&state.db).await {
+        tracing::warn!(error = %e.detail(), "recording when devices were last seen failed");
+    }
     // Hand back what this node was running: queued and recurring jobs to
     // the next node, interrupted imports and exports marked FAILED.
     if let Err(e) = crate::services::jobs::recover(&state.db, &node).await {

@@ -1,19 +1,25 @@
 //! Opening the database (SQLite by default, PostgreSQL by URL), migrating it,
-//! and starting write transactions the way each engine needs.
+//! and starting write transactions the way each engine needs (on SQLite, in
+//! turn: see [`WriteTxn`]).
 
 use crate::error::{AppError, AppResult};
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
+    QueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// How long a SQLite writer waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of a SQLite file is read through a memory map (address space, not memory).
+const SQLITE_MMAP_BYTES: u64 = 1 << 30;
 
 pub fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
@@ -47,6 +53,9 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
+                // Pages read through a memory map: a page another connection
+                // read is not read again, and reading one is no system call.
+                .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
         });
     }
     Database::connect(options).await.with_context(|| format!("cannot open the database at {}", redact_url(url)))
@@ -56,17 +65,94 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     Migrator::up(db, None).await.context("migrating the database")
 }
 
-/// Starts a transaction that will write. On SQLite it takes the write lock up
-/// front (`BEGIN IMMEDIATE`): a transaction that reads first and upgrades later
-/// fails at once with "database is locked" when another writer got in between,
-/// busy timeout or not. Waiting at BEGIN is what makes concurrent writers queue.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+/// A write transaction. On SQLite it is also this process's turn at the
+/// database file's write lock: writers queue for their turn in arrival order
+/// and start `BEGIN IMMEDIATE` only when it comes, so none of them sleeps in
+/// SQLite's busy handler, whose back-off (1, 2, 5, 10 … ms) is what made the
+/// write paths' long tails. The turn ends when the transaction does.
+pub struct WriteTxn {
+    // Declared first so it ends (commit, or a rollback on drop) before the turn is handed on.
+    txn: DatabaseTransaction,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTxn {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for WriteTxn {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
+}
+
+/// The queue for a SQLite file's write lock in this process. SQLite's lock
+/// belongs to the file, whichever connection or pool takes it, so the queue
+/// does too: two pools on one file (two nodes in one process) share it.
+fn write_queue(db: &DatabaseConnection) -> Option<Arc<Mutex<()>>> {
+    static QUEUES: LazyLock<std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = LazyLock::new(Default::default);
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return None;
+    }
+    let file = db.get_sqlite_connection_pool().connect_options().get_filename().to_path_buf();
+    let mut queues = QUEUES.lock().unwrap_or_else(|p| p.into_inner());
+    Some(queues.entry(file).or_default().clone())
+}
+
+/// Waits for this process's turn at a SQLite database's write lock (nothing
+/// on PostgreSQL). For writing outside a transaction: hold the turn across
+/// the statement.
+pub async fn write_turn(db: &DatabaseConnection) -> Option<OwnedMutexGuard<()>> {
+    match write_queue(db) {
+        Some(queue) => Some(queue.lock_owned().await),
+        None => None,
+    }
+}
+
+/// Starts a transaction that will write. On SQLite it waits for this
+/// process's turn (see [`WriteTxn`]) and then takes the write lock up front
+/// (`BEGIN IMMEDIATE`): a transaction that reads first and upgrades later
+/// fails at once with "database is locked" when another writer got in
+/// between, busy timeout or not. Another process writing to the same file is
+/// still waited for in the busy handler.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
+    let turn = write_turn(db).await;
     let options = TransactionOptions {
-        sqlite_transaction_mode: (db.get_database_backend() == DbBackend::Sqlite)
-            .then_some(SqliteTransactionMode::Immediate),
+        sqlite_transaction_mode: turn.is_some().then_some(SqliteTransactionMode::Immediate),
         ..TransactionOptions::default()
     };
-    db.begin_with_options(options).await
+    Ok(WriteTxn { txn: db.begin_with_options(options).await?, _turn: turn })
 }
 
 /// How often a transaction that lost a race is run again before giving up.

@@ -43,6 +43,8 @@ pub struct StateInner {
     pub settings: services::settings::SettingsCache,
     /// This node's rate-limit budgets for the client operations.
     pub client_limits: services::ratelimit::ClientLimits,
+    /// Devices this node's client calls saw, written about once a second.
+    pub sightings: services::validation::Sightings,
     /// This node's budgets for staff sign-in attempts.
     pub login_limits: services::ratelimit::LoginLimits,
     /// The key that signs offline licence files.
@@ -114,6 +116,7 @@ impl AppState {
             pools_to_check: Arc::default(),
             settings: services::settings::SettingsCache::default(),
             client_limits: services::ratelimit::ClientLimits::default(),
+            sightings: services::validation::Sightings::default(),
             login_limits: services::ratelimit::LoginLimits::default(),
             offline,
             webhooks,

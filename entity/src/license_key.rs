@@ -29,6 +29,9 @@ pub struct Model {
     pub activated_at: Option<DateTimeUtc>,
     pub revealed_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,
+    /// Devices the licence is activated on now (its live activations), kept
+    /// with every activation that starts or ends.
+    pub devices_in_use: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

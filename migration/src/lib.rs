@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod client_api;
+mod devices_in_use;
 mod email;
 mod expiry_notices;
 mod fulfilment;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(job_runner::Migration),
             Box::new(portal::Migration),
             Box::new(staff_sessions::Migration),
+            Box::new(devices_in_use::Migration),
         ]
     }
 }

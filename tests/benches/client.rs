@@ -7,8 +7,10 @@
 //!   indexed lookup of the key and answers its status;
 //! - `activateLicense` (a new device on a licence: lookup, limit check,
 //!   activation, status change, audit and outbox events, in one write
-//!   transaction) against a minimal handler that looks the key up and inserts
-//!   an activation in one write transaction.
+//!   transaction) against a minimal handler that makes the same writes in
+//!   one write transaction: looks the key up, inserts the activation,
+//!   updates the licence's status and device count, inserts the audit event
+//!   and the outbox event.
 //!
 //! `validateLicense` is measured three ways: the same text every time (the
 //! parsed document and the validation result are reused), every text new
@@ -71,6 +73,9 @@ async fn lookup(Json(input): Json<KeyOnly>, Data(db): Data<&DatabaseConnection>)
     Json(json!({ "status": found.try_get_by_index::<String>(1).expect("status") }))
 }
 
+/// The same writes as a new device's activation, in one write transaction:
+/// the licence looked up, the activation, the licence's status and device
+/// count, the audit event and the outbox event.
 #[handler]
 async fn insert_activation(Json(input): Json<KeyOnly>, Data(db): Data<&DatabaseConnection>) -> Json<Value> {
     let backend = db.get_database_backend();
@@ -86,14 +91,38 @@ async fn insert_activation(Json(input): Json<KeyOnly>, Data(db): Data<&DatabaseC
         .expect("the key");
     let id: String = found.try_get_by_index(0).expect("id");
     let now = entity::now();
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
+    let write = |sql: &str, values: Vec<sea_orm::Value>| Statement::from_sql_and_values(backend, sql, values);
+    let activation = entity::new_id();
+    txn.execute_raw(write(
         "INSERT INTO activation (id, license_key_id, fingerprint, name, platform, client_address, created_at, \
          last_seen_at, deactivated_at) VALUES (?, ?, 'device-a', 'Bench PC', 'linux', NULL, ?, ?, NULL)",
-        [entity::new_id().into(), id.into(), now.into(), now.into()],
+        vec![activation.clone().into(), id.clone().into(), now.into(), now.into()],
     ))
     .await
     .expect("insert");
+    txn.execute_raw(write(
+        "UPDATE license_key SET status = 'ACTIVE', devices_in_use = devices_in_use + 1, \
+         activated_at = COALESCE(activated_at, ?), updated_at = ? WHERE id = ?",
+        vec![now.into(), now.into(), id.clone().into()],
+    ))
+    .await
+    .expect("status");
+    let facts = json!({ "status": "ACTIVE", "activationId": activation, "fingerprint": "device-a" });
+    txn.execute_raw(write(
+        "INSERT INTO audit_event (id, environment, actor_kind, actor_id, action, target_kind, target_id, key_prefix, \
+         before, after, created_at) VALUES (?, 'production', 'client', NULL, 'license.activated', 'license_key', ?, \
+         NULL, NULL, ?, ?)",
+        vec![entity::new_id().into(), id.clone().into(), facts.clone().into(), now.into()],
+    ))
+    .await
+    .expect("audit");
+    txn.execute_raw(write(
+        "INSERT INTO event (id, environment, kind, subject_kind, subject_id, payload, created_at, dispatched_at) \
+         VALUES (?, 'production', 'license.activated', 'license_key', ?, ?, ?, NULL)",
+        vec![entity::new_id().into(), id.into(), facts.into(), now.into()],
+    ))
+    .await
+    .expect("event");
     txn.commit().await.expect("commit");
     Json(json!({ "activated": true }))
 }
@@ -210,6 +239,24 @@ async fn main() {
         .await;
         activated.extend(ours.iter().cloned());
     }
+
+    // The activations' outbox events are dispatched off the request path:
+    // validations are measured once that is done, on a checkpointed file.
+    keysmith_tests::until("the activations' events dispatched", || async {
+        let waiting = app
+            .db()
+            .query_one_raw(Statement::from_string(
+                app.db().get_database_backend(),
+                "SELECT COUNT(*) FROM event WHERE dispatched_at IS NULL",
+            ))
+            .await
+            .expect("count")
+            .and_then(|row| row.try_get_by_index::<i64>(0).ok())
+            .unwrap_or(-1);
+        (waiting == 0).then_some(())
+    })
+    .await;
+    app.db().execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await.expect("checkpoint");
 
     // Validations of activated devices, keys chosen round-robin.
     let keys = Arc::new(activated);

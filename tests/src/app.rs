@@ -245,7 +245,8 @@ pub fn data(body: &Value) -> &Value {
 pub mod seed {
     use entity::license_key::{self, KeySource};
     use entity::{Environment, LicenseStatus, customer, license_key_tag, order, order_line, product};
-    use sea_orm::{ActiveModelTrait, DatabaseConnection, Set};
+    use sea_orm::sea_query::ExprTrait;
+    use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
     use serde_json::json;
 
     /// A key in `environment` with `status`, carrying `tag_ids`; returns its id.
@@ -277,6 +278,7 @@ pub mod seed {
             activated_at: Set(None),
             revealed_at: Set(None),
             revoked_at: Set(None),
+            devices_in_use: Set(0),
         }
         .insert(db)
         .await
@@ -288,6 +290,46 @@ pub mod seed {
                 .expect("tag a key");
         }
         row.id
+    }
+
+    /// A device on the licence `licence_id`, as if activated (and, with
+    /// `ended`, deactivated again): the activation row and, for a live one,
+    /// the licence's count of devices in use. Returns the activation's id.
+    pub async fn device(
+        db: &DatabaseConnection,
+        licence_id: &str,
+        fingerprint: &str,
+        (name, platform): (&str, &str),
+        last_seen_at: chrono::DateTime<chrono::Utc>,
+        ended: bool,
+    ) -> String {
+        let id = entity::new_id();
+        entity::activation::ActiveModel {
+            id: Set(id.clone()),
+            license_key_id: Set(licence_id.to_string()),
+            fingerprint: Set(fingerprint.to_string()),
+            name: Set(Some(name.to_string())),
+            platform: Set(Some(platform.to_string())),
+            client_address: Set(None),
+            created_at: Set(entity::now()),
+            last_seen_at: Set(last_seen_at),
+            deactivated_at: Set(ended.then(entity::now)),
+        }
+        .insert(db)
+        .await
+        .expect("activation");
+        if !ended {
+            license_key::Entity::update_many()
+                .col_expr(
+                    license_key::Column::DevicesInUse,
+                    sea_orm::sea_query::Expr::col(license_key::Column::DevicesInUse).add(1),
+                )
+                .filter(license_key::Column::Id.eq(licence_id))
+                .exec(db)
+                .await
+                .expect("count the device");
+        }
+        id
     }
 
     /// Delivers the key `key_id` to a new customer through a new order; returns the order id.
@@ -357,6 +399,4 @@ pub mod seed {
         key.update(db).await.expect("deliver");
         order.id
     }
-
-    use sea_orm::EntityTrait;
 }

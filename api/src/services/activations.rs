@@ -95,7 +95,45 @@ pub async fn activate(
     if seen.device.is_some() {
         return Ok(Verdict::with(Code::Valid, Facts::of(&seen.licence, status, seen.used)));
     }
-    retrying(|| activate_once(db, ctx, rules, &key, &device)).await
+    retrying(|| activate_once(db, ctx, rules, &key, &device, &seen)).await
+}
+
+/// A new device on the licence as `seen` read it, in one conditional
+/// statement: the licence's row takes the device only while it is as read
+/// (same status, not expired) with a slot free — the check and the count
+/// together, so no lock is needed and concurrent activations cannot overrun
+/// the limit. `None` when it is no longer as read.
+async fn take_slot(
+    txn: &impl ConnectionTrait,
+    rules: ClientRules<'_>,
+    seen: &license_key::Model,
+) -> AppResult<Option<license_key::Model>> {
+    let now = entity::now();
+    let to = match seen.status {
+        LicenseStatus::Assigned => transition(seen.status, LicenseAction::Activate)?,
+        other => other,
+    };
+    let expiry_clock = rules.expiry_clock(Utc::now());
+    let mut taken = license_key::Entity::update_many()
+        .col_expr(license_key::Column::DevicesInUse, Expr::col(license_key::Column::DevicesInUse).add(1))
+        .col_expr(license_key::Column::Status, Expr::value(to.as_str()))
+        .col_expr(license_key::Column::ActivatedAt, Expr::value(seen.activated_at.unwrap_or(now)))
+        .col_expr(license_key::Column::UpdatedAt, Expr::value(now))
+        .filter(license_key::Column::Id.eq(seen.id.as_str()))
+        .filter(license_key::Column::Status.eq(seen.status.as_str()))
+        .filter(
+            Condition::any()
+                .add(license_key::Column::ActivationLimit.lt(0))
+                .add(Expr::col(license_key::Column::DevicesInUse).lt(Expr::col(license_key::Column::ActivationLimit))),
+        )
+        .filter(
+            Condition::any()
+                .add(license_key::Column::ExpiresAt.is_null())
+                .add(license_key::Column::ExpiresAt.gt(expiry_clock)),
+        )
+        .exec_with_returning(txn)
+        .await?;
+    Ok(taken.pop())
 }
 
 async fn activate_once(
@@ -104,8 +142,22 @@ async fn activate_once(
     rules: ClientRules<'_>,
     key: &str,
     device: &Device,
+    seen: &Looked,
 ) -> AppResult<Verdict> {
     let txn = begin_write(db).await?;
+    // Most new devices find the licence as it was read: one statement takes
+    // the slot. The abuse rule, when on, counts every new device first.
+    if rules.settings.abuse_max_fingerprints == 0
+        && let Some(after) = take_slot(&txn, rules, &seen.licence).await?
+    {
+        let used = usize::try_from(after.devices_in_use).unwrap_or(0);
+        let created = new_activation(&txn, ctx, &after, device).await?;
+        let before = json!({ "status": seen.licence.status });
+        announce(&txn, ctx, &after, EventKind::LicenseActivated, Some(before), activated(&after, &created, used))
+            .await?;
+        txn.commit().await?;
+        return Ok(Verdict::with(Code::Valid, Facts::of(&after, after.status, used)));
+    }
     let Some(Looked { licence, used, device: held, .. }) = locked(&txn, ctx, key, &device.fingerprint).await? else {
         return Ok(Verdict::bare(Code::NotFound));
     };
@@ -126,6 +178,31 @@ async fn activate_once(
         txn.commit().await?;
         return Ok(Verdict::with(Code::TooManyActivations, Facts::of(&licence, status, used)));
     }
+    let created = new_activation(&txn, ctx, &licence, device).await?;
+    let mut row: license_key::ActiveModel = licence.clone().into();
+    if licence.status == LicenseStatus::Assigned {
+        row.status = Set(transition(licence.status, LicenseAction::Activate)?);
+    }
+    row.activated_at = Set(Some(licence.activated_at.unwrap_or(now)));
+    row.devices_in_use = Set(licence.devices_in_use + 1);
+    row.updated_at = Set(now);
+    let after = row.update(&txn).await?;
+    let used = used + 1;
+    let facts = activated(&after, &created, used);
+    announce(&txn, ctx, &after, EventKind::LicenseActivated, Some(json!({ "status": licence.status })), facts).await?;
+    txn.commit().await?;
+    Ok(Verdict::with(Code::Valid, Facts::of(&after, after.status, used)))
+}
+
+/// Records a new device on `licence`. A concurrent activation of the same
+/// device hits the index of live devices; the caller's transaction then runs again.
+async fn new_activation(
+    txn: &impl ConnectionTrait,
+    ctx: &RequestContext,
+    licence: &license_key::Model,
+    device: &Device,
+) -> AppResult<activation::Model> {
+    let now = entity::now();
     let created = activation::Model {
         id: entity::new_id(),
         license_key_id: licence.id.clone(),
@@ -138,32 +215,23 @@ async fn activate_once(
         deactivated_at: None,
     };
     activation::Entity::insert(activation::ActiveModel::from(created.clone()))
-        .exec_without_returning(&txn)
+        .exec_without_returning(txn)
         .await
         .map_err(contended)?;
-    let mut after = licence.clone();
-    if licence.status == LicenseStatus::Assigned || licence.activated_at.is_none() {
-        let mut row: license_key::ActiveModel = licence.clone().into();
-        if licence.status == LicenseStatus::Assigned {
-            row.status = Set(transition(licence.status, LicenseAction::Activate)?);
-        }
-        row.activated_at = Set(Some(licence.activated_at.unwrap_or(now)));
-        row.updated_at = Set(now);
-        after = row.update(&txn).await?;
-    }
-    let used = used + 1;
-    let facts = json!({
+    Ok(created)
+}
+
+/// What an activation's audit and outbox events say happened.
+fn activated(after: &license_key::Model, created: &activation::Model, used: usize) -> serde_json::Value {
+    json!({
         "status": after.status,
         "activationId": created.id,
         "fingerprint": created.fingerprint,
         "name": created.name,
         "platform": created.platform,
         "activationsUsed": used,
-        "activationLimit": limit,
-    });
-    announce(&txn, ctx, &after, EventKind::LicenseActivated, Some(json!({ "status": licence.status })), facts).await?;
-    txn.commit().await?;
-    Ok(Verdict::with(Code::Valid, Facts::of(&after, after.status, used)))
+        "activationLimit": after.activation_limit,
+    })
 }
 
 /// Frees the slot `key` holds on a device. The licence's standing is checked
@@ -208,9 +276,27 @@ async fn end(
     licence: &license_key::Model,
     device: &activation::Model,
 ) -> AppResult<activation::Model> {
-    let mut row: activation::ActiveModel = device.clone().into();
-    row.deactivated_at = Set(Some(entity::now()));
-    let ended = row.update(txn).await?;
+    let now = entity::now();
+    let ending = activation::Entity::update_many()
+        .col_expr(activation::Column::DeactivatedAt, Expr::value(now))
+        .filter(activation::Column::Id.eq(device.id.as_str()))
+        .filter(activation::Column::DeactivatedAt.is_null())
+        .exec(txn)
+        .await?;
+    if ending.rows_affected == 0 {
+        // A concurrent request ended it first, and counted it.
+        return activation::Entity::find_by_id(device.id.clone())
+            .one(txn)
+            .await?
+            .ok_or_else(|| AppError::internal("an activation vanished inside its transaction"));
+    }
+    license_key::Entity::update_many()
+        .col_expr(license_key::Column::DevicesInUse, Expr::col(license_key::Column::DevicesInUse).sub(1))
+        .filter(license_key::Column::Id.eq(licence.id.as_str()))
+        .filter(license_key::Column::DevicesInUse.gt(0))
+        .exec(txn)
+        .await?;
+    let ended = activation::Model { deactivated_at: Some(now), ..device.clone() };
     let facts = json!({
         "status": licence.status,
         "activationId": ended.id,

@@ -139,6 +139,7 @@ async fn record(db: &DatabaseConnection, message: &email::Model, outcome: Option
             }
         }
     }
+    let _turn = crate::db::write_turn(db).await;
     sea_orm::ActiveModelTrait::update(row, db).await.map_err(AppError::from)?;
     Ok(())
 }

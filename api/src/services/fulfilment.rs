@@ -492,6 +492,7 @@ async fn mint(
             activated_at: Set(None),
             revealed_at: Set(None),
             revoked_at: Set(None),
+            devices_in_use: Set(0),
         }
         .insert(txn)
         .await

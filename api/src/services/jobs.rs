@@ -186,6 +186,7 @@ fn blank(kind: &str, status: JobStatus) -> job::ActiveModel {
 /// Several nodes starting at once make one row each kind; the last to start
 /// sets the interval.
 pub async fn ensure_recurring(db: &DatabaseConnection, schedule: &[(&str, u64)]) -> AppResult<()> {
+    let _turn = crate::db::write_turn(db).await;
     for (kind, every) in schedule {
         let every = (*every).max(1) as i64;
         let mut row = blank(kind, JobStatus::Queued);
@@ -251,6 +252,7 @@ pub async fn claim(
         } else {
             candidate.started_at.unwrap_or(now)
         };
+        let _turn = crate::db::write_turn(db).await;
         let claimed = update
             .col_expr(job::Column::StartedAt, Expr::value(started))
             .filter(job::Column::Id.eq(candidate.id.as_str()))
@@ -269,6 +271,7 @@ pub async fn claim(
 /// Extends `node`'s claim on a job, recording its progress. False when the
 /// claim was lost to another node.
 pub async fn renew(db: &DatabaseConnection, id: &str, node: &str, progress: i64) -> AppResult<bool> {
+    let _turn = crate::db::write_turn(db).await;
     let kept = job::Entity::update_many()
         .col_expr(job::Column::Progress, Expr::value(progress))
         .col_expr(job::Column::LockedUntil, Expr::value(entity::now() + Duration::seconds(LEASE_SECONDS)))
@@ -313,6 +316,7 @@ pub async fn finish(
     if let Some(every) = job.every_seconds {
         update = update.col_expr(job::Column::RunAfter, Expr::value(now + Duration::seconds(every)));
     }
+    let _turn = crate::db::write_turn(db).await;
     update
         .filter(job::Column::Id.eq(job.id.as_str()))
         .filter(job::Column::LockedBy.eq(node))
@@ -336,6 +340,7 @@ fn interrupted(kind: &str, node: &str) -> String {
 /// shuts down): queued and recurring jobs go back to the queue to be
 /// resumed; attached jobs are marked FAILED. Returns how many were found.
 pub async fn recover(db: &DatabaseConnection, node: &str) -> AppResult<u64> {
+    let _turn = crate::db::write_turn(db).await;
     let held = || {
         job::Entity::update_many()
             .filter(job::Column::LockedBy.eq(node))
@@ -380,6 +385,7 @@ pub async fn fail_abandoned(db: &DatabaseConnection, node: &str) -> AppResult<u6
     let mut failed = 0;
     for job in lapsed {
         let holder = job.locked_by.clone().unwrap_or_default();
+        let _turn = crate::db::write_turn(db).await;
         failed += job::Entity::update_many()
             .col_expr(job::Column::Status, Expr::value(JobStatus::Failed.as_str()))
             .col_expr(job::Column::Error, Expr::value(interrupted(&job.kind, &holder)))

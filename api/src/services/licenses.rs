@@ -232,6 +232,7 @@ pub async fn create(db: &DatabaseConnection, ctx: &RequestContext, input: NewLic
         activated_at: Set(None),
         revealed_at: Set(None),
         revoked_at: Set(None),
+        devices_in_use: Set(0),
     }
     .insert(&txn)
     .await?;
@@ -338,6 +339,7 @@ pub(crate) async fn apply(
         }
         LicenseAction::Revoke => {
             active.revoked_at = Set(Some(now));
+            active.devices_in_use = Set(0);
             activation::Entity::update_many()
                 .col_expr(activation::Column::DeactivatedAt, Expr::value(now))
                 .filter(activation::Column::LicenseKeyId.eq(before.id.as_str()))

@@ -7,8 +7,8 @@
 //!   When that connection drops and comes back, the node reads again the
 //!   events of the seconds it may have missed.
 //! - SQLite (one node): writing an event wakes the node's reader, which then
-//!   takes the write lock — so it waits for the writing transaction to end —
-//!   and reads the events after the last one it saw, in commit order (SQLite's
+//!   waits for its turn at the write lock (see `db::WriteTxn`) — so for the
+//!   writing transaction to end — and reads the events after the last one it saw, in commit order (SQLite's
 //!   `rowid`). No polling delay; a slow tick only catches events written by
 //!   another process on the same file (the CLI).
 //!
@@ -17,7 +17,7 @@
 //! broadcast channel: a subscriber that falls more than [`BACKLOG`] events
 //! behind is disconnected, never buffered for.
 
-use crate::db::begin_write;
+use crate::db::write_turn;
 use crate::error::{AppError, AppResult};
 use entity::{event, license_key, order, order_line};
 use sea_orm::{
@@ -144,16 +144,12 @@ async fn feed_sqlite(db: &DatabaseConnection, live: &Live) -> AppResult<()> {
                 "SELECT rowid AS seq, id FROM event WHERE rowid > ? ORDER BY rowid LIMIT ?",
                 [cursor.into(), (BATCH as i64).into()],
             );
-            let rows = if woken {
-                // The writer that woke us holds the write lock until it ends:
-                // taking it is waiting for that commit (or rollback).
-                let txn = begin_write(db).await?;
-                let rows = txn.query_all_raw(read).await?;
-                txn.commit().await?;
-                rows
-            } else {
-                db.query_all_raw(read).await?
-            };
+            if woken {
+                // The writer that woke us holds this process's write turn
+                // until its transaction ends: our turn comes after its commit.
+                drop(write_turn(db).await);
+            }
+            let rows = db.query_all_raw(read).await?;
             let mut ids = Vec::with_capacity(rows.len());
             for row in &rows {
                 cursor = cursor.max(row.try_get("", "seq")?);

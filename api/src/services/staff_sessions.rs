@@ -89,6 +89,7 @@ pub(crate) async fn in_use(db: &DatabaseConnection, id: &str, user_id: &str) -> 
     let idle = now - session.last_seen_at;
     let timeout = Duration::minutes(i64::from(settings::current(db).await?.admin_idle_timeout_minutes));
     if idle > timeout {
+        let _turn = crate::db::write_turn(db).await;
         let ended = staff_session::Entity::update_many()
             .col_expr(staff_session::Column::EndedAt, Expr::value(now))
             .filter(staff_session::Column::Id.eq(id))
@@ -103,6 +104,7 @@ pub(crate) async fn in_use(db: &DatabaseConnection, id: &str, user_id: &str) -> 
     if idle >= Duration::seconds(SEEN_EVERY_SECONDS) {
         // Only one of several requests arriving together writes; a failed
         // write costs the session a minute of idle time, never the request.
+        let _turn = crate::db::write_turn(db).await;
         let stamped = staff_session::Entity::update_many()
             .col_expr(staff_session::Column::LastSeenAt, Expr::value(now))
             .filter(staff_session::Column::Id.eq(id))

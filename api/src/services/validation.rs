@@ -10,12 +10,14 @@ use super::ratelimit::ClientLimits;
 use super::settings::Settings;
 use super::sql::Sql;
 use crate::auth::{RequestContext, may};
-use crate::error::{AppError, AppResult};
+use crate::db::begin_write;
+use crate::error::AppResult;
 use chrono::{DateTime, Duration, Utc};
 use entity::values::bounded_text;
 use entity::{LicenseStatus, activation, license_key};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, Value};
+use std::collections::HashMap;
 
 /// Longest fingerprint a client may send.
 pub const MAX_FINGERPRINT_CHARS: usize = 200;
@@ -106,6 +108,7 @@ impl Verdict {
 pub struct ClientRules<'a> {
     pub settings: &'a Settings,
     pub limits: &'a ClientLimits,
+    pub sightings: &'a Sightings,
 }
 
 impl ClientRules<'_> {
@@ -162,42 +165,40 @@ pub(crate) struct Looked {
 /// The licence a client means by `key` in the request's environment — the
 /// delivered one when there is one (a key string is delivered at most once),
 /// otherwise the oldest undelivered copy in a pool — with what a client call
-/// needs to judge it, in one statement (a client call is the hottest path).
+/// needs to judge it, in one statement of index lookups (a client call is the
+/// hottest path): the licence by its key, the asking device's live
+/// activation by the unique index of live devices, the product by its id.
+/// The count of devices in use is the licence's own column.
 pub(crate) async fn look_up(
     db: &impl ConnectionTrait,
     ctx: &RequestContext,
     key: &str,
     fingerprint: Option<&str>,
 ) -> AppResult<Option<Looked>> {
-    let device = "FROM activation a WHERE a.license_key_id = k.id AND a.fingerprint = ? AND a.deactivated_at IS NULL";
-    let mut sql = Sql::new("SELECT k.*, ");
-    sql.push(
-        "(SELECT COUNT(*) FROM activation a WHERE a.license_key_id = k.id AND a.deactivated_at IS NULL) AS ks_used, ",
-        [],
+    let mut sql = Sql::new(
+        "SELECT k.*, a.id AS ks_device_id, a.last_seen_at AS ks_device_seen, p.requires_fingerprint AS ks_binds \
+         FROM license_key k ",
     );
-    sql.push(&format!("(SELECT a.id {device}) AS ks_device_id, "), [Value::from(fingerprint.map(str::to_string))]);
     sql.push(
-        &format!("(SELECT a.last_seen_at {device}) AS ks_device_seen, "),
+        "LEFT JOIN activation a ON a.license_key_id = k.id AND a.fingerprint = ? AND a.deactivated_at IS NULL ",
         [Value::from(fingerprint.map(str::to_string))],
     );
-    sql.push("(SELECT p.requires_fingerprint FROM product p WHERE p.id = k.product_id) AS ks_binds ", []);
     // No ORDER BY: with one, SQLite walks the (environment, created_at) index
     // through the whole environment instead of looking the key up.
     sql.push(
-        "FROM license_key k WHERE k.environment = ? AND k.key = ?",
+        "LEFT JOIN product p ON p.id = k.product_id WHERE k.environment = ? AND k.key = ?",
         [Value::from(ctx.environment.as_str()), Value::from(key)],
     );
     let backend = db.get_database_backend();
     let mut found = Vec::new();
     for row in db.query_all_raw(sql.statement(backend)).await? {
         let licence = license_key::Model::from_query_result(&row, "")?;
-        let used: i64 = row.try_get("", "ks_used")?;
         let device_id: Option<String> = row.try_get("", "ks_device_id")?;
         let seen: Option<DateTime<Utc>> = row.try_get("", "ks_device_seen")?;
         let binds: Option<bool> = row.try_get("", "ks_binds")?;
         found.push(Looked {
+            used: usize::try_from(licence.devices_in_use).unwrap_or(0),
             licence,
-            used: used.max(0) as usize,
             device: device_id.zip(seen),
             binds: binds.unwrap_or(false),
         });
@@ -252,7 +253,7 @@ pub async fn validate(
         (None, _) if looked.binds => Code::FingerprintRequired,
         (None, _) => Code::Valid,
         (Some(_), Some((id, seen))) => {
-            note_seen(db, id, *seen, now);
+            rules.sightings.note(id, *seen, now);
             Code::Valid
         }
         (Some(device), None) => {
@@ -265,23 +266,50 @@ pub async fn validate(
     Ok(Verdict::with(code, facts))
 }
 
-/// Records that a device was seen, off the caller's path: the answer does not
-/// wait for the write, and a device is written at most once a minute.
-fn note_seen(db: &DatabaseConnection, id: &str, last_seen: DateTime<Utc>, now: DateTime<Utc>) {
-    if now - last_seen < Duration::seconds(SEEN_EVERY_SECONDS) {
-        return;
-    }
-    let db = db.clone();
-    let id = id.to_string();
-    tokio::spawn(async move {
-        let stamped = activation::Entity::update_many()
-            .col_expr(activation::Column::LastSeenAt, Expr::value(entity::now()))
-            .filter(activation::Column::Id.eq(id))
-            .filter(activation::Column::LastSeenAt.lt(entity::now() - Duration::seconds(SEEN_EVERY_SECONDS)))
-            .exec(&db)
-            .await;
-        if let Err(e) = stamped {
-            tracing::warn!(error = %AppError::from(e).detail(), "recording when a device was last seen failed");
+/// Devices seen by client calls and not yet written: written together by
+/// the node's runner about once a second ([`Sightings::write`]), so that
+/// validations — shipped software checking in, most of them from devices not
+/// seen for a while — cost no write each. A device's `lastSeenAt` is written
+/// at most once a minute; at most [`Sightings::HELD`] are held.
+#[derive(Default)]
+pub struct Sightings(std::sync::Mutex<HashMap<String, DateTime<Utc>>>);
+
+impl Sightings {
+    /// Devices held for the next write at most; more are noted at their next call.
+    pub const HELD: usize = 100_000;
+    /// Devices one statement writes.
+    const PER_STATEMENT: usize = 500;
+
+    /// Notes that the activation `id`, last written as seen at `last_seen`, was seen `now`.
+    fn note(&self, id: &str, last_seen: DateTime<Utc>, now: DateTime<Utc>) {
+        if now - last_seen < Duration::seconds(SEEN_EVERY_SECONDS) {
+            return;
         }
-    });
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if held.len() < Self::HELD || held.contains_key(id) {
+            held.insert(id.to_string(), now);
+        }
+    }
+
+    /// Writes the devices seen since the last write; returns how many.
+    pub async fn write(&self, db: &DatabaseConnection) -> AppResult<usize> {
+        let held = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        if held.is_empty() {
+            return Ok(0);
+        }
+        // Every device in the batch was seen within the last second or so: one instant for all.
+        let seen = held.values().max().copied().unwrap_or_else(entity::now);
+        let ids: Vec<String> = held.into_keys().collect();
+        let txn = begin_write(db).await?;
+        for chunk in ids.chunks(Self::PER_STATEMENT) {
+            activation::Entity::update_many()
+                .col_expr(activation::Column::LastSeenAt, Expr::value(seen))
+                .filter(activation::Column::Id.is_in(chunk.iter().map(String::as_str)))
+                .filter(activation::Column::LastSeenAt.lt(seen - Duration::seconds(SEEN_EVERY_SECONDS)))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(ids.len())
+    }
 }

@@ -293,7 +293,6 @@ async fn an_orders_keys_are_reassigned_unassigned_and_refunded(app: TestApp) {
 }
 
 async fn devices_are_listed_filtered_and_deactivated_and_the_audit_log_is_read(app: TestApp) {
-    use sea_orm::ActiveModelTrait;
     let admin = app.staff_token(StaffRole::Admin).await;
     let product = app
         .graphql(Some(&admin), "mutation { createProduct(input: {name: \"Studio\"}) { product { id } } }", json!({}))
@@ -311,20 +310,8 @@ async fn devices_are_listed_filtered_and_deactivated_and_the_audit_log_is_read(a
     let (licence_id, key) =
         (licence["id"].as_str().expect("id").to_string(), licence["key"].as_str().expect("key").to_string());
     let now = entity::now();
-    entity::activation::ActiveModel {
-        id: sea_orm::Set(entity::new_id()),
-        license_key_id: sea_orm::Set(licence_id.clone()),
-        fingerprint: sea_orm::Set("fp-laptop-0001".into()),
-        name: sea_orm::Set(Some("Lin's laptop".into())),
-        platform: sea_orm::Set(Some("macOS".into())),
-        client_address: sea_orm::Set(None),
-        created_at: sea_orm::Set(now),
-        last_seen_at: sea_orm::Set(now),
-        deactivated_at: sea_orm::Set(None),
-    }
-    .insert(app.db())
-    .await
-    .expect("an activation");
+    keysmith_tests::app::seed::device(app.db(), &licence_id, "fp-laptop-0001", ("Lin's laptop", "macOS"), now, false)
+        .await;
 
     let mut manager = signed_in(&app, StaffRole::Manager).await;
     let list = manager.get("/admin/activations?state=live").await;

@@ -244,41 +244,73 @@ async fn activation_limits_hold_under_concurrent_activations(app: TestApp) {
     // Isolate the limit: no abuse rule, no rate limits.
     settings(&app, &admin, json!({ "abuseMaxFingerprints": 0, "rateLimitPerKey": 0, "rateLimitPerAddress": 0 })).await;
     // Five licences of 3 devices, each raced by 20 distinct devices at once;
-    // one more raced by one device 20 times.
+    // one more raced by one device 20 times. The racers alternate between
+    // two nodes on the same database.
     const LICENCES: usize = 5;
     let mut limited = Vec::new();
     for n in 0..LICENCES {
         limited.push(delivered(&app, &format!("RACE-KEY-LIMIT3-{n}"), 3).await.0);
     }
     let (one_device, _, _) = delivered(&app, "RACE-KEY-SAMEPC", 3).await;
-    let app = std::sync::Arc::new(app);
+    let other = keysmith_tests::app::config(&app.database_url);
+    let other = TestApp::spawn_with(app.backend, other, tempfile::tempdir().expect("dir")).await;
+    let nodes = std::sync::Arc::new([app, other]);
     let mut racers = tokio::task::JoinSet::new();
     for i in 0..20 {
         for n in 0..LICENCES {
-            let a = app.clone();
-            racers.spawn(
-                async move { (n, activate(&a, &format!("RACE-KEY-LIMIT3-{n}"), &format!("device-{i:02}")).await) },
-            );
+            let nodes = nodes.clone();
+            racers.spawn(async move {
+                let node = &nodes[(i + n) % 2];
+                (n, activate(node, &format!("RACE-KEY-LIMIT3-{n}"), &format!("device-{i:02}")).await)
+            });
         }
-        let b = app.clone();
-        racers.spawn(async move { (LICENCES, activate(&b, "RACE-KEY-SAMEPC", "the-one-pc").await) });
+        let nodes = nodes.clone();
+        racers.spawn(async move { (LICENCES, activate(&nodes[i % 2], "RACE-KEY-SAMEPC", "the-one-pc").await) });
     }
     let mut codes: HashMap<(usize, String), usize> = HashMap::new();
     while let Some(done) = racers.join_next().await {
         let (licence, answer) = done.expect("a racer");
         *codes.entry((licence, code(&answer).to_string())).or_default() += 1;
     }
+    let app = &nodes[0];
     for (n, id) in limited.iter().enumerate() {
         assert_eq!(codes.get(&(n, "VALID".into())), Some(&3), "licence {n}: {codes:?}");
         assert_eq!(codes.get(&(n, "TOO_MANY_ACTIVATIONS".into())), Some(&17), "licence {n}: {codes:?}");
-        assert_eq!(live_devices(&app, id).await.len(), 3, "licence {n}");
+        assert_eq!(live_devices(app, id).await.len(), 3, "licence {n}");
+        assert_eq!(licence(app, id).await.devices_in_use, 3, "licence {n}: the stored count is the live devices");
     }
     assert_eq!(codes.get(&(LICENCES, "VALID".into())), Some(&20), "{codes:?}");
     assert_eq!(codes.len(), 2 * LICENCES + 1, "no other answer and no error: {codes:?}");
-    assert_eq!(live_devices(&app, &one_device).await, ["the-one-pc"]);
+    assert_eq!(live_devices(app, &one_device).await, ["the-one-pc"]);
+    assert_eq!(licence(app, &one_device).await.devices_in_use, 1);
     let all =
         activation::Entity::find().filter(activation::Column::LicenseKeyId.eq(one_device.as_str())).count(app.db());
     assert_eq!(all.await.expect("count"), 1, "one row, not one per call");
+
+    // Every device of the first licence ended twice at once, through both
+    // nodes: each ends once, and the count comes down to nothing, not below.
+    let mut enders = tokio::task::JoinSet::new();
+    for device in live_devices(app, &limited[0]).await {
+        for node in 0..2 {
+            let (nodes, device) = (nodes.clone(), device.clone());
+            enders
+                .spawn(async move { code(&deactivate(&nodes[node], "RACE-KEY-LIMIT3-0", &device).await).to_string() });
+        }
+    }
+    let mut ended = Vec::new();
+    while let Some(done) = enders.join_next().await {
+        ended.push(done.expect("an ender"));
+    }
+    ended.sort();
+    assert_eq!(ended, ["NOT_ACTIVATED"; 3].into_iter().chain(["VALID"; 3]).collect::<Vec<_>>());
+    assert!(live_devices(app, &limited[0]).await.is_empty());
+    assert_eq!(licence(app, &limited[0]).await.devices_in_use, 0);
+    let answer = activate(app, "RACE-KEY-LIMIT3-0", "a-new-pc").await;
+    assert_eq!((code(&answer), used(&answer)), ("VALID", 1), "the freed slots are free: {answer:#}");
+    if let Ok([first, second]) = std::sync::Arc::try_unwrap(nodes) {
+        second.stop().await;
+        first.stop().await;
+    }
 }
 
 async fn customers_and_staff_see_and_end_devices(app: TestApp) {

@@ -518,20 +518,8 @@ async fn seed_activation(app: &TestApp, key_id: &str) {
     active.status = Set(LicenseStatus::Active);
     active.activated_at = Set(Some(now));
     active.update(app.db()).await.expect("activate");
-    entity::activation::ActiveModel {
-        id: Set(entity::new_id()),
-        license_key_id: Set(key_id.to_string()),
-        fingerprint: Set(format!("device-{}", entity::new_id())),
-        name: Set(None),
-        platform: Set(None),
-        client_address: Set(None),
-        created_at: Set(now),
-        last_seen_at: Set(now),
-        deactivated_at: Set(None),
-    }
-    .insert(app.db())
-    .await
-    .expect("activation");
+    let fingerprint = format!("device-{}", entity::new_id());
+    keysmith_tests::app::seed::device(app.db(), key_id, &fingerprint, ("Device", "linux"), now, false).await;
 }
 
 async fn pools_announce_exhaustion_once_per_crossing(app: TestApp) {

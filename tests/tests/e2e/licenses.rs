@@ -185,21 +185,8 @@ async fn the_lifecycle_allows_only_its_transitions(app: TestApp) {
 
     // As if activated on a device.
     set_status(&app, id.as_str().expect("id"), LicenseStatus::Active, true).await;
-    let activation_id = entity::new_id();
-    activation::ActiveModel {
-        id: Set(activation_id.clone()),
-        license_key_id: Set(id.as_str().expect("id").to_string()),
-        fingerprint: Set("laptop".into()),
-        name: Set(None),
-        platform: Set(None),
-        client_address: Set(None),
-        created_at: Set(entity::now()),
-        last_seen_at: Set(entity::now()),
-        deactivated_at: Set(None),
-    }
-    .insert(app.db())
-    .await
-    .expect("activation");
+    let licence_id = id.as_str().expect("id");
+    let activation_id = seed::device(app.db(), licence_id, "laptop", ("Laptop", "linux"), entity::now(), false).await;
     assert_eq!(error_code(&act(&app, &m, "returnLicenseToPool", &id).await), Some("INVALID_TRANSITION"));
     for (token, mutation, expected) in [
         (&support, "inactivateLicense", "INACTIVE"),
@@ -545,20 +532,8 @@ async fn a_page_of_licences_costs_the_same_statements_whatever_its_size(app: Tes
         let body = create(&app, &f, extra).await;
         let id = data(&body)["createLicense"]["license"]["id"].as_str().expect("id").to_string();
         if i % 3 == 0 {
-            activation::ActiveModel {
-                id: Set(entity::new_id()),
-                license_key_id: Set(id),
-                fingerprint: Set(format!("device-{i}")),
-                name: Set(None),
-                platform: Set(None),
-                client_address: Set(None),
-                created_at: Set(entity::now()),
-                last_seen_at: Set(entity::now()),
-                deactivated_at: Set(None),
-            }
-            .insert(app.db())
-            .await
-            .expect("activation");
+            let device = format!("device-{i}");
+            seed::device(app.db(), &id, &device, ("Device", "linux"), entity::now(), false).await;
         }
     }
     let query = "query($n: Int) { licenseKeys(first: $n) { edges { node { id key product { name } customer { email } \

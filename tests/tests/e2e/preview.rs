@@ -16,20 +16,9 @@ const VALIDATE: &str = "mutation($k: String!, $f: String) { validateLicense(inpu
                         { valid code detail license { status expiresAt featureFlags activationsUsed activationLimit } } }";
 
 async fn activate(app: &TestApp, licence: &str, fingerprint: &str, ended: bool) {
-    activation::ActiveModel {
-        id: Set(entity::new_id()),
-        license_key_id: Set(licence.to_string()),
-        fingerprint: Set(fingerprint.to_string()),
-        name: Set(Some(format!("{fingerprint}'s machine"))),
-        platform: Set(Some("linux".into())),
-        client_address: Set(None),
-        created_at: Set(entity::now()),
-        last_seen_at: Set(entity::now() - chrono::Duration::hours(1)),
-        deactivated_at: Set(ended.then(entity::now)),
-    }
-    .insert(app.db())
-    .await
-    .expect("activation");
+    let machine = format!("{fingerprint}'s machine");
+    let seen = entity::now() - chrono::Duration::hours(1);
+    seed::device(app.db(), licence, fingerprint, (&machine, "linux"), seen, ended).await;
 }
 
 /// A licence delivered to a customer and activated on `laptop-7` (an older device ended).

@@ -29,6 +29,7 @@ fn key_row(environment: Environment, key: &str, source: KeySource) -> license_ke
         activated_at: Set(None),
         revealed_at: Set(None),
         revoked_at: Set(None),
+        devices_in_use: Set(0),
     }
 }
 

@@ -28,7 +28,7 @@ impl ValidationMutation {
     async fn validate_license(&self, ctx: &Context<'_>, input: ValidateLicenseInput) -> Result<ValidationPayload> {
         let (state, rc) = request(ctx)?;
         let settings = state.settings.get(&state.db).await?;
-        let rules = ClientRules { settings: &settings, limits: &state.client_limits };
+        let rules = ClientRules { settings: &settings, limits: &state.client_limits, sightings: &state.sightings };
         Ok(validation::validate(&state.db, rc, rules, &input.key, input.fingerprint.as_deref()).await?.into())
     }
 
@@ -39,7 +39,7 @@ impl ValidationMutation {
     async fn activate_license(&self, ctx: &Context<'_>, input: ActivateLicenseInput) -> Result<ValidationPayload> {
         let (state, rc) = request(ctx)?;
         let settings = state.settings.get(&state.db).await?;
-        let rules = ClientRules { settings: &settings, limits: &state.client_limits };
+        let rules = ClientRules { settings: &settings, limits: &state.client_limits, sightings: &state.sightings };
         let device = Device { fingerprint: input.fingerprint, name: input.name, platform: input.platform };
         Ok(activations::activate(&state.db, rc, rules, &input.key, device).await?.into())
     }
@@ -49,7 +49,7 @@ impl ValidationMutation {
     async fn deactivate_license(&self, ctx: &Context<'_>, input: DeactivateLicenseInput) -> Result<ValidationPayload> {
         let (state, rc) = request(ctx)?;
         let settings = state.settings.get(&state.db).await?;
-        let rules = ClientRules { settings: &settings, limits: &state.client_limits };
+        let rules = ClientRules { settings: &settings, limits: &state.client_limits, sightings: &state.sightings };
         Ok(activations::deactivate(&state.db, rc, rules, &input.key, &input.fingerprint).await?.into())
     }
 }

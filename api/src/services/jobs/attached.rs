@@ -47,7 +47,10 @@ impl Attached {
         row.locked_by = Set(Some(node.clone()));
         row.locked_until = Set(Some(now + chrono::Duration::seconds(LEASE_SECONDS)));
         row.started_at = Set(Some(now));
-        let job = row.insert(db).await?;
+        let job = {
+            let _turn = crate::db::write_turn(db).await;
+            row.insert(db).await?
+        };
         runner.track(&job.id, progress.clone());
         // Renewed at a third of the lease. On SQLite an import holds the
         // write lock, so a renewal may wait for it; the node's own jobs are

@@ -414,6 +414,7 @@ async fn record(
     }
     // Only while this node's lease holds: past it another node may have
     // claimed the delivery again, and its record is the one that counts.
+    let _turn = crate::db::write_turn(db).await;
     let recorded = webhook_delivery::Entity::update(row)
         .validate()?
         .filter(webhook_delivery::Column::LockedUntil.eq(delivery.locked_until))
