@@ -258,6 +258,7 @@ async fn main() {
     .await;
     app.db().execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await.expect("checkpoint");
 
+    eprintln!("activations measured; measuring validations");
     // Validations of activated devices, keys chosen round-robin.
     let keys = Arc::new(activated);
     let mut api_val = Side::default();
@@ -331,7 +332,7 @@ async fn main() {
         "| operation | Keysmith (GraphQL) | p50 | p99 | minimal handler (baseline) | p50 | p99 | throughput ratio | p99 ratio |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    let copy = |s: &Side| Side { rates: s.rates.clone(), latencies: s.latencies.clone() };
+    let copy = |s: &Side| Side { rates: s.rates.clone(), latencies: s.latencies.clone(), cpu: s.cpu.clone() };
     let (mut base_val2, mut base_val3) = (copy(&base_val), copy(&base_val));
     for (name, api, base) in [
         ("validateLicense", &mut api_val, &mut base_val),
@@ -354,6 +355,16 @@ async fn main() {
         );
     }
     let rounds = |s: &Side| s.rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
+    let cpu = |s: &Side| s.cpu.iter().map(|c| format!("{}", c.as_micros())).collect::<Vec<_>>().join(", ");
+    eprintln!(
+        "CPU per request (µs, clients and server): validate API [{}] uncached [{}] persisted [{}] baseline [{}]; activate API [{}] baseline [{}]",
+        cpu(&api_val),
+        cpu(&fresh_val),
+        cpu(&hashed_val),
+        cpu(&base_val),
+        cpu(&api_act),
+        cpu(&base_act)
+    );
     eprintln!(
         "rounds (per second): validate API [{}] uncached [{}] persisted [{}] baseline [{}]; activate API [{}] baseline [{}]",
         rounds(&api_val),

@@ -12,6 +12,8 @@ pub struct Side {
     /// Requests per second, one figure per round.
     pub rates: Vec<f64>,
     pub latencies: Vec<Duration>,
+    /// The process's CPU time per request (clients and server), one figure per round.
+    pub cpu: Vec<Duration>,
 }
 
 impl Side {
@@ -37,6 +39,7 @@ where
     let call = Arc::new(call);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let cpu = process_cpu();
     let mut running = tokio::task::JoinSet::new();
     for _ in 0..clients {
         let (call, next) = (call.clone(), next.clone());
@@ -57,4 +60,16 @@ where
         side.latencies.extend(done.expect("a client"));
     }
     side.rates.push(calls as f64 / started.elapsed().as_secs_f64());
+    side.cpu.push(process_cpu().saturating_sub(cpu) / calls.max(1) as u32);
+}
+
+/// The CPU time this process has used, user and system (Linux; zero elsewhere).
+pub fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
+    // The fields after the command name (which ends at the last ')'): utime and stime are the 12th and 13th.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    // The kernel reports in USER_HZ ticks, 100 a second on Linux.
+    Duration::from_millis(ticks * 10)
 }

@@ -265,6 +265,20 @@ pub struct KeyFields {
     pub order: bool,
 }
 
+impl KeyFields {
+    /// The nested fields `key` (a `LicenseKey` in the query) selects.
+    pub fn selected(key: &async_graphql::Lookahead<'_>) -> Self {
+        KeyFields {
+            tags: key.field("tags").exists(),
+            activations: key.field("activations").exists() || key.field("activationsUsed").exists(),
+            product: key.field("product").exists(),
+            customer: key.field("customer").exists(),
+            order_id: key.field("orderId").exists(),
+            order: key.field("order").exists(),
+        }
+    }
+}
+
 /// Loads `ids` (deduplicated) when `wanted`; an empty map when there are none.
 async fn prefetched<L>(
     wanted: bool,

@@ -1,6 +1,7 @@
 use crate::auth::may;
 use crate::graphql::guard::RoleGuard;
 use crate::graphql::request;
+use crate::graphql::loaders::{KeyFields, KeyPrefetch};
 use crate::graphql::types::pool::LicenseKey;
 use crate::graphql::types::validation::LicensePreview;
 use crate::services::licenses;
@@ -15,7 +16,12 @@ impl LicenseQuery {
     #[graphql(guard = "RoleGuard::new(may::READ)")]
     async fn license_key(&self, ctx: &Context<'_>, id: ID) -> Result<LicenseKey> {
         let (state, rc) = request(ctx)?;
-        Ok(LicenseKey::from(licenses::get(&state.db, rc, &id).await?))
+        let key = licenses::get(&state.db, rc, &id).await?;
+        // What the query asks of the licence is read now, not through the
+        // loaders, whose batches wait for more keys to come.
+        let fields = KeyFields::selected(&ctx.look_ahead());
+        let prefetch = KeyPrefetch::load(&state.db, std::slice::from_ref(&key), fields).await?;
+        Ok(LicenseKey(key, Some(std::sync::Arc::new(prefetch))))
     }
 
     /// A licence with its activation history and ready-to-run validation

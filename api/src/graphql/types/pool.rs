@@ -115,15 +115,7 @@ pub(crate) async fn list_keys(
         .unwrap_or(ServiceKeyOrder { field: ServiceKeyOrderField::CreatedAt, descending: true });
     let want_total = ctx.look_ahead().field("totalCount").exists();
     let page = keys::list(&state.db, rc, &filter, order, &args, want_total).await?;
-    let node = ctx.look_ahead().field("edges").field("node");
-    let fields = KeyFields {
-        tags: node.field("tags").exists(),
-        activations: node.field("activations").exists() || node.field("activationsUsed").exists(),
-        product: node.field("product").exists(),
-        customer: node.field("customer").exists(),
-        order_id: node.field("orderId").exists(),
-        order: node.field("order").exists(),
-    };
+    let fields = KeyFields::selected(&ctx.look_ahead().field("edges").field("node"));
     let rows: Vec<KeyModel> = page.items.iter().map(|(_, key)| key.clone()).collect();
     let prefetch = Arc::new(KeyPrefetch::load(&state.db, &rows, fields).await?);
     Ok(connection(page, |key| LicenseKey(key, Some(prefetch.clone()))))
