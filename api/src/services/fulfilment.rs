@@ -39,7 +39,7 @@ use entity::order::{self, OrderStatus};
 use entity::product::{self, DeliveryMode, ProductStatus};
 use entity::values::{Email, bounded_text};
 use entity::{Environment, LicenseAction, LicenseStatus, customer, generator, order_line, tag};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
     FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Value,
@@ -147,48 +147,61 @@ pub async fn create_order(db: &DatabaseConnection, ctx: &RequestContext, input: 
 
 async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrder) -> AppResult<Placed> {
     let txn = begin_write(db).await?;
-    if let Some(existing) = order::Entity::find()
-        .filter(order::Column::Environment.eq(ctx.environment))
-        .filter(order::Column::ExternalId.eq(input.external_id.as_str()))
-        .one(&txn)
-        .await?
-    {
-        same_content(&txn, &existing, input).await?;
-        txn.commit().await?;
-        return Ok(Placed { order: existing, created: false, pools: Vec::new() });
-    }
     let mut products = HashMap::new();
     for (i, line) in input.lines.iter().enumerate() {
         if products.contains_key(&line.product_id) {
             continue;
         }
-        let p = product::Entity::find_by_id(line.product_id.clone())
+        let found = product::Entity::find_by_id(line.product_id.clone())
             .filter(product::Column::Environment.eq(ctx.environment))
             .one(&txn)
-            .await?
-            .ok_or_else(|| AppError::not_found_in("product", format!("lines[{i}].productId")))?;
-        if p.status != ProductStatus::Active {
-            return Err(AppError::invalid(format!("lines[{i}].productId"), "the product is archived"));
-        }
-        products.insert(p.id.clone(), p);
+            .await?;
+        let refused = match &found {
+            None => AppError::not_found_in("product", format!("lines[{i}].productId")),
+            Some(p) if p.status != ProductStatus::Active => {
+                AppError::invalid(format!("lines[{i}].productId"), "the product is archived")
+            }
+            Some(p) => {
+                products.insert(p.id.clone(), p.clone());
+                continue;
+            }
+        };
+        // A repeated order stands even when its product has gone since.
+        return match existing_order(&txn, ctx, input).await? {
+            Some(existing) => Ok(existing),
+            None => Err(refused),
+        };
     }
-    let customer = find_or_create_customer(&txn, ctx, &input.email, &input.name).await?;
+    let (customer, customer_created) = find_or_create_customer(&txn, ctx, &input.email, &input.name).await?;
     let now = entity::now();
-    let placed = order::ActiveModel {
-        id: Set(entity::new_id()),
-        environment: Set(ctx.environment),
-        external_id: Set(input.external_id.clone()),
-        customer_id: Set(customer.id.clone()),
+    let placed = order::Model {
+        id: entity::new_id(),
+        environment: ctx.environment,
+        external_id: input.external_id.clone(),
+        customer_id: customer.id.clone(),
         // Written as delivered and corrected at the end if a line falls short:
         // nothing outside this transaction sees it before then.
-        status: Set(OrderStatus::Fulfilled),
-        created_at: Set(now),
-        updated_at: Set(now),
-        refunded_at: Set(None),
+        status: OrderStatus::Fulfilled,
+        created_at: now,
+        updated_at: now,
+        refunded_at: None,
+    };
+    // The external id is the idempotency key: an order already placed under
+    // it leaves this insert without effect, and this transaction is dropped.
+    let inserted = order::Entity::insert(order::ActiveModel::from(placed.clone()))
+        .on_conflict(
+            OnConflict::columns([order::Column::Environment, order::Column::ExternalId]).do_nothing().to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await
+        .map_err(contended)?;
+    if inserted == 0 {
+        // Nothing of this transaction stays; the order is read as committed.
+        drop(txn);
+        return existing_order(db, ctx, input)
+            .await?
+            .ok_or_else(|| AppError::Contended("the order with this external id was not committed yet".into()));
     }
-    .insert(&txn)
-    .await
-    .map_err(contended)?;
     let mut lines = Vec::with_capacity(input.lines.len());
     let mut pools = Vec::new();
     for line in &input.lines {
@@ -204,7 +217,7 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
         }
         .insert(&txn)
         .await?;
-        let delivered = deliver(&txn, ctx, product, &row, &customer.id, quantity, None).await?;
+        let delivered = take(&txn, ctx, product, &row, &customer.id, quantity, None).await?;
         if let Source::Pool(pool) = source_of(product) {
             pools.push((ctx.environment, pool));
         }
@@ -222,29 +235,60 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
             "keys": keys.iter().map(|k| license_key::key_prefix(&k.key)).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
-    audit::record(
-        &txn,
-        ctx,
-        Change {
-            action: "order.created",
-            target_kind: "order",
-            target_id: &placed.id,
-            after: Some(summary.clone()),
-            ..Change::default()
-        },
-    )
-    .await?;
+    // The order's audit events and outbox events, one statement each.
+    let mut changes = Vec::new();
+    let mut announced = Vec::new();
+    let created_customer = customer_created.then(|| customer_change(&customer));
+    changes.extend(created_customer.as_ref().map(|(id, after)| Change {
+        action: "customer.created",
+        target_kind: "customer",
+        target_id: id,
+        after: Some(after.clone()),
+        ..Change::default()
+    }));
+    for (line, keys) in &lines {
+        let (assigned, events) = assignments(line, &customer.id, keys);
+        changes.extend(assigned);
+        announced.extend(events);
+    }
+    changes.push(Change {
+        action: "order.created",
+        target_kind: "order",
+        target_id: &placed.id,
+        after: Some(summary.clone()),
+        ..Change::default()
+    });
     let subject = Subject { kind: "order", id: &placed.id };
-    let mut announced = vec![(EventKind::OrderCreated, subject, summary.clone())];
+    announced.push((EventKind::OrderCreated, subject, summary.clone()));
     if let Some(kind) = progress_event(status) {
         announced.push((kind, subject, summary));
     }
+    audit::record_all(&txn, ctx, changes).await?;
     events::emit_all(&txn, ctx.environment, announced).await?;
     if let Some(base) = &input.portal_base {
         super::portal::send_order_link(&txn, &customer, &placed.external_id, base).await?;
     }
     txn.commit().await?;
     Ok(Placed { order: placed, created: true, pools })
+}
+
+/// The order already placed under `input`'s external id, when its content
+/// is the same (`CONFLICT` when it is not).
+async fn existing_order(
+    db: &impl ConnectionTrait,
+    ctx: &RequestContext,
+    input: &CheckedOrder,
+) -> AppResult<Option<Placed>> {
+    let Some(existing) = order::Entity::find()
+        .filter(order::Column::Environment.eq(ctx.environment))
+        .filter(order::Column::ExternalId.eq(input.external_id.as_str()))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    same_content(db, &existing, input).await?;
+    Ok(Some(Placed { order: existing, created: false, pools: Vec::new() }))
 }
 
 /// The event a status announces, when it is one customers wait for.
@@ -257,7 +301,7 @@ fn progress_event(status: OrderStatus) -> Option<EventKind> {
 }
 
 /// Refuses a repeated external id whose content differs from the stored order.
-async fn same_content(txn: &DatabaseTransaction, existing: &order::Model, input: &CheckedOrder) -> AppResult<()> {
+async fn same_content(txn: &impl ConnectionTrait, existing: &order::Model, input: &CheckedOrder) -> AppResult<()> {
     let email =
         customer::Entity::find_by_id(existing.customer_id.clone()).one(txn).await?.map(|c| c.email).unwrap_or_default();
     let mut stored: Vec<(String, i64)> = order_line::Entity::find()
@@ -285,12 +329,14 @@ async fn same_content(txn: &DatabaseTransaction, existing: &order::Model, input:
     Ok(())
 }
 
+/// The order's customer by email, created when new (`true`); a nameless
+/// customer takes the order's name.
 async fn find_or_create_customer(
     txn: &DatabaseTransaction,
     ctx: &RequestContext,
     email: &str,
     name: &str,
-) -> AppResult<customer::Model> {
+) -> AppResult<(customer::Model, bool)> {
     if let Some(found) = customer::Entity::find()
         .filter(customer::Column::Environment.eq(ctx.environment))
         .filter(customer::Column::Email.eq(email))
@@ -301,40 +347,35 @@ async fn find_or_create_customer(
             let mut named: customer::ActiveModel = found.into();
             named.name = Set(name.to_string());
             named.updated_at = Set(entity::now());
-            return Ok(named.update(txn).await?);
+            return Ok((named.update(txn).await?, false));
         }
-        return Ok(found);
+        return Ok((found, false));
     }
     let now = entity::now();
-    let created = customer::ActiveModel {
-        id: Set(entity::new_id()),
-        environment: Set(ctx.environment),
-        email: Set(email.to_string()),
-        name: Set(name.to_string()),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(txn)
-    .await
-    .map_err(contended)?;
-    audit::record(
-        txn,
-        ctx,
-        Change {
-            action: "customer.created",
-            target_kind: "customer",
-            target_id: &created.id,
-            after: Some(json!({ "email": created.email, "name": created.name, "by": "order" })),
-            ..Change::default()
-        },
-    )
-    .await?;
-    Ok(created)
+    let created = customer::Model {
+        id: entity::new_id(),
+        environment: ctx.environment,
+        email: email.to_string(),
+        name: name.to_string(),
+        created_at: now,
+        updated_at: now,
+    };
+    customer::Entity::insert(customer::ActiveModel::from(created.clone()))
+        .exec_without_returning(txn)
+        .await
+        .map_err(contended)?;
+    Ok((created, true))
+}
+
+/// What the audit trail says of a customer an order created: its id and facts.
+fn customer_change(created: &customer::Model) -> (String, serde_json::Value) {
+    (created.id.clone(), json!({ "email": created.email, "name": created.name, "by": "order" }))
 }
 
 /// Gives `line` up to `count` keys from its product's source, each assigned
-/// to `customer_id` with a `license.assigned` audit event; `only` names the
-/// one key to take. Returns the keys delivered (fewer when the pool ran short).
+/// to `customer_id` with a `license.assigned` audit event and outbox event;
+/// `only` names the one key to take. Returns the keys delivered (fewer when
+/// the pool ran short).
 async fn deliver(
     txn: &DatabaseTransaction,
     ctx: &RequestContext,
@@ -344,8 +385,25 @@ async fn deliver(
     count: i32,
     only: Option<&str>,
 ) -> AppResult<Vec<license_key::Model>> {
+    let delivered = take(txn, ctx, product, line, customer_id, count, only).await?;
+    let (changes, announced) = assignments(line, customer_id, &delivered);
+    audit::record_all(txn, ctx, changes).await?;
+    events::emit_all(txn, ctx.environment, announced).await?;
+    Ok(delivered)
+}
+
+/// Takes up to `count` keys for `line` from its product's source (see [`deliver`]).
+async fn take(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    product: &product::Model,
+    line: &order_line::Model,
+    customer_id: &str,
+    count: i32,
+    only: Option<&str>,
+) -> AppResult<Vec<license_key::Model>> {
     let now = entity::now();
-    let delivered = match (source_of(product), only) {
+    Ok(match (source_of(product), only) {
         (Source::Generated(generator_id), None) => {
             mint(txn, ctx, product, generator_id.as_deref(), line, customer_id, count, now).await?
         }
@@ -364,7 +422,16 @@ async fn deliver(
             keys
         }
         (Source::Nowhere, _) => Vec::new(),
-    };
+    })
+}
+
+/// The `license.assigned` audit events and outbox events of keys `delivered` to a line.
+#[allow(clippy::type_complexity)]
+fn assignments<'a>(
+    line: &order_line::Model,
+    customer_id: &str,
+    delivered: &'a [license_key::Model],
+) -> (Vec<Change<'a>>, Vec<(EventKind, Subject<'a>, serde_json::Value)>) {
     let assigned = json!({ "orderId": line.order_id, "lineId": line.id, "customerId": customer_id });
     let changes = delivered
         .iter()
@@ -377,7 +444,6 @@ async fn deliver(
             ..Change::default()
         })
         .collect();
-    audit::record_all(txn, ctx, changes).await?;
     let announced = delivered
         .iter()
         .map(|key| {
@@ -388,8 +454,7 @@ async fn deliver(
             (EventKind::LicenseAssigned, Subject { kind: "license_key", id: &key.id }, payload)
         })
         .collect();
-    events::emit_all(txn, ctx.environment, announced).await?;
-    Ok(delivered)
+    (changes, announced)
 }
 
 /// Takes the first deliverable AVAILABLE key of `pool` (oldest first) — or

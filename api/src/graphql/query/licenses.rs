@@ -1,7 +1,7 @@
 use crate::auth::may;
 use crate::graphql::guard::RoleGuard;
-use crate::graphql::request;
 use crate::graphql::loaders::{KeyFields, KeyPrefetch};
+use crate::graphql::request;
 use crate::graphql::types::pool::LicenseKey;
 use crate::graphql::types::validation::LicensePreview;
 use crate::services::licenses;
