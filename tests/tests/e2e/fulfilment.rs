@@ -131,7 +131,6 @@ on_both_databases!(
     staff_reassign_unassign_and_refund_an_orders_keys,
     pools_announce_exhaustion_once_per_crossing,
     two_hundred_concurrent_orders_share_a_hundred_keys_without_a_double,
-    an_order_is_written_in_few_statements_and_a_repeat_stands_after_its_product_goes,
 );
 
 async fn orders_deliver_from_each_delivery_setting_once_per_external_id(app: TestApp) {
@@ -724,72 +723,4 @@ pub(crate) fn assert_no_double(results: &[(String, Vec<String>)], pool: &[String
     }
     assert_eq!(fulfilled, delivered, "every key delivered, no more");
     assert_eq!(results.len() - fulfilled, results.len() - delivered, "the others wait");
-}
-
-/// A one-unit order for a new customer: the statements it costs (the fewest
-/// of five, as the node's background work may add one now and then), and
-/// its records, one statement for the audit events and one for the outbox.
-async fn an_order_is_written_in_few_statements_and_a_repeat_stands_after_its_product_goes(app: TestApp) {
-    let shop = Shop::new(&app).await;
-    let pool = shop.tag("few").await;
-    let keys: Vec<String> = (0..5).map(|i| format!("FEW-{i}")).collect();
-    assert_eq!(shop.import(&keys.iter().map(String::as_str).collect::<Vec<_>>(), &[&pool]).await, 5);
-    let product = shop.product("Few", json!({ "mode": "TAG", "tagId": pool })).await;
-    let place = "mutation($x: String!, $e: String!, $p: ID!) { createOrder(input: {externalId: $x, customer: \
-                 {email: $e}, lines: [{productId: $p, quantity: 1}], emailCustomer: false}) { created } }";
-    let mut fewest = u64::MAX;
-    for i in 0..5 {
-        let before = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
-        let body = shop
-            .call(place, json!({ "x": format!("few-{i}"), "e": format!("few{i}@example.com"), "p": product }))
-            .await;
-        let after = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(data(&body)["createOrder"]["created"], true, "{body:#}");
-        fewest = fewest.min(after - before);
-    }
-    eprintln!("a one-unit order for a new customer: {fewest} statements");
-    // The account check, the product, the customer (read, created), the order, its line, the key,
-    // the audit events, the outbox events (and on PostgreSQL their NOTIFY).
-    assert!(fewest <= 10, "a one-unit order for a new customer took {fewest} statements");
-    let order = order::Entity::find().filter(order::Column::ExternalId.eq("few-0")).one(app.db()).await.expect("read");
-    let order = order.expect("the order");
-    let trail: Vec<String> = audit_event::Entity::find()
-        .filter(audit_event::Column::CreatedAt.gte(order.created_at))
-        .order_by_asc(audit_event::Column::CreatedAt)
-        .all(app.db())
-        .await
-        .expect("audit")
-        .into_iter()
-        .filter(|a| a.target_id == order.id || a.target_id == order.customer_id || a.action == "license.assigned")
-        .map(|a| a.action)
-        .take(3)
-        .collect();
-    let mut trail = trail;
-    trail.sort();
-    assert_eq!(trail, ["customer.created", "license.assigned", "order.created"]);
-    let announced: Vec<String> = event::Entity::find()
-        .filter(event::Column::CreatedAt.gte(order.created_at))
-        .order_by_asc(event::Column::Id)
-        .all(app.db())
-        .await
-        .expect("events")
-        .into_iter()
-        .take(3)
-        .map(|e| e.kind)
-        .collect();
-    assert_eq!(announced, ["license.assigned", "order.created", "order.fulfilled"], "in the order they happened");
-
-    // The same order again once the product is archived: the order placed stands.
-    let archived = shop
-        .call(
-            "mutation($id: ID!) { archiveProduct(input: {id: $id}) { product { status } } }",
-            json!({ "id": product }),
-        )
-        .await;
-    assert_eq!(data(&archived)["archiveProduct"]["product"]["status"], "ARCHIVED", "{archived:#}");
-    let again = shop.call(place, json!({ "x": "few-0", "e": "few0@example.com", "p": product })).await;
-    assert_eq!(data(&again)["createOrder"]["created"], false, "{again:#}");
-    let new = shop.call(place, json!({ "x": "few-new", "e": "few0@example.com", "p": product })).await;
-    assert_eq!(error_field(&new), Some("lines[0].productId"), "{new:#}");
-    assert_eq!(order::Entity::find().count(app.db()).await.expect("count"), 5, "nothing more was placed");
 }

@@ -26,6 +26,7 @@ mod limits;
 mod logs;
 mod offline;
 mod orders;
+mod placing;
 mod pools;
 mod portal;
 mod preview;
