@@ -27,7 +27,7 @@
 
 use entity::user::StaffRole;
 use keysmith_tests::app::{config, fresh_database};
-use keysmith_tests::bench::{Side, load};
+use keysmith_tests::bench::{Side, cpu_of, load};
 use keysmith_tests::{Backend, TestApp};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
@@ -234,15 +234,6 @@ impl Drop for Server {
     }
 }
 
-/// The CPU time process `pid` has used (Linux).
-fn cpu_of(pid: u32) -> std::time::Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
-    std::time::Duration::from_millis(ticks * 10)
-}
-
 async fn post(http: &reqwest::Client, url: &str, token: Option<&str>, body: &Value) -> Value {
     let mut request = http.post(url).json(body);
     if let Some(token) = token {
@@ -281,7 +272,7 @@ async fn main() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start PostGraphile");
-    let pid = child.id();
+    let pid = child.id().to_string();
     let _postgraphile = Server(child);
     let theirs = format!("http://127.0.0.1:{port}/graphql");
     let ours = app.url("/graphql");
@@ -352,7 +343,7 @@ async fn main() {
                     .await;
                 } else {
                     let (url, body) = (theirs.clone(), theirs_body.clone());
-                    let before = cpu_of(pid);
+                    let before = cpu_of(&pid);
                     load(&mut them, CLIENTS, per_round, move |_| {
                         let (http, url, body) = (http.clone(), url.clone(), body.clone());
                         let (expected, wanted) = (expected.clone(), wanted.clone());
@@ -366,7 +357,7 @@ async fn main() {
                         }
                     })
                     .await;
-                    their_cpu.push(cpu_of(pid).saturating_sub(before) / per_round as u32);
+                    their_cpu.push(cpu_of(&pid).saturating_sub(before) / per_round as u32);
                 }
             }
         }

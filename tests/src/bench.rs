@@ -65,7 +65,13 @@ where
 
 /// The CPU time this process has used, user and system (Linux; zero elsewhere).
 pub fn process_cpu() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
+    cpu_of("self")
+}
+
+/// The CPU time the process `pid` (or `self`) has used, user and system
+/// (Linux; zero elsewhere).
+pub fn cpu_of(pid: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
     // The fields after the command name (which ends at the last ')'): utime and stime are the 12th and 13th.
     let fields: Vec<&str> =
         stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();

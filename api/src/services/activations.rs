@@ -2,12 +2,15 @@
 //! (by key and fingerprint, no login), customers ending their own devices,
 //! and staff listing and ending any.
 //!
-//! The activation limit holds under any concurrency: an activation runs in a
-//! write transaction that, on PostgreSQL, first locks the licence's row, so
-//! activations of one licence take turns (on SQLite every write transaction
-//! holds the write lock from its start); the partial unique index
-//! `ux_activation_live` (one live activation per fingerprint and licence) is
-//! the last line of defence, and a transaction that hits it runs again.
+//! The activation limit holds under any concurrency: a new device takes its
+//! slot with one conditional `UPDATE` of the licence's row (its count of
+//! devices in use below the limit, checked and raised together; PostgreSQL
+//! takes the row's lock and checks again after a concurrent change, and on
+//! SQLite every write transaction holds the write lock from its start). When
+//! the licence is no longer as read, it is locked and judged again. The
+//! partial unique index `ux_activation_live` (one live activation per
+//! fingerprint and licence) is the last line of defence, and a transaction
+//! that hits it runs again.
 
 use super::abuse;
 use super::audit::{self, Change};
@@ -23,8 +26,8 @@ use entity::values::bounded_text;
 use entity::{LicenseAction, LicenseStatus, activation, license_key, lifecycle::transition};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
-    EntityTrait, QueryFilter, QuerySelect, Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QuerySelect,
 };
 use serde_json::json;
 
@@ -147,49 +150,45 @@ async fn activate_once(
     let txn = begin_write(db).await?;
     // Most new devices find the licence as it was read: one statement takes
     // the slot. The abuse rule, when on, counts every new device first.
-    if rules.settings.abuse_max_fingerprints == 0
-        && let Some(after) = take_slot(&txn, rules, &seen.licence).await?
-    {
-        let used = usize::try_from(after.devices_in_use).unwrap_or(0);
-        let created = new_activation(&txn, ctx, &after, device).await?;
-        let before = json!({ "status": seen.licence.status });
-        announce(&txn, ctx, &after, EventKind::LicenseActivated, Some(before), activated(&after, &created, used))
-            .await?;
-        txn.commit().await?;
-        return Ok(Verdict::with(Code::Valid, Facts::of(&after, after.status, used)));
-    }
-    let Some(Looked { licence, used, device: held, .. }) = locked(&txn, ctx, key, &device.fingerprint).await? else {
-        return Ok(Verdict::bare(Code::NotFound));
+    let taken = match rules.settings.abuse_max_fingerprints {
+        0 => take_slot(&txn, rules, &seen.licence).await?.map(|after| (seen.licence.status, after)),
+        _ => None,
     };
-    let now = entity::now();
-    let status = effective_status(&licence, rules.expiry_clock(Utc::now()));
-    if let Some(code) = standing(status) {
-        return Ok(Verdict::with(code, Facts::of(&licence, status, used)));
-    }
-    if held.is_some() {
-        return Ok(Verdict::with(Code::Valid, Facts::of(&licence, status, used)));
-    }
-    if let Some(suspended) = abuse::tried(&txn, ctx, rules.settings, &licence, &device.fingerprint).await? {
-        txn.commit().await?;
-        return Ok(Verdict::with(Code::Suspended, Facts::of(&suspended, suspended.status, used)));
-    }
-    let limit = licence.activation_limit;
-    if limit >= 0 && used >= limit as usize {
-        txn.commit().await?;
-        return Ok(Verdict::with(Code::TooManyActivations, Facts::of(&licence, status, used)));
-    }
-    let created = new_activation(&txn, ctx, &licence, device).await?;
-    let mut row: license_key::ActiveModel = licence.clone().into();
-    if licence.status == LicenseStatus::Assigned {
-        row.status = Set(transition(licence.status, LicenseAction::Activate)?);
-    }
-    row.activated_at = Set(Some(licence.activated_at.unwrap_or(now)));
-    row.devices_in_use = Set(licence.devices_in_use + 1);
-    row.updated_at = Set(now);
-    let after = row.update(&txn).await?;
-    let used = used + 1;
+    let (before, after) = match taken {
+        Some(taken) => taken,
+        None => {
+            // The licence changed since it was read (or the abuse rule is
+            // on): judged again as it is now, under the lock.
+            let Some(Looked { licence, used, device: held, .. }) = locked(&txn, ctx, key, &device.fingerprint).await?
+            else {
+                return Ok(Verdict::bare(Code::NotFound));
+            };
+            let status = effective_status(&licence, rules.expiry_clock(Utc::now()));
+            if let Some(code) = standing(status) {
+                return Ok(Verdict::with(code, Facts::of(&licence, status, used)));
+            }
+            if held.is_some() {
+                return Ok(Verdict::with(Code::Valid, Facts::of(&licence, status, used)));
+            }
+            if let Some(suspended) = abuse::tried(&txn, ctx, rules.settings, &licence, &device.fingerprint).await? {
+                txn.commit().await?;
+                return Ok(Verdict::with(Code::Suspended, Facts::of(&suspended, suspended.status, used)));
+            }
+            let limit = licence.activation_limit;
+            if limit >= 0 && used >= limit as usize {
+                txn.commit().await?;
+                return Ok(Verdict::with(Code::TooManyActivations, Facts::of(&licence, status, used)));
+            }
+            let after = take_slot(&txn, rules, &licence)
+                .await?
+                .ok_or_else(|| AppError::Contended("the licence changed while it was locked".into()))?;
+            (licence.status, after)
+        }
+    };
+    let used = usize::try_from(after.devices_in_use).unwrap_or(0);
+    let created = new_activation(&txn, ctx, &after, device).await?;
     let facts = activated(&after, &created, used);
-    announce(&txn, ctx, &after, EventKind::LicenseActivated, Some(json!({ "status": licence.status })), facts).await?;
+    announce(&txn, ctx, &after, EventKind::LicenseActivated, Some(json!({ "status": before })), facts).await?;
     txn.commit().await?;
     Ok(Verdict::with(Code::Valid, Facts::of(&after, after.status, used)))
 }

@@ -238,14 +238,15 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
     // The order's audit events and outbox events, one statement each.
     let mut changes = Vec::new();
     let mut announced = Vec::new();
-    let created_customer = customer_created.then(|| customer_change(&customer));
-    changes.extend(created_customer.as_ref().map(|(id, after)| Change {
-        action: "customer.created",
-        target_kind: "customer",
-        target_id: id,
-        after: Some(after.clone()),
-        ..Change::default()
-    }));
+    if customer_created {
+        changes.push(Change {
+            action: "customer.created",
+            target_kind: "customer",
+            target_id: &customer.id,
+            after: Some(json!({ "email": customer.email, "name": customer.name, "by": "order" })),
+            ..Change::default()
+        });
+    }
     for (line, keys) in &lines {
         let (assigned, events) = assignments(line, &customer.id, keys);
         changes.extend(assigned);
@@ -365,11 +366,6 @@ async fn find_or_create_customer(
         .await
         .map_err(contended)?;
     Ok((created, true))
-}
-
-/// What the audit trail says of a customer an order created: its id and facts.
-fn customer_change(created: &customer::Model) -> (String, serde_json::Value) {
-    (created.id.clone(), json!({ "email": created.email, "name": created.name, "by": "order" }))
 }
 
 /// Gives `line` up to `count` keys from its product's source, each assigned

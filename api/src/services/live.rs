@@ -8,9 +8,10 @@
 //!   events of the seconds it may have missed.
 //! - SQLite (one node): writing an event wakes the node's reader, which then
 //!   waits for its turn at the write lock (see `db::WriteTxn`) — so for the
-//!   writing transaction to end — and reads the events after the last one it saw, in commit order (SQLite's
-//!   `rowid`). No polling delay; a slow tick only catches events written by
-//!   another process on the same file (the CLI).
+//!   writing transaction to end — and reads the events after the last one it
+//!   saw, in commit order (SQLite's `rowid`). No polling delay; a slow tick
+//!   only catches events written by another process on the same file (the
+//!   CLI). While nobody on the node is subscribed, no event is read.
 //!
 //! Each node reads an event once (with what subscriptions filter on: its
 //! licence, order, customer and products) and fans it out through a bounded

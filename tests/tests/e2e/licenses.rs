@@ -200,6 +200,8 @@ async fn the_lifecycle_allows_only_its_transitions(app: TestApp) {
     }
     let ended = activation::Entity::find_by_id(activation_id).one(app.db()).await.expect("read").expect("row");
     assert!(ended.deactivated_at.is_some(), "revoking ends every activation");
+    let revoked = license_key::Entity::find_by_id(licence_id.to_string()).one(app.db()).await.expect("read");
+    assert_eq!(revoked.expect("row").devices_in_use, 0, "and counts none in use");
     for mutation in ["revokeLicense", "reactivateLicense", "unsuspendLicense"] {
         assert_eq!(error_code(&act(&app, &m, mutation, &id).await), Some("INVALID_TRANSITION"), "{mutation}");
     }
