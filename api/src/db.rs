@@ -1,6 +1,7 @@
 //! Opening the database (SQLite by default, PostgreSQL by URL), migrating it,
 //! and starting write transactions the way each engine needs (on SQLite, in
-//! turn: see [`WriteTxn`]).
+//! turn and on the node's one writing connection: see [`WriteTxn`] and
+//! [`Writer`]).
 
 use crate::error::{AppError, AppResult};
 use anyhow::Context;
@@ -12,7 +13,7 @@ use sea_orm::{
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -145,14 +146,84 @@ pub async fn write_turn(db: &DatabaseConnection) -> Option<OwnedMutexGuard<()>> 
 /// (`BEGIN IMMEDIATE`): a transaction that reads first and upgrades later
 /// fails at once with "database is locked" when another writer got in
 /// between, busy timeout or not. Another process writing to the same file is
-/// still waited for in the busy handler.
+/// still waited for in the busy handler. When the pool has a [`Writer`], the
+/// transaction runs on the writer's connection.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
     let turn = write_turn(db).await;
     let options = TransactionOptions {
         sqlite_transaction_mode: turn.is_some().then_some(SqliteTransactionMode::Immediate),
         ..TransactionOptions::default()
     };
-    Ok(WriteTxn { txn: db.begin_with_options(options).await?, _turn: turn })
+    let txn = match turn.as_ref().and_then(|_| Writer::of(db)) {
+        Some(writer) => writer.db.begin_with_options(options).await?,
+        None => db.begin_with_options(options).await?,
+    };
+    Ok(WriteTxn { txn, _turn: turn })
+}
+
+/// A SQLite pool's one writing connection, on which [`begin_write`] runs
+/// every write transaction of the pool (reads stay on the pool). SQLite lets
+/// one transaction write at a time anyway; on one connection, what the
+/// writes read stays in that connection's page cache and its statements stay
+/// prepared. Spread over the pool, each write transaction began on a
+/// connection whose cache another's commit had emptied (and whose memory map
+/// it dropped), and read its pages again.
+///
+/// The node keeps its writer (in `AppState`) for as long as it runs; the
+/// pool finds it through a registry of weak references, keyed by the pool.
+/// A pool without one (a command-line tool's, a test's own) writes on its
+/// own connections, in the same turn.
+pub struct Writer {
+    db: DatabaseConnection,
+    pool: usize,
+}
+
+type Writers = std::sync::Mutex<HashMap<usize, Weak<Writer>>>;
+static WRITERS: LazyLock<Writers> = LazyLock::new(Default::default);
+
+impl Writer {
+    /// A writer for `db`'s pool, registered as its writer: `None` for
+    /// PostgreSQL, where each transaction takes its own row locks. Its one
+    /// connection opens at the first write. `prepare` sets it up like the
+    /// pool's connection (e.g. the same statement counter).
+    pub fn new(db: &DatabaseConnection, prepare: impl FnOnce(&mut DatabaseConnection)) -> Option<Arc<Self>> {
+        if db.get_database_backend() != DbBackend::Sqlite {
+            return None;
+        }
+        let options = db.get_sqlite_connection_pool().connect_options();
+        let pool = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(30))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with((*options).clone());
+        let mut writer = sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+        prepare(&mut writer);
+        let writer = Arc::new(Self { db: writer, pool: pool_id(db) });
+        WRITERS.lock().unwrap_or_else(|p| p.into_inner()).insert(writer.pool, Arc::downgrade(&writer));
+        Some(writer)
+    }
+
+    /// The writer registered for `db`'s pool, while it lives.
+    fn of(db: &DatabaseConnection) -> Option<Arc<Self>> {
+        WRITERS.lock().unwrap_or_else(|p| p.into_inner()).get(&pool_id(db))?.upgrade()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let mut writers = WRITERS.lock().unwrap_or_else(|p| p.into_inner());
+        if writers.get(&self.pool).is_some_and(|w| w.strong_count() == 0) {
+            writers.remove(&self.pool);
+        }
+    }
+}
+
+/// A SQLite pool's identity, shared by every clone of its connection: the
+/// address of its connection options, which the pool holds for its life.
+fn pool_id(db: &DatabaseConnection) -> usize {
+    Arc::as_ptr(&db.get_sqlite_connection_pool().connect_options()) as usize
 }
 
 /// How often a transaction that lost a race is run again before giving up.
@@ -229,6 +300,50 @@ mod tests {
         );
         assert_eq!(split_password("postgres://ks@db/ks"), ("postgres://ks@db/ks".to_string(), None));
         assert_eq!(split_password("sqlite://keysmith.db"), ("sqlite://keysmith.db".to_string(), None));
+    }
+
+    /// A pool with a writer writes on the writer's connection, each clone of
+    /// the pool alike; once the writer is gone, on the pool's own.
+    #[tokio::test]
+    async fn write_transactions_run_on_the_pools_writer_while_it_lives() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        // Counted: the statements a connection runs (its transactions' BEGIN and COMMIT are not).
+        let dir = std::env::temp_dir().join(format!("keysmith-writer-{}", entity::new_id()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let url = format!("sqlite://{}", dir.join("w.db").display());
+        let mut db = connect(&url, 4).await.expect("the database");
+        let counter = |db: &mut DatabaseConnection| {
+            let count = Arc::new(AtomicU64::new(0));
+            let c = count.clone();
+            db.set_metric_callback(move |_| {
+                c.fetch_add(1, Ordering::Relaxed);
+            });
+            count
+        };
+        let on_pool = counter(&mut db);
+        db.execute_unprepared("CREATE TABLE t (n INTEGER)").await.expect("a table");
+        let mut on_writer = None;
+        let writer = Writer::new(&db, |w| on_writer = Some(counter(w))).expect("SQLite has a writer");
+        let on_writer = on_writer.expect("the writer was prepared");
+        let write = |db: DatabaseConnection| async move {
+            let txn = begin_write(&db).await.expect("begin");
+            txn.execute_raw(Statement::from_string(DbBackend::Sqlite, "INSERT INTO t VALUES (1)"))
+                .await
+                .expect("insert");
+            txn.commit().await.expect("commit");
+        };
+        let before = on_pool.load(Ordering::Relaxed);
+        write(db.clone()).await;
+        assert_eq!(on_writer.load(Ordering::Relaxed), 1, "the insert ran on the writer");
+        assert_eq!(on_pool.load(Ordering::Relaxed), before, "nothing ran on the pool");
+        drop(writer);
+        write(db.clone()).await;
+        assert_eq!(on_pool.load(Ordering::Relaxed), before + 1, "without a writer, the pool writes");
+        let rows = db.query_one_raw(Statement::from_string(DbBackend::Sqlite, "SELECT COUNT(*) AS n FROM t")).await;
+        let n: i64 = rows.expect("count").expect("a row").try_get("", "n").expect("n");
+        assert_eq!(n, 2, "both inserts committed");
+        db.close().await.expect("closed");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct AppState(Arc<StateInner>);
 
 pub struct StateInner {
     pub db: DatabaseConnection,
+    /// On SQLite, the connection every write transaction of `db` runs on.
+    pub writer: Option<Arc<db::Writer>>,
     pub jwt: JwtKeys,
     pub config: Config,
     /// SQL statements this node has run: for operators and for tests that
@@ -102,12 +104,17 @@ impl AppState {
         config: Config,
     ) -> Self {
         let statements = Arc::new(AtomicU64::new(0));
-        let counter = statements.clone();
-        db.set_metric_callback(move |_| {
-            counter.fetch_add(1, Ordering::Relaxed);
-        });
+        let count = |db: &mut DatabaseConnection| {
+            let counter = statements.clone();
+            db.set_metric_callback(move |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            });
+        };
+        count(&mut db);
+        let writer = db::Writer::new(&db, count);
         Self(Arc::new(StateInner {
             db,
+            writer,
             jwt,
             config,
             statements,

@@ -332,7 +332,12 @@ async fn main() {
         "| operation | Keysmith (GraphQL) | p50 | p99 | minimal handler (baseline) | p50 | p99 | throughput ratio | p99 ratio |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    let copy = |s: &Side| Side { rates: s.rates.clone(), latencies: s.latencies.clone(), cpu: s.cpu.clone() };
+    let copy = |s: &Side| Side {
+        rates: s.rates.clone(),
+        latencies: s.latencies.clone(),
+        cpu: s.cpu.clone(),
+        switches: s.switches.clone(),
+    };
     let (mut base_val2, mut base_val3) = (copy(&base_val), copy(&base_val));
     for (name, api, base) in [
         ("validateLicense", &mut api_val, &mut base_val),
@@ -364,6 +369,16 @@ async fn main() {
         cpu(&base_val),
         cpu(&api_act),
         cpu(&base_act)
+    );
+    let switches = |s: &Side| s.switches.iter().map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(", ");
+    eprintln!(
+        "context switches per request: validate API [{}] uncached [{}] persisted [{}] baseline [{}]; activate API [{}] baseline [{}]",
+        switches(&api_val),
+        switches(&fresh_val),
+        switches(&hashed_val),
+        switches(&base_val),
+        switches(&api_act),
+        switches(&base_act)
     );
     eprintln!(
         "rounds (per second): validate API [{}] uncached [{}] persisted [{}] baseline [{}]; activate API [{}] baseline [{}]",

@@ -14,6 +14,8 @@ pub struct Side {
     pub latencies: Vec<Duration>,
     /// The process's CPU time per request (clients and server), one figure per round.
     pub cpu: Vec<Duration>,
+    /// The process's context switches per request (all its threads), one figure per round.
+    pub switches: Vec<f64>,
 }
 
 impl Side {
@@ -40,6 +42,7 @@ where
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let cpu = process_cpu();
+    let switched = process_switches();
     let mut running = tokio::task::JoinSet::new();
     for _ in 0..clients {
         let (call, next) = (call.clone(), next.clone());
@@ -61,6 +64,24 @@ where
     }
     side.rates.push(calls as f64 / started.elapsed().as_secs_f64());
     side.cpu.push(process_cpu().saturating_sub(cpu) / calls.max(1) as u32);
+    side.switches.push(process_switches().saturating_sub(switched) as f64 / calls.max(1) as f64);
+}
+
+/// The context switches, voluntary and not, of this process's live threads
+/// (Linux; zero elsewhere): thread hand-offs per request show where a path
+/// waits on another thread (a database driver's, a blocking pool's).
+pub fn process_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 /// The CPU time this process has used, user and system (Linux; zero elsewhere).
