@@ -265,6 +265,8 @@ async fn main() {
     let mut fresh_val = Side::default();
     let mut hashed_val = Side::default();
     let mut base_val = Side::default();
+    // The floor: a GraphQL request that reads nothing, through the same endpoint.
+    let mut floor = Side::default();
     // The persisted query: registered once, then sent by its hash alone.
     let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(VALIDATE.as_bytes()));
     let persisted = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
@@ -326,6 +328,15 @@ async fn main() {
             }
         })
         .await;
+        let (http, url) = (app.http.clone(), app.url("/graphql"));
+        load(&mut floor, CLIENTS, per_round, move |_| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let body = post_json(&http, &url, &json!({ "query": "{ __typename }" })).await;
+                assert_eq!(data(&body)["__typename"], "Query", "{body:#}");
+            }
+        })
+        .await;
     }
 
     println!(
@@ -338,11 +349,12 @@ async fn main() {
         cpu: s.cpu.clone(),
         switches: s.switches.clone(),
     };
-    let (mut base_val2, mut base_val3) = (copy(&base_val), copy(&base_val));
+    let (mut base_val2, mut base_val3, mut base_val4) = (copy(&base_val), copy(&base_val), copy(&base_val));
     for (name, api, base) in [
         ("validateLicense", &mut api_val, &mut base_val),
         ("validateLicense, every text new (nothing cached)", &mut fresh_val, &mut base_val2),
         ("validateLicense, persisted query (hash only)", &mut hashed_val, &mut base_val3),
+        ("`{ __typename }`: GraphQL reading nothing (the floor)", &mut floor, &mut base_val4),
         ("activateLicense", &mut api_act, &mut base_act),
     ] {
         let (a50, a99, b50, b99) =
@@ -362,29 +374,32 @@ async fn main() {
     let rounds = |s: &Side| s.rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
     let cpu = |s: &Side| s.cpu.iter().map(|c| format!("{}", c.as_micros())).collect::<Vec<_>>().join(", ");
     eprintln!(
-        "CPU per request (µs, clients and server): validate API [{}] uncached [{}] persisted [{}] baseline [{}]; activate API [{}] baseline [{}]",
+        "CPU per request (µs, clients and server): validate API [{}] uncached [{}] persisted [{}] floor [{}] baseline [{}]; activate API [{}] baseline [{}]",
         cpu(&api_val),
         cpu(&fresh_val),
         cpu(&hashed_val),
+        cpu(&floor),
         cpu(&base_val),
         cpu(&api_act),
         cpu(&base_act)
     );
     let switches = |s: &Side| s.switches.iter().map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(", ");
     eprintln!(
-        "context switches per request: validate API [{}] uncached [{}] persisted [{}] baseline [{}]; activate API [{}] baseline [{}]",
+        "context switches per request: validate API [{}] uncached [{}] persisted [{}] floor [{}] baseline [{}]; activate API [{}] baseline [{}]",
         switches(&api_val),
         switches(&fresh_val),
         switches(&hashed_val),
+        switches(&floor),
         switches(&base_val),
         switches(&api_act),
         switches(&base_act)
     );
     eprintln!(
-        "rounds (per second): validate API [{}] uncached [{}] persisted [{}] baseline [{}]; activate API [{}] baseline [{}]",
+        "rounds (per second): validate API [{}] uncached [{}] persisted [{}] floor [{}] baseline [{}]; activate API [{}] baseline [{}]",
         rounds(&api_val),
         rounds(&fresh_val),
         rounds(&hashed_val),
+        rounds(&floor),
         rounds(&base_val),
         rounds(&api_act),
         rounds(&base_act)
