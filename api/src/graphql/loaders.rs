@@ -2,9 +2,10 @@
 //! their tags and orders costs one query per kind of nested field.
 
 use crate::error::SharedError;
+use crate::services::sql::{Sql, column_one_of, one_of};
 use async_graphql::dataloader::{DataLoader, Loader};
-use entity::{activation, customer, license_key, license_key_tag, order, order_line, product, tag};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use entity::{activation, customer, license_key, order, order_line, product};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QueryOrder};
 use std::collections::HashMap;
 
 /// A tag as a key lists it.
@@ -21,30 +22,18 @@ impl Loader<String> for TagsOfKey {
     type Value = Vec<TagLink>;
     type Error = SharedError;
 
+    /// One statement: the keys' links joined to their tags, by name.
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
-        let links = license_key_tag::Entity::find()
-            .filter(license_key_tag::Column::LicenseKeyId.is_in(keys.iter().cloned()))
-            .all(&self.0)
-            .await
-            .map_err(SharedError::from)?;
-        let tag_ids: Vec<String> = links.iter().map(|l| l.tag_id.clone()).collect();
-        let names: HashMap<String, String> = tag::Entity::find()
-            .filter(tag::Column::Id.is_in(tag_ids))
-            .order_by_asc(tag::Column::Name)
-            .all(&self.0)
-            .await
-            .map_err(SharedError::from)?
-            .into_iter()
-            .map(|t| (t.id, t.name))
-            .collect();
+        let backend = self.0.get_database_backend();
+        let mut sql = Sql::new(
+            "SELECT lt.license_key_id AS ks_key, t.id AS ks_id, t.name AS ks_name \
+             FROM license_key_tag lt JOIN tag t ON t.id = lt.tag_id WHERE ",
+        );
+        sql.append(&one_of(backend, "lt.license_key_id", keys)).push(" ORDER BY t.name, t.id", []);
         let mut out: HashMap<String, Vec<TagLink>> = HashMap::new();
-        for link in links {
-            if let Some(name) = names.get(&link.tag_id) {
-                out.entry(link.license_key_id).or_default().push(TagLink { id: link.tag_id, name: name.clone() });
-            }
-        }
-        for tags in out.values_mut() {
-            tags.sort_by(|a, b| a.name.cmp(&b.name));
+        for row in self.0.query_all_raw(sql.statement(backend)).await.map_err(SharedError::from)? {
+            let text = |column: &str| row.try_get::<String>("", column).map_err(SharedError::from);
+            out.entry(text("ks_key")?).or_default().push(TagLink { id: text("ks_id")?, name: text("ks_name")? });
         }
         Ok(out)
     }
@@ -58,8 +47,9 @@ impl Loader<String> for OrderOfLine {
     type Error = SharedError;
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
+        let backend = self.0.get_database_backend();
         Ok(order_line::Entity::find()
-            .filter(order_line::Column::Id.is_in(keys.iter().cloned()))
+            .filter(column_one_of(backend, order_line::Column::Id, keys))
             .all(&self.0)
             .await
             .map_err(SharedError::from)?
@@ -78,8 +68,9 @@ impl Loader<String> for LinesOfOrder {
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
         let mut out: HashMap<String, Vec<order_line::Model>> = HashMap::new();
+        let backend = self.0.get_database_backend();
         for line in order_line::Entity::find()
-            .filter(order_line::Column::OrderId.is_in(keys.iter().cloned()))
+            .filter(column_one_of(backend, order_line::Column::OrderId, keys))
             .order_by_asc(order_line::Column::CreatedAt)
             .order_by_asc(order_line::Column::Id)
             .all(&self.0)
@@ -101,8 +92,9 @@ impl Loader<String> for KeysOfLine {
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
         let mut out: HashMap<String, Vec<license_key::Model>> = HashMap::new();
+        let backend = self.0.get_database_backend();
         for key in license_key::Entity::find()
-            .filter(license_key::Column::OrderLineId.is_in(keys.iter().cloned()))
+            .filter(column_one_of(backend, license_key::Column::OrderLineId, keys))
             .order_by_asc(license_key::Column::AssignedAt)
             .order_by_asc(license_key::Column::Id)
             .all(&self.0)
@@ -156,7 +148,7 @@ where
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
         Ok(E::find()
-            .filter(E::id_column().is_in(keys.iter().cloned()))
+            .filter(column_one_of(self.0.get_database_backend(), E::id_column(), keys))
             .all(&self.0)
             .await
             .map_err(SharedError::from)?
@@ -175,8 +167,9 @@ impl Loader<String> for ActivationsOfKey {
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
         let mut out: HashMap<String, Vec<activation::Model>> = HashMap::new();
+        let backend = self.0.get_database_backend();
         for a in activation::Entity::find()
-            .filter(activation::Column::LicenseKeyId.is_in(keys.iter().cloned()))
+            .filter(column_one_of(backend, activation::Column::LicenseKeyId, keys))
             .order_by_desc(activation::Column::CreatedAt)
             .all(&self.0)
             .await
@@ -309,17 +302,40 @@ impl KeyPrefetch {
         let of = |f: fn(&license_key::Model) -> Option<&String>| -> Vec<String> {
             keys.iter().filter_map(f).cloned().collect()
         };
-        let (tags, activations, products, customers, order_of_line) = tokio::try_join!(
+        let (tags, activations, products, customers, (order_of_line, orders)) = tokio::try_join!(
             prefetched(fields.tags, TagsOfKey(db.clone()), ids.clone()),
             prefetched(fields.activations, ActivationsOfKey(db.clone()), ids.clone()),
             prefetched(fields.product, Rows::<product::Entity>::new(db), of(|k| k.product_id.as_ref())),
             prefetched(fields.customer, Rows::<customer::Entity>::new(db), of(|k| k.customer_id.as_ref())),
-            prefetched(fields.order_id || fields.order, OrderOfLine(db.clone()), of(|k| k.order_line_id.as_ref())),
+            orders_of_lines(db, fields, of(|k| k.order_line_id.as_ref())),
         )?;
-        let order_ids = order_of_line.as_ref().map(|m| m.values().cloned().collect()).unwrap_or_default();
-        let orders = prefetched(fields.order, Rows::<order::Entity>::new(db), order_ids).await?;
         Ok(Self { tags, activations, products, customers, order_of_line, orders })
     }
+}
+
+/// Order line id → order id, and (when the orders are wanted) order id →
+/// order, in one statement: the lines joined to their orders.
+async fn orders_of_lines(
+    db: &DatabaseConnection,
+    fields: KeyFields,
+    lines: Vec<String>,
+) -> Result<(Option<HashMap<String, String>>, Option<HashMap<String, order::Model>>), SharedError> {
+    if !fields.order {
+        return Ok((prefetched(fields.order_id, OrderOfLine(db.clone()), lines).await?, None));
+    }
+    let (mut of_line, mut orders) = (HashMap::new(), HashMap::new());
+    if !lines.is_empty() {
+        let backend = db.get_database_backend();
+        let mut sql =
+            Sql::new("SELECT l.id AS ks_line, o.* FROM order_line l JOIN orders o ON o.id = l.order_id WHERE ");
+        sql.append(&one_of(backend, "l.id", &lines));
+        for row in db.query_all_raw(sql.statement(backend)).await.map_err(SharedError::from)? {
+            let order = order::Model::from_query_result(&row, "").map_err(SharedError::from)?;
+            of_line.insert(row.try_get::<String>("", "ks_line").map_err(SharedError::from)?, order.id.clone());
+            orders.insert(order.id.clone(), order);
+        }
+    }
+    Ok((Some(of_line), Some(orders)))
 }
 
 /// The value for `key`: from the page's prefetch when it read this kind of

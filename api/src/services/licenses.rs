@@ -14,9 +14,9 @@ use crate::error::{AppError, AppResult};
 use chrono::{DateTime, Duration, Utc};
 use entity::license_key::{self, KeySource};
 use entity::lifecycle::transition;
-use entity::product::ProductStatus;
 use entity::values::ActivationLimit;
 use entity::{LicenseAction, LicenseStatus, TransitionError, activation, generator, license_key_tag, product, tag};
+use product::ProductStatus;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -96,6 +96,27 @@ pub(crate) async fn find(
 pub async fn get(db: &DatabaseConnection, ctx: &RequestContext, id: &str) -> AppResult<license_key::Model> {
     ctx.viewer.require(may::READ)?;
     find(db, ctx, id).await?.ok_or_else(|| AppError::not_found("licence"))
+}
+
+/// The licence and its product (if it has one), in one statement.
+pub async fn get_with_product(
+    db: &DatabaseConnection,
+    ctx: &RequestContext,
+    id: &str,
+) -> AppResult<(license_key::Model, Option<product::Model>)> {
+    use sea_orm::{JoinType, QuerySelect, RelationDef};
+    ctx.viewer.require(may::READ)?;
+    let with_product: RelationDef = license_key::Entity::belongs_to(product::Entity)
+        .from(license_key::Column::ProductId)
+        .to(product::Column::Id)
+        .into();
+    license_key::Entity::find_by_id(id.to_string())
+        .filter(license_key::Column::Environment.eq(ctx.environment))
+        .join(JoinType::LeftJoin, with_product)
+        .select_also(product::Entity)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("licence"))
 }
 
 /// A licence as the admin preview shows it.

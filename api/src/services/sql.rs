@@ -70,6 +70,33 @@ fn numbered(text: &str) -> String {
     out
 }
 
+/// `column` is one of `ids`. On PostgreSQL `column = ANY(?)` with the ids as
+/// one array: the statement's text is the same for any number of ids, so the
+/// driver's prepared statement and PostgreSQL's plan of it are reused, where
+/// `IN ($1, …, $100)` is a new statement, planned anew, for each count.
+/// Elsewhere `column IN (?, …)` (never empty: no id matches nothing).
+pub fn one_of(backend: DbBackend, column: &str, ids: &[String]) -> Sql {
+    match backend {
+        DbBackend::Postgres => Sql::new(format!("{column} = ANY(?)")).push("", [Value::from(ids.to_vec())]).to_owned(),
+        _ if ids.is_empty() => Sql::new("1 = 0"),
+        _ => Sql::new(format!("{column} IN ({})", placeholders(ids.len())))
+            .push("", ids.iter().map(|id| Value::from(id.as_str())))
+            .to_owned(),
+    }
+}
+
+/// [`one_of`] for the query builder.
+pub fn column_one_of(
+    backend: DbBackend,
+    column: impl sea_orm::ColumnTrait,
+    ids: &[String],
+) -> sea_orm::sea_query::Expr {
+    match backend {
+        DbBackend::Postgres if !ids.is_empty() => column.eq_any(ids.iter().cloned()),
+        _ => sea_orm::sea_query::Expr::expr(column.is_in(ids.iter().cloned())),
+    }
+}
+
 /// `?, ?, ?` for `n` values.
 pub fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")

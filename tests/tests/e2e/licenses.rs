@@ -529,6 +529,8 @@ on_both_databases!(a_page_of_licences_costs_the_same_statements_whatever_its_siz
 /// customer, tags, activations and order cost what 10 do.
 async fn a_page_of_licences_costs_the_same_statements_whatever_its_size(app: TestApp) {
     let f = fixture(&app).await;
+    // Licence id → the order that delivered it (every fifth licence).
+    let mut ordered = std::collections::HashMap::new();
     for i in 0..120 {
         let extra = if i % 2 == 0 { json!({ "customerId": f.customer }) } else { json!({}) };
         let body = create(&app, &f, extra).await;
@@ -536,6 +538,9 @@ async fn a_page_of_licences_costs_the_same_statements_whatever_its_size(app: Tes
         if i % 3 == 0 {
             let device = format!("device-{i}");
             seed::device(app.db(), &id, &device, ("Device", "linux"), entity::now(), false).await;
+        }
+        if i % 5 == 0 {
+            ordered.insert(id.clone(), seed::deliver(app.db(), &id, false).await);
         }
     }
     let query = "query($n: Int) { licenseKeys(first: $n) { edges { node { id key product { name } customer { email } \
@@ -560,7 +565,64 @@ async fn a_page_of_licences_costs_the_same_statements_whatever_its_size(app: Tes
     let ten = cost(10).await;
     let hundred = cost(100).await;
     assert_eq!(ten, hundred, "a page of 100 costs what a page of 10 does");
-    assert!(hundred <= 8, "a handful of statements: {hundred}");
+    // The account, the page, then one each: tags, activations, products,
+    // customers, and order lines with their orders.
+    assert_eq!(hundred, 7, "a handful of statements");
+    // Each licence shows its own order (the order's line and the order are read together).
+    let first = "query { licenseKeys(first: 100) { edges { node { id orderId order { id status } } } } }";
+    let page = app.graphql(Some(&f.manager), first, json!({})).await;
+    let nodes = data(&page)["licenseKeys"]["edges"].as_array().cloned().unwrap_or_default();
+    assert_eq!(nodes.len(), 100, "{page:#}");
+    let with_orders =
+        nodes.iter().filter(|e| ordered.contains_key(e["node"]["id"].as_str().unwrap_or_default())).count();
+    assert!(with_orders >= 16, "the page holds delivered licences: {with_orders}");
+    for node in nodes.iter().map(|e| &e["node"]) {
+        let id = node["id"].as_str().expect("id");
+        match ordered.get(id) {
+            Some(order) => {
+                assert_eq!(node["orderId"], json!(order), "{node:#}");
+                assert_eq!((&node["order"]["id"], &node["order"]["status"]), (&json!(order), &json!("FULFILLED")));
+            }
+            None => assert_eq!((&node["orderId"], &node["order"]), (&Value::Null, &Value::Null), "{node:#}"),
+        }
+    }
+}
+
+on_both_databases!(one_licence_is_read_with_its_product_in_one_statement);
+
+/// `licenseKey(id)` reads the licence and its product together: the account
+/// check and one statement. A licence without a product shows none.
+async fn one_licence_is_read_with_its_product_in_one_statement(app: TestApp) {
+    let f = fixture(&app).await;
+    let made = create(&app, &f, json!({})).await;
+    let id = data(&made)["createLicense"]["license"]["id"].as_str().expect("id").to_string();
+    let bare = seed::key(app.db(), Environment::Production, "BARE-KEY-1", LicenseStatus::Available, &[]).await;
+    let query = "query($id: ID!) { licenseKey(id: $id) { id status product { id name } } }";
+    let read = |id: String| {
+        let (app, token) = (&app, f.manager.clone());
+        async move {
+            let mut fewest = u64::MAX;
+            let mut body = Value::Null;
+            for _ in 0..8 {
+                let before = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
+                body = app.graphql(Some(&token), query, json!({ "id": id })).await;
+                let after = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
+                fewest = fewest.min(after - before);
+            }
+            (body, fewest)
+        }
+    };
+    let (body, statements) = read(id.clone()).await;
+    let licence = &data(&body)["licenseKey"];
+    assert_eq!((&licence["id"], &licence["product"]["id"]), (&json!(id), &f.product), "{body:#}");
+    assert_eq!(licence["product"]["name"], "Pro");
+    assert_eq!(statements, 2, "the account, then the licence with its product");
+    let (body, statements) = read(bare).await;
+    assert_eq!(data(&body)["licenseKey"]["product"], Value::Null, "{body:#}");
+    assert_eq!(statements, 2);
+    // Another environment's licence is not found, product or not.
+    let (_, elsewhere) = app.graphql_in(Some(&f.manager), Some("staging"), query, json!({ "id": id })).await;
+    assert_eq!(error_code(&elsewhere), Some("NOT_FOUND"), "{elsewhere:#}");
 }
 
 on_both_databases!(licences_are_searched_across_customers_and_products_and_sorted_by_every_field);

@@ -16,11 +16,19 @@ impl LicenseQuery {
     #[graphql(guard = "RoleGuard::new(may::READ)")]
     async fn license_key(&self, ctx: &Context<'_>, id: ID) -> Result<LicenseKey> {
         let (state, rc) = request(ctx)?;
-        let key = licenses::get(&state.db, rc, &id).await?;
         // What the query asks of the licence is read now, not through the
-        // loaders, whose batches wait for more keys to come.
+        // loaders, whose batches wait for more keys to come; its product in
+        // the same statement as the licence.
         let fields = KeyFields::selected(&ctx.look_ahead());
-        let prefetch = KeyPrefetch::load(&state.db, std::slice::from_ref(&key), fields).await?;
+        let (key, product) = match fields.product {
+            true => licenses::get_with_product(&state.db, rc, &id).await?,
+            false => (licenses::get(&state.db, rc, &id).await?, None),
+        };
+        let rest = KeyFields { product: false, ..fields };
+        let mut prefetch = KeyPrefetch::load(&state.db, std::slice::from_ref(&key), rest).await?;
+        if fields.product {
+            prefetch.products = Some(product.map(|p| (p.id.clone(), p)).into_iter().collect());
+        }
         Ok(LicenseKey(key, Some(std::sync::Arc::new(prefetch))))
     }
 
