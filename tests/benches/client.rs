@@ -12,6 +12,10 @@
 //!   updates the licence's status and device count, inserts the audit event
 //!   and the outbox event.
 //!
+//! A third activation side measures group commit: the same writes, each
+//! request's in a savepoint of a transaction that a writer task commits for
+//! every request waiting at once.
+//!
 //! `validateLicense` is measured three ways: the same text every time (the
 //! parsed document and the validation result are reused), every text new
 //! (a numbered comment: parsed and validated each time), and as a persisted
@@ -78,13 +82,20 @@ async fn lookup(Json(input): Json<KeyOnly>, Data(db): Data<&DatabaseConnection>)
 /// count, the audit event and the outbox event.
 #[handler]
 async fn insert_activation(Json(input): Json<KeyOnly>, Data(db): Data<&DatabaseConnection>) -> Json<Value> {
-    let backend = db.get_database_backend();
     let txn = keysmith::db::begin_write(db).await.expect("begin");
+    same_writes(&*txn, input.key).await;
+    txn.commit().await.expect("commit");
+    Json(json!({ "activated": true }))
+}
+
+/// A new device's writes, in `txn`.
+async fn same_writes(txn: &impl ConnectionTrait, key: String) {
+    let backend = txn.get_database_backend();
     let found = txn
         .query_one_raw(Statement::from_sql_and_values(
             backend,
             "SELECT id FROM license_key WHERE environment = ? AND key = ?",
-            ["production".into(), input.key.into()],
+            ["production".into(), key.into()],
         ))
         .await
         .expect("lookup")
@@ -123,8 +134,49 @@ async fn insert_activation(Json(input): Json<KeyOnly>, Data(db): Data<&DatabaseC
     ))
     .await
     .expect("event");
-    txn.commit().await.expect("commit");
+}
+
+/// Requests waiting for the group writer: a key, and where to say it is written.
+type Waiting = tokio::sync::mpsc::UnboundedSender<(String, tokio::sync::oneshot::Sender<()>)>;
+
+/// The same writes with group commit: each request's writes wait for the
+/// writer, which runs every request waiting (at most 64) in one write
+/// transaction, each in a savepoint of its own (one failing would roll back
+/// only its own), commits once, and only then answers them all.
+#[handler]
+async fn grouped_activation(Json(input): Json<KeyOnly>, Data(waiting): Data<&Waiting>) -> Json<Value> {
+    let (done, written) = tokio::sync::oneshot::channel();
+    waiting.send((input.key, done)).expect("the group writer");
+    written.await.expect("written");
     Json(json!({ "activated": true }))
+}
+
+async fn group_writer(
+    db: DatabaseConnection,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<(String, tokio::sync::oneshot::Sender<()>)>,
+) {
+    use sea_orm::TransactionTrait;
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 64 {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let txn = keysmith::db::begin_write(&db).await.expect("begin");
+        let mut answers = Vec::with_capacity(batch.len());
+        for (key, done) in batch {
+            let savepoint = txn.begin().await.expect("savepoint");
+            same_writes(&savepoint, key).await;
+            savepoint.commit().await.expect("release");
+            answers.push(done);
+        }
+        txn.commit().await.expect("commit");
+        for done in answers {
+            let _ = done.send(());
+        }
+    }
 }
 
 /// `n` keys delivered through one order per 1000: ASSIGNED, one activation each.
@@ -194,8 +246,13 @@ async fn main() {
     assert!(off.get("errors").is_none(), "{off:#}");
 
     // The baseline server: the same process, the same pool.
-    let baseline =
-        Route::new().at("/validate", post(lookup)).at("/activate", post(insert_activation)).data(app.db().clone());
+    let (waiting, queue) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(group_writer(app.db().clone(), queue));
+    let baseline = Route::new()
+        .at("/validate", post(lookup))
+        .at("/activate", post(insert_activation))
+        .at("/activate-grouped", post(grouped_activation.data(waiting)))
+        .data(app.db().clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).expect("acceptor");
@@ -209,9 +266,20 @@ async fn main() {
     // Keys for activation: one set per round and side, every key activated once.
     let mut api_act = Side::default();
     let mut base_act = Side::default();
+    let mut grouped_act = Side::default();
     let mut activated = Vec::new();
     for round in 0..ROUNDS {
         let theirs = Arc::new(delivered_keys(&app, &admin, &format!("BASE{round}"), activations).await);
+        let grouped = Arc::new(delivered_keys(&app, &admin, &format!("GROUP{round}"), activations).await);
+        let (http, url) = (app.http.clone(), format!("{base}/activate-grouped"));
+        load(&mut grouped_act, CLIENTS, activations, move |i| {
+            let (http, url, keys) = (http.clone(), url.clone(), grouped.clone());
+            async move {
+                let body = post_json(&http, &url, &json!({ "key": keys[i] })).await;
+                assert_eq!(body["activated"], true, "{body:#}");
+            }
+        })
+        .await;
         let ours = Arc::new(delivered_keys(&app, &admin, &format!("API{round}"), activations).await);
         let (http, url) = (app.http.clone(), format!("{base}/activate"));
         load(&mut base_act, CLIENTS, activations, move |i| {
@@ -350,12 +418,14 @@ async fn main() {
         switches: s.switches.clone(),
     };
     let (mut base_val2, mut base_val3, mut base_val4) = (copy(&base_val), copy(&base_val), copy(&base_val));
+    let mut base_act2 = copy(&base_act);
     for (name, api, base) in [
         ("validateLicense", &mut api_val, &mut base_val),
         ("validateLicense, every text new (nothing cached)", &mut fresh_val, &mut base_val2),
         ("validateLicense, persisted query (hash only)", &mut hashed_val, &mut base_val3),
         ("`{ __typename }`: GraphQL reading nothing (the floor)", &mut floor, &mut base_val4),
         ("activateLicense", &mut api_act, &mut base_act),
+        ("the same writes with group commit, against one transaction each", &mut grouped_act, &mut base_act2),
     ] {
         let (a50, a99, b50, b99) =
             (api.percentile(0.5), api.percentile(0.99), base.percentile(0.5), base.percentile(0.99));
@@ -374,35 +444,38 @@ async fn main() {
     let rounds = |s: &Side| s.rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
     let cpu = |s: &Side| s.cpu.iter().map(|c| format!("{}", c.as_micros())).collect::<Vec<_>>().join(", ");
     eprintln!(
-        "CPU per request (µs, clients and server): validate API [{}] uncached [{}] persisted [{}] floor [{}] baseline [{}]; activate API [{}] baseline [{}]",
+        "CPU per request (µs, clients and server): validate API [{}] uncached [{}] persisted [{}] floor [{}] baseline [{}]; activate API [{}] baseline [{}] grouped [{}]",
         cpu(&api_val),
         cpu(&fresh_val),
         cpu(&hashed_val),
         cpu(&floor),
         cpu(&base_val),
         cpu(&api_act),
-        cpu(&base_act)
+        cpu(&base_act),
+        cpu(&grouped_act)
     );
     let switches = |s: &Side| s.switches.iter().map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(", ");
     eprintln!(
-        "context switches per request: validate API [{}] uncached [{}] persisted [{}] floor [{}] baseline [{}]; activate API [{}] baseline [{}]",
+        "context switches per request: validate API [{}] uncached [{}] persisted [{}] floor [{}] baseline [{}]; activate API [{}] baseline [{}] grouped [{}]",
         switches(&api_val),
         switches(&fresh_val),
         switches(&hashed_val),
         switches(&floor),
         switches(&base_val),
         switches(&api_act),
-        switches(&base_act)
+        switches(&base_act),
+        switches(&grouped_act)
     );
     eprintln!(
-        "rounds (per second): validate API [{}] uncached [{}] persisted [{}] floor [{}] baseline [{}]; activate API [{}] baseline [{}]",
+        "rounds (per second): validate API [{}] uncached [{}] persisted [{}] floor [{}] baseline [{}]; activate API [{}] baseline [{}] grouped [{}]",
         rounds(&api_val),
         rounds(&fresh_val),
         rounds(&hashed_val),
         rounds(&floor),
         rounds(&base_val),
         rounds(&api_act),
-        rounds(&base_act)
+        rounds(&base_act),
+        rounds(&grouped_act)
     );
     app.stop().await;
 }

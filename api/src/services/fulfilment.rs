@@ -80,6 +80,9 @@ pub struct Placed {
     pub created: bool,
     /// Pools keys were taken from, to check against the exhaustion threshold.
     pub pools: Vec<(Environment, TagRef)>,
+    /// The order's lines and each line's keys when this call placed it (in
+    /// the order the API lists them); `None` for an order placed before.
+    pub lines: Option<Vec<(order_line::Model, Vec<license_key::Model>)>>,
 }
 
 /// Where a product's keys come from.
@@ -270,7 +273,11 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
         super::portal::send_order_link(&txn, &customer, &placed.external_id, base).await?;
     }
     txn.commit().await?;
-    Ok(Placed { order: placed, created: true, pools })
+    lines.sort_by(|(a, _), (b, _)| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    for (_, keys) in &mut lines {
+        keys.sort_by(|a, b| (a.assigned_at, &a.id).cmp(&(b.assigned_at, &b.id)));
+    }
+    Ok(Placed { order: placed, created: true, pools, lines: Some(lines) })
 }
 
 /// The order already placed under `input`'s external id, when its content
@@ -289,7 +296,7 @@ async fn existing_order(
         return Ok(None);
     };
     same_content(db, &existing, input).await?;
-    Ok(Some(Placed { order: existing, created: false, pools: Vec::new() }))
+    Ok(Some(Placed { order: existing, created: false, pools: Vec::new(), lines: None }))
 }
 
 /// The event a status announces, when it is one customers wait for.

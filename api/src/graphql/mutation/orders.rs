@@ -27,7 +27,11 @@ impl OrderMutation {
             state.pools_to_check.note(placed.pools);
             state.jobs_queued.notify_one();
         }
-        Ok(CreateOrderPayload { order: Order(placed.order), created: placed.created })
+        let order = match placed.lines {
+            Some(lines) => Order::placed(placed.order, lines),
+            None => Order::from(placed.order),
+        };
+        Ok(CreateOrderPayload { order, created: placed.created })
     }
 
     /// Puts a new key on an order line: a chosen one or the first available,
@@ -45,7 +49,7 @@ impl OrderMutation {
         let done = fulfilment::reassign(&state.db, rc, reassignment).await?;
         state.pools_to_check.note(done.pools);
         Ok(ReassignOrderKeyPayload {
-            line: OrderLine(done.line),
+            line: OrderLine::from(done.line),
             license: LicenseKey::from(done.license),
             previous: done.previous.map(LicenseKey::from),
         })
@@ -66,6 +70,6 @@ impl OrderMutation {
         let base = input.notify_customer.then(|| state.config.address_for_links());
         let keys = input.keys.unwrap_or_default().into();
         let order = fulfilment::refund(&state.db, rc, &input.id, keys, base.as_deref()).await?;
-        Ok(OrderPayload { order: Order(order) })
+        Ok(OrderPayload { order: Order::from(order) })
     }
 }

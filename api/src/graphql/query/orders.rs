@@ -32,7 +32,7 @@ impl OrderQuery {
     #[graphql(guard = "RoleGuard::new(may::READ)")]
     async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Order> {
         let (state, rc) = request(ctx)?;
-        Ok(Order(orders::get(&state.db, rc, &id).await?))
+        Ok(Order::from(orders::get(&state.db, rc, &id).await?))
     }
 
     /// The AVAILABLE keys an order line could be given (its product's pool,

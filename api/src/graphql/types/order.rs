@@ -22,7 +22,24 @@ pub enum OrderStatus {
     Refunded,
 }
 
-pub struct Order(pub order::Model);
+/// An order; `lines` carries the order's lines and their keys when the
+/// request that placed the order has them already (answered without reading
+/// them again, and without the loaders' wait for a batch).
+pub struct Order(pub order::Model, pub Option<Vec<OrderLine>>);
+
+impl From<order::Model> for Order {
+    fn from(order: order::Model) -> Self {
+        Order(order, None)
+    }
+}
+
+impl Order {
+    /// The order with its lines and each line's keys, as placed.
+    pub fn placed(order: order::Model, lines: Vec<(order_line::Model, Vec<entity::license_key::Model>)>) -> Self {
+        let lines = lines.into_iter().map(|(line, keys)| OrderLine(line, Some(keys))).collect();
+        Order(order, Some(lines))
+    }
+}
 
 #[Object]
 impl Order {
@@ -49,13 +66,24 @@ impl Order {
         Ok(loaders(ctx)?.customers.load_one(self.0.customer_id.clone()).await?.map(Customer))
     }
     async fn lines(&self, ctx: &Context<'_>) -> Result<Vec<OrderLine>> {
+        if let Some(lines) = &self.1 {
+            return Ok(lines.clone());
+        }
         let lines = loaders(ctx)?.lines_of_order.load_one(self.0.id.clone()).await?.unwrap_or_default();
-        Ok(lines.into_iter().map(OrderLine).collect())
+        Ok(lines.into_iter().map(OrderLine::from).collect())
     }
 }
 
-/// One product and quantity of an order.
-pub struct OrderLine(pub order_line::Model);
+/// One product and quantity of an order; with its keys when they are known
+/// already (see [`Order`]).
+#[derive(Clone)]
+pub struct OrderLine(pub order_line::Model, pub Option<Vec<entity::license_key::Model>>);
+
+impl From<order_line::Model> for OrderLine {
+    fn from(line: order_line::Model) -> Self {
+        OrderLine(line, None)
+    }
+}
 
 #[Object]
 impl OrderLine {
@@ -74,6 +102,9 @@ impl OrderLine {
     }
     /// The keys delivered on this line.
     async fn keys(&self, ctx: &Context<'_>) -> Result<Vec<LicenseKey>> {
+        if let Some(keys) = &self.1 {
+            return Ok(keys.iter().cloned().map(LicenseKey::from).collect());
+        }
         let keys = loaders(ctx)?.keys_of_line.load_one(self.0.id.clone()).await?.unwrap_or_default();
         Ok(keys.into_iter().map(LicenseKey::from).collect())
     }
@@ -118,7 +149,7 @@ pub(crate) async fn list_orders(
     };
     let want_total = ctx.look_ahead().field("totalCount").exists();
     let page = orders::list(&state.db, rc, &filter, descending, &args, want_total).await?;
-    Ok(connection(page, Order))
+    Ok(connection(page, Order::from))
 }
 
 impl std::fmt::Debug for Order {

@@ -234,7 +234,7 @@ impl LicenseKey {
             return Ok(None);
         };
         let primed = self.primed().and_then(|p| p.orders.as_ref());
-        Ok(primed_or_loaded(primed, &loaders.orders, &order_id).await?.map(Order))
+        Ok(primed_or_loaded(primed, &loaders.orders, &order_id).await?.map(Order::from))
     }
     async fn product_id(&self) -> Option<ID> {
         self.0.product_id.clone().map(ID)
