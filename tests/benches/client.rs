@@ -1,4 +1,5 @@
-//! The client API under load, over HTTP on SQLite, each figure next to a
+//! The client API under load, over HTTP on SQLite and then on PostgreSQL
+//! (`KEYSMITH_BENCH_BACKENDS=sqlite` for one), each figure next to a
 //! baseline served by the same process through the same connection pool in
 //! the same run:
 //!
@@ -56,6 +57,11 @@ async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Value {
     body
 }
 
+/// `sql` with `?` placeholders, numbered for PostgreSQL.
+fn statement(backend: sea_orm::DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    keysmith::services::sql::Sql::new(sql).push("", values).statement(backend)
+}
+
 // The baseline: the least a handler can do for the same answer.
 
 #[derive(serde::Deserialize)]
@@ -66,10 +72,10 @@ struct KeyOnly {
 #[handler]
 async fn lookup(Json(input): Json<KeyOnly>, Data(db): Data<&DatabaseConnection>) -> Json<Value> {
     let found = db
-        .query_one_raw(Statement::from_sql_and_values(
+        .query_one_raw(statement(
             db.get_database_backend(),
             "SELECT id, status FROM license_key WHERE environment = ? AND key = ?",
-            ["production".into(), input.key.into()],
+            vec!["production".into(), input.key.into()],
         ))
         .await
         .expect("lookup")
@@ -92,17 +98,17 @@ async fn insert_activation(Json(input): Json<KeyOnly>, Data(db): Data<&DatabaseC
 async fn same_writes(txn: &impl ConnectionTrait, key: String) {
     let backend = txn.get_database_backend();
     let found = txn
-        .query_one_raw(Statement::from_sql_and_values(
+        .query_one_raw(statement(
             backend,
             "SELECT id FROM license_key WHERE environment = ? AND key = ?",
-            ["production".into(), key.into()],
+            vec!["production".into(), key.into()],
         ))
         .await
         .expect("lookup")
         .expect("the key");
     let id: String = found.try_get_by_index(0).expect("id");
     let now = entity::now();
-    let write = |sql: &str, values: Vec<sea_orm::Value>| Statement::from_sql_and_values(backend, sql, values);
+    let write = |sql: &str, values: Vec<sea_orm::Value>| statement(backend, sql, values);
     let activation = entity::new_id();
     txn.execute_raw(write(
         "INSERT INTO activation (id, license_key_id, fingerprint, name, platform, client_address, created_at, \
@@ -224,15 +230,27 @@ async fn delivered_keys(app: &TestApp, token: &str, prefix: &str, n: usize) -> V
 #[tokio::main]
 async fn main() {
     let calls: usize = std::env::var("KEYSMITH_BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000);
+    let wanted = std::env::var("KEYSMITH_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    for (name, backend) in [("sqlite", Backend::Sqlite), ("postgres", Backend::Postgres)] {
+        if wanted.split(',').any(|w| w.trim() == name) {
+            run(backend, calls).await;
+        }
+    }
+}
+
+async fn run(backend: Backend, calls: usize) {
     let per_round = calls / ROUNDS;
     let dir = tempfile::tempdir().expect("temporary directory");
-    let url = fresh_database(Backend::Sqlite, dir.path()).await.expect("SQLite");
+    let Some(url) = fresh_database(backend, dir.path()).await else {
+        println!("{backend:?}: not available here; skipped\n");
+        return;
+    };
     let mut cfg = config(&url);
     // What `keysmith serve` uses by default.
     cfg.db_max_connections = 16;
     cfg.sweep_interval_seconds = 60;
     cfg.max_body_bytes = 64 * 1024 * 1024;
-    let app = TestApp::spawn_with(Backend::Sqlite, cfg, dir).await;
+    let app = TestApp::spawn_with(backend, cfg, dir).await;
     let admin = app.staff_token(StaffRole::Admin).await;
     // Measure the work, not the limits: no rate limits, no abuse rule.
     let off = app
@@ -260,7 +278,7 @@ async fn main() {
 
     let activations = per_round.min(4000);
     println!(
-        "SQLite, {CLIENTS} concurrent clients over HTTP; {ROUNDS} alternating rounds of {per_round} validations \
+        "{backend:?}, {CLIENTS} concurrent clients over HTTP; {ROUNDS} alternating rounds of {per_round} validations \
          and {activations} activations per side; median round\n"
     );
     // Keys for activation: one set per round and side, every key activated once.
@@ -324,7 +342,9 @@ async fn main() {
         (waiting == 0).then_some(())
     })
     .await;
-    app.db().execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await.expect("checkpoint");
+    if backend == Backend::Sqlite {
+        app.db().execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await.expect("checkpoint");
+    }
 
     eprintln!("activations measured; measuring validations");
     // Validations of activated devices, keys chosen round-robin.
