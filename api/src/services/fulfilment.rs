@@ -28,7 +28,7 @@ use super::generators::spec;
 use super::keys::{self, KeyFilter, KeyOrder, KeyOrderField, TagRef};
 use super::licenses::{self, snapshot};
 use super::pagination::{Page, PageArgs};
-use super::sql::Sql;
+use super::sql::{self, Sql};
 use crate::auth::{RequestContext, may};
 use crate::db::{begin_write, retrying};
 use crate::error::{AppError, AppResult, contended};
@@ -475,9 +475,7 @@ async fn claim(
         pick.push(" AND k.id = ?", [Value::from(id)]);
     }
     pick.push(" ORDER BY k.created_at, k.id LIMIT 1", []);
-    if backend == DbBackend::Postgres {
-        pick.push(" FOR UPDATE SKIP LOCKED", []);
-    }
+    pick.push(&sql::skip_locked(backend, None), []);
     let mut sql = Sql::new("");
     sql.push(
         "UPDATE license_key SET status = 'ASSIGNED', product_id = ?, customer_id = ?, order_line_id = ?, \

@@ -191,7 +191,7 @@ pub(crate) fn deliverable(k: &str, product_id: &str, now: chrono::DateTime<chron
 /// so a stale index can never return a wrong row.
 fn search(backend: DbBackend, environment: Environment, term: &str, k: &str) -> Sql {
     let escaped = escape_like(term);
-    let like = if backend == DbBackend::Postgres { "ILIKE" } else { "LIKE" };
+    let like = super::sql::like(backend);
     let short = term.chars().count() < MIN_SUBSTRING;
     let pattern = || Value::from(if short { format!("{escaped}%") } else { format!("%{escaped}%") });
     let env = || Value::from(environment.as_str());

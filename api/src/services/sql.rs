@@ -1,6 +1,9 @@
 //! Hand-written SQL for set-based work the query builder does not express
 //! well (bulk moves, duplicate clean-up, aggregates). Written once with `?`
 //! placeholders; PostgreSQL gets `$1, $2, …`.
+//!
+//! The words that differ between the databases are chosen here, each by one
+//! named function: [`like`], [`row_locks`], [`skip_locked`] and [`one_of`].
 
 use sea_orm::{DbBackend, Statement, Value};
 
@@ -97,6 +100,42 @@ pub fn column_one_of(
     }
 }
 
+/// The case-insensitive `LIKE`: `ILIKE` on PostgreSQL (any letter), `LIKE`
+/// on SQLite, whose `LIKE` already ignores the case of ASCII letters and has
+/// no `ILIKE`.
+pub fn like(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "ILIKE",
+        _ => "LIKE",
+    }
+}
+
+/// Whether `SELECT … FOR UPDATE` takes row locks: on PostgreSQL only. On
+/// SQLite every write transaction (`db::begin_write`, `BEGIN IMMEDIATE`)
+/// holds the database's write lock from its start, so a row lock would add
+/// nothing. sea-query leaves `FOR UPDATE` out of builder queries on SQLite,
+/// but not the space before it, so builder queries still lock only when this
+/// says so: the SQL sent to SQLite stays exactly what it was. Row locks are taken by the key claim (`fulfilment/`), the waiting-line
+/// backfill, the outbox claim ([`claim_due`]), and builder queries in
+/// `fulfilment/manage.rs`, `licenses.rs`, `own.rs`, `activations.rs` and
+/// `webhooks/delivery.rs`.
+pub fn row_locks(backend: DbBackend) -> bool {
+    backend == DbBackend::Postgres
+}
+
+/// The lock clause for hand-written SQL: ` FOR UPDATE SKIP LOCKED` (or
+/// ` FOR UPDATE OF {of} SKIP LOCKED`, locking only the rows of table alias
+/// `of`) where rows lock, so concurrent transactions pass over each other's
+/// rows instead of waiting; nothing on SQLite, where the clause is a syntax
+/// error and [`row_locks`] says why none is needed.
+pub fn skip_locked(backend: DbBackend, of: Option<&str>) -> String {
+    match of {
+        _ if !row_locks(backend) => String::new(),
+        Some(of) => format!(" FOR UPDATE OF {of} SKIP LOCKED"),
+        None => " FOR UPDATE SKIP LOCKED".to_string(),
+    }
+}
+
 /// `?, ?, ?` for `n` values.
 pub fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
@@ -120,7 +159,7 @@ pub fn escape_like(term: &str) -> String {
 /// so a name with non-ASCII capitals (`Ünal`) always finds itself; lowering it
 /// here while SQLite's `lower()` leaves `Ü` alone would lose it.
 pub fn contains(backend: DbBackend, columns: &[&str], term: &str) -> Sql {
-    let like = if backend == DbBackend::Postgres { "ILIKE" } else { "LIKE" };
+    let like = like(backend);
     let pattern = format!("%{}%", escape_like(term));
     let mut sql = Sql::new("(");
     for (i, column) in columns.iter().enumerate() {
@@ -159,9 +198,7 @@ pub async fn claim_due<M: sea_orm::FromQueryResult>(
         pick.push(" AND ", []).append(extra);
     }
     pick.push(" ORDER BY d.next_attempt_at LIMIT ?", [Value::from(batch)]);
-    if backend == DbBackend::Postgres {
-        pick.push(" FOR UPDATE SKIP LOCKED", []);
-    }
+    pick.push(&skip_locked(backend, None), []);
     let mut claim = Sql::new(format!("UPDATE {table} SET locked_until = ? WHERE id IN ("));
     claim.values.push(Value::from(now + lease));
     claim.append(&pick).push(") RETURNING *", []);
@@ -215,5 +252,36 @@ mod tests {
         let postgres = contains(DbBackend::Postgres, &["p.name"], "Ünal");
         assert_eq!(numbered(&postgres.text), r"(p.name ILIKE $1 ESCAPE '\')");
         assert_eq!(postgres.values, vec![Value::from("%Ünal%")]);
+    }
+
+    #[test]
+    fn lock_clauses_are_written_where_rows_lock() {
+        assert_eq!(like(DbBackend::Postgres), "ILIKE");
+        assert_eq!(like(DbBackend::Sqlite), "LIKE");
+        assert_eq!(skip_locked(DbBackend::Postgres, None), " FOR UPDATE SKIP LOCKED");
+        assert_eq!(skip_locked(DbBackend::Postgres, Some("ol")), " FOR UPDATE OF ol SKIP LOCKED");
+        assert_eq!(skip_locked(DbBackend::Sqlite, None), "");
+        assert_eq!(skip_locked(DbBackend::Sqlite, Some("ol")), "");
+    }
+
+    /// What sea-query writes for a locked builder query on SQLite: no
+    /// `FOR UPDATE` (a syntax error there), but the space before it stays. That
+    /// space is why builder queries lock only when [`row_locks`] says so (the
+    /// text sent to SQLite stays as it was); if this fails after a sea-query
+    /// upgrade, revisit that choice.
+    #[test]
+    fn sea_query_writes_no_row_lock_on_sqlite() {
+        use sea_orm::sea_query::{LockBehavior, LockType};
+        use sea_orm::{EntityTrait, QuerySelect, QueryTrait};
+        let plain = entity::order_line::Entity::find_by_id("x").build(DbBackend::Sqlite).sql;
+        let locked = entity::order_line::Entity::find_by_id("x").lock_exclusive();
+        let skipping =
+            entity::order_line::Entity::find_by_id("x").lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        for query in [locked, skipping] {
+            assert!(query.build(DbBackend::Postgres).sql.contains("FOR UPDATE"));
+            let sqlite = query.build(DbBackend::Sqlite).sql;
+            assert!(!sqlite.contains("FOR UPDATE"), "{sqlite}");
+            assert_eq!(sqlite.trim_end(), plain);
+        }
     }
 }

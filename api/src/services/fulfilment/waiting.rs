@@ -68,9 +68,7 @@ async fn backfill_batch(
         );
     }
     sql.push(&format!(" ORDER BY o.created_at, ol.id LIMIT {BACKFILL_BATCH}"), []);
-    if backend == DbBackend::Postgres {
-        sql.push(" FOR UPDATE OF ol SKIP LOCKED", []);
-    }
+    sql.push(&sql::skip_locked(backend, Some("ol")), []);
     let rows = txn.query_all_raw(sql.statement(backend)).await?;
     let mut result = BatchResult { delivered: 0, pools: Vec::new(), last: None };
     if rows.len() as u64 == BACKFILL_BATCH {
