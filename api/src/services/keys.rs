@@ -6,7 +6,7 @@
 use super::audit::{self, Change};
 use super::limits;
 use super::pagination::{Cursor, Keyset, Page, PageArgs, SortKind, paginate, time_value};
-use super::sql::{Sql, escape_like, placeholders};
+use super::sql::{Sql, key_environment, key_search, placeholders};
 use super::tags;
 use crate::auth::{RequestContext, may};
 use crate::db::begin_write;
@@ -96,10 +96,7 @@ pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilte
     let mut sql = Sql::new("");
     let term = limits::search("search", filter.search.as_deref())?;
     let substring = term.is_some_and(|t| t.chars().count() >= MIN_SUBSTRING);
-    // With a substring search on SQLite the trigram index must drive the query;
-    // the unary `+` keeps the planner from walking the environment's index instead.
-    let plus = if substring && backend == DbBackend::Sqlite { "+" } else { "" };
-    sql.push(&format!("{plus}{k}.environment = ?"), [Value::from(environment.as_str())]);
+    sql.append(&key_environment(backend, environment, k, substring));
     if let Some(tag) = &filter.tag {
         sql.push(" AND ", []).append(&in_pool(k, tag));
     }
@@ -119,7 +116,7 @@ pub fn selection(backend: DbBackend, environment: Environment, filter: &KeyFilte
         sql.push(&format!(" AND {k}.expires_at IS NOT NULL AND {k}.expires_at < ?"), [Value::from(before)]);
     }
     if let Some(term) = term {
-        sql.push(" AND ", []).append(&search(backend, environment, term, k));
+        sql.push(" AND ", []).append(&key_search(backend, environment, term, k));
     }
     if let Some(ids) = &filter.ids {
         let ids = distinct_ids(ids)?;
@@ -179,48 +176,6 @@ pub(crate) fn deliverable(k: &str, product_id: &str, now: chrono::DateTime<chron
              AND d.key = {k}.key AND d.status <> 'AVAILABLE')"
         ),
         [Value::from(product_id), Value::from(now)],
-    );
-    sql
-}
-
-/// The search condition: the term matches any part of the key, of the
-/// customer's email or name, or of the product's name (for terms shorter than
-/// three characters: their beginning). Each part is looked up through its own
-/// index and the parts are united, so no part turns the search into a scan of
-/// every key. The SQLite trigram index is re-checked against the key itself,
-/// so a stale index can never return a wrong row.
-fn search(backend: DbBackend, environment: Environment, term: &str, k: &str) -> Sql {
-    let escaped = escape_like(term);
-    let like = super::sql::like(backend);
-    let short = term.chars().count() < MIN_SUBSTRING;
-    let pattern = || Value::from(if short { format!("{escaped}%") } else { format!("%{escaped}%") });
-    let env = || Value::from(environment.as_str());
-    let mut sql = Sql::new(format!("{k}.id IN ("));
-    if !short && backend == DbBackend::Sqlite {
-        let phrase = format!("\"{}\"", term.replace('"', "\"\""));
-        sql.push(
-            "SELECT s.id FROM license_key s \
-             WHERE s.rowid IN (SELECT rowid FROM license_key_search WHERE license_key_search MATCH ?) \
-             AND s.key LIKE ? ESCAPE '\\'",
-            [Value::from(phrase), pattern()],
-        );
-    } else {
-        sql.push(&format!("SELECT s.id FROM license_key s WHERE s.key {like} ? ESCAPE '\\'"), [pattern()]);
-    }
-    sql.push(
-        &format!(
-            " UNION ALL SELECT s.id FROM license_key s WHERE s.customer_id IN \
-             (SELECT c.id FROM customer c WHERE c.environment = ? \
-             AND (c.email {like} ? ESCAPE '\\' OR c.name {like} ? ESCAPE '\\'))"
-        ),
-        [env(), pattern(), pattern()],
-    );
-    sql.push(
-        &format!(
-            " UNION ALL SELECT s.id FROM license_key s WHERE s.product_id IN \
-             (SELECT p.id FROM product p WHERE p.environment = ? AND p.name {like} ? ESCAPE '\\'))"
-        ),
-        [env(), pattern()],
     );
     sql
 }

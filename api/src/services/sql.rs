@@ -4,6 +4,12 @@
 //!
 //! The words that differ between the databases are chosen here, each by one
 //! named function: [`like`], [`row_locks`], [`skip_locked`] and [`one_of`].
+//! Search conditions (LIKE and the key index) are in [`search`].
+
+mod search;
+
+pub use search::{contains, escape_like};
+pub(crate) use search::{key_environment, key_search, order_search};
 
 use sea_orm::{DbBackend, Statement, Value};
 
@@ -141,35 +147,6 @@ pub fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// Escapes LIKE wildcards so that a search term matches itself.
-pub fn escape_like(term: &str) -> String {
-    let mut out = String::with_capacity(term.len());
-    for c in term.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Any of `columns` contains `term`, every character of it taken literally.
-/// Case is ignored as each database can: `LIKE` on SQLite (ASCII letters),
-/// `ILIKE` on PostgreSQL (any letter). The term is never lowered on this side,
-/// so a name with non-ASCII capitals (`Ünal`) always finds itself; lowering it
-/// here while SQLite's `lower()` leaves `Ü` alone would lose it.
-pub fn contains(backend: DbBackend, columns: &[&str], term: &str) -> Sql {
-    let like = like(backend);
-    let pattern = format!("%{}%", escape_like(term));
-    let mut sql = Sql::new("(");
-    for (i, column) in columns.iter().enumerate() {
-        let or = if i == 0 { "" } else { " OR " };
-        sql.push(&format!("{or}{column} {like} ? ESCAPE '\\'"), [Value::from(pattern.clone())]);
-    }
-    sql.push(")", []);
-    sql
-}
-
 /// Rows of an outbox table (alias `d`) that are due at `now`: `PENDING`,
 /// `next_attempt_at` passed, no live lease.
 fn due(now: chrono::DateTime<chrono::Utc>) -> Sql {
@@ -237,21 +214,6 @@ mod tests {
     fn postgres_placeholders_are_numbered_outside_strings() {
         assert_eq!(numbered("a = ? AND b LIKE '?%' AND c IN (?, ?)"), "a = $1 AND b LIKE '?%' AND c IN ($2, $3)");
         assert_eq!(placeholders(3), "?, ?, ?");
-    }
-
-    #[test]
-    fn like_wildcards_match_themselves() {
-        assert_eq!(escape_like(r"50%_off\x"), r"50\%\_off\\x");
-    }
-
-    #[test]
-    fn contains_takes_the_term_literally_on_either_database() {
-        let sqlite = contains(DbBackend::Sqlite, &["c.email", "c.name"], r"a%b");
-        assert_eq!(sqlite.text, r"(c.email LIKE ? ESCAPE '\' OR c.name LIKE ? ESCAPE '\')");
-        assert_eq!(sqlite.values, vec![Value::from(r"%a\%b%"), Value::from(r"%a\%b%")]);
-        let postgres = contains(DbBackend::Postgres, &["p.name"], "Ünal");
-        assert_eq!(numbered(&postgres.text), r"(p.name ILIKE $1 ESCAPE '\')");
-        assert_eq!(postgres.values, vec![Value::from("%Ünal%")]);
     }
 
     #[test]
