@@ -44,7 +44,7 @@ async fn line_in(
     line_id: &str,
 ) -> AppResult<(order_line::Model, order::Model)> {
     let mut query = order_line::Entity::find_by_id(line_id.to_string());
-    if sql::row_locks(txn.get_database_backend()) {
+    if row_locks(txn.get_database_backend()) {
         query = query.lock_exclusive();
     }
     let line = query.one(txn).await?.ok_or_else(|| AppError::not_found_in("order line", "lineId"))?;
@@ -281,7 +281,7 @@ pub async fn refund(
         return Err(AppError::Conflict { field: "id".into(), reason: "the order is already refunded".into() });
     }
     let mut lines = order_line::Entity::find().filter(order_line::Column::OrderId.eq(id));
-    if sql::row_locks(txn.get_database_backend()) {
+    if row_locks(txn.get_database_backend()) {
         lines = lines.lock_exclusive();
     }
     let lines = lines.all(&txn).await?;
