@@ -4,10 +4,13 @@
 //!
 //! The words that differ between the databases are chosen here, each by one
 //! named function: [`like`], [`row_locks`], [`skip_locked`] and [`one_of`].
-//! Search conditions (LIKE and the key index) are in [`search`].
+//! Search conditions (LIKE and the key index) are in [`search`], the
+//! outbox's claims (email, webhook deliveries) in [`outbox`].
 
+mod outbox;
 mod search;
 
+pub use outbox::{claim_due, due_groups};
 pub use search::{contains, escape_like};
 pub(crate) use search::{key_environment, key_search, order_search};
 
@@ -145,65 +148,6 @@ pub fn skip_locked(backend: DbBackend, of: Option<&str>) -> String {
 /// `?, ?, ?` for `n` values.
 pub fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
-}
-
-/// Rows of an outbox table (alias `d`) that are due at `now`: `PENDING`,
-/// `next_attempt_at` passed, no live lease.
-fn due(now: chrono::DateTime<chrono::Utc>) -> Sql {
-    let mut due =
-        Sql::new("d.status = 'PENDING' AND d.next_attempt_at <= ? AND (d.locked_until IS NULL OR d.locked_until < ?)");
-    due.values.extend([Value::from(now), Value::from(now)]);
-    due
-}
-
-/// Claims up to `batch` rows of an outbox `table` that are due — `PENDING`,
-/// `next_attempt_at` passed, no live lease — and `extra` (a condition on alias
-/// `d`), giving each a lease of `lease` so that no other node takes them
-/// meanwhile. On PostgreSQL rows being claimed by another node are skipped.
-pub async fn claim_due<M: sea_orm::FromQueryResult>(
-    db: &impl sea_orm::ConnectionTrait,
-    table: &str,
-    extra: Option<&Sql>,
-    batch: i64,
-    lease: chrono::Duration,
-) -> Result<Vec<M>, sea_orm::DbErr> {
-    let now = entity::now();
-    let backend = db.get_database_backend();
-    let mut pick = Sql::new(format!("SELECT d.id FROM {table} d WHERE "));
-    pick.append(&due(now));
-    if let Some(extra) = extra {
-        pick.push(" AND ", []).append(extra);
-    }
-    pick.push(" ORDER BY d.next_attempt_at LIMIT ?", [Value::from(batch)]);
-    pick.push(&skip_locked(backend, None), []);
-    let mut claim = Sql::new(format!("UPDATE {table} SET locked_until = ? WHERE id IN ("));
-    claim.values.push(Value::from(now + lease));
-    claim.append(&pick).push(") RETURNING *", []);
-    db.query_all_raw(claim.statement(backend)).await?.iter().map(|row| M::from_query_result(row, "")).collect()
-}
-
-/// The values of `column` (a text column) among the rows of an outbox
-/// `table` that are due, as [`claim_due`] means it, and match `extra`: each
-/// once, the one whose row has waited longest first, at most `limit`. A read
-/// only, so that finding nothing due takes no lock.
-pub async fn due_groups(
-    db: &impl sea_orm::ConnectionTrait,
-    table: &str,
-    column: &str,
-    extra: Option<&Sql>,
-    limit: i64,
-) -> Result<Vec<String>, sea_orm::DbErr> {
-    let mut query = Sql::new(format!("SELECT d.{column} AS due_group FROM {table} d WHERE "));
-    query.append(&due(entity::now()));
-    if let Some(extra) = extra {
-        query.push(" AND ", []).append(extra);
-    }
-    query.push(&format!(" GROUP BY d.{column} ORDER BY MIN(d.next_attempt_at) LIMIT ?"), [Value::from(limit)]);
-    db.query_all_raw(query.statement(db.get_database_backend()))
-        .await?
-        .iter()
-        .map(|row| row.try_get::<String>("", "due_group"))
-        .collect()
 }
 
 #[cfg(test)]
