@@ -147,7 +147,7 @@ async fn pgbench(app: &TestApp, token: &str, orders: usize) -> Option<(f64, Stri
         .await;
     let product = data(&product)["createProduct"]["product"]["id"].as_str().expect("product").to_string();
     assert_eq!(app.db().get_database_backend(), DbBackend::Postgres);
-    // The statement `claim` in api/src/services/fulfilment.rs builds, with literals for its parameters.
+    // The statement `claim_key` in api/src/services/fulfilment/sql.rs builds, with literals for its parameters.
     let statement = format!(
         "UPDATE license_key SET status = 'ASSIGNED', product_id = '{product}', customer_id = NULL, \
          order_line_id = NULL, assigned_at = now(), updated_at = now() WHERE id = (SELECT k.id FROM license_key k \

@@ -17,6 +17,7 @@ use super::audit::{self, Change};
 use super::events::{self, EventKind, Subject};
 use super::licenses::effective_status;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
+use super::sql;
 use super::validation::{ClientRules, Code, Facts, Looked, Verdict, admit, look_up, standing};
 use crate::auth::{RequestContext, Viewer, may};
 use crate::db::{begin_write, retrying};
@@ -26,8 +27,8 @@ use entity::values::bounded_text;
 use entity::{LicenseAction, LicenseStatus, activation, license_key, lifecycle::transition};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect,
 };
 use serde_json::json;
 
@@ -54,7 +55,7 @@ async fn locked(
     key: &str,
     fingerprint: &str,
 ) -> AppResult<Option<Looked>> {
-    if txn.get_database_backend() == DbBackend::Postgres {
+    if sql::row_locks(txn.get_database_backend()) {
         license_key::Entity::find()
             .filter(license_key::Column::Environment.eq(ctx.environment))
             .filter(license_key::Column::Key.eq(key))

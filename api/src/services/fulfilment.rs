@@ -14,6 +14,7 @@
 //!   rolled back whole and run again.
 
 mod manage;
+mod sql;
 mod waiting;
 
 pub use manage::{
@@ -28,7 +29,7 @@ use super::generators::spec;
 use super::keys::{self, KeyFilter, KeyOrder, KeyOrderField, TagRef};
 use super::licenses::{self, snapshot};
 use super::pagination::{Page, PageArgs};
-use super::sql::Sql;
+use super::sql::row_locks;
 use crate::auth::{RequestContext, may};
 use crate::db::{begin_write, retrying};
 use crate::error::{AppError, AppResult, contended};
@@ -41,8 +42,8 @@ use entity::values::{Email, bounded_text};
 use entity::{Environment, LicenseAction, LicenseStatus, customer, generator, order_line, tag};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -461,7 +462,8 @@ fn assignments<'a>(
 }
 
 /// Takes the first deliverable AVAILABLE key of `pool` (oldest first) — or
-/// the key `only`, if it is one — and assigns it to the line, in one statement.
+/// the key `only`, if it is one — and assigns it to the line, in one
+/// statement ([`sql::claim_key`]).
 #[allow(clippy::too_many_arguments)]
 async fn claim(
     txn: &DatabaseTransaction,
@@ -474,30 +476,7 @@ async fn claim(
     now: DateTime<Utc>,
 ) -> AppResult<Option<license_key::Model>> {
     let backend = txn.get_database_backend();
-    let mut pick = Sql::new("SELECT k.id FROM license_key k WHERE k.environment = ? AND k.status = 'AVAILABLE'");
-    pick.values.push(Value::from(environment.as_str()));
-    pick.push(" AND ", []).append(&keys::member_of_pool("k", pool));
-    pick.push(" AND ", []).append(&keys::deliverable("k", &product.id, now));
-    if let Some(id) = only {
-        pick.push(" AND k.id = ?", [Value::from(id)]);
-    }
-    pick.push(" ORDER BY k.created_at, k.id LIMIT 1", []);
-    if backend == DbBackend::Postgres {
-        pick.push(" FOR UPDATE SKIP LOCKED", []);
-    }
-    let mut sql = Sql::new("");
-    sql.push(
-        "UPDATE license_key SET status = 'ASSIGNED', product_id = ?, customer_id = ?, order_line_id = ?, \
-         assigned_at = ?, updated_at = ? WHERE id = (",
-        [
-            Value::from(product.id.as_str()),
-            Value::from(customer_id),
-            Value::from(line.id.as_str()),
-            Value::from(now),
-            Value::from(now),
-        ],
-    );
-    sql.append(&pick).push(") RETURNING *", []);
+    let sql = sql::claim_key(backend, environment, pool, &product.id, &line.id, customer_id, only, now);
     let row = txn.query_one_raw(sql.statement(backend)).await.map_err(contended)?;
     row.map(|row| license_key::Model::from_query_result(&row, "")).transpose().map_err(Into::into)
 }

@@ -18,10 +18,7 @@ use crate::error::{AppError, AppResult};
 use entity::license_key::KeySource;
 use entity::{license_key, product, tag};
 use parse::{KeyLine, Line, parse_line, read_line_capped};
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter,
-};
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read};
 use std::sync::Arc;
@@ -141,15 +138,7 @@ pub async fn import(
 ) -> AppResult<ImportReport> {
     ctx.viewer.require(may::MANAGE)?;
     let txn = begin_write(db).await?;
-    match txn.get_database_backend() {
-        // The planner's statistics do not know the rows this transaction adds;
-        // without this, duplicate checks late in a big import scan the table.
-        DbBackend::Postgres => txn.execute_unprepared("SET LOCAL enable_seqscan = off").await?,
-        // A bulk load touches index pages all over the file: a 24 MiB page
-        // cache (SQLite's default is 2 MiB) saves re-reading them. It is a cap
-        // for this pooled connection, not an allocation.
-        _ => txn.execute_unprepared("PRAGMA cache_size = -24576").await?,
-    };
+    bulk::tune_for_load(&txn).await?;
     let mut importer = Importer::start(&txn, ctx, &options).await?;
 
     // Each batch travels with the number of bytes it took up in the source.

@@ -7,6 +7,7 @@ use super::customers;
 use super::events::EventKind;
 use super::generators::spec;
 use super::keys::{self, KeyFilter};
+use super::sql;
 use super::{samples, settings};
 use crate::auth::{RequestContext, may};
 use crate::db::begin_write;
@@ -303,6 +304,21 @@ pub async fn act(
     Ok(after)
 }
 
+/// `key` read again under its row lock where rows lock (PostgreSQL), so that
+/// a change another transaction commits meanwhile is seen; on SQLite `key` as
+/// given, since the write transaction already holds the database's write lock
+/// (see [`sql::row_locks`]) and the read would be a wasted statement.
+pub(crate) async fn relocked(txn: &DatabaseTransaction, key: license_key::Model) -> AppResult<license_key::Model> {
+    if !sql::row_locks(txn.get_database_backend()) {
+        return Ok(key);
+    }
+    license_key::Entity::find_by_id(key.id)
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| AppError::not_found_in("licence", "id"))
+}
+
 /// Takes `before` through `action` inside `txn`, with its audit event. Returning
 /// to the pool also takes the key off its customer and order line; revoking
 /// ends every activation.
@@ -314,19 +330,9 @@ pub(crate) async fn apply(
     customer_id: Option<&str>,
 ) -> AppResult<license_key::Model> {
     // Whether the key was ever activated or shown to its customer decides a
-    // return to the pool: read that under the row's lock on PostgreSQL
-    // (SQLite's write lock serves the same), so a reveal or an activation
-    // that commits meanwhile is seen rather than overwritten.
-    let before = if action == LicenseAction::ReturnToPool && txn.get_database_backend() == sea_orm::DbBackend::Postgres
-    {
-        license_key::Entity::find_by_id(before.id.clone())
-            .lock_exclusive()
-            .one(txn)
-            .await?
-            .ok_or_else(|| AppError::not_found_in("licence", "id"))?
-    } else {
-        before
-    };
+    // return to the pool: read that under the row's lock, so a reveal or an
+    // activation that commits meanwhile is seen rather than overwritten.
+    let before = if action == LicenseAction::ReturnToPool { relocked(txn, before).await? } else { before };
     let now = entity::now();
     let from = effective_status(&before, now - grace_period(txn).await?);
     let to = transition(from, action)?;

@@ -18,12 +18,13 @@
 //! broadcast channel: a subscriber that falls more than [`BACKLOG`] events
 //! behind is disconnected, never buffered for.
 
+mod sql;
+
 use crate::db::write_turn;
 use crate::error::{AppError, AppResult};
 use entity::{event, license_key, order, order_line};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement,
 };
 use serde_json::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -97,18 +98,14 @@ impl Live {
 static WRITTEN: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
 
 /// Tells the node's readers that events were written in `db`'s current
-/// transaction: on PostgreSQL a `NOTIFY` that goes out with the commit, on
-/// SQLite a wake-up.
+/// transaction: on PostgreSQL a `NOTIFY` that goes out with the commit
+/// ([`sql::notify`]), on SQLite a wake-up. The switch chooses a transport,
+/// not a dialect, so it stays here.
 pub(crate) async fn announce(db: &impl ConnectionTrait, ids: &[String]) -> AppResult<()> {
     if db.get_database_backend() == DbBackend::Postgres {
         for chunk in ids.chunks(IDS_PER_NOTIFICATION) {
             let payload = chunk.join(",");
-            db.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [CHANNEL.into(), payload.into()],
-            ))
-            .await?;
+            db.execute_raw(sql::notify(payload)).await?;
         }
     } else {
         WRITTEN.send_modify(|n| *n = n.wrapping_add(1));
@@ -116,7 +113,8 @@ pub(crate) async fn announce(db: &impl ConnectionTrait, ids: &[String]) -> AppRe
     Ok(())
 }
 
-/// Reads this node's live events until the task is dropped.
+/// Reads this node's live events until the task is dropped: `LISTEN` on
+/// PostgreSQL, the `rowid` reader of `live/sql.rs` on SQLite.
 pub async fn feed(db: DatabaseConnection, live: Arc<Live>) {
     let outcome = if db.get_database_backend() == DbBackend::Postgres {
         feed_postgres(&db, &live).await
@@ -133,12 +131,9 @@ pub async fn feed(db: DatabaseConnection, live: Arc<Live>) {
     }
 }
 
-/// The last event SQLite committed, in commit order.
-const LAST_ROWID: &str = "SELECT COALESCE(MAX(rowid), 0) AS seq FROM event";
-
 async fn feed_sqlite(db: &DatabaseConnection, live: &Live) -> AppResult<()> {
     let mut written = WRITTEN.subscribe();
-    let last = db.query_one_raw(Statement::from_string(DbBackend::Sqlite, LAST_ROWID)).await?;
+    let last = db.query_one_raw(sql::last_rowid()).await?;
     let mut cursor: i64 = last.and_then(|row| row.try_get("", "seq").ok()).unwrap_or(0);
     loop {
         let woken = tokio::select! {
@@ -146,11 +141,7 @@ async fn feed_sqlite(db: &DatabaseConnection, live: &Live) -> AppResult<()> {
             () = tokio::time::sleep(LOOKBACK) => false,
         };
         loop {
-            let read = Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                "SELECT rowid AS seq, id FROM event WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                [cursor.into(), (BATCH as i64).into()],
-            );
+            let read = sql::events_after(cursor, BATCH as i64);
             if woken {
                 // The writer that woke us holds this process's write turn
                 // until its transaction ends: our turn comes after its commit.
@@ -161,7 +152,7 @@ async fn feed_sqlite(db: &DatabaseConnection, live: &Live) -> AppResult<()> {
                 // event is read before asking again, so one committed
                 // meanwhile is read next time, and one a later subscriber
                 // could expect is never skipped.
-                let last = db.query_one_raw(Statement::from_string(DbBackend::Sqlite, LAST_ROWID)).await?;
+                let last = db.query_one_raw(sql::last_rowid()).await?;
                 let last: i64 = last.and_then(|row| row.try_get("", "seq").ok()).unwrap_or(0);
                 if !live.listened() {
                     cursor = cursor.max(last);

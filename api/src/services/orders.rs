@@ -3,11 +3,11 @@
 
 use super::limits;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
-use super::sql::{Sql, contains};
+use super::sql::order_search;
 use crate::auth::{RequestContext, may};
 use crate::error::{AppError, AppResult};
 use entity::order::{self, OrderStatus};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Value};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 /// Which orders a list shows; every part narrows it.
 #[derive(Debug, Clone, Default)]
@@ -37,14 +37,7 @@ pub async fn list(
     }
     if let Some(term) = limits::search("search", filter.search.as_deref())? {
         let backend = db.get_database_backend();
-        let customers = "orders.customer_id IN (SELECT c.id FROM customer c WHERE c.environment = ? AND ";
-        let mut matching = Sql::new("(");
-        matching
-            .append(&contains(backend, &["orders.external_id"], term))
-            .push(&format!(" OR {customers}"), [Value::from(ctx.environment.as_str())])
-            .append(&contains(backend, &["c.email"], term))
-            .push("))", []);
-        query = query.filter(matching.expr(backend));
+        query = query.filter(order_search(backend, ctx.environment, term).expr(backend));
     }
     let keyset = Keyset { column: order::Column::CreatedAt, kind: SortKind::Time, id: order::Column::Id, descending };
     paginate(db, query, keyset, args, want_total, |o| time_value(&o.created_at), |o| o.id.clone()).await

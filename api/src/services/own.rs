@@ -4,14 +4,15 @@
 
 use super::events::EventKind;
 use super::licenses::{self, effective_status, grace_period};
+use super::sql;
 use crate::auth::{RequestContext, Viewer};
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use entity::license_key::KeySource;
 use entity::{LicenseAction, LicenseStatus, activation, customer, license_key, order, order_line, product};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use std::collections::HashMap;
 
@@ -149,7 +150,7 @@ pub(crate) async fn reveal_own(
     let mut query = license_key::Entity::find_by_id(id.to_string())
         .filter(license_key::Column::Environment.eq(ctx.environment))
         .filter(license_key::Column::CustomerId.eq(customer.as_str()));
-    if txn.get_database_backend() == DbBackend::Postgres {
+    if sql::row_locks(txn.get_database_backend()) {
         query = query.lock_exclusive();
     }
     let key = query.one(txn).await?.ok_or_else(|| AppError::not_found_in("licence", "licenseId"))?;

@@ -1,6 +1,18 @@
 //! Hand-written SQL for set-based work the query builder does not express
 //! well (bulk moves, duplicate clean-up, aggregates). Written once with `?`
 //! placeholders; PostgreSQL gets `$1, $2, …`.
+//!
+//! The words that differ between the databases are chosen here, each by one
+//! named function: [`like`], [`row_locks`], [`skip_locked`] and [`one_of`].
+//! Search conditions (LIKE and the key index) are in [`search`], the
+//! outbox's claims (email, webhook deliveries) in [`outbox`].
+
+mod outbox;
+mod search;
+
+pub use outbox::{claim_due, due_groups};
+pub use search::{contains, escape_like};
+pub(crate) use search::{key_environment, key_search, order_search};
 
 use sea_orm::{DbBackend, Statement, Value};
 
@@ -97,99 +109,45 @@ pub fn column_one_of(
     }
 }
 
+/// The case-insensitive `LIKE`: `ILIKE` on PostgreSQL (any letter), `LIKE`
+/// on SQLite, whose `LIKE` already ignores the case of ASCII letters and has
+/// no `ILIKE`.
+pub fn like(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "ILIKE",
+        _ => "LIKE",
+    }
+}
+
+/// Whether `SELECT … FOR UPDATE` takes row locks: on PostgreSQL only. On
+/// SQLite every write transaction (`db::begin_write`, `BEGIN IMMEDIATE`)
+/// holds the database's write lock from its start, so a row lock would add
+/// nothing. sea-query leaves `FOR UPDATE` out of builder queries on SQLite,
+/// but not the space before it, so builder queries still lock only when this
+/// says so: the SQL sent to SQLite stays exactly what it was. Row locks are taken by the key claim (`fulfilment/`), the waiting-line
+/// backfill, the outbox claim ([`claim_due`]), and builder queries in
+/// `fulfilment/manage.rs`, `licenses.rs`, `own.rs`, `activations.rs` and
+/// `webhooks/delivery.rs`.
+pub fn row_locks(backend: DbBackend) -> bool {
+    backend == DbBackend::Postgres
+}
+
+/// The lock clause for hand-written SQL: ` FOR UPDATE SKIP LOCKED` (or
+/// ` FOR UPDATE OF {of} SKIP LOCKED`, locking only the rows of table alias
+/// `of`) where rows lock, so concurrent transactions pass over each other's
+/// rows instead of waiting; nothing on SQLite, where the clause is a syntax
+/// error and [`row_locks`] says why none is needed.
+pub fn skip_locked(backend: DbBackend, of: Option<&str>) -> String {
+    match of {
+        _ if !row_locks(backend) => String::new(),
+        Some(of) => format!(" FOR UPDATE OF {of} SKIP LOCKED"),
+        None => " FOR UPDATE SKIP LOCKED".to_string(),
+    }
+}
+
 /// `?, ?, ?` for `n` values.
 pub fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
-}
-
-/// Escapes LIKE wildcards so that a search term matches itself.
-pub fn escape_like(term: &str) -> String {
-    let mut out = String::with_capacity(term.len());
-    for c in term.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Any of `columns` contains `term`, every character of it taken literally.
-/// Case is ignored as each database can: `LIKE` on SQLite (ASCII letters),
-/// `ILIKE` on PostgreSQL (any letter). The term is never lowered on this side,
-/// so a name with non-ASCII capitals (`Ünal`) always finds itself; lowering it
-/// here while SQLite's `lower()` leaves `Ü` alone would lose it.
-pub fn contains(backend: DbBackend, columns: &[&str], term: &str) -> Sql {
-    let like = if backend == DbBackend::Postgres { "ILIKE" } else { "LIKE" };
-    let pattern = format!("%{}%", escape_like(term));
-    let mut sql = Sql::new("(");
-    for (i, column) in columns.iter().enumerate() {
-        let or = if i == 0 { "" } else { " OR " };
-        sql.push(&format!("{or}{column} {like} ? ESCAPE '\\'"), [Value::from(pattern.clone())]);
-    }
-    sql.push(")", []);
-    sql
-}
-
-/// Rows of an outbox table (alias `d`) that are due at `now`: `PENDING`,
-/// `next_attempt_at` passed, no live lease.
-fn due(now: chrono::DateTime<chrono::Utc>) -> Sql {
-    let mut due =
-        Sql::new("d.status = 'PENDING' AND d.next_attempt_at <= ? AND (d.locked_until IS NULL OR d.locked_until < ?)");
-    due.values.extend([Value::from(now), Value::from(now)]);
-    due
-}
-
-/// Claims up to `batch` rows of an outbox `table` that are due — `PENDING`,
-/// `next_attempt_at` passed, no live lease — and `extra` (a condition on alias
-/// `d`), giving each a lease of `lease` so that no other node takes them
-/// meanwhile. On PostgreSQL rows being claimed by another node are skipped.
-pub async fn claim_due<M: sea_orm::FromQueryResult>(
-    db: &impl sea_orm::ConnectionTrait,
-    table: &str,
-    extra: Option<&Sql>,
-    batch: i64,
-    lease: chrono::Duration,
-) -> Result<Vec<M>, sea_orm::DbErr> {
-    let now = entity::now();
-    let backend = db.get_database_backend();
-    let mut pick = Sql::new(format!("SELECT d.id FROM {table} d WHERE "));
-    pick.append(&due(now));
-    if let Some(extra) = extra {
-        pick.push(" AND ", []).append(extra);
-    }
-    pick.push(" ORDER BY d.next_attempt_at LIMIT ?", [Value::from(batch)]);
-    if backend == DbBackend::Postgres {
-        pick.push(" FOR UPDATE SKIP LOCKED", []);
-    }
-    let mut claim = Sql::new(format!("UPDATE {table} SET locked_until = ? WHERE id IN ("));
-    claim.values.push(Value::from(now + lease));
-    claim.append(&pick).push(") RETURNING *", []);
-    db.query_all_raw(claim.statement(backend)).await?.iter().map(|row| M::from_query_result(row, "")).collect()
-}
-
-/// The values of `column` (a text column) among the rows of an outbox
-/// `table` that are due, as [`claim_due`] means it, and match `extra`: each
-/// once, the one whose row has waited longest first, at most `limit`. A read
-/// only, so that finding nothing due takes no lock.
-pub async fn due_groups(
-    db: &impl sea_orm::ConnectionTrait,
-    table: &str,
-    column: &str,
-    extra: Option<&Sql>,
-    limit: i64,
-) -> Result<Vec<String>, sea_orm::DbErr> {
-    let mut query = Sql::new(format!("SELECT d.{column} AS due_group FROM {table} d WHERE "));
-    query.append(&due(entity::now()));
-    if let Some(extra) = extra {
-        query.push(" AND ", []).append(extra);
-    }
-    query.push(&format!(" GROUP BY d.{column} ORDER BY MIN(d.next_attempt_at) LIMIT ?"), [Value::from(limit)]);
-    db.query_all_raw(query.statement(db.get_database_backend()))
-        .await?
-        .iter()
-        .map(|row| row.try_get::<String>("", "due_group"))
-        .collect()
 }
 
 #[cfg(test)]
@@ -203,17 +161,33 @@ mod tests {
     }
 
     #[test]
-    fn like_wildcards_match_themselves() {
-        assert_eq!(escape_like(r"50%_off\x"), r"50\%\_off\\x");
+    fn lock_clauses_are_written_where_rows_lock() {
+        assert_eq!(like(DbBackend::Postgres), "ILIKE");
+        assert_eq!(like(DbBackend::Sqlite), "LIKE");
+        assert_eq!(skip_locked(DbBackend::Postgres, None), " FOR UPDATE SKIP LOCKED");
+        assert_eq!(skip_locked(DbBackend::Postgres, Some("ol")), " FOR UPDATE OF ol SKIP LOCKED");
+        assert_eq!(skip_locked(DbBackend::Sqlite, None), "");
+        assert_eq!(skip_locked(DbBackend::Sqlite, Some("ol")), "");
     }
 
+    /// What sea-query writes for a locked builder query on SQLite: no
+    /// `FOR UPDATE` (a syntax error there), but the space before it stays. That
+    /// space is why builder queries lock only when [`row_locks`] says so (the
+    /// text sent to SQLite stays as it was); if this fails after a sea-query
+    /// upgrade, revisit that choice.
     #[test]
-    fn contains_takes_the_term_literally_on_either_database() {
-        let sqlite = contains(DbBackend::Sqlite, &["c.email", "c.name"], r"a%b");
-        assert_eq!(sqlite.text, r"(c.email LIKE ? ESCAPE '\' OR c.name LIKE ? ESCAPE '\')");
-        assert_eq!(sqlite.values, vec![Value::from(r"%a\%b%"), Value::from(r"%a\%b%")]);
-        let postgres = contains(DbBackend::Postgres, &["p.name"], "Ünal");
-        assert_eq!(numbered(&postgres.text), r"(p.name ILIKE $1 ESCAPE '\')");
-        assert_eq!(postgres.values, vec![Value::from("%Ünal%")]);
+    fn sea_query_writes_no_row_lock_on_sqlite() {
+        use sea_orm::sea_query::{LockBehavior, LockType};
+        use sea_orm::{EntityTrait, QuerySelect, QueryTrait};
+        let plain = entity::order_line::Entity::find_by_id("x").build(DbBackend::Sqlite).sql;
+        let locked = entity::order_line::Entity::find_by_id("x").lock_exclusive();
+        let skipping =
+            entity::order_line::Entity::find_by_id("x").lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        for query in [locked, skipping] {
+            assert!(query.build(DbBackend::Postgres).sql.contains("FOR UPDATE"));
+            let sqlite = query.build(DbBackend::Sqlite).sql;
+            assert!(!sqlite.contains("FOR UPDATE"), "{sqlite}");
+            assert_eq!(sqlite.trim_end(), plain);
+        }
     }
 }

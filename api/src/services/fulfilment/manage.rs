@@ -44,7 +44,7 @@ async fn line_in(
     line_id: &str,
 ) -> AppResult<(order_line::Model, order::Model)> {
     let mut query = order_line::Entity::find_by_id(line_id.to_string());
-    if txn.get_database_backend() == DbBackend::Postgres {
+    if row_locks(txn.get_database_backend()) {
         query = query.lock_exclusive();
     }
     let line = query.one(txn).await?.ok_or_else(|| AppError::not_found_in("order line", "lineId"))?;
@@ -175,18 +175,10 @@ async fn release(
     key: license_key::Model,
     fate: Option<OldKey>,
 ) -> AppResult<license_key::Model> {
-    // Choosing for the caller reads the key under its row lock on PostgreSQL
-    // (SQLite's write lock serves the same), so a reveal that commits
-    // meanwhile turns the choice into a revocation rather than a refusal.
-    let key = if fate.is_none() && txn.get_database_backend() == DbBackend::Postgres {
-        license_key::Entity::find_by_id(key.id.clone())
-            .lock_exclusive()
-            .one(txn)
-            .await?
-            .ok_or_else(|| AppError::not_found_in("licence", "id"))?
-    } else {
-        key
-    };
+    // Choosing for the caller reads the key under its row lock, so a reveal
+    // that commits meanwhile turns the choice into a revocation rather than a
+    // refusal.
+    let key = if fate.is_none() { licenses::relocked(txn, key).await? } else { key };
     let fresh = key.activated_at.is_none() && key.revealed_at.is_none() && key.status == LicenseStatus::Assigned;
     let fate = fate.unwrap_or(if fresh { OldKey::ReturnToPool } else { OldKey::Revoke });
     let before = key.clone();
@@ -289,7 +281,7 @@ pub async fn refund(
         return Err(AppError::Conflict { field: "id".into(), reason: "the order is already refunded".into() });
     }
     let mut lines = order_line::Entity::find().filter(order_line::Column::OrderId.eq(id));
-    if txn.get_database_backend() == DbBackend::Postgres {
+    if row_locks(txn.get_database_backend()) {
         lines = lines.lock_exclusive();
     }
     let lines = lines.all(&txn).await?;

@@ -53,24 +53,8 @@ async fn backfill_batch(
 ) -> AppResult<BatchResult> {
     let txn = begin_write(db).await?;
     let backend = txn.get_database_backend();
-    // Waiting lines of unrefunded orders, oldest order first. On PostgreSQL the
-    // lines are locked (skipping lines another node is filling right now).
-    let mut sql = Sql::new("");
-    sql.push(
-        "SELECT ol.id, o.created_at FROM order_line ol JOIN orders o ON o.id = ol.order_id \
-         WHERE ol.missing > 0 AND o.environment = ? AND o.status <> 'REFUNDED'",
-        [Value::from(ctx.environment.as_str())],
-    );
-    if let Some((at, id)) = &after {
-        sql.push(
-            " AND (o.created_at > ? OR (o.created_at = ? AND ol.id > ?))",
-            [Value::from(*at), Value::from(*at), Value::from(id.as_str())],
-        );
-    }
-    sql.push(&format!(" ORDER BY o.created_at, ol.id LIMIT {BACKFILL_BATCH}"), []);
-    if backend == DbBackend::Postgres {
-        sql.push(" FOR UPDATE OF ol SKIP LOCKED", []);
-    }
+    // Waiting lines of unrefunded orders, oldest order first, locked on PostgreSQL.
+    let sql = sql::waiting_lines(backend, ctx.environment, after.as_ref(), BACKFILL_BATCH);
     let rows = txn.query_all_raw(sql.statement(backend)).await?;
     let mut result = BatchResult { delivered: 0, pools: Vec::new(), last: None };
     if rows.len() as u64 == BACKFILL_BATCH {
@@ -170,19 +154,7 @@ pub async fn delivery_pools(db: &impl ConnectionTrait, environment: Environment)
 
 /// Units still waiting on `pool` (lines of unrefunded orders whose product delivers from it).
 pub async fn waiting_on(db: &impl ConnectionTrait, environment: Environment, pool: &TagRef) -> AppResult<i64> {
-    let mut sql = Sql::new("");
-    sql.push(
-        "SELECT COALESCE(SUM(ol.missing), 0) FROM order_line ol \
-         JOIN orders o ON o.id = ol.order_id JOIN product p ON p.id = ol.product_id \
-         WHERE ol.missing > 0 AND o.status <> 'REFUNDED' AND o.environment = ?",
-        [Value::from(environment.as_str())],
-    );
-    match pool {
-        TagRef::NoTag => sql.push(" AND p.delivery_mode = 'NO_TAG'", []),
-        TagRef::Tag(id) => {
-            sql.push(" AND p.delivery_mode = 'TAG' AND p.delivery_tag_id = ?", [Value::from(id.as_str())])
-        }
-    };
+    let sql = sql::units_waiting(environment, pool);
     let backend = db.get_database_backend();
     let row = db.query_one_raw(sql.statement(backend)).await?;
     Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or_default())

@@ -11,13 +11,13 @@
 use super::Sender;
 use super::address::TIMEOUT;
 use crate::error::{AppError, AppResult};
-use crate::services::sql::{Sql, claim_due, due_groups};
+use crate::services::sql::{self, Sql, claim_due, due_groups};
 use chrono::{Duration, Utc};
 use entity::{event, webhook_delivery, webhook_endpoint};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -63,7 +63,7 @@ pub async fn dispatch(db: &DatabaseConnection) -> AppResult<u64> {
     loop {
         let txn = crate::db::begin_write(db).await?;
         let mut pick = waiting().order_by_asc(event::Column::CreatedAt).limit(BATCH as u64);
-        if txn.get_database_backend() == DbBackend::Postgres {
+        if sql::row_locks(txn.get_database_backend()) {
             pick = pick
                 .lock_with_behavior(sea_orm::sea_query::LockType::Update, sea_orm::sea_query::LockBehavior::SkipLocked);
         }

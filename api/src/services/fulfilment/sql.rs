@@ -1,0 +1,144 @@
+//! The hand-written SQL of fulfilment, with what differs between the
+//! databases: the key claim ([`claim_key`]) and the waiting lines a backfill
+//! takes ([`waiting_lines`]) lock and skip rows other transactions hold on
+//! PostgreSQL (`FOR UPDATE … SKIP LOCKED`), and take no row lock on SQLite,
+//! where the write transaction holds the database's write lock from its start
+//! (see `services/sql.rs`, `row_locks`). [`units_waiting`] is portable.
+//!
+//! The builder queries that lock rows while staff manage an order are in
+//! `manage.rs`; the conditions a claim shares with key lists
+//! (`member_of_pool`, `deliverable`) are in `keys/sql.rs`.
+
+use crate::services::keys::{self, TagRef};
+use crate::services::sql::{Sql, skip_locked};
+use chrono::{DateTime, Utc};
+use entity::Environment;
+use sea_orm::{DbBackend, Value};
+
+/// Takes the first deliverable AVAILABLE key of `pool` (oldest first), or the
+/// key `only` if it is one, and assigns it to the line: one
+/// `UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING *`. On PostgreSQL the
+/// choice is `FOR UPDATE SKIP LOCKED`, so concurrent orders take different
+/// keys without waiting for each other; SQLite has no row locks (and needs
+/// none). `tests/benches/orders.rs` copies the PostgreSQL text for its
+/// pgbench baseline: keep the two in step.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn claim_key(
+    backend: DbBackend,
+    environment: Environment,
+    pool: &TagRef,
+    product_id: &str,
+    line_id: &str,
+    customer_id: &str,
+    only: Option<&str>,
+    now: DateTime<Utc>,
+) -> Sql {
+    let mut pick = Sql::new("SELECT k.id FROM license_key k WHERE k.environment = ? AND k.status = 'AVAILABLE'");
+    pick.values.push(Value::from(environment.as_str()));
+    pick.push(" AND ", []).append(&keys::member_of_pool("k", pool));
+    pick.push(" AND ", []).append(&keys::deliverable("k", product_id, now));
+    if let Some(id) = only {
+        pick.push(" AND k.id = ?", [Value::from(id)]);
+    }
+    pick.push(" ORDER BY k.created_at, k.id LIMIT 1", []);
+    pick.push(&skip_locked(backend, None), []);
+    let mut sql = Sql::new("");
+    sql.push(
+        "UPDATE license_key SET status = 'ASSIGNED', product_id = ?, customer_id = ?, order_line_id = ?, \
+         assigned_at = ?, updated_at = ? WHERE id = (",
+        [Value::from(product_id), Value::from(customer_id), Value::from(line_id), Value::from(now), Value::from(now)],
+    );
+    sql.append(&pick).push(") RETURNING *", []);
+    sql
+}
+
+/// Up to `batch` lines waiting for keys in unrefunded orders of
+/// `environment`, oldest order first, after the line `after` (the order's
+/// creation time and the line's id). On PostgreSQL the lines are locked,
+/// skipping lines another node is filling right now
+/// (`FOR UPDATE OF ol SKIP LOCKED`: the orders stay unlocked); SQLite takes
+/// no row lock.
+pub(super) fn waiting_lines(
+    backend: DbBackend,
+    environment: Environment,
+    after: Option<&(DateTime<Utc>, String)>,
+    batch: u64,
+) -> Sql {
+    let mut sql = Sql::new("");
+    sql.push(
+        "SELECT ol.id, o.created_at FROM order_line ol JOIN orders o ON o.id = ol.order_id \
+         WHERE ol.missing > 0 AND o.environment = ? AND o.status <> 'REFUNDED'",
+        [Value::from(environment.as_str())],
+    );
+    if let Some((at, id)) = after {
+        sql.push(
+            " AND (o.created_at > ? OR (o.created_at = ? AND ol.id > ?))",
+            [Value::from(*at), Value::from(*at), Value::from(id.as_str())],
+        );
+    }
+    sql.push(&format!(" ORDER BY o.created_at, ol.id LIMIT {batch}"), []);
+    sql.push(&skip_locked(backend, Some("ol")), []);
+    sql
+}
+
+/// Units still waiting on `pool`: lines of unrefunded orders of `environment`
+/// whose product delivers from it. Portable.
+pub(super) fn units_waiting(environment: Environment, pool: &TagRef) -> Sql {
+    let mut sql = Sql::new("");
+    sql.push(
+        "SELECT COALESCE(SUM(ol.missing), 0) FROM order_line ol \
+         JOIN orders o ON o.id = ol.order_id JOIN product p ON p.id = ol.product_id \
+         WHERE ol.missing > 0 AND o.status <> 'REFUNDED' AND o.environment = ?",
+        [Value::from(environment.as_str())],
+    );
+    match pool {
+        TagRef::NoTag => sql.push(" AND p.delivery_mode = 'NO_TAG'", []),
+        TagRef::Tag(id) => {
+            sql.push(" AND p.delivery_mode = 'TAG' AND p.delivery_tag_id = ?", [Value::from(id.as_str())])
+        }
+    };
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PICK: &str = "SELECT k.id FROM license_key k WHERE k.environment = ? AND k.status = 'AVAILABLE' AND \
+                        EXISTS (SELECT 1 FROM license_key_tag lt WHERE lt.license_key_id = k.id AND lt.tag_id = ?) \
+                        AND (k.product_id IS NULL OR k.product_id = ?) AND (k.expires_at IS NULL OR k.expires_at > ?) \
+                        AND NOT EXISTS (SELECT 1 FROM license_key d WHERE d.environment = k.environment \
+                        AND d.key = k.key AND d.status <> 'AVAILABLE') ORDER BY k.created_at, k.id LIMIT 1";
+
+    fn claim(backend: DbBackend) -> Sql {
+        let pool = TagRef::Tag("tag".into());
+        claim_key(backend, Environment::Production, &pool, "product", "line", "customer", None, Utc::now())
+    }
+
+    #[test]
+    fn a_claim_skips_locked_keys_on_postgres_only() {
+        let update = "UPDATE license_key SET status = 'ASSIGNED', product_id = ?, customer_id = ?, order_line_id = ?, \
+                      assigned_at = ?, updated_at = ? WHERE id = (";
+        assert_eq!(claim(DbBackend::Sqlite).text, format!("{update}{PICK}) RETURNING *"));
+        assert_eq!(claim(DbBackend::Postgres).text, format!("{update}{PICK} FOR UPDATE SKIP LOCKED) RETURNING *"));
+        assert_eq!(claim(DbBackend::Postgres).values.len(), 9);
+    }
+
+    #[test]
+    fn waiting_lines_lock_only_the_lines_on_postgres() {
+        let select = "SELECT ol.id, o.created_at FROM order_line ol JOIN orders o ON o.id = ol.order_id \
+                      WHERE ol.missing > 0 AND o.environment = ? AND o.status <> 'REFUNDED'";
+        let first = waiting_lines(DbBackend::Sqlite, Environment::Production, None, 50);
+        assert_eq!(first.text, format!("{select} ORDER BY o.created_at, ol.id LIMIT 50"));
+        let after = (Utc::now(), "line".to_string());
+        let next = waiting_lines(DbBackend::Postgres, Environment::Production, Some(&after), 50);
+        assert_eq!(
+            next.text,
+            format!(
+                "{select} AND (o.created_at > ? OR (o.created_at = ? AND ol.id > ?)) \
+                 ORDER BY o.created_at, ol.id LIMIT 50 FOR UPDATE OF ol SKIP LOCKED"
+            )
+        );
+        assert_eq!(next.values.len(), 4);
+    }
+}
