@@ -549,10 +549,10 @@ async fn a_page_of_licences_costs_the_same_statements_whatever_its_size(app: Tes
         let app = &app;
         let token = f.manager.clone();
         async move {
-            // The fewest of eight tries: background work (the sweeper, the job runner, the webhook and
+            // The fewest of sixteen tries: background work (the sweeper, the job runner, the webhook and
             // email workers, each polling every second in tests) may add a statement now and then.
             let mut fewest = u64::MAX;
-            for _ in 0..8 {
+            for _ in 0..16 {
                 let before = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
                 let body = app.graphql(Some(&token), query, json!({ "n": n })).await;
                 let after = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
@@ -603,7 +603,7 @@ async fn one_licence_is_read_with_its_product_in_one_statement(app: TestApp) {
         async move {
             let mut fewest = u64::MAX;
             let mut body = Value::Null;
-            for _ in 0..8 {
+            for _ in 0..16 {
                 let before = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
                 body = app.graphql(Some(&token), query, json!({ "id": id })).await;
                 let after = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
