@@ -176,6 +176,118 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
 pub struct Writer {
     db: DatabaseConnection,
     pool: usize,
+    /// Work for [`grouped`]: run in batches by the writer's own task.
+    group: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
+}
+
+/// What a grouped write says once its batch has committed (or not).
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A grouped write: run in its batch's transaction, in a savepoint of its
+/// own; `false` beside its answer when its savepoint could not be undone, so
+/// the batch must not commit.
+type Job =
+    Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> futures_util::future::BoxFuture<'a, (Finish, bool)> + Send>;
+
+/// Writes grouped into one transaction at most.
+const GROUP: usize = 64;
+
+/// Runs `work` in a write transaction and answers once that has committed.
+/// On SQLite, with the pool's [`Writer`], the writes of every request
+/// waiting at once share one transaction (group commit): the writer's task
+/// takes the waiting work (at most [`GROUP`]), runs each piece in a
+/// savepoint of its own — a piece that fails is rolled back alone and
+/// answers its error — commits once, and only then answers them all; a
+/// failed commit fails them all. A batch saves each request a `BEGIN`, a
+/// `COMMIT` and its own write of the pages they share. Elsewhere `work` runs
+/// in a transaction of its own.
+pub async fn grouped<T, F>(db: &DatabaseConnection, work: F) -> AppResult<T>
+where
+    T: Send + 'static,
+    F: for<'a> FnOnce(&'a DatabaseTransaction) -> futures_util::future::BoxFuture<'a, AppResult<T>> + Send + 'static,
+{
+    let group = if db.get_database_backend() == DbBackend::Sqlite { Writer::of(db) } else { None };
+    let Some(queue) = group.as_ref().and_then(|w| w.group.clone()) else {
+        let txn = begin_write(db).await?;
+        let done = work(&txn).await?;
+        txn.commit().await?;
+        return Ok(done);
+    };
+    let (answer, answered) = tokio::sync::oneshot::channel::<AppResult<T>>();
+    let job: Job = Box::new(move |txn| {
+        Box::pin(async move {
+            let mut clean = true;
+            let outcome = match txn.begin().await {
+                Ok(savepoint) => match work(&savepoint).await {
+                    Ok(done) => savepoint.commit().await.map(|()| done).map_err(AppError::from),
+                    Err(e) => {
+                        if let Err(undone) = savepoint.rollback().await {
+                            tracing::warn!(error = %undone, "rolling a grouped write back to its savepoint failed");
+                            clean = false;
+                        }
+                        Err(e)
+                    }
+                },
+                Err(e) => Err(e.into()),
+            };
+            let finish = Box::new(move |committed: Result<(), String>| {
+                let answer_now = match (committed, outcome) {
+                    (Ok(()), outcome) => outcome,
+                    (Err(e), _) => Err(AppError::internal(format!("the grouped write did not commit: {e}"))),
+                };
+                let _ = answer.send(answer_now);
+            }) as Finish;
+            (finish, clean)
+        })
+    });
+    if queue.send(job).is_err() {
+        return Err(AppError::internal("the writer has stopped"));
+    }
+    answered.await.map_err(|_| AppError::internal("the writer stopped before answering"))?
+}
+
+/// The writer's task: runs the grouped writes waiting, a batch at a time.
+async fn run_groups(db: DatabaseConnection, mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let turn = write_turn(&db).await;
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        // Without a transaction the batch's work is dropped unrun, and each
+        // waiting request answers that the writer stopped before answering.
+        let txn = match db.begin_with_options(options).await {
+            Ok(txn) => txn,
+            Err(e) => {
+                tracing::warn!(error = %e, "a grouped write transaction did not begin");
+                continue;
+            }
+        };
+        let mut finished = Vec::with_capacity(batch.len());
+        let mut clean = true;
+        for job in batch {
+            let (finish, undone) = job(&txn).await;
+            finished.push(finish);
+            clean &= undone;
+        }
+        let committed = match clean {
+            true => txn.commit().await.map_err(|e| e.to_string()),
+            false => {
+                let _ = txn.rollback().await;
+                Err("a failed write could not be undone alone, so the batch was rolled back".to_string())
+            }
+        };
+        drop(turn);
+        for finish in finished {
+            finish(committed.clone());
+        }
+    }
 }
 
 type Writers = std::sync::Mutex<HashMap<usize, Weak<Writer>>>;
@@ -200,7 +312,13 @@ impl Writer {
             .connect_lazy_with((*options).clone());
         let mut writer = sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
         prepare(&mut writer);
-        let writer = Arc::new(Self { db: writer, pool: pool_id(db) });
+        // The grouped writes' task, when there is a runtime to run it on.
+        let group = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let (queue, jobs) = tokio::sync::mpsc::unbounded_channel();
+            runtime.spawn(run_groups(writer.clone(), jobs));
+            queue
+        });
+        let writer = Arc::new(Self { db: writer, pool: pool_id(db), group });
         WRITERS.lock().unwrap_or_else(|p| p.into_inner()).insert(writer.pool, Arc::downgrade(&writer));
         Some(writer)
     }
@@ -342,6 +460,54 @@ mod tests {
         let rows = db.query_one_raw(Statement::from_string(DbBackend::Sqlite, "SELECT COUNT(*) AS n FROM t")).await;
         let n: i64 = rows.expect("count").expect("a row").try_get("", "n").expect("n");
         assert_eq!(n, 2, "both inserts committed");
+        db.close().await.expect("closed");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Writes grouped into shared transactions: each failing piece is undone
+    /// alone and answers its own error; the others are committed when they answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grouped_writes_commit_together_and_fail_alone() {
+        let dir = std::env::temp_dir().join(format!("keysmith-group-{}", entity::new_id()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let url = format!("sqlite://{}", dir.join("g.db").display());
+        let db = connect(&url, 4).await.expect("the database");
+        db.execute_unprepared("CREATE TABLE t (n INTEGER)").await.expect("a table");
+        let _writer = Writer::new(&db, |_| {}).expect("SQLite has a writer");
+        let mut running = tokio::task::JoinSet::new();
+        for n in 0..40i64 {
+            let db = db.clone();
+            running.spawn(async move {
+                let done = grouped(&db, move |txn| {
+                    Box::pin(async move {
+                        let insert =
+                            Statement::from_sql_and_values(DbBackend::Sqlite, "INSERT INTO t VALUES (?)", [n.into()]);
+                        txn.execute_raw(insert).await?;
+                        match n % 5 {
+                            0 => Err(AppError::invalid("n", "is a multiple of five")),
+                            _ => Ok(n),
+                        }
+                    })
+                })
+                .await;
+                // Answered only once committed: what it wrote is there.
+                if done.is_ok() {
+                    let read =
+                        Statement::from_sql_and_values(DbBackend::Sqlite, "SELECT n FROM t WHERE n = ?", [n.into()]);
+                    assert!(db.query_one_raw(read).await.expect("read").is_some(), "{n} answered before its commit");
+                }
+                (n, done.is_ok())
+            });
+        }
+        let mut answered = Vec::new();
+        while let Some(done) = running.join_next().await {
+            answered.push(done.expect("a writer"));
+        }
+        answered.sort();
+        assert!(answered.iter().all(|(n, ok)| *ok == (n % 5 != 0)), "{answered:?}");
+        let rows = db.query_all_raw(Statement::from_string(DbBackend::Sqlite, "SELECT n FROM t ORDER BY n")).await;
+        let kept: Vec<i64> = rows.expect("rows").iter().map(|r| r.try_get("", "n").expect("n")).collect();
+        assert_eq!(kept, (0..40).filter(|n| n % 5 != 0).collect::<Vec<i64>>(), "only the failed pieces were undone");
         db.close().await.expect("closed");
         let _ = std::fs::remove_dir_all(dir);
     }

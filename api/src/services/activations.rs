@@ -17,6 +17,7 @@ use super::audit::{self, Change};
 use super::events::{self, EventKind, Subject};
 use super::licenses::effective_status;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
+use super::settings::Settings;
 use super::sql;
 use super::validation::{ClientRules, Code, Facts, Looked, Verdict, admit, look_up, standing};
 use crate::auth::{RequestContext, Viewer, may};
@@ -109,7 +110,7 @@ pub async fn activate(
 /// the limit. `None` when it is no longer as read.
 async fn take_slot(
     txn: &impl ConnectionTrait,
-    rules: ClientRules<'_>,
+    expiry_clock: chrono::DateTime<Utc>,
     seen: &license_key::Model,
 ) -> AppResult<Option<license_key::Model>> {
     let now = entity::now();
@@ -117,7 +118,6 @@ async fn take_slot(
         LicenseStatus::Assigned => transition(seen.status, LicenseAction::Activate)?,
         other => other,
     };
-    let expiry_clock = rules.expiry_clock(Utc::now());
     let mut taken = license_key::Entity::update_many()
         .col_expr(license_key::Column::DevicesInUse, Expr::col(license_key::Column::DevicesInUse).add(1))
         .col_expr(license_key::Column::Status, Expr::value(to.as_str()))
@@ -148,11 +148,29 @@ async fn activate_once(
     device: &Device,
     seen: &Looked,
 ) -> AppResult<Verdict> {
-    let txn = begin_write(db).await?;
+    // Owned, for the writer that may run it among other requests' writes (see `db::grouped`).
+    let (ctx, settings, key, device) = (ctx.clone(), rules.settings.clone(), key.to_string(), device.clone());
+    let seen = seen.licence.clone();
+    crate::db::grouped(db, move |txn| {
+        Box::pin(async move { new_device(txn, &ctx, &settings, &key, &device, seen).await })
+    })
+    .await
+}
+
+/// A new device's activation in `txn`, the licence as `seen` read it.
+async fn new_device(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    settings: &Settings,
+    key: &str,
+    device: &Device,
+    seen: license_key::Model,
+) -> AppResult<Verdict> {
+    let clock = || Utc::now() - chrono::Duration::minutes(i64::from(settings.grace_period_minutes));
     // Most new devices find the licence as it was read: one statement takes
     // the slot. The abuse rule, when on, counts every new device first.
-    let taken = match rules.settings.abuse_max_fingerprints {
-        0 => take_slot(&txn, rules, &seen.licence).await?.map(|after| (seen.licence.status, after)),
+    let taken = match settings.abuse_max_fingerprints {
+        0 => take_slot(txn, clock(), &seen).await?.map(|after| (seen.status, after)),
         _ => None,
     };
     let (before, after) = match taken {
@@ -160,37 +178,34 @@ async fn activate_once(
         None => {
             // The licence changed since it was read (or the abuse rule is
             // on): judged again as it is now, under the lock.
-            let Some(Looked { licence, used, device: held, .. }) = locked(&txn, ctx, key, &device.fingerprint).await?
+            let Some(Looked { licence, used, device: held, .. }) = locked(txn, ctx, key, &device.fingerprint).await?
             else {
                 return Ok(Verdict::bare(Code::NotFound));
             };
-            let status = effective_status(&licence, rules.expiry_clock(Utc::now()));
+            let status = effective_status(&licence, clock());
             if let Some(code) = standing(status) {
                 return Ok(Verdict::with(code, Facts::of(&licence, status, used)));
             }
             if held.is_some() {
                 return Ok(Verdict::with(Code::Valid, Facts::of(&licence, status, used)));
             }
-            if let Some(suspended) = abuse::tried(&txn, ctx, rules.settings, &licence, &device.fingerprint).await? {
-                txn.commit().await?;
+            if let Some(suspended) = abuse::tried(txn, ctx, settings, &licence, &device.fingerprint).await? {
                 return Ok(Verdict::with(Code::Suspended, Facts::of(&suspended, suspended.status, used)));
             }
             let limit = licence.activation_limit;
             if limit >= 0 && used >= limit as usize {
-                txn.commit().await?;
                 return Ok(Verdict::with(Code::TooManyActivations, Facts::of(&licence, status, used)));
             }
-            let after = take_slot(&txn, rules, &licence)
+            let after = take_slot(txn, clock(), &licence)
                 .await?
                 .ok_or_else(|| AppError::Contended("the licence changed while it was locked".into()))?;
             (licence.status, after)
         }
     };
     let used = usize::try_from(after.devices_in_use).unwrap_or(0);
-    let created = new_activation(&txn, ctx, &after, device).await?;
+    let created = new_activation(txn, ctx, &after, device).await?;
     let facts = activated(&after, &created, used);
-    announce(&txn, ctx, &after, EventKind::LicenseActivated, Some(json!({ "status": before })), facts).await?;
-    txn.commit().await?;
+    announce(txn, ctx, &after, EventKind::LicenseActivated, Some(json!({ "status": before })), facts).await?;
     Ok(Verdict::with(Code::Valid, Facts::of(&after, after.status, used)))
 }
 
