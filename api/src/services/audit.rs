@@ -38,8 +38,21 @@ pub async fn record(db: &impl ConnectionTrait, ctx: &RequestContext, change: Cha
 
 /// Several events in one statement (an order and every key it delivered).
 pub async fn record_all(db: &impl ConnectionTrait, ctx: &RequestContext, changes: Vec<Change<'_>>) -> AppResult<()> {
+    if let Some(insert) = insert_all(db.get_database_backend(), ctx, changes) {
+        db.execute_raw(insert).await?;
+    }
+    Ok(())
+}
+
+/// The statement [`record_all`] runs (`None` for no change), for a caller
+/// that sends it with others (see `events::record_and_emit`).
+pub(crate) fn insert_all(
+    backend: sea_orm::DbBackend,
+    ctx: &RequestContext,
+    changes: Vec<Change<'_>>,
+) -> Option<sea_orm::Statement> {
     if changes.is_empty() {
-        return Ok(());
+        return None;
     }
     let (actor_kind, actor_id) = actor_of(&ctx.viewer);
     let now = entity::now();
@@ -56,8 +69,7 @@ pub async fn record_all(db: &impl ConnectionTrait, ctx: &RequestContext, changes
         after: Set(change.after),
         created_at: Set(now),
     });
-    audit_event::Entity::insert_many(rows).exec_without_returning(db).await?;
-    Ok(())
+    Some(sea_orm::QueryTrait::build(&audit_event::Entity::insert_many(rows), backend))
 }
 
 /// Which audit events a list shows; every given field must match.

@@ -160,8 +160,40 @@ pub async fn emit_all(
     environment: Environment,
     events: Vec<(EventKind, Subject<'_>, Value)>,
 ) -> AppResult<Vec<String>> {
-    if events.is_empty() {
+    let Some((insert, ids)) = insert_all(db.get_database_backend(), environment, events) else {
         return Ok(Vec::new());
+    };
+    db.execute_raw(insert).await?;
+    super::live::announce(db, &ids).await?;
+    Ok(ids)
+}
+
+/// An order's (or any change's) audit events and outbox events together:
+/// what [`super::audit::record_all`] and [`emit_all`] write, and the
+/// announcement of the events. On PostgreSQL that is one statement (both
+/// inserts and the `NOTIFY` in one `WITH` chain), elsewhere one each.
+pub async fn record_and_emit(
+    db: &impl ConnectionTrait,
+    ctx: &crate::auth::RequestContext,
+    changes: Vec<super::audit::Change<'_>>,
+    events: Vec<(EventKind, Subject<'_>, Value)>,
+) -> AppResult<Vec<String>> {
+    let backend = db.get_database_backend();
+    let audit = super::audit::insert_all(backend, ctx, changes);
+    let (outbox, ids) = insert_all(backend, ctx.environment, events).unzip();
+    let ids = ids.unwrap_or_default();
+    super::live::write_and_announce(db, audit.into_iter().chain(outbox).collect(), &ids).await?;
+    Ok(ids)
+}
+
+/// The statement [`emit_all`] runs and the new events' ids (`None` for no event).
+fn insert_all(
+    backend: sea_orm::DbBackend,
+    environment: Environment,
+    events: Vec<(EventKind, Subject<'_>, Value)>,
+) -> Option<(sea_orm::Statement, Vec<String>)> {
+    if events.is_empty() {
+        return None;
     }
     let now = entity::now();
     let mut ids = Vec::with_capacity(events.len());
@@ -182,9 +214,7 @@ pub async fn emit_all(
             }
         })
         .collect();
-    event::Entity::insert_many(rows).exec_without_returning(db).await?;
-    super::live::announce(db, &ids).await?;
-    Ok(ids)
+    Some((sea_orm::QueryTrait::build(&event::Entity::insert_many(rows), backend), ids))
 }
 
 #[cfg(test)]

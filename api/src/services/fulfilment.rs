@@ -268,8 +268,7 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
     if let Some(kind) = progress_event(status) {
         announced.push((kind, subject, summary));
     }
-    audit::record_all(&txn, ctx, changes).await?;
-    events::emit_all(&txn, ctx.environment, announced).await?;
+    events::record_and_emit(&txn, ctx, changes, announced).await?;
     if let Some(base) = &input.portal_base {
         super::portal::send_order_link(&txn, &customer, &placed.external_id, base).await?;
     }

@@ -113,6 +113,28 @@ pub(crate) async fn announce(db: &impl ConnectionTrait, ids: &[String]) -> AppRe
     Ok(())
 }
 
+/// Runs `writes` (statements that write events, and others of the same
+/// change) and announces the events `ids` as [`announce`] does: on
+/// PostgreSQL in one statement, the writes chained in a `WITH` before the
+/// `NOTIFY`s ([`sql::with_notify`]); elsewhere one statement each.
+pub(crate) async fn write_and_announce(
+    db: &impl ConnectionTrait,
+    writes: Vec<sea_orm::Statement>,
+    ids: &[String],
+) -> AppResult<()> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let payloads: Vec<String> = ids.chunks(IDS_PER_NOTIFICATION).map(|chunk| chunk.join(",")).collect();
+        if let Some(chained) = sql::with_notify(writes, payloads) {
+            db.execute_raw(chained).await?;
+        }
+        return Ok(());
+    }
+    for write in writes {
+        db.execute_raw(write).await?;
+    }
+    announce(db, ids).await
+}
+
 /// Reads this node's live events until the task is dropped: `LISTEN` on
 /// PostgreSQL, the `rowid` reader of `live/sql.rs` on SQLite.
 pub async fn feed(db: DatabaseConnection, live: Arc<Live>) {
