@@ -206,7 +206,8 @@ where
     F: for<'a> FnOnce(&'a DatabaseTransaction) -> futures_util::future::BoxFuture<'a, AppResult<T>> + Send + 'static,
 {
     let group = if db.get_database_backend() == DbBackend::Sqlite { Writer::of(db) } else { None };
-    let Some(queue) = group.as_ref().and_then(|w| w.group.clone()) else {
+    // A writer whose task has ended (it never should) leaves the work to a transaction of its own.
+    let Some(queue) = group.as_ref().and_then(|w| w.group.clone()).filter(|q| !q.is_closed()) else {
         let txn = begin_write(db).await?;
         let done = work(&txn).await?;
         txn.commit().await?;

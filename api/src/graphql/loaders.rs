@@ -318,12 +318,14 @@ impl KeyPrefetch {
 async fn orders_of_lines(
     db: &DatabaseConnection,
     fields: KeyFields,
-    lines: Vec<String>,
+    mut lines: Vec<String>,
 ) -> Result<(Option<HashMap<String, String>>, Option<HashMap<String, order::Model>>), SharedError> {
     if !fields.order {
         return Ok((prefetched(fields.order_id, OrderOfLine(db.clone()), lines).await?, None));
     }
     let (mut of_line, mut orders) = (HashMap::new(), HashMap::new());
+    lines.sort();
+    lines.dedup();
     if !lines.is_empty() {
         let backend = db.get_database_backend();
         let mut sql =

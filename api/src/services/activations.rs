@@ -13,7 +13,7 @@
 //! that hits it runs again.
 
 use super::abuse;
-use super::audit::{self, Change};
+use super::audit::Change;
 use super::events::{self, EventKind, Subject};
 use super::licenses::effective_status;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
@@ -331,7 +331,8 @@ async fn end(
     Ok(ended)
 }
 
-/// The audit event and the outbox event of an activation change.
+/// The audit event and the outbox event of an activation change (one
+/// statement on PostgreSQL, see [`events::record_and_emit`]).
 async fn announce(
     txn: &DatabaseTransaction,
     ctx: &RequestContext,
@@ -340,23 +341,19 @@ async fn announce(
     before: Option<serde_json::Value>,
     after: serde_json::Value,
 ) -> AppResult<()> {
-    audit::record(
-        txn,
-        ctx,
-        Change {
-            action: kind.as_str(),
-            target_kind: "license_key",
-            target_id: &licence.id,
-            key: Some(&licence.key),
-            before,
-            after: Some(after.clone()),
-        },
-    )
-    .await?;
-    let mut payload = after;
+    let mut payload = after.clone();
     payload["licenseId"] = json!(licence.id);
     payload["keyPrefix"] = json!(license_key::key_prefix(&licence.key));
-    events::emit(txn, ctx.environment, kind, Subject { kind: "license_key", id: &licence.id }, payload).await?;
+    let change = Change {
+        action: kind.as_str(),
+        target_kind: "license_key",
+        target_id: &licence.id,
+        key: Some(&licence.key),
+        before,
+        after: Some(after),
+    };
+    let subject = Subject { kind: "license_key", id: &licence.id };
+    events::record_and_emit(txn, ctx, vec![change], vec![(kind, subject, payload)]).await?;
     Ok(())
 }
 

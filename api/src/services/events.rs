@@ -163,15 +163,14 @@ pub async fn emit_all(
     let Some((insert, ids)) = insert_all(db.get_database_backend(), environment, events) else {
         return Ok(Vec::new());
     };
-    db.execute_raw(insert).await?;
-    super::live::announce(db, &ids).await?;
+    super::live::write_and_announce(db, vec![insert], &ids).await?;
     Ok(ids)
 }
 
-/// An order's (or any change's) audit events and outbox events together:
-/// what [`super::audit::record_all`] and [`emit_all`] write, and the
-/// announcement of the events. On PostgreSQL that is one statement (both
-/// inserts and the `NOTIFY` in one `WITH` chain), elsewhere one each.
+/// A change's audit events and outbox events together: what
+/// [`super::audit::record_all`] and [`emit_all`] write, and the announcement
+/// of the events. On PostgreSQL that is one statement (both inserts and the
+/// `NOTIFY` in one `WITH` chain), elsewhere one each.
 pub async fn record_and_emit(
     db: &impl ConnectionTrait,
     ctx: &crate::auth::RequestContext,

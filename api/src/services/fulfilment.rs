@@ -390,8 +390,7 @@ async fn deliver(
 ) -> AppResult<Vec<license_key::Model>> {
     let delivered = take(txn, ctx, product, line, customer_id, count, only).await?;
     let (changes, announced) = assignments(line, customer_id, &delivered);
-    audit::record_all(txn, ctx, changes).await?;
-    events::emit_all(txn, ctx.environment, announced).await?;
+    events::record_and_emit(txn, ctx, changes, announced).await?;
     Ok(delivered)
 }
 

@@ -97,26 +97,13 @@ impl Live {
 /// in the process wakes (there is one outside tests).
 static WRITTEN: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
 
-/// Tells the node's readers that events were written in `db`'s current
-/// transaction: on PostgreSQL a `NOTIFY` that goes out with the commit
-/// ([`sql::notify`]), on SQLite a wake-up. The switch chooses a transport,
-/// not a dialect, so it stays here.
-pub(crate) async fn announce(db: &impl ConnectionTrait, ids: &[String]) -> AppResult<()> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        for chunk in ids.chunks(IDS_PER_NOTIFICATION) {
-            let payload = chunk.join(",");
-            db.execute_raw(sql::notify(payload)).await?;
-        }
-    } else {
-        WRITTEN.send_modify(|n| *n = n.wrapping_add(1));
-    }
-    Ok(())
-}
-
-/// Runs `writes` (statements that write events, and others of the same
-/// change) and announces the events `ids` as [`announce`] does: on
-/// PostgreSQL in one statement, the writes chained in a `WITH` before the
-/// `NOTIFY`s ([`sql::with_notify`]); elsewhere one statement each.
+/// Runs `writes` (the statement writing the events `ids`, and any others of
+/// the same change) and tells the node's readers of the events, which they
+/// see once `db`'s transaction commits. On PostgreSQL that is one statement:
+/// the writes chained in a `WITH` before the `NOTIFY`s that go out with the
+/// commit ([`sql::with_notify`]). On SQLite the writes run one by one and the
+/// readers are woken. The switch chooses a transport, not a dialect, so it
+/// stays here.
 pub(crate) async fn write_and_announce(
     db: &impl ConnectionTrait,
     writes: Vec<sea_orm::Statement>,
@@ -132,7 +119,10 @@ pub(crate) async fn write_and_announce(
     for write in writes {
         db.execute_raw(write).await?;
     }
-    announce(db, ids).await
+    if !ids.is_empty() {
+        WRITTEN.send_modify(|n| *n = n.wrapping_add(1));
+    }
+    Ok(())
 }
 
 /// Reads this node's live events until the task is dropped: `LISTEN` on

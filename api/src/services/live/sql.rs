@@ -11,12 +11,6 @@
 use super::CHANNEL;
 use sea_orm::{DbBackend, Statement};
 
-/// PostgreSQL: sends `payload` (event ids, comma-separated) on the live
-/// channel; the notification goes out when the transaction commits.
-pub(super) fn notify(payload: String) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, "SELECT pg_notify($1, $2)", [CHANNEL.into(), payload.into()])
-}
-
 /// PostgreSQL: `writes` (statements built for PostgreSQL, `$n`
 /// placeholders) chained in one `WITH … SELECT pg_notify(…)` that sends each
 /// of `payloads` on the live channel. PostgreSQL runs every data-modifying
@@ -35,10 +29,13 @@ pub(super) fn with_notify(writes: Vec<Statement>, payloads: Vec<String>) -> Opti
         text.push(')');
         values.extend(write.values.map(|v| v.0).unwrap_or_default());
     }
+    if !text.is_empty() {
+        text.push(' ');
+    }
     if payloads.is_empty() {
-        text.push_str(" SELECT 1");
+        text.push_str("SELECT 1");
     } else {
-        text.push_str(" SELECT pg_notify(n.c, n.p) FROM (VALUES ");
+        text.push_str("SELECT pg_notify(n.c, n.p) FROM (VALUES ");
         for (i, payload) in payloads.into_iter().enumerate() {
             let at = values.len();
             text.push_str(&format!("{}(${}, ${})", if i == 0 { "" } else { ", " }, at + 1, at + 2));
@@ -49,7 +46,9 @@ pub(super) fn with_notify(writes: Vec<Statement>, payloads: Vec<String>) -> Opti
     Some(Statement::from_sql_and_values(DbBackend::Postgres, text, values))
 }
 
-/// `sql`'s placeholders `$1, $2, …` moved up by `offset`.
+/// `sql`'s placeholders `$1, $2, …` moved up by `offset`. The statements
+/// chained are the query builder's, whose values are all bound: no literal
+/// in their text holds a `$` and a digit.
 fn renumbered(sql: &str, offset: usize) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
@@ -115,8 +114,11 @@ mod tests {
 
     #[test]
     fn each_statement_is_for_its_database() {
-        let notify = notify("a,b".into());
-        assert_eq!((notify.db_backend, notify.sql.as_str()), (DbBackend::Postgres, "SELECT pg_notify($1, $2)"));
+        let notify = with_notify(vec![], vec!["a,b".into()]).expect("a statement");
+        assert_eq!(
+            (notify.db_backend, notify.sql.as_str()),
+            (DbBackend::Postgres, "SELECT pg_notify(n.c, n.p) FROM (VALUES ($1, $2)) AS n(c, p)")
+        );
         assert_eq!(last_rowid().sql, "SELECT COALESCE(MAX(rowid), 0) AS seq FROM event");
         let read = events_after(7, 100);
         assert_eq!(read.db_backend, DbBackend::Sqlite);
