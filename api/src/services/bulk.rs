@@ -63,6 +63,27 @@ pub async fn tag(txn: &DatabaseTransaction, tag_id: &str, key_ids: &[String]) ->
     Ok(())
 }
 
+/// Keys added at once from which [`refresh_statistics`] has PostgreSQL
+/// analyse the key tables again.
+pub const ANALYZE_AFTER: u64 = 1_000;
+
+/// After `added` keys were committed at once, has PostgreSQL read the key
+/// tables' statistics again, when they were many. PostgreSQL's own analysis
+/// follows a bulk load only after up to a minute; until then the planner
+/// believes the pool holds the keys it held before, and a plan chosen for
+/// the key claim then (the orders' `UPDATE … SKIP LOCKED`) may sort every
+/// available key on each order instead of walking the age index to the first
+/// free one. `ANALYZE` also invalidates the plans connections have
+/// prepared. A failure is logged, never the import's: its keys are in.
+pub async fn refresh_statistics(db: &impl ConnectionTrait, added: u64) {
+    if added < ANALYZE_AFTER || db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    if let Err(e) = db.execute_unprepared("ANALYZE license_key, license_key_tag").await {
+        tracing::warn!(error = %e, "analysing the key tables after a bulk load failed");
+    }
+}
+
 /// Tunes `txn`, a write transaction that has just begun, for a bulk load
 /// ([`load_tuning`]).
 pub async fn tune_for_load(txn: &DatabaseTransaction) -> AppResult<()> {

@@ -12,7 +12,7 @@ use entity::{Environment, email};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Set};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryTrait, Set, Statement};
 
 pub const PENDING: &str = "PENDING";
 pub const SENT: &str = "SENT";
@@ -31,8 +31,22 @@ pub async fn queue(
     subject: &str,
     body: &str,
 ) -> AppResult<()> {
+    db.execute_raw(queued(db.get_database_backend(), environment, kind, to, subject, body)).await?;
+    Ok(())
+}
+
+/// The insert that queues a message (see [`queue`]), for a caller that
+/// chains it with other writes.
+pub fn queued(
+    backend: DbBackend,
+    environment: Option<Environment>,
+    kind: &str,
+    to: &str,
+    subject: &str,
+    body: &str,
+) -> Statement {
     let now = entity::now();
-    email::Entity::insert(email::ActiveModel {
+    let insert = email::Entity::insert(email::ActiveModel {
         id: Set(entity::new_id()),
         environment: Set(environment.map(|e| e.as_str().to_string())),
         kind: Set(kind.to_string()),
@@ -46,10 +60,8 @@ pub async fn queue(
         last_error: Set(None),
         created_at: Set(now),
         sent_at: Set(None),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+    });
+    QueryTrait::build(&insert, backend)
 }
 
 /// How this node sends email: through SMTP, or not at all (held).

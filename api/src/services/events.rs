@@ -177,11 +177,24 @@ pub async fn record_and_emit(
     changes: Vec<super::audit::Change<'_>>,
     events: Vec<(EventKind, Subject<'_>, Value)>,
 ) -> AppResult<Vec<String>> {
+    record_and_emit_with(db, ctx, changes, events, Vec::new()).await
+}
+
+/// [`record_and_emit`], with `more` writes of the same change (inserts
+/// returning nothing) joining the same statement on PostgreSQL.
+pub async fn record_and_emit_with(
+    db: &impl ConnectionTrait,
+    ctx: &crate::auth::RequestContext,
+    changes: Vec<super::audit::Change<'_>>,
+    events: Vec<(EventKind, Subject<'_>, Value)>,
+    more: Vec<sea_orm::Statement>,
+) -> AppResult<Vec<String>> {
     let backend = db.get_database_backend();
     let audit = super::audit::insert_all(backend, ctx, changes);
     let (outbox, ids) = insert_all(backend, ctx.environment, events).unzip();
     let ids = ids.unwrap_or_default();
-    super::live::write_and_announce(db, audit.into_iter().chain(outbox).collect(), &ids).await?;
+    let writes = audit.into_iter().chain(outbox).chain(more).collect();
+    super::live::write_and_announce(db, writes, &ids).await?;
     Ok(ids)
 }
 

@@ -42,7 +42,7 @@ use entity::values::{Email, bounded_text};
 use entity::{Environment, LicenseAction, LicenseStatus, customer, generator, order_line, tag};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
     FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::json;
@@ -176,10 +176,35 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
             None => Err(refused),
         };
     }
-    let (customer, customer_created) = find_or_create_customer(&txn, ctx, &input.email, &input.name).await?;
     let now = entity::now();
+    let order_id = entity::new_id();
+    let rows: Vec<order_line::Model> = input
+        .lines
+        .iter()
+        .map(|line| order_line::Model {
+            id: entity::new_id(),
+            order_id: order_id.clone(),
+            product_id: line.product_id.clone(),
+            quantity: line.quantity as i32,
+            missing: 0,
+            created_at: now,
+        })
+        .collect();
+    let written = if txn.get_database_backend() == DbBackend::Postgres {
+        write_order_in_one(&txn, ctx, input, &order_id, &rows, now).await?
+    } else {
+        write_order(&txn, ctx, input, &order_id, &rows, now).await?
+    };
+    let Some((customer, customer_created)) = written else {
+        // The external id is the idempotency key: an order was already placed
+        // under it. Nothing of this transaction stays; the order is read as committed.
+        drop(txn);
+        return existing_order(db, ctx, input)
+            .await?
+            .ok_or_else(|| AppError::Contended("the order with this external id was not committed yet".into()));
+    };
     let placed = order::Model {
-        id: entity::new_id(),
+        id: order_id,
         environment: ctx.environment,
         external_id: input.external_id.clone(),
         customer_id: customer.id.clone(),
@@ -190,37 +215,11 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
         updated_at: now,
         refunded_at: None,
     };
-    // The external id is the idempotency key: an order already placed under
-    // it leaves this insert without effect, and this transaction is dropped.
-    let inserted = order::Entity::insert(order::ActiveModel::from(placed.clone()))
-        .on_conflict(
-            OnConflict::columns([order::Column::Environment, order::Column::ExternalId]).do_nothing().to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await
-        .map_err(contended)?;
-    if inserted == 0 {
-        // Nothing of this transaction stays; the order is read as committed.
-        drop(txn);
-        return existing_order(db, ctx, input)
-            .await?
-            .ok_or_else(|| AppError::Contended("the order with this external id was not committed yet".into()));
-    }
-    let mut lines = Vec::with_capacity(input.lines.len());
+    let mut lines = Vec::with_capacity(rows.len());
     let mut pools = Vec::new();
-    for line in &input.lines {
-        let product = &products[&line.product_id];
-        let quantity = line.quantity as i32;
-        let row = order_line::ActiveModel {
-            id: Set(entity::new_id()),
-            order_id: Set(placed.id.clone()),
-            product_id: Set(product.id.clone()),
-            quantity: Set(quantity),
-            missing: Set(0),
-            created_at: Set(now),
-        }
-        .insert(&txn)
-        .await?;
+    for row in rows {
+        let product = &products[&row.product_id];
+        let quantity = row.quantity;
         let delivered = take(&txn, ctx, product, &row, &customer.id, quantity, None).await?;
         if let Source::Pool(pool) = source_of(product) {
             pools.push((ctx.environment, pool));
@@ -268,16 +267,97 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
     if let Some(kind) = progress_event(status) {
         announced.push((kind, subject, summary));
     }
-    events::record_and_emit(&txn, ctx, changes, announced).await?;
-    if let Some(base) = &input.portal_base {
-        super::portal::send_order_link(&txn, &customer, &placed.external_id, base).await?;
-    }
+    // With them, on PostgreSQL in the same statement, the customer's email.
+    let link = match &input.portal_base {
+        Some(base) => super::portal::order_link(txn.get_database_backend(), &customer, &placed.external_id, base),
+        None => Vec::new(),
+    };
+    events::record_and_emit_with(&txn, ctx, changes, announced, link).await?;
     txn.commit().await?;
     lines.sort_by(|(a, _), (b, _)| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     for (_, keys) in &mut lines {
         keys.sort_by(|a, b| (a.assigned_at, &a.id).cmp(&(b.assigned_at, &b.id)));
     }
     Ok(Placed { order: placed, created: true, pools, lines: Some(lines) })
+}
+
+/// Writes a new order's customer (found by email, or created: `true`), the
+/// order and its `rows`, one statement each; `None` when an order already
+/// has the external id (its insert is the idempotency check).
+async fn write_order(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    input: &CheckedOrder,
+    order_id: &str,
+    rows: &[order_line::Model],
+    now: DateTime<Utc>,
+) -> AppResult<Option<(customer::Model, bool)>> {
+    let (customer, created) = find_or_create_customer(txn, ctx, &input.email, &input.name).await?;
+    let placed = order::ActiveModel {
+        id: Set(order_id.to_string()),
+        environment: Set(ctx.environment),
+        external_id: Set(input.external_id.clone()),
+        customer_id: Set(customer.id.clone()),
+        status: Set(OrderStatus::Fulfilled),
+        created_at: Set(now),
+        updated_at: Set(now),
+        refunded_at: Set(None),
+    };
+    let inserted = order::Entity::insert(placed)
+        .on_conflict(
+            OnConflict::columns([order::Column::Environment, order::Column::ExternalId]).do_nothing().to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await
+        .map_err(contended)?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    order_line::Entity::insert_many(rows.iter().cloned().map(order_line::ActiveModel::from))
+        .exec_without_returning(txn)
+        .await?;
+    Ok(Some((customer, created)))
+}
+
+/// [`write_order`] on PostgreSQL: the customer, the order and its lines in
+/// one statement ([`sql::place_order`]).
+async fn write_order_in_one(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    input: &CheckedOrder,
+    order_id: &str,
+    rows: &[order_line::Model],
+    now: DateTime<Utc>,
+) -> AppResult<Option<(customer::Model, bool)>> {
+    let lines: Vec<(&str, &str, i32)> =
+        rows.iter().map(|l| (l.id.as_str(), l.product_id.as_str(), l.quantity)).collect();
+    let customer_id = entity::new_id();
+    let statement = sql::place_order(
+        ctx.environment,
+        &input.email,
+        &input.name,
+        &customer_id,
+        order_id,
+        &input.external_id,
+        &lines,
+        now,
+    )
+    .statement(DbBackend::Postgres);
+    let Some(row) = txn.query_one_raw(statement).await.map_err(contended)? else {
+        return Err(AppError::Contended("the order's customer was created at the same moment".into()));
+    };
+    if row.try_get::<i64>("", "lines")? == 0 {
+        return Ok(None);
+    }
+    let customer = customer::Model::from_query_result(&row, "")?;
+    let created: bool = row.try_get("", "created")?;
+    if !created && customer.name.is_empty() && !input.name.is_empty() {
+        let mut named: customer::ActiveModel = customer.into();
+        named.name = Set(input.name.clone());
+        named.updated_at = Set(now);
+        return Ok(Some((named.update(txn).await?, false)));
+    }
+    Ok(Some((customer, created)))
 }
 
 /// The order already placed under `input`'s external id, when its content

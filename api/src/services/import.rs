@@ -206,6 +206,7 @@ pub async fn import(
     .await?;
     txn.commit().await?;
     report.committed = true;
+    bulk::refresh_statistics(db, report.imported).await;
     super::fulfilment::after_keys_arrived(db, ctx.environment).await;
     Ok(report)
 }

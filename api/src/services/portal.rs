@@ -14,7 +14,10 @@ use chrono::{DateTime, Duration, Utc};
 use entity::values::Email;
 use entity::{customer, portal_link, portal_session};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryTrait, Set, Statement,
+};
 use sha2::{Digest, Sha256};
 
 /// A link asked for on the portal's sign-in page.
@@ -66,10 +69,17 @@ pub(crate) async fn issue_link(
     customer_id: &str,
     purpose: Purpose,
 ) -> AppResult<(String, DateTime<Utc>)> {
+    let (insert, token, expires_at) = new_link(txn.get_database_backend(), customer_id, purpose);
+    txn.execute_raw(insert).await?;
+    Ok((token, expires_at))
+}
+
+/// The insert of a new single-use link for `customer_id`, its token and when it expires.
+fn new_link(backend: DbBackend, customer_id: &str, purpose: Purpose) -> (Statement, String, DateTime<Utc>) {
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let now = entity::now();
     let expires_at = now + purpose.lifetime();
-    portal_link::Entity::insert(portal_link::ActiveModel {
+    let insert = portal_link::Entity::insert(portal_link::ActiveModel {
         id: Set(entity::new_id()),
         customer_id: Set(customer_id.to_string()),
         token_hash: Set(hash(&token)),
@@ -77,24 +87,23 @@ pub(crate) async fn issue_link(
         created_at: Set(now),
         expires_at: Set(expires_at),
         used_at: Set(None),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    Ok((token, expires_at))
+    });
+    (QueryTrait::build(&insert, backend), token, expires_at)
 }
 
 fn greeting(customer: &customer::Model) -> String {
     if customer.name.is_empty() { "Hello,".to_string() } else { format!("Hello {},", customer.name) }
 }
 
-/// Emails `customer` a link to their order's keys, inside the order's transaction.
-pub(crate) async fn send_order_link(
-    txn: &impl ConnectionTrait,
+/// The writes that email `customer` a link to their order's keys: the
+/// link and the message, for the order's transaction to run.
+pub(crate) fn order_link(
+    backend: DbBackend,
     customer: &customer::Model,
     order_external_id: &str,
     base: &str,
-) -> AppResult<()> {
-    let (token, _) = issue_link(txn, &customer.id, Purpose::Order).await?;
+) -> Vec<Statement> {
+    let (link, token, _) = new_link(backend, &customer.id, Purpose::Order);
     let subject = format!("Your licence keys for order {order_external_id}");
     let body = format!(
         "{}\n\nThank you for your order {order_external_id}. Your licence keys are waiting for you:\n\n{}\n\n\
@@ -102,7 +111,8 @@ pub(crate) async fn send_order_link(
         greeting(customer),
         link_url(base, &token),
     );
-    email::queue(txn, Some(customer.environment), "portal.order", &customer.email, &subject, &body).await
+    let message = email::queued(backend, Some(customer.environment), "portal.order", &customer.email, &subject, &body);
+    vec![link, message]
 }
 
 /// Tells the customer `customer_id` of a change to their order, with a link

@@ -270,3 +270,34 @@ async fn exports_stream_csv_and_json_for_managers(app: TestApp) {
     let bad = get("/export/license-keys.csv?status=sold".into(), Some(manager)).await.expect("answer");
     assert_eq!(bad.status(), 400);
 }
+
+/// On PostgreSQL a bulk import has the key tables analysed before it
+/// answers, so the orders' key claim is planned for the pool as it now is
+/// rather than as PostgreSQL's own analysis last saw it, up to a minute ago.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_import_leaves_the_key_statistics_current_on_postgres() {
+    let Some(app) = TestApp::spawn(keysmith_tests::Backend::Postgres).await else {
+        return;
+    };
+    let manager = app.staff_token(StaffRole::Manager).await;
+    let analysed = || async {
+        let row = app
+            .db()
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT s.analyze_count, c.reltuples::bigint FROM pg_stat_user_tables s \
+                 JOIN pg_class c ON c.oid = s.relid WHERE s.relname = 'license_key'",
+            ))
+            .await
+            .expect("statistics")
+            .expect("the key table");
+        (row.try_get_by_index::<i64>(0).expect("count"), row.try_get_by_index::<i64>(1).expect("rows"))
+    };
+    assert_eq!(analysed().await.0, 0, "nothing has analysed the new database's keys yet");
+    let keys: String = (0..keysmith::services::bulk::ANALYZE_AFTER).map(|i| format!("BULK-{i:05}\n")).collect();
+    let body = import_text(&app, &manager, json!({ "text": keys })).await;
+    assert_eq!(data(&body)["importLicenseKeys"]["imported"], keysmith::services::bulk::ANALYZE_AFTER, "{body:#}");
+    let (count, rows) = analysed().await;
+    assert_eq!(count, 1, "the import analysed the key table once");
+    assert_eq!(rows, keysmith::services::bulk::ANALYZE_AFTER as i64, "the planner knows the pool's keys");
+}

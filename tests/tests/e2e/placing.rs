@@ -44,11 +44,34 @@ async fn an_order_is_written_in_few_statements_and_a_repeat_stands_after_its_pro
     let placed = fulfilment::create_order(&own, &ctx, input).await.expect("placed");
     assert!(placed.created);
     let statements = counted.load(std::sync::atomic::Ordering::Relaxed);
-    // The product, the customer (read, created), the order, its line, the key,
-    // then the audit events and the outbox events: on SQLite one statement
-    // each, on PostgreSQL one together with their NOTIFY.
-    let expected = if app.backend == keysmith_tests::Backend::Postgres { 7 } else { 8 };
+    // The product, the customer (read, created), the order, its lines, the
+    // key, then the audit events and the outbox events: on SQLite one
+    // statement each. On PostgreSQL the customer, the order and its lines are
+    // one statement, and the records another, with their NOTIFY.
+    let expected = if app.backend == keysmith_tests::Backend::Postgres { 4 } else { 8 };
     assert_eq!(statements, expected, "a one-unit order for a new customer");
+    // Emailing the customer a link to their keys adds the link and the
+    // message: on PostgreSQL to the records' statement, on SQLite one each.
+    let input = NewOrder {
+        external_id: "few-2".into(),
+        email: "few2@example.com".into(),
+        name: None,
+        lines: vec![NewLine { product_id: product.clone(), quantity: 1 }],
+        email_customer: true,
+        portal_base: Some("https://shop.example.com".into()),
+    };
+    counted.store(0, std::sync::atomic::Ordering::Relaxed);
+    fulfilment::create_order(&own, &ctx, input).await.expect("placed");
+    let statements = counted.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(statements, expected + if app.backend == keysmith_tests::Backend::Postgres { 0 } else { 2 });
+    let mail = entity::email::Entity::find()
+        .filter(entity::email::Column::ToAddress.eq("few2@example.com"))
+        .one(app.db())
+        .await
+        .expect("read")
+        .expect("the customer's email is queued with the order");
+    assert_eq!(mail.subject, "Your licence keys for order few-2");
+    assert!(mail.body.contains("https://shop.example.com/portal/"), "{}", mail.body);
     let order = order::Entity::find().filter(order::Column::ExternalId.eq("few-0")).one(app.db()).await.expect("read");
     let order = order.expect("the order");
     // Written in one statement each: the order's audit events share one
@@ -97,7 +120,7 @@ async fn an_order_is_written_in_few_statements_and_a_repeat_stands_after_its_pro
     assert_eq!(data(&again)["createOrder"]["created"], false, "{again:#}");
     let new = shop.call(place, json!({ "x": "few-new", "e": "few0@example.com", "p": product })).await;
     assert_eq!(error_field(&new), Some("lines[0].productId"), "{new:#}");
-    assert_eq!(order::Entity::find().count(app.db()).await.expect("count"), 2, "nothing more was placed");
+    assert_eq!(order::Entity::find().count(app.db()).await.expect("count"), 3, "nothing more was placed");
 }
 
 /// `createOrder` answers with the lines and keys it just delivered: the same

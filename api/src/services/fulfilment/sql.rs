@@ -52,6 +52,67 @@ pub(super) fn claim_key(
     sql
 }
 
+/// A new order's first write on PostgreSQL, in one statement: the customer
+/// found by email or created (`created`), the order inserted unless one
+/// already has its external id (the idempotency check), and its lines
+/// (`(id, product id, quantity)`), all written at `now`, status `FULFILLED`
+/// (corrected later if a line falls short). It answers the customer's row
+/// with `created` and `lines`, the number of lines written: 0 when the
+/// external id was taken. No row at all means another order created the
+/// customer at this moment: the caller runs again. SQLite (no writes in
+/// `WITH`) runs the same writes one statement each.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn place_order(
+    environment: Environment,
+    email: &str,
+    name: &str,
+    customer_id: &str,
+    order_id: &str,
+    external_id: &str,
+    lines: &[(&str, &str, i32)],
+    now: DateTime<Utc>,
+) -> Sql {
+    let env = || Value::from(environment.as_str());
+    let mut sql = Sql::new("");
+    sql.push(
+        "WITH found AS (SELECT * FROM customer WHERE environment = ? AND email = ?), \
+         made AS (INSERT INTO customer (id, environment, email, name, created_at, updated_at) \
+         SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM found) ON CONFLICT DO NOTHING RETURNING *), \
+         c AS (SELECT *, false AS created FROM found UNION ALL SELECT *, true AS created FROM made), ",
+        [
+            env(),
+            Value::from(email),
+            Value::from(customer_id),
+            env(),
+            Value::from(email),
+            Value::from(name),
+            Value::from(now),
+            Value::from(now),
+        ],
+    );
+    sql.push(
+        "o AS (INSERT INTO orders (id, environment, external_id, customer_id, status, created_at, updated_at) \
+         SELECT ?, ?, ?, c.id, 'FULFILLED', ?, ? FROM c \
+         ON CONFLICT (environment, external_id) DO NOTHING RETURNING id), \
+         l AS (INSERT INTO order_line (id, order_id, product_id, quantity, missing, created_at) \
+         SELECT v.id, o.id, v.product_id, v.quantity, 0, ? FROM o, (VALUES ",
+        [Value::from(order_id), env(), Value::from(external_id), Value::from(now), Value::from(now), Value::from(now)],
+    );
+    for (i, (id, product_id, quantity)) in lines.iter().enumerate() {
+        let separator = if i == 0 { "" } else { ", " };
+        sql.push(
+            &format!("{separator}(?, ?, ?)"),
+            [Value::from(*id), Value::from(*product_id), Value::from(*quantity)],
+        );
+    }
+    sql.push(
+        ") AS v (id, product_id, quantity) RETURNING id) \
+         SELECT c.*, (SELECT COUNT(*) FROM l) AS lines FROM c",
+        [],
+    );
+    sql
+}
+
 /// Up to `batch` lines waiting for keys in unrefunded orders of
 /// `environment`, oldest order first, after the line `after` (the order's
 /// creation time and the line's id). On PostgreSQL the lines are locked,
@@ -122,6 +183,18 @@ mod tests {
         assert_eq!(claim(DbBackend::Sqlite).text, format!("{update}{PICK}) RETURNING *"));
         assert_eq!(claim(DbBackend::Postgres).text, format!("{update}{PICK} FOR UPDATE SKIP LOCKED) RETURNING *"));
         assert_eq!(claim(DbBackend::Postgres).values.len(), 9);
+    }
+
+    #[test]
+    fn an_order_is_placed_in_one_statement_on_postgres() {
+        let lines = [("l1", "p1", 2), ("l2", "p2", 1)];
+        let sql = place_order(Environment::Staging, "a@example.com", "", "c", "o", "x", &lines, Utc::now());
+        let text = sql.statement(DbBackend::Postgres).sql;
+        assert!(text.starts_with("WITH found AS (SELECT * FROM customer WHERE environment = $1 AND email = $2), "));
+        assert!(text.contains("ON CONFLICT (environment, external_id) DO NOTHING RETURNING id)"), "{text}");
+        assert!(text.contains("FROM o, (VALUES ($15, $16, $17), ($18, $19, $20)) AS v (id, product_id, quantity)"));
+        assert!(text.ends_with("SELECT c.*, (SELECT COUNT(*) FROM l) AS lines FROM c"), "{text}");
+        assert_eq!(sql.values.len(), 20);
     }
 
     #[test]

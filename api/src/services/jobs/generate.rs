@@ -167,6 +167,7 @@ pub(super) async fn run(db: &DatabaseConnection, node: &str, job: &job::Model) -
     )
     .await?;
     txn.commit().await?;
+    bulk::refresh_statistics(db, job.total.max(0) as u64).await;
     crate::services::fulfilment::after_keys_arrived(db, environment).await;
     Ok(Some(serde_json::json!({ "generated": job.total })))
 }
