@@ -55,3 +55,21 @@ pub fn stored_time(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono:
 pub fn new_id() -> String {
     ulid::Ulid::generate().to_string()
 }
+
+/// `n` new ids in ascending order, however fast they are made: rows written
+/// together at one instant (an order's lines) keep the order they were given
+/// in when sorted by their creation time and id.
+pub fn new_ids(n: usize) -> Vec<String> {
+    let mut ids = ulid::Generator::new();
+    (0..n).map(|_| ids.generate().unwrap_or_else(|overflow| overflow.commit_overflow_random()).to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_made_together_ascend() {
+        let ids = super::new_ids(1_000);
+        assert_eq!(ids.len(), 1_000);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ascending");
+    }
+}

@@ -181,8 +181,9 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
     let rows: Vec<order_line::Model> = input
         .lines
         .iter()
-        .map(|line| order_line::Model {
-            id: entity::new_id(),
+        .zip(entity::new_ids(input.lines.len()))
+        .map(|(line, id)| order_line::Model {
+            id,
             order_id: order_id.clone(),
             product_id: line.product_id.clone(),
             quantity: line.quantity as i32,
