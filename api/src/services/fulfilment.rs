@@ -192,11 +192,11 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
         })
         .collect();
     let written = if txn.get_database_backend() == DbBackend::Postgres {
-        write_order_in_one(&txn, ctx, input, &order_id, &rows, now).await?
+        write_order_in_one(&txn, ctx, input, &order_id, &rows, &products, now).await?
     } else {
-        write_order(&txn, ctx, input, &order_id, &rows, now).await?
+        write_order(&txn, ctx, input, &order_id, &rows, now).await?.map(|(c, created)| (c, created, None))
     };
-    let Some((customer, customer_created)) = written else {
+    let Some((customer, customer_created, claimed)) = written else {
         // The external id is the idempotency key: an order was already placed
         // under it. Nothing of this transaction stays; the order is read as committed.
         drop(txn);
@@ -216,12 +216,19 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
         updated_at: now,
         refunded_at: None,
     };
+    let (claimed_line, mut claimed) = claimed.map_or((None, Vec::new()), |(line, keys)| (Some(line), keys));
     let mut lines = Vec::with_capacity(rows.len());
     let mut pools = Vec::new();
     for row in rows {
         let product = &products[&row.product_id];
         let quantity = row.quantity;
-        let delivered = take(&txn, ctx, product, &row, &customer.id, quantity, None).await?;
+        // The keys the order's first statement claimed for this line, then any rest one by one.
+        let mut delivered =
+            if claimed_line.as_deref() == Some(row.id.as_str()) { std::mem::take(&mut claimed) } else { Vec::new() };
+        let rest = quantity - delivered.len() as i32;
+        if rest > 0 {
+            delivered.extend(take(&txn, ctx, product, &row, &customer.id, rest, None).await?);
+        }
         if let Source::Pool(pool) = source_of(product) {
             pools.push((ctx.environment, pool));
         }
@@ -320,45 +327,69 @@ async fn write_order(
     Ok(Some((customer, created)))
 }
 
-/// [`write_order`] on PostgreSQL: the customer, the order and its lines in
-/// one statement ([`sql::place_order`]).
+/// [`write_order`] on PostgreSQL: the customer, the order, its lines and the
+/// keys of the first line that delivers from a pool, in one statement
+/// ([`sql::place_order`]). Answers those keys too (up to the line's
+/// quantity; fewer when the pool ran short or held copies of one key string).
 async fn write_order_in_one(
     txn: &DatabaseTransaction,
     ctx: &RequestContext,
     input: &CheckedOrder,
     order_id: &str,
     rows: &[order_line::Model],
+    products: &HashMap<String, product::Model>,
     now: DateTime<Utc>,
-) -> AppResult<Option<(customer::Model, bool)>> {
-    let lines: Vec<(&str, &str, i32)> =
-        rows.iter().map(|l| (l.id.as_str(), l.product_id.as_str(), l.quantity)).collect();
+) -> AppResult<Option<(customer::Model, bool, Option<(String, Vec<license_key::Model>)>)>> {
     let customer_id = entity::new_id();
-    let statement = sql::place_order(
-        ctx.environment,
-        &input.email,
-        &input.name,
-        &customer_id,
+    let sources: Vec<(&order_line::Model, Source)> =
+        rows.iter().map(|row| (row, source_of(&products[&row.product_id]))).collect();
+    let claim = sources.iter().find_map(|(row, source)| match source {
+        Source::Pool(pool) => {
+            Some(sql::LineClaim { line_id: &row.id, pool, product_id: &row.product_id, quantity: row.quantity })
+        }
+        _ => None,
+    });
+    let claimed_line = claim.as_ref().map(|c| c.line_id.to_string());
+    let placing = sql::Placing {
+        environment: ctx.environment,
+        email: &input.email,
+        name: &input.name,
+        customer_id: &customer_id,
         order_id,
-        &input.external_id,
-        &lines,
+        external_id: &input.external_id,
+        lines: rows.iter().map(|l| (l.id.as_str(), l.product_id.as_str(), l.quantity)).collect(),
+        claim,
         now,
-    )
-    .statement(DbBackend::Postgres);
-    let Some(row) = txn.query_one_raw(statement).await.map_err(contended)? else {
+    };
+    let statement = sql::place_order(&placing).statement(DbBackend::Postgres);
+    let answered = txn.query_all_raw(statement).await.map_err(contended)?;
+    let Some(first) = answered.first() else {
         return Err(AppError::Contended("the order's customer was created at the same moment".into()));
     };
-    if row.try_get::<i64>("", "lines")? == 0 {
+    if first.try_get::<i64>("", "lines")? == 0 {
         return Ok(None);
     }
-    let customer = customer::Model::from_query_result(&row, "")?;
-    let created: bool = row.try_get("", "created")?;
+    let customer = customer::Model::from_query_result(first, "")?;
+    let created: bool = first.try_get("", "created")?;
+    let claimed = match claimed_line {
+        Some(line) => {
+            let mut keys = Vec::with_capacity(answered.len());
+            for row in &answered {
+                if row.try_get::<Option<String>>("", "k_id")?.is_some() {
+                    keys.push(license_key::Model::from_query_result(row, "k_")?);
+                }
+            }
+            Some((line, keys))
+        }
+        None => None,
+    };
     if !created && customer.name.is_empty() && !input.name.is_empty() {
         let mut named: customer::ActiveModel = customer.into();
         named.name = Set(input.name.clone());
         named.updated_at = Set(now);
-        return Ok(Some((named.update(txn).await?, false)));
+        return Ok(Some((named.update(txn).await?, false, claimed)));
     }
-    Ok(Some((customer, created)))
+    Ok(Some((customer, created, claimed)))
 }
 
 /// The order already placed under `input`'s external id, when its content

@@ -20,11 +20,31 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub(crate) struct Browser {
     pub(crate) client: Client,
     driver: Child,
+    port: u16,
     _profile: tempfile::TempDir,
 }
 
 impl Drop for Browser {
+    /// Asks chromedriver to shut down, which quits its browsers; killing
+    /// chromedriver alone leaves every Chromium it started running. Killed
+    /// if it has not ended within ten seconds.
     fn drop(&mut self) {
+        use std::io::{Read, Write};
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let request =
+                format!("GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.port);
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let _ = stream.read(&mut [0u8; 512]);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.driver.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -97,7 +117,7 @@ pub(crate) async fn browser() -> Option<Browser> {
             Err(e) => panic!("chromedriver did not start a browser: {e}"),
         }
     };
-    Some(Browser { client, driver, _profile: profile })
+    Some(Browser { client, driver, port, _profile: profile })
 }
 
 /// Where screenshots go: `target/portal-screenshots/` of the workspace.

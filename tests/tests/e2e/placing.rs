@@ -1,9 +1,10 @@
 //! What placing an order costs the database: the statements of a one-unit
 //! order, the records it leaves in one statement each, and the answer to a
-//! repeat once its product is gone.
+//! repeat once its product is gone, and units from a pool holding copies of
+//! one key string.
 
 use crate::fulfilment::Shop;
-use entity::{audit_event, event, order};
+use entity::{audit_event, event, license_key, order};
 use keysmith::services::fulfilment::{self, NewLine, NewOrder};
 use keysmith_tests::{TestApp, data, error_field, on_both_databases};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 
 on_both_databases!(an_order_is_written_in_few_statements_and_a_repeat_stands_after_its_product_goes);
 on_both_databases!(a_placed_order_answers_with_its_lines_and_keys_without_reading_them_again);
+on_both_databases!(units_from_a_pool_holding_copies_of_a_key_get_each_key_string_once);
 
 /// A one-unit order for a new customer: the statements it costs, and its
 /// records, one statement for the audit events and one for the outbox.
@@ -46,9 +48,9 @@ async fn an_order_is_written_in_few_statements_and_a_repeat_stands_after_its_pro
     let statements = counted.load(std::sync::atomic::Ordering::Relaxed);
     // The product, the customer (read, created), the order, its lines, the
     // key, then the audit events and the outbox events: on SQLite one
-    // statement each. On PostgreSQL the customer, the order and its lines are
-    // one statement, and the records another, with their NOTIFY.
-    let expected = if app.backend == keysmith_tests::Backend::Postgres { 4 } else { 8 };
+    // statement each. On PostgreSQL the customer, the order, its lines and
+    // the key are one statement, and the records another, with their NOTIFY.
+    let expected = if app.backend == keysmith_tests::Backend::Postgres { 3 } else { 8 };
     assert_eq!(statements, expected, "a one-unit order for a new customer");
     // Emailing the customer a link to their keys adds the link and the
     // message: on PostgreSQL to the records' statement, on SQLite one each.
@@ -183,4 +185,33 @@ async fn a_placed_order_answers_with_its_lines_and_keys_without_reading_them_aga
             );
         }
     }
+}
+
+/// A pool may hold copies of one key string (kept on import); an order of
+/// several units from it gets each string once. On PostgreSQL the order's
+/// first statement claims the line's units together and keeps one copy; the
+/// rest of the line is claimed after it, past the copy now delivered.
+async fn units_from_a_pool_holding_copies_of_a_key_get_each_key_string_once(app: TestApp) {
+    let shop = Shop::new(&app).await;
+    let pool = shop.tag("copies").await;
+    let keep = "mutation($k: String!, $t: [ID!]!) { importLicenseKeys(input: {text: $k, tagIds: $t, duplicates: KEEP}) \
+                { imported } }";
+    // Oldest first: COPY-1 twice, then COPY-2 and COPY-3.
+    for key in ["COPY-1", "COPY-1", "COPY-2", "COPY-3"] {
+        let body = shop.call(keep, json!({ "k": key, "t": [pool] })).await;
+        assert_eq!(data(&body)["importLicenseKeys"]["imported"], 1, "{body:#}");
+    }
+    let product = shop.product("Copies", json!({ "mode": "TAG", "tagId": pool })).await;
+    let placed = shop.placed("copies-1", "copies@example.com", &[(product.as_str(), 3)]).await;
+    assert_eq!(placed["status"], "FULFILLED", "{placed:#}");
+    let mut keys: Vec<&str> =
+        placed["lines"][0]["keys"].as_array().expect("keys").iter().map(|k| k["key"].as_str().expect("key")).collect();
+    keys.sort();
+    assert_eq!(keys, ["COPY-1", "COPY-2", "COPY-3"]);
+    let left = license_key::Entity::find()
+        .filter(license_key::Column::Status.eq(entity::LicenseStatus::Available))
+        .all(app.db())
+        .await
+        .expect("keys");
+    assert_eq!(left.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(), ["COPY-1"], "the copy stays in the pool");
 }

@@ -13,7 +13,9 @@ use crate::services::keys::{self, TagRef};
 use crate::services::sql::{Sql, skip_locked};
 use chrono::{DateTime, Utc};
 use entity::Environment;
-use sea_orm::{DbBackend, Value};
+use entity::license_key;
+use sea_orm::IdenStatic;
+use sea_orm::{DbBackend, Iterable, Value};
 
 /// Takes the first deliverable AVAILABLE key of `pool` (oldest first), or the
 /// key `only` if it is one, and assigns it to the line: one
@@ -33,15 +35,7 @@ pub(super) fn claim_key(
     only: Option<&str>,
     now: DateTime<Utc>,
 ) -> Sql {
-    let mut pick = Sql::new("SELECT k.id FROM license_key k WHERE k.environment = ? AND k.status = 'AVAILABLE'");
-    pick.values.push(Value::from(environment.as_str()));
-    pick.push(" AND ", []).append(&keys::member_of_pool("k", pool));
-    pick.push(" AND ", []).append(&keys::deliverable("k", product_id, now));
-    if let Some(id) = only {
-        pick.push(" AND k.id = ?", [Value::from(id)]);
-    }
-    pick.push(" ORDER BY k.created_at, k.id LIMIT 1", []);
-    pick.push(&skip_locked(backend, None), []);
+    let pick = pick(backend, "k.id", environment, pool, product_id, only, now, 1);
     let mut sql = Sql::new("");
     sql.push(
         "UPDATE license_key SET status = 'ASSIGNED', product_id = ?, customer_id = ?, order_line_id = ?, \
@@ -52,27 +46,71 @@ pub(super) fn claim_key(
     sql
 }
 
+/// The first `limit` deliverable AVAILABLE keys of `pool` (oldest first), or
+/// the key `only` if it is one, as `columns`; locked and skipping keys other
+/// transactions hold on PostgreSQL.
+#[allow(clippy::too_many_arguments)]
+fn pick(
+    backend: DbBackend,
+    columns: &str,
+    environment: Environment,
+    pool: &TagRef,
+    product_id: &str,
+    only: Option<&str>,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Sql {
+    let mut pick =
+        Sql::new(format!("SELECT {columns} FROM license_key k WHERE k.environment = ? AND k.status = 'AVAILABLE'"));
+    pick.values.push(Value::from(environment.as_str()));
+    pick.push(" AND ", []).append(&keys::member_of_pool("k", pool));
+    pick.push(" AND ", []).append(&keys::deliverable("k", product_id, now));
+    if let Some(id) = only {
+        pick.push(" AND k.id = ?", [Value::from(id)]);
+    }
+    pick.push(&format!(" ORDER BY k.created_at, k.id LIMIT {limit}"), []);
+    pick.push(&skip_locked(backend, None), []);
+    pick
+}
+
+/// What a new order writes first (see [`place_order`]).
+pub(super) struct Placing<'a> {
+    pub environment: Environment,
+    pub email: &'a str,
+    pub name: &'a str,
+    /// The id of the customer, if the order creates them.
+    pub customer_id: &'a str,
+    pub order_id: &'a str,
+    pub external_id: &'a str,
+    /// `(id, product id, quantity)` of each line.
+    pub lines: Vec<(&'a str, &'a str, i32)>,
+    /// One line's keys, claimed in the same statement: the first line that
+    /// delivers from a pool.
+    pub claim: Option<LineClaim<'a>>,
+    pub now: DateTime<Utc>,
+}
+
+pub(super) struct LineClaim<'a> {
+    pub line_id: &'a str,
+    pub pool: &'a TagRef,
+    pub product_id: &'a str,
+    pub quantity: i32,
+}
+
 /// A new order's first write on PostgreSQL, in one statement: the customer
 /// found by email or created (`created`), the order inserted unless one
-/// already has its external id (the idempotency check), and its lines
-/// (`(id, product id, quantity)`), all written at `now`, status `FULFILLED`
-/// (corrected later if a line falls short). It answers the customer's row
-/// with `created` and `lines`, the number of lines written: 0 when the
-/// external id was taken. No row at all means another order created the
-/// customer at this moment: the caller runs again. SQLite (no writes in
-/// `WITH`) runs the same writes one statement each.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn place_order(
-    environment: Environment,
-    email: &str,
-    name: &str,
-    customer_id: &str,
-    order_id: &str,
-    external_id: &str,
-    lines: &[(&str, &str, i32)],
-    now: DateTime<Utc>,
-) -> Sql {
-    let env = || Value::from(environment.as_str());
+/// already has its external id (the idempotency check), its lines, all
+/// written at `now`, status `FULFILLED` (corrected later if a line falls
+/// short), and the keys of `claim`'s line, as [`claim_key`] takes them (up to
+/// its quantity, one copy of a key string at most; the caller claims any
+/// rest one by one). It answers the customer's row with `created` and
+/// `lines`, the number of lines written (0 when the external id was taken),
+/// once for each key claimed, whose columns are prefixed `k_` (null when none
+/// was). No row at all means another order created the customer at this
+/// moment: the caller runs again. SQLite (no writes in `WITH`) runs the same
+/// writes one statement each.
+pub(super) fn place_order(p: &Placing) -> Sql {
+    let env = || Value::from(p.environment.as_str());
     let mut sql = Sql::new("");
     sql.push(
         "WITH found AS (SELECT * FROM customer WHERE environment = ? AND email = ?), \
@@ -81,13 +119,13 @@ pub(super) fn place_order(
          c AS (SELECT *, false AS created FROM found UNION ALL SELECT *, true AS created FROM made), ",
         [
             env(),
-            Value::from(email),
-            Value::from(customer_id),
+            Value::from(p.email),
+            Value::from(p.customer_id),
             env(),
-            Value::from(email),
-            Value::from(name),
-            Value::from(now),
-            Value::from(now),
+            Value::from(p.email),
+            Value::from(p.name),
+            Value::from(p.now),
+            Value::from(p.now),
         ],
     );
     sql.push(
@@ -96,20 +134,53 @@ pub(super) fn place_order(
          ON CONFLICT (environment, external_id) DO NOTHING RETURNING id), \
          l AS (INSERT INTO order_line (id, order_id, product_id, quantity, missing, created_at) \
          SELECT v.id, o.id, v.product_id, v.quantity, 0, ? FROM o, (VALUES ",
-        [Value::from(order_id), env(), Value::from(external_id), Value::from(now), Value::from(now), Value::from(now)],
+        [
+            Value::from(p.order_id),
+            env(),
+            Value::from(p.external_id),
+            Value::from(p.now),
+            Value::from(p.now),
+            Value::from(p.now),
+        ],
     );
-    for (i, (id, product_id, quantity)) in lines.iter().enumerate() {
+    for (i, (id, product_id, quantity)) in p.lines.iter().enumerate() {
         let separator = if i == 0 { "" } else { ", " };
         sql.push(
             &format!("{separator}(?, ?, ?)"),
             [Value::from(*id), Value::from(*product_id), Value::from(*quantity)],
         );
     }
-    sql.push(
-        ") AS v (id, product_id, quantity) RETURNING id) \
-         SELECT c.*, (SELECT COUNT(*) FROM l) AS lines FROM c",
-        [],
+    sql.push(") AS v (id, product_id, quantity) RETURNING id)", []);
+    let Some(claim) = &p.claim else {
+        sql.push(" SELECT c.*, (SELECT COUNT(*) FROM l) AS lines FROM c", []);
+        return sql;
+    };
+    let quantity = u32::try_from(claim.quantity).unwrap_or(0);
+    let mut pick = pick(
+        DbBackend::Postgres,
+        "k.id, k.key, k.created_at",
+        p.environment,
+        claim.pool,
+        claim.product_id,
+        None,
+        p.now,
+        quantity,
     );
+    // Only once the order is written: a taken external id claims nothing.
+    let at = pick.text.find(" ORDER BY").unwrap_or(pick.text.len());
+    pick.text.insert_str(at, " AND EXISTS (SELECT 1 FROM l)");
+    sql.push(", pick AS (", []).append(&pick);
+    sql.push(
+        "), k AS (UPDATE license_key SET status = 'ASSIGNED', product_id = ?, \
+         customer_id = (SELECT id FROM c), order_line_id = ?, assigned_at = ?, updated_at = ? \
+         WHERE id IN (SELECT DISTINCT ON (key) id FROM pick ORDER BY key, created_at, id) RETURNING *) \
+         SELECT c.*, (SELECT COUNT(*) FROM l) AS lines",
+        [Value::from(claim.product_id), Value::from(claim.line_id), Value::from(p.now), Value::from(p.now)],
+    );
+    for column in license_key::Column::iter() {
+        sql.push(&format!(", k.{0} AS k_{0}", column.as_str()), []);
+    }
+    sql.push(" FROM c LEFT JOIN k ON true", []);
     sql
 }
 
@@ -187,14 +258,40 @@ mod tests {
 
     #[test]
     fn an_order_is_placed_in_one_statement_on_postgres() {
-        let lines = [("l1", "p1", 2), ("l2", "p2", 1)];
-        let sql = place_order(Environment::Staging, "a@example.com", "", "c", "o", "x", &lines, Utc::now());
-        let text = sql.statement(DbBackend::Postgres).sql;
+        let mut placing = Placing {
+            environment: Environment::Staging,
+            email: "a@example.com",
+            name: "",
+            customer_id: "c",
+            order_id: "o",
+            external_id: "x",
+            lines: vec![("l1", "p1", 2), ("l2", "p2", 1)],
+            claim: None,
+            now: Utc::now(),
+        };
+        let text = place_order(&placing).statement(DbBackend::Postgres).sql;
         assert!(text.starts_with("WITH found AS (SELECT * FROM customer WHERE environment = $1 AND email = $2), "));
         assert!(text.contains("ON CONFLICT (environment, external_id) DO NOTHING RETURNING id)"), "{text}");
         assert!(text.contains("FROM o, (VALUES ($15, $16, $17), ($18, $19, $20)) AS v (id, product_id, quantity)"));
-        assert!(text.ends_with("SELECT c.*, (SELECT COUNT(*) FROM l) AS lines FROM c"), "{text}");
-        assert_eq!(sql.values.len(), 20);
+        assert!(text.ends_with("RETURNING id) SELECT c.*, (SELECT COUNT(*) FROM l) AS lines FROM c"), "{text}");
+        assert_eq!(place_order(&placing).values.len(), 20);
+        let pool = TagRef::Tag("tag".into());
+        placing.claim = Some(LineClaim { line_id: "l1", pool: &pool, product_id: "p1", quantity: 2 });
+        let claimed = place_order(&placing);
+        let text = claimed.statement(DbBackend::Postgres).sql;
+        assert!(text.contains(
+            "RETURNING id), pick AS (SELECT k.id, k.key, k.created_at FROM license_key k WHERE k.environment = $21 \
+             AND k.status = 'AVAILABLE' AND EXISTS (SELECT 1 FROM license_key_tag lt"
+        ));
+        assert!(text.contains(" AND EXISTS (SELECT 1 FROM l) ORDER BY k.created_at, k.id LIMIT 2 FOR UPDATE SKIP LOCKED), k AS (UPDATE"), "{text}");
+        assert!(
+            text.contains(
+                "WHERE id IN (SELECT DISTINCT ON (key) id FROM pick ORDER BY key, created_at, id) RETURNING *)"
+            )
+        );
+        assert!(text.contains(", k.key AS k_key, "), "{text}");
+        assert!(text.ends_with(" FROM c LEFT JOIN k ON true"), "{text}");
+        assert_eq!(claimed.values.len(), 20 + 4 + 4, "the pick's and the update's values");
     }
 
     #[test]
