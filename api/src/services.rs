@@ -29,6 +29,7 @@ pub mod portal;
 pub mod products;
 pub mod ratelimit;
 pub mod reminders;
+pub mod renewals;
 pub mod samples;
 pub mod settings;
 pub mod sql;

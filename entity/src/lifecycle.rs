@@ -68,6 +68,10 @@ pub enum LicenseAction {
     /// Changing a licence's customer, limits, expiry, flags or metadata: any
     /// status but REVOKED, and the status stays.
     Edit,
+    /// Moving a delivered licence's expiry later (a paid renewal): ASSIGNED,
+    /// ACTIVE, INACTIVE or SUSPENDED, and the status stays. An EXPIRED
+    /// licence stays expired; its customer gets a new licence instead.
+    Renew,
 }
 
 impl LicenseAction {
@@ -84,16 +88,27 @@ impl LicenseAction {
             LicenseAction::Expire => "expire",
             LicenseAction::Revoke => "revoke",
             LicenseAction::Edit => "edit",
+            LicenseAction::Renew => "renew",
         }
     }
 }
 
 /// An action the licence's current status does not allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("cannot {} a licence that is {from}", action.as_str())]
+#[error("cannot {} a licence that is {from}{}", action.as_str(), advice(*action, *from))]
 pub struct TransitionError {
     pub from: LicenseStatus,
     pub action: LicenseAction,
+}
+
+/// What to do instead, where there is something.
+fn advice(action: LicenseAction, from: LicenseStatus) -> &'static str {
+    match (action, from) {
+        (LicenseAction::Renew, LicenseStatus::Expired) => {
+            ": an expired licence stays expired; issue a new licence (an order line that renews it does)"
+        }
+        _ => "",
+    }
 }
 
 /// The status `action` leads to from `from`, or why it is not allowed.
@@ -115,6 +130,7 @@ pub fn transition(from: LicenseStatus, action: LicenseAction) -> Result<LicenseS
         (A::Expire, S::Assigned | S::Active) => S::Expired,
         (A::Revoke, s) if s != S::Revoked => S::Revoked,
         (A::Edit, s) if s != S::Revoked => s,
+        (A::Renew, s @ (S::Assigned | S::Active | S::Inactive | S::Suspended)) => s,
         _ => return Err(TransitionError { from, action }),
     };
     Ok(to)
@@ -151,6 +167,10 @@ mod tests {
         (A::Edit, S::Inactive, S::Inactive),
         (A::Edit, S::Suspended, S::Suspended),
         (A::Edit, S::Expired, S::Expired),
+        (A::Renew, S::Assigned, S::Assigned),
+        (A::Renew, S::Active, S::Active),
+        (A::Renew, S::Inactive, S::Inactive),
+        (A::Renew, S::Suspended, S::Suspended),
     ];
 
     #[test]
@@ -168,6 +188,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn renewing_an_expired_licence_says_to_issue_a_new_one() {
+        let refused = transition(S::Expired, A::Renew).expect_err("refused");
+        assert_eq!(
+            refused.to_string(),
+            "cannot renew a licence that is EXPIRED: an expired licence stays expired; issue a new licence \
+             (an order line that renews it does)"
+        );
+        assert_eq!(
+            transition(S::Available, A::Renew).expect_err("refused").to_string(),
+            "cannot renew a licence that is AVAILABLE"
+        );
     }
 
     #[test]
@@ -199,7 +233,7 @@ mod tests {
         /// reachable state, a refused action leaves it where it was, and
         /// REVOKED is never left.
         #[test]
-        fn random_action_sequences_stay_in_reachable_states(actions in proptest::collection::vec(0usize..11, 0..60)) {
+        fn random_action_sequences_stay_in_reachable_states(actions in proptest::collection::vec(0usize..12, 0..60)) {
             let all: Vec<A> = A::iter().collect();
             let reachable = reachable();
             let mut status = S::Available;

@@ -38,6 +38,8 @@ pub enum EventKind {
     LicenseDeleted,
     /// A licence in use expires in 30, 14 or 7 days (`data.days`).
     LicenseExpiring,
+    /// A licence's expiry was moved later by a renewal (`data.previousExpiresAt`).
+    LicenseRenewed,
     /// An order was placed.
     OrderCreated,
     /// Every unit of an order has its key.
@@ -55,7 +57,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 19] = [
+    pub const ALL: [EventKind; 20] = [
         Self::LicenseCreated,
         Self::LicenseAssigned,
         Self::LicenseActivated,
@@ -68,6 +70,7 @@ impl EventKind {
         Self::LicenseRevoked,
         Self::LicenseDeleted,
         Self::LicenseExpiring,
+        Self::LicenseRenewed,
         Self::OrderCreated,
         Self::OrderFulfilled,
         Self::OrderPartiallyFulfilled,
@@ -92,6 +95,7 @@ impl EventKind {
             Self::LicenseRevoked => "license.revoked",
             Self::LicenseDeleted => "license.deleted",
             Self::LicenseExpiring => "license.expiring",
+            Self::LicenseRenewed => "license.renewed",
             Self::OrderCreated => "order.created",
             Self::OrderFulfilled => "order.fulfilled",
             Self::OrderPartiallyFulfilled => "order.partially_fulfilled",

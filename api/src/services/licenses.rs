@@ -389,6 +389,7 @@ pub(crate) async fn apply(
         LicenseAction::Reveal => "revealed",
         LicenseAction::Expire => "expired",
         LicenseAction::Edit => "updated",
+        LicenseAction::Renew => "renewed",
     };
     audit::record(
         txn,
@@ -412,6 +413,7 @@ pub(crate) async fn apply(
         LicenseAction::Revoke => Some(EventKind::LicenseRevoked),
         LicenseAction::Activate => Some(EventKind::LicenseActivated),
         LicenseAction::Expire => Some(EventKind::LicenseExpired),
+        LicenseAction::Renew => Some(EventKind::LicenseRenewed),
         LicenseAction::ReturnToPool | LicenseAction::Reveal | LicenseAction::Edit => None,
     };
     if let Some(kind) = announced {

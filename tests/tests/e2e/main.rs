@@ -32,6 +32,7 @@ mod portal;
 mod preview;
 mod products;
 mod reliability;
+mod renewals;
 mod roles;
 mod runner;
 mod schema_rules;

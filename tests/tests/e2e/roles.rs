@@ -42,6 +42,7 @@ pub(crate) const MATRIX: &[(&str, [Outcome; 5])] = &[
     ("reactivateLicense", [Allowed, Allowed, Allowed, Forbidden, Unauthenticated]),
     ("suspendLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("unsuspendLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
+    ("renewLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("revokeLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("deleteLicense", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
     ("createTag", [Allowed, Allowed, Forbidden, Forbidden, Unauthenticated]),
@@ -247,6 +248,17 @@ pub(crate) async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (
         "reactivateLicense" => (by_id(mutation), json!({ "id": licence(LicenseStatus::Inactive).await })),
         "unsuspendLicense" => (by_id(mutation), json!({ "id": licence(LicenseStatus::Suspended).await })),
         "revokeLicense" => (by_id(mutation), json!({ "id": licence(LicenseStatus::Assigned).await })),
+        "renewLicense" => {
+            let id = licence(LicenseStatus::Assigned).await;
+            let at = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+            let set = "mutation($id: ID!, $at: DateTime!) { updateLicense(input: {id: $id, expiresAt: $at}) { license { id } } }";
+            let body = app.graphql(Some(admin), set, json!({ "id": id, "at": at })).await;
+            assert!(body.get("errors").is_none(), "{body:#}");
+            (
+                "mutation($id: ID!) { renewLicense(input: {licenseId: $id, period: {days: 30}}) { license { id } } }".into(),
+                json!({ "id": id }),
+            )
+        }
         "deleteLicense" => (
             "mutation($id: ID!) { deleteLicense(input: {id: $id}) { keysChanged } }".into(),
             json!({ "id": licence(LicenseStatus::Available).await }),

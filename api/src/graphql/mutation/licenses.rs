@@ -5,6 +5,7 @@ use crate::graphql::types::job::Job;
 use crate::graphql::types::pool::{KeysChangedPayload, LicenseKey};
 use crate::services::jobs;
 use crate::services::licenses::{self, LicensePatch, NewLicense};
+use crate::services::renewals::{self, Period, RenewalBasis};
 use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::LicenseAction;
@@ -77,6 +78,35 @@ pub struct GenerateLicensesPayload {
 #[derive(Debug, SimpleObject)]
 pub struct LicensePayload {
     pub license: LicenseKey,
+}
+
+/// A length of time: exactly one of its units.
+#[derive(Debug, InputObject)]
+pub struct PeriodInput {
+    /// 1–3650.
+    pub days: Option<i32>,
+    /// 1–120; calendar months (a month from 31 January ends on the last day of February).
+    pub months: Option<i32>,
+    /// 1–10.
+    pub years: Option<i32>,
+}
+
+#[derive(Debug, InputObject)]
+pub struct RenewLicenseInput {
+    /// An ASSIGNED, ACTIVE, INACTIVE or SUSPENDED licence with an expiry
+    /// (one past its expiry but inside the grace period too).
+    pub license_id: ID,
+    /// How much longer it runs.
+    pub period: PeriodInput,
+    /// Where the period starts; `FROM_EXPIRY` when omitted or null.
+    pub basis: Option<RenewalBasis>,
+}
+
+#[derive(Debug, SimpleObject)]
+pub struct RenewLicensePayload {
+    /// The same licence with its new expiry; nothing else changed.
+    pub license: LicenseKey,
+    pub previous_expires_at: DateTime<Utc>,
 }
 
 fn tri(value: MaybeUndefined<DateTime<Utc>>) -> Option<Option<DateTime<Utc>>> {
@@ -186,6 +216,22 @@ impl LicenseMutation {
     #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
     async fn revoke_license(&self, ctx: &Context<'_>, input: LicenseIdInput) -> Result<LicensePayload> {
         act(ctx, &input.id, LicenseAction::Revoke, None).await
+    }
+
+    /// Moves a licence's expiry later by a period (a paid renewal), keeping
+    /// the same key, status and devices. An EXPIRED licence stays expired
+    /// (`INVALID_TRANSITION`): issue a new licence instead.
+    #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
+    async fn renew_license(&self, ctx: &Context<'_>, input: RenewLicenseInput) -> Result<RenewLicensePayload> {
+        let (state, rc) = request(ctx)?;
+        let p = &input.period;
+        let period = Period::parse("period", p.days, p.months, p.years)?;
+        let renewed =
+            renewals::renew(&state.db, rc, &input.license_id, period, input.basis.unwrap_or_default()).await?;
+        Ok(RenewLicensePayload {
+            license: LicenseKey::from(renewed.license),
+            previous_expires_at: renewed.previous_expires_at,
+        })
     }
 
     /// Deletes a licence; one that was ever activated needs `force: true`.

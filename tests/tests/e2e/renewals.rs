@@ -1,0 +1,207 @@
+//! Renewals: `renewLicense` moves a delivered licence's expiry later and
+//! keeps its key, status and devices; the basis decides where the period
+//! starts; the grace period, expired and lifetime licences, bad periods and
+//! renewals racing each other.
+
+use crate::client::{activate, delivered, settings, validate};
+use chrono::{DateTime, Duration, Months, Utc};
+use entity::user::StaffRole;
+use entity::{LicenseStatus, audit_event, event, license_key};
+use keysmith_tests::{TestApp, data, error_code, error_field, on_both_databases};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use serde_json::{Value, json};
+
+on_both_databases!(
+    a_renewal_moves_the_expiry_and_keeps_everything_else,
+    the_basis_decides_where_the_period_starts,
+    expired_lifetime_and_bad_renewals_are_refused_and_change_nothing,
+    renewals_at_the_same_moment_each_count,
+);
+
+const RENEW: &str = "mutation($id: ID!, $p: PeriodInput!, $b: RenewalBasis) { renewLicense(input: \
+                     {licenseId: $id, period: $p, basis: $b}) { previousExpiresAt license { id key status expiresAt \
+                     activationsUsed } } }";
+
+async fn renew(app: &TestApp, token: &str, id: &str, period: Value, basis: Option<&str>) -> Value {
+    app.graphql(Some(token), RENEW, json!({ "id": id, "p": period, "b": basis })).await
+}
+
+/// Sets a licence's expiry as it is stored, past or future.
+async fn expire_at(app: &TestApp, id: &str, at: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    let row = license_key::Entity::find_by_id(id.to_string()).one(app.db()).await.expect("read").expect("licence");
+    let mut row: license_key::ActiveModel = row.into();
+    row.expires_at = Set(at.map(entity::stored_time));
+    row.update(app.db()).await.expect("update").expires_at.unwrap_or_default()
+}
+
+async fn stored(app: &TestApp, id: &str) -> license_key::Model {
+    license_key::Entity::find_by_id(id.to_string()).one(app.db()).await.expect("read").expect("licence")
+}
+
+fn time(value: &Value) -> DateTime<Utc> {
+    value.as_str().and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("a time: {value}"))
+}
+
+async fn a_renewal_moves_the_expiry_and_keeps_everything_else(app: TestApp) {
+    let manager = app.staff_token(StaffRole::Manager).await;
+    let (id, customer, _) = delivered(&app, "RENEW-KEY-0001", 3).await;
+    let old = expire_at(&app, &id, Some(Utc::now() + Duration::days(20))).await;
+    assert_eq!(activate(&app, "RENEW-KEY-0001", "pc-1").await["code"], "VALID");
+    let before = stored(&app, &id).await;
+
+    let body = renew(&app, &manager, &id, json!({ "months": 1 }), None).await;
+    let renewed = &data(&body)["renewLicense"];
+    let new = old.checked_add_months(Months::new(1)).expect("a month later");
+    assert_eq!(time(&renewed["previousExpiresAt"]), old, "{body:#}");
+    assert_eq!(time(&renewed["license"]["expiresAt"]), new, "from the old expiry, a calendar month");
+    assert_eq!(renewed["license"]["key"], "RENEW-KEY-0001", "the same key");
+    assert_eq!((&renewed["license"]["status"], &renewed["license"]["activationsUsed"]), (&json!("ACTIVE"), &json!(1)));
+
+    // Only the expiry moved.
+    let after = stored(&app, &id).await;
+    assert_eq!(after.expires_at, Some(new));
+    assert_eq!(
+        (after.status, after.customer_id.as_deref(), after.activation_limit, after.devices_in_use),
+        (before.status, Some(customer.as_str()), before.activation_limit, before.devices_in_use)
+    );
+    // The shipped software sees it at its next check.
+    let checked = validate(&app, "RENEW-KEY-0001", Some("pc-1")).await;
+    assert_eq!(checked["code"], "VALID", "{checked:#}");
+    assert_eq!(time(&checked["license"]["expiresAt"]), new);
+    // The audit trail and the webhook/subscription event say what changed.
+    let audit = audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq("license.renewed"))
+        .all(app.db())
+        .await
+        .expect("audit");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].target_id, id);
+    let after_json = audit[0].after.clone().expect("after");
+    assert_eq!(after_json["renewal"], json!({ "period": { "months": 1 }, "basis": "FROM_EXPIRY" }));
+    let announced =
+        event::Entity::find().filter(event::Column::Kind.eq("license.renewed")).all(app.db()).await.expect("events");
+    assert_eq!(announced.len(), 1);
+    assert_eq!(announced[0].subject_id, id);
+    assert_eq!(time(&announced[0].payload["previousExpiresAt"]), old);
+    assert_eq!(time(&announced[0].payload["expiresAt"]), new);
+    assert_eq!(announced[0].payload["keyPrefix"], "RENEW-KE", "eight characters of the key at most");
+}
+
+async fn the_basis_decides_where_the_period_starts(app: TestApp) {
+    let manager = app.staff_token(StaffRole::Manager).await;
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let (id, _, _) = delivered(&app, "BASIS-KEY-0001", 1).await;
+
+    // FROM_NOW: now plus the period, even when that is earlier than the expiry.
+    expire_at(&app, &id, Some(Utc::now() + Duration::days(30))).await;
+    let asked = Utc::now();
+    let body = renew(&app, &manager, &id, json!({ "days": 10 }), Some("FROM_NOW")).await;
+    let at = time(&data(&body)["renewLicense"]["license"]["expiresAt"]);
+    assert!(at >= asked + Duration::days(10) - Duration::seconds(1) && at <= Utc::now() + Duration::days(10), "{at}");
+
+    // FROM_NOW_IF_EXPIRED before the expiry: from the expiry.
+    let old = expire_at(&app, &id, Some(Utc::now() + Duration::days(5))).await;
+    let body = renew(&app, &manager, &id, json!({ "days": 10 }), Some("FROM_NOW_IF_EXPIRED")).await;
+    assert_eq!(time(&data(&body)["renewLicense"]["license"]["expiresAt"]), old + Duration::days(10), "{body:#}");
+
+    // Past the expiry but inside the grace period the licence still renews:
+    // FROM_NOW_IF_EXPIRED from now, FROM_EXPIRY from the old expiry.
+    settings(&app, &admin, json!({ "gracePeriodMinutes": 60 })).await;
+    let lapsed = expire_at(&app, &id, Some(Utc::now() - Duration::minutes(10))).await;
+    let asked = Utc::now();
+    let body = renew(&app, &manager, &id, json!({ "days": 1 }), Some("FROM_NOW_IF_EXPIRED")).await;
+    let at = time(&data(&body)["renewLicense"]["license"]["expiresAt"]);
+    assert!(at >= asked + Duration::days(1) - Duration::seconds(1) && at <= Utc::now() + Duration::days(1), "{at}");
+    expire_at(&app, &id, Some(lapsed)).await;
+    let body = renew(&app, &manager, &id, json!({ "days": 1 }), None).await;
+    assert_eq!(time(&data(&body)["renewLicense"]["license"]["expiresAt"]), lapsed + Duration::days(1), "{body:#}");
+    assert_eq!(data(&body)["renewLicense"]["license"]["status"], "ASSIGNED");
+}
+
+async fn expired_lifetime_and_bad_renewals_are_refused_and_change_nothing(app: TestApp) {
+    let manager = app.staff_token(StaffRole::Manager).await;
+    let admin = app.staff_token(StaffRole::Admin).await;
+    settings(&app, &admin, json!({ "gracePeriodMinutes": 0 })).await;
+    let (id, _, _) = delivered(&app, "REFUSED-KEY-0001", 1).await;
+
+    // Past its expiry and the grace period: EXPIRED, with the way forward.
+    let lapsed = expire_at(&app, &id, Some(Utc::now() - Duration::days(2))).await;
+    let body = renew(&app, &manager, &id, json!({ "days": 30 }), None).await;
+    assert_eq!(error_code(&body), Some("INVALID_TRANSITION"), "{body:#}");
+    let message = body["errors"][0]["message"].as_str().expect("a message");
+    assert!(message.contains("EXPIRED") && message.contains("issue a new licence"), "{message}");
+    assert_eq!(stored(&app, &id).await.expires_at, Some(lapsed), "nothing changed");
+
+    // A lifetime licence has no expiry to renew.
+    expire_at(&app, &id, None).await;
+    let body = renew(&app, &manager, &id, json!({ "days": 30 }), None).await;
+    assert_eq!((error_code(&body), error_field(&body)), (Some("INVALID_INPUT"), Some("licenseId")), "{body:#}");
+    assert_eq!(stored(&app, &id).await.expires_at, None);
+
+    // Periods: exactly one unit, within its bounds, each refusal naming the field.
+    let soon = expire_at(&app, &id, Some(Utc::now() + Duration::days(3))).await;
+    for (period, field) in [
+        (json!({}), "period"),
+        (json!({ "days": 1, "months": 1 }), "period"),
+        (json!({ "months": 0 }), "period.months"),
+        (json!({ "days": -3 }), "period.days"),
+        (json!({ "days": 3651 }), "period.days"),
+        (json!({ "years": 11 }), "period.years"),
+    ] {
+        let body = renew(&app, &manager, &id, period.clone(), None).await;
+        assert_eq!((error_code(&body), error_field(&body)), (Some("INVALID_INPUT"), Some(field)), "{period}: {body:#}");
+    }
+    assert_eq!(stored(&app, &id).await.expires_at, Some(soon));
+
+    // Support may not renew; an unknown licence is not found; a revoked one stays revoked.
+    let support = app.staff_token(StaffRole::Support).await;
+    let body = renew(&app, &support, &id, json!({ "days": 1 }), None).await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body:#}");
+    let body = renew(&app, &manager, "01M00000000000000000000000", json!({ "days": 1 }), None).await;
+    assert_eq!((error_code(&body), error_field(&body)), (Some("NOT_FOUND"), Some("licenseId")), "{body:#}");
+    let revoke = "mutation($id: ID!) { revokeLicense(input: {id: $id}) { license { status } } }";
+    let body = app.graphql(Some(&manager), revoke, json!({ "id": id })).await;
+    assert_eq!(data(&body)["revokeLicense"]["license"]["status"], "REVOKED");
+    let body = renew(&app, &manager, &id, json!({ "days": 1 }), None).await;
+    assert_eq!(error_code(&body), Some("INVALID_TRANSITION"), "{body:#}");
+    assert_eq!(stored(&app, &id).await.expires_at, Some(soon));
+    assert_eq!(stored(&app, &id).await.status, LicenseStatus::Revoked);
+}
+
+/// A subscription's payments may arrive together: every renewal counts.
+async fn renewals_at_the_same_moment_each_count(app: TestApp) {
+    let manager = app.staff_token(StaffRole::Manager).await;
+    let (id, _, _) = delivered(&app, "RACE-RENEW-0001", 1).await;
+    let old = expire_at(&app, &id, Some(Utc::now() + Duration::days(1))).await;
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (http, url, token, id) = (app.http.clone(), app.url("/graphql"), manager.clone(), id.clone());
+        racers.spawn(async move {
+            let body: Value = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({ "query": RENEW, "variables": { "id": id, "p": { "days": 1 } } }))
+                .send()
+                .await
+                .expect("an answer")
+                .json()
+                .await
+                .expect("json");
+            time(&data(&body)["renewLicense"]["previousExpiresAt"])
+        });
+    }
+    let mut previous = Vec::new();
+    while let Some(done) = racers.join_next().await {
+        previous.push(done.expect("a renewal"));
+    }
+    previous.sort();
+    let expected: Vec<DateTime<Utc>> = (0..20).map(|d| old + Duration::days(d)).collect();
+    assert_eq!(previous, expected, "each renewal started where the one before it ended");
+    assert_eq!(stored(&app, &id).await.expires_at, Some(old + Duration::days(20)));
+    let audited = audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq("license.renewed"))
+        .all(app.db())
+        .await
+        .expect("audit");
+    assert_eq!(audited.len(), 20);
+}
