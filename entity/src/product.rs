@@ -19,6 +19,10 @@ pub struct Model {
     pub key_button_text: String,
     pub unavailable_message: String,
     pub requires_fingerprint: bool,
+    /// `DAYS`, `MONTHS` or `YEARS` with `renewal_period_count`; both null when
+    /// renewals must name their period.
+    pub renewal_period_unit: Option<String>,
+    pub renewal_period_count: Option<i32>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

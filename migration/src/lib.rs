@@ -13,6 +13,7 @@ mod initial_schema;
 mod job_runner;
 mod key_search;
 mod portal;
+mod renewals;
 mod staff_sessions;
 mod webhooks;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(portal::Migration),
             Box::new(staff_sessions::Migration),
             Box::new(devices_in_use::Migration),
+            Box::new(renewals::Migration),
         ]
     }
 }

@@ -347,6 +347,8 @@ pub mod seed {
             key_button_text: Set("Licence Key".into()),
             unavailable_message: Set("soon".into()),
             requires_fingerprint: Set(false),
+            renewal_period_unit: Set(None),
+            renewal_period_count: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         }

@@ -4,6 +4,7 @@
 use super::audit::{self, Change};
 use super::limits;
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};
+use super::renewals::Period;
 use super::sql::contains;
 use crate::auth::{RequestContext, may};
 use crate::db::begin_write;
@@ -33,6 +34,8 @@ pub struct NewProduct {
     pub key_button_text: Option<String>,
     pub unavailable_message: Option<String>,
     pub requires_fingerprint: Option<bool>,
+    /// What a renewal adds when it names no period of its own.
+    pub renewal_period: Option<Period>,
 }
 
 /// Changes to a product; `None` leaves a field as it is.
@@ -44,6 +47,8 @@ pub struct ProductPatch {
     pub key_button_text: Option<String>,
     pub unavailable_message: Option<String>,
     pub requires_fingerprint: Option<bool>,
+    /// `Some(None)` clears it.
+    pub renewal_period: Option<Option<Period>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -144,6 +149,8 @@ pub async fn create(db: &DatabaseConnection, ctx: &RequestContext, input: NewPro
         key_button_text: Set(key_button_text),
         unavailable_message: Set(unavailable_message),
         requires_fingerprint: Set(input.requires_fingerprint.unwrap_or(false)),
+        renewal_period_unit: Set(input.renewal_period.map(|p| p.stored().0.to_string())),
+        renewal_period_count: Set(input.renewal_period.map(|p| p.stored().1)),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -199,6 +206,10 @@ pub async fn update(
     }
     if let Some(requires) = patch.requires_fingerprint {
         active.requires_fingerprint = Set(requires);
+    }
+    if let Some(period) = patch.renewal_period {
+        active.renewal_period_unit = Set(period.map(|p| p.stored().0.to_string()));
+        active.renewal_period_count = Set(period.map(|p| p.stored().1));
     }
     if let Some(delivery) = patch.delivery {
         let delivery = check_delivery(&txn, ctx, delivery).await?;

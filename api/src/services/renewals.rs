@@ -12,8 +12,8 @@ use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, Days, Months, Utc};
 use entity::lifecycle::transition;
-use entity::{LicenseAction, license_key};
-use sea_orm::{ActiveModelTrait, DatabaseConnection, DatabaseTransaction, Set};
+use entity::{LicenseAction, license_key, product};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, Set};
 use serde_json::json;
 
 /// The most a renewal adds: ten years, in whichever unit.
@@ -62,6 +62,26 @@ impl Period {
         }
     }
 
+    /// The unit and count as a product stores them.
+    pub fn stored(self) -> (&'static str, i32) {
+        match self {
+            Period::Days(n) => ("DAYS", n as i32),
+            Period::Months(n) => ("MONTHS", n as i32),
+            Period::Years(n) => ("YEARS", n as i32),
+        }
+    }
+
+    /// A period as a product stores it; `None` when it sets none.
+    pub fn from_stored(unit: Option<&str>, count: Option<i32>) -> Option<Self> {
+        let n = u32::try_from(count?).ok()?;
+        match unit? {
+            "DAYS" => Some(Period::Days(n)),
+            "MONTHS" => Some(Period::Months(n)),
+            "YEARS" => Some(Period::Years(n)),
+            _ => None,
+        }
+    }
+
     fn describe(self) -> serde_json::Value {
         match self {
             Period::Days(n) => json!({ "days": n }),
@@ -102,12 +122,13 @@ pub struct Renewed {
     pub previous_expires_at: DateTime<Utc>,
 }
 
-/// Renews the licence `license_id` by `period` from `basis`.
+/// Renews the licence `license_id` by `period` (by its product's renewal
+/// period when `None`) from `basis`.
 pub async fn renew(
     db: &DatabaseConnection,
     ctx: &RequestContext,
     license_id: &str,
-    period: Period,
+    period: Option<Period>,
     basis: RenewalBasis,
 ) -> AppResult<Renewed> {
     ctx.viewer.require(may::MANAGE)?;
@@ -116,9 +137,27 @@ pub async fn renew(
         licenses::find(&txn, ctx, license_id).await?.ok_or_else(|| AppError::not_found_in("licence", "licenseId"))?;
     // Under the row's lock where rows lock: two renewals at once both count.
     let before = licenses::relocked(&txn, found).await?;
+    let period = match period {
+        Some(period) => period,
+        None => product_period(&txn, &before)
+            .await?
+            .ok_or_else(|| AppError::invalid("period", "is required: the licence's product has no renewal period"))?,
+    };
     let renewed = renew_in(&txn, ctx, before, period, basis).await?;
     txn.commit().await?;
     Ok(renewed)
+}
+
+/// The renewal period of `licence`'s product, if it has one.
+pub(crate) async fn product_period(
+    txn: &DatabaseTransaction,
+    licence: &license_key::Model,
+) -> AppResult<Option<Period>> {
+    let Some(product_id) = &licence.product_id else {
+        return Ok(None);
+    };
+    let product = product::Entity::find_by_id(product_id.clone()).one(txn).await?;
+    Ok(product.and_then(|p| Period::from_stored(p.renewal_period_unit.as_deref(), p.renewal_period_count)))
 }
 
 /// [`renew`] inside the caller's transaction, `before` read under its lock.
@@ -197,6 +236,16 @@ mod tests {
         assert_eq!(field(zero), Some("period.months".into()));
         let long = Period::parse("period", Some(MAX_DAYS + 1), None, None).expect_err("too long");
         assert_eq!(field(long), Some("period.days".into()));
+    }
+
+    #[test]
+    fn a_period_is_stored_as_unit_and_count() {
+        for period in [Period::Days(30), Period::Months(1), Period::Years(2)] {
+            let (unit, count) = period.stored();
+            assert_eq!(Period::from_stored(Some(unit), Some(count)), Some(period));
+        }
+        assert_eq!(Period::from_stored(None, None), None);
+        assert_eq!(Period::from_stored(Some("WEEKS"), Some(1)), None);
     }
 
     #[test]

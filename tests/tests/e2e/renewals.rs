@@ -16,9 +16,10 @@ on_both_databases!(
     the_basis_decides_where_the_period_starts,
     expired_lifetime_and_bad_renewals_are_refused_and_change_nothing,
     renewals_at_the_same_moment_each_count,
+    a_product_renewal_period_is_used_when_a_renewal_names_none,
 );
 
-const RENEW: &str = "mutation($id: ID!, $p: PeriodInput!, $b: RenewalBasis) { renewLicense(input: \
+const RENEW: &str = "mutation($id: ID!, $p: PeriodInput, $b: RenewalBasis) { renewLicense(input: \
                      {licenseId: $id, period: $p, basis: $b}) { previousExpiresAt license { id key status expiresAt \
                      activationsUsed } } }";
 
@@ -204,4 +205,36 @@ async fn renewals_at_the_same_moment_each_count(app: TestApp) {
         .await
         .expect("audit");
     assert_eq!(audited.len(), 20);
+}
+
+async fn a_product_renewal_period_is_used_when_a_renewal_names_none(app: TestApp) {
+    let manager = app.staff_token(StaffRole::Manager).await;
+    let (id, _, product) = delivered(&app, "PERIOD-KEY-0001", 1).await;
+    let old = expire_at(&app, &id, Some(Utc::now() + Duration::days(3))).await;
+    let update = "mutation($id: ID!, $p: PeriodInput) { updateProduct(input: {id: $id, renewalPeriod: $p}) \
+                  { product { renewalPeriod { unit count } } } }";
+
+    // No period anywhere: the renewal must name one.
+    let body = app.graphql(Some(&manager), RENEW, json!({ "id": id })).await;
+    assert_eq!((error_code(&body), error_field(&body)), (Some("INVALID_INPUT"), Some("period")), "{body:#}");
+
+    // A product's period is checked like any period, and kept.
+    let body = app.graphql(Some(&manager), update, json!({ "id": product, "p": { "months": 0 } })).await;
+    assert_eq!((error_code(&body), error_field(&body)), (Some("INVALID_INPUT"), Some("renewalPeriod.months")));
+    let body = app.graphql(Some(&manager), update, json!({ "id": product, "p": { "years": 1 } })).await;
+    assert_eq!(data(&body)["updateProduct"]["product"]["renewalPeriod"], json!({ "unit": "YEARS", "count": 1 }));
+    let body = app.graphql(Some(&manager), RENEW, json!({ "id": id })).await;
+    let renewed = time(&data(&body)["renewLicense"]["license"]["expiresAt"]);
+    assert_eq!(renewed, old.checked_add_months(Months::new(12)).expect("a year later"), "{body:#}");
+    // A period given wins over the product's.
+    let body = renew(&app, &manager, &id, json!({ "days": 1 }), None).await;
+    assert_eq!(time(&data(&body)["renewLicense"]["license"]["expiresAt"]), renewed + Duration::days(1));
+
+    // Null clears it; a new product may set one from the start.
+    let body = app.graphql(Some(&manager), update, json!({ "id": product, "p": null })).await;
+    assert_eq!(data(&body)["updateProduct"]["product"]["renewalPeriod"], Value::Null, "{body:#}");
+    let create = "mutation { createProduct(input: {name: \"Yearly\", renewalPeriod: {months: 12}}) \
+                  { product { renewalPeriod { unit count } } } }";
+    let body = app.graphql(Some(&manager), create, json!({})).await;
+    assert_eq!(data(&body)["createProduct"]["product"]["renewalPeriod"], json!({ "unit": "MONTHS", "count": 12 }));
 }

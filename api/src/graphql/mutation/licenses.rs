@@ -3,9 +3,10 @@ use crate::graphql::guard::RoleGuard;
 use crate::graphql::request;
 use crate::graphql::types::job::Job;
 use crate::graphql::types::pool::{KeysChangedPayload, LicenseKey};
+use crate::graphql::types::product::PeriodInput;
 use crate::services::jobs;
 use crate::services::licenses::{self, LicensePatch, NewLicense};
-use crate::services::renewals::{self, Period, RenewalBasis};
+use crate::services::renewals::{self, RenewalBasis};
 use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::LicenseAction;
@@ -80,24 +81,13 @@ pub struct LicensePayload {
     pub license: LicenseKey,
 }
 
-/// A length of time: exactly one of its units.
-#[derive(Debug, InputObject)]
-pub struct PeriodInput {
-    /// 1–3650.
-    pub days: Option<i32>,
-    /// 1–120; calendar months (a month from 31 January ends on the last day of February).
-    pub months: Option<i32>,
-    /// 1–10.
-    pub years: Option<i32>,
-}
-
 #[derive(Debug, InputObject)]
 pub struct RenewLicenseInput {
     /// An ASSIGNED, ACTIVE, INACTIVE or SUSPENDED licence with an expiry
     /// (one past its expiry but inside the grace period too).
     pub license_id: ID,
-    /// How much longer it runs.
-    pub period: PeriodInput,
+    /// How much longer it runs; the product's renewal period when omitted.
+    pub period: Option<PeriodInput>,
     /// Where the period starts; `FROM_EXPIRY` when omitted or null.
     pub basis: Option<RenewalBasis>,
 }
@@ -224,8 +214,7 @@ impl LicenseMutation {
     #[graphql(guard = "RoleGuard::new(may::MANAGE)")]
     async fn renew_license(&self, ctx: &Context<'_>, input: RenewLicenseInput) -> Result<RenewLicensePayload> {
         let (state, rc) = request(ctx)?;
-        let p = &input.period;
-        let period = Period::parse("period", p.days, p.months, p.years)?;
+        let period = input.period.map(|p| p.parse("period")).transpose()?;
         let renewed =
             renewals::renew(&state.db, rc, &input.license_id, period, input.basis.unwrap_or_default()).await?;
         Ok(RenewLicensePayload {

@@ -6,7 +6,7 @@ use crate::graphql::types::product::{
     UpdateProductPayload,
 };
 use crate::services::products::{self, NewProduct, ProductPatch};
-use async_graphql::{Context, Object, Result};
+use async_graphql::{Context, MaybeUndefined, Object, Result};
 
 #[derive(Default)]
 pub struct ProductMutation;
@@ -23,6 +23,7 @@ impl ProductMutation {
             key_button_text: input.key_button_text,
             unavailable_message: input.unavailable_message,
             requires_fingerprint: input.requires_fingerprint,
+            renewal_period: input.renewal_period.map(|p| p.parse("renewalPeriod")).transpose()?,
         };
         let product = products::create(&state.db, rc, new).await?;
         Ok(CreateProductPayload { product: Product(product) })
@@ -38,6 +39,11 @@ impl ProductMutation {
             key_button_text: input.key_button_text,
             unavailable_message: input.unavailable_message,
             requires_fingerprint: input.requires_fingerprint,
+            renewal_period: match input.renewal_period {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(p) => Some(Some(p.parse("renewalPeriod")?)),
+            },
         };
         let product = products::update(&state.db, rc, &input.id, patch).await?;
         Ok(UpdateProductPayload { product: Product(product) })

@@ -1,11 +1,13 @@
 //! Products as clients see them, and the inputs that create and change them.
 
 use super::common::{Environment, OrderDirection};
+use crate::error::AppResult;
 use crate::services::products::{
     DeliveryInput as ServiceDelivery, ProductFilter as ServiceFilter, ProductOrder as ServiceOrder,
     ProductOrderField as ServiceOrderField,
 };
-use async_graphql::{Enum, ID, InputObject, Object, SimpleObject};
+use crate::services::renewals::Period;
+use async_graphql::{Enum, ID, InputObject, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::product::Model;
 
@@ -68,6 +70,18 @@ impl Product {
     async fn requires_fingerprint(&self) -> bool {
         self.0.requires_fingerprint
     }
+    /// What a renewal of its licences adds when it names no period (a
+    /// renewal order line, `renewLicense` without `period`); null when none is set.
+    async fn renewal_period(&self) -> Option<RenewalPeriod> {
+        Period::from_stored(self.0.renewal_period_unit.as_deref(), self.0.renewal_period_count).map(|p| {
+            let (unit, count) = match p {
+                Period::Days(n) => (PeriodUnit::Days, n),
+                Period::Months(n) => (PeriodUnit::Months, n),
+                Period::Years(n) => (PeriodUnit::Years, n),
+            };
+            RenewalPeriod { unit, count: count as i32 }
+        })
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -104,6 +118,39 @@ impl From<DeliveryInput> for ServiceDelivery {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum PeriodUnit {
+    Days,
+    /// Calendar months.
+    Months,
+    Years,
+}
+
+/// A length of time, as a product keeps its renewal period.
+#[derive(Debug, SimpleObject)]
+pub struct RenewalPeriod {
+    pub unit: PeriodUnit,
+    pub count: i32,
+}
+
+/// A length of time: exactly one of its units.
+#[derive(Debug, InputObject)]
+pub struct PeriodInput {
+    /// 1–3650.
+    pub days: Option<i32>,
+    /// 1–120; calendar months (a month from 31 January ends on the last day of February).
+    pub months: Option<i32>,
+    /// 1–10.
+    pub years: Option<i32>,
+}
+
+impl PeriodInput {
+    /// The period, or an error naming `field` (or `field.days` …).
+    pub fn parse(&self, field: &str) -> AppResult<Period> {
+        Period::parse(field, self.days, self.months, self.years)
+    }
+}
+
 #[derive(Debug, InputObject)]
 pub struct CreateProductInput {
     /// 1–200 characters, unique in the environment.
@@ -118,6 +165,8 @@ pub struct CreateProductInput {
     pub unavailable_message: Option<String>,
     /// Defaults to false.
     pub requires_fingerprint: Option<bool>,
+    /// What a renewal of its licences adds when it names no period; none by default.
+    pub renewal_period: Option<PeriodInput>,
 }
 
 #[derive(Debug, InputObject)]
@@ -133,6 +182,8 @@ pub struct UpdateProductInput {
     /// 1–500 characters.
     pub unavailable_message: Option<String>,
     pub requires_fingerprint: Option<bool>,
+    /// Null clears it.
+    pub renewal_period: MaybeUndefined<PeriodInput>,
 }
 
 #[derive(Debug, InputObject)]
