@@ -32,6 +32,8 @@ pub struct Model {
     /// Devices the licence is activated on now (its live activations), kept
     /// with every activation that starts or ends.
     pub devices_in_use: i32,
+    /// The expired licence this one was delivered to replace, on a renewal order.
+    pub renewed_from_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

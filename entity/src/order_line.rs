@@ -12,6 +12,11 @@ pub struct Model {
     pub product_id: String,
     pub quantity: i32,
     pub missing: i32,
+    /// The licence this line renews (quantity 1), if it is a renewal.
+    pub renews_license_id: Option<String>,
+    /// What the renewal did: `EXTENDED` (the licence runs longer) or
+    /// `REISSUED` (it had expired: the line delivers a new key).
+    pub renewal_outcome: Option<String>,
     pub created_at: DateTimeUtc,
 }
 

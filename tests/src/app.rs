@@ -279,6 +279,7 @@ pub mod seed {
             revealed_at: Set(None),
             revoked_at: Set(None),
             devices_in_use: Set(0),
+            renewed_from_id: Set(None),
         }
         .insert(db)
         .await
@@ -385,6 +386,8 @@ pub mod seed {
             product_id: Set(product.id.clone()),
             quantity: Set(1),
             missing: Set(0),
+            renews_license_id: Set(None),
+            renewal_outcome: Set(None),
             created_at: Set(now),
         }
         .insert(db)

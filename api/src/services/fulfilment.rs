@@ -14,6 +14,7 @@
 //!   rolled back whole and run again.
 
 mod manage;
+mod renewing;
 mod sql;
 mod waiting;
 
@@ -71,6 +72,8 @@ pub struct NewOrder {
 pub struct NewLine {
     pub product_id: String,
     pub quantity: i64,
+    /// The licence this line renews (see `fulfilment/renewing.rs`).
+    pub renews: Option<String>,
 }
 
 /// An order as placed or found again.
@@ -134,6 +137,7 @@ fn check(input: NewOrder) -> AppResult<CheckedOrder> {
                 format!("must be from 1 to {MAX_QUANTITY} (got {})", line.quantity),
             ));
         }
+        renewing::check(i, line)?;
     }
     let portal_base = input.portal_base.filter(|_| input.email_customer);
     Ok(CheckedOrder { external_id, email, name, lines: input.lines, portal_base })
@@ -188,6 +192,8 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
             product_id: line.product_id.clone(),
             quantity: line.quantity as i32,
             missing: 0,
+            renews_license_id: line.renews.clone(),
+            renewal_outcome: None,
             created_at: now,
         })
         .collect();
@@ -219,20 +225,31 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
     let (claimed_line, mut claimed) = claimed.map_or((None, Vec::new()), |(line, keys)| (Some(line), keys));
     let mut lines = Vec::with_capacity(rows.len());
     let mut pools = Vec::new();
-    for row in rows {
+    for (i, row) in rows.into_iter().enumerate() {
         let product = &products[&row.product_id];
         let quantity = row.quantity;
-        // The keys the order's first statement claimed for this line, then any rest one by one.
-        let mut delivered =
-            if claimed_line.as_deref() == Some(row.id.as_str()) { std::mem::take(&mut claimed) } else { Vec::new() };
-        let rest = quantity - delivered.len() as i32;
-        if rest > 0 {
-            delivered.extend(take(&txn, ctx, product, &row, &customer.id, rest, None).await?);
-        }
+        let (row, delivered) = if let Some(renewed) = row.renews_license_id.clone() {
+            renewing::renew_line(&txn, ctx, i, product, row, &customer.id, &renewed).await?
+        } else {
+            // The keys the order's first statement claimed for this line, then any rest one by one.
+            let mut delivered = if claimed_line.as_deref() == Some(row.id.as_str()) {
+                std::mem::take(&mut claimed)
+            } else {
+                Vec::new()
+            };
+            let rest = quantity - delivered.len() as i32;
+            if rest > 0 {
+                delivered.extend(take(&txn, ctx, product, &row, &customer.id, rest, None).await?);
+            }
+            (row, delivered)
+        };
         if let Source::Pool(pool) = source_of(product) {
             pools.push((ctx.environment, pool));
         }
-        let row = set_missing(&txn, row, quantity - delivered.len() as i32).await?;
+        // A licence extended needs no key.
+        let extended = row.renewal_outcome.as_deref() == Some(renewing::EXTENDED);
+        let missing = if extended { 0 } else { quantity - delivered.len() as i32 };
+        let row = set_missing(&txn, row, missing).await?;
         lines.push((row, delivered));
     }
     let status = status_of(lines.iter().map(|(l, _)| l));
@@ -244,6 +261,7 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
         "lines": lines.iter().map(|(l, keys)| json!({
             "id": l.id, "productId": l.product_id, "quantity": l.quantity, "missing": l.missing,
             "keys": keys.iter().map(|k| license_key::key_prefix(&k.key)).collect::<Vec<_>>(),
+            "renews": l.renews_license_id, "renewal": l.renewal_outcome,
         })).collect::<Vec<_>>(),
     });
     // The order's audit events and outbox events, one statement each.
@@ -343,12 +361,13 @@ async fn write_order_in_one(
     let customer_id = entity::new_id();
     let sources: Vec<(&order_line::Model, Source)> =
         rows.iter().map(|row| (row, source_of(&products[&row.product_id]))).collect();
-    let claim = sources.iter().find_map(|(row, source)| match source {
-        Source::Pool(pool) => {
-            Some(sql::LineClaim { line_id: &row.id, pool, product_id: &row.product_id, quantity: row.quantity })
-        }
-        _ => None,
-    });
+    let claim =
+        sources.iter().filter(|(row, _)| row.renews_license_id.is_none()).find_map(|(row, source)| match source {
+            Source::Pool(pool) => {
+                Some(sql::LineClaim { line_id: &row.id, pool, product_id: &row.product_id, quantity: row.quantity })
+            }
+            _ => None,
+        });
     let claimed_line = claim.as_ref().map(|c| c.line_id.to_string());
     let placing = sql::Placing {
         environment: ctx.environment,
@@ -357,7 +376,10 @@ async fn write_order_in_one(
         customer_id: &customer_id,
         order_id,
         external_id: &input.external_id,
-        lines: rows.iter().map(|l| (l.id.as_str(), l.product_id.as_str(), l.quantity)).collect(),
+        lines: rows
+            .iter()
+            .map(|l| (l.id.as_str(), l.product_id.as_str(), l.quantity, l.renews_license_id.as_deref()))
+            .collect(),
         claim,
         now,
     };
@@ -424,14 +446,15 @@ fn progress_event(status: OrderStatus) -> Option<EventKind> {
 async fn same_content(txn: &impl ConnectionTrait, existing: &order::Model, input: &CheckedOrder) -> AppResult<()> {
     let email =
         customer::Entity::find_by_id(existing.customer_id.clone()).one(txn).await?.map(|c| c.email).unwrap_or_default();
-    let mut stored: Vec<(String, i64)> = order_line::Entity::find()
+    let mut stored: Vec<(String, i64, Option<String>)> = order_line::Entity::find()
         .filter(order_line::Column::OrderId.eq(existing.id.as_str()))
         .all(txn)
         .await?
         .into_iter()
-        .map(|l| (l.product_id, i64::from(l.quantity)))
+        .map(|l| (l.product_id, i64::from(l.quantity), l.renews_license_id))
         .collect();
-    let mut asked: Vec<(String, i64)> = input.lines.iter().map(|l| (l.product_id.clone(), l.quantity)).collect();
+    let mut asked: Vec<(String, i64, Option<String>)> =
+        input.lines.iter().map(|l| (l.product_id.clone(), l.quantity, l.renews.clone())).collect();
     stored.sort();
     asked.sort();
     if !email.eq_ignore_ascii_case(&input.email) {
@@ -650,6 +673,7 @@ async fn mint(
             revealed_at: Set(None),
             revoked_at: Set(None),
             devices_in_use: Set(0),
+            renewed_from_id: Set(None),
         }
         .insert(txn)
         .await

@@ -255,6 +255,7 @@ pub async fn create(db: &DatabaseConnection, ctx: &RequestContext, input: NewLic
         revealed_at: Set(None),
         revoked_at: Set(None),
         devices_in_use: Set(0),
+        renewed_from_id: Set(None),
     }
     .insert(&txn)
     .await?;

@@ -16,7 +16,8 @@ use std::sync::Arc;
 /// The query the orders page runs with the customer's session.
 pub const ORDERS_QUERY: &str = "{ myAccount { name email } myOrders { id externalId status createdAt lines { quantity waiting \
                       productName keyButtonText unavailableMessage licenses { id status expiresAt keyPrefix \
-                      revealed activationLimit activationsUsed activations { id name platform lastSeenAt } } } } }";
+                      revealed activationLimit activationsUsed activations { id name platform lastSeenAt } } \
+                      renewalOutcome renews { keyPrefix expiresAt } } } }";
 
 #[derive(Template)]
 #[template(path = "customer/login.html")]

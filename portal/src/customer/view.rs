@@ -19,6 +19,8 @@ pub(crate) struct LineView {
     pub unavailable: String,
     /// The licence ids the key button reveals, comma-separated.
     pub licence_ids: String,
+    /// On a renewal, what it did, in words.
+    pub renewal: Option<String>,
     pub licences: Vec<LicenceView>,
 }
 
@@ -159,6 +161,21 @@ fn line(l: &Value, now: DateTime<Utc>) -> LineView {
         unavailable: text(&l["unavailableMessage"]),
         licence_ids: revealable.join(","),
         licences,
+        renewal: renewal_words(l),
+    }
+}
+
+/// "Renews key ABCD1234… — now runs until 3 March 2027", or "Replaces the
+/// expired key ABCD1234…", on a line that renews a licence.
+fn renewal_words(l: &Value) -> Option<String> {
+    let prefix = l["renews"]["keyPrefix"].as_str()?;
+    match l["renewalOutcome"].as_str()? {
+        "EXTENDED" => Some(match time(&l["renews"]["expiresAt"]) {
+            Some(until) => format!("Renews key {prefix}… — now runs until {}", day(until)),
+            None => format!("Renews key {prefix}…"),
+        }),
+        "REISSUED" => Some(format!("Replaces the expired key {prefix}…")),
+        _ => None,
     }
 }
 
@@ -208,5 +225,15 @@ mod tests {
         assert_eq!(devices_used(0, 1), "Not activated yet · up to 1 device");
         assert_eq!(devices_used(2, -1), "Active on 2 devices (no limit)");
         assert_eq!(status_words("SUSPENDED"), ("Suspended: contact the seller", "bad"));
+    }
+
+    #[test]
+    fn a_renewal_line_says_what_it_renewed() {
+        let extended = serde_json::json!({ "renewalOutcome": "EXTENDED",
+            "renews": { "keyPrefix": "ABCD1234", "expiresAt": "2027-03-03T12:00:00Z" } });
+        assert_eq!(renewal_words(&extended).as_deref(), Some("Renews key ABCD1234… — now runs until 3 March 2027"));
+        let reissued = serde_json::json!({ "renewalOutcome": "REISSUED", "renews": { "keyPrefix": "ABCD1234" } });
+        assert_eq!(renewal_words(&reissued).as_deref(), Some("Replaces the expired key ABCD1234…"));
+        assert_eq!(renewal_words(&serde_json::json!({ "renewalOutcome": null, "renews": null })), None);
     }
 }

@@ -39,7 +39,7 @@ async fn an_order_is_written_in_few_statements_and_a_repeat_stands_after_its_pro
         external_id: "few-1".into(),
         email: "few1@example.com".into(),
         name: None,
-        lines: vec![NewLine { product_id: product.clone(), quantity: 1 }],
+        lines: vec![NewLine { product_id: product.clone(), quantity: 1, renews: None }],
         email_customer: false,
         portal_base: None,
     };
@@ -58,7 +58,7 @@ async fn an_order_is_written_in_few_statements_and_a_repeat_stands_after_its_pro
         external_id: "few-2".into(),
         email: "few2@example.com".into(),
         name: None,
-        lines: vec![NewLine { product_id: product.clone(), quantity: 1 }],
+        lines: vec![NewLine { product_id: product.clone(), quantity: 1, renews: None }],
         email_customer: true,
         portal_base: Some("https://shop.example.com".into()),
     };

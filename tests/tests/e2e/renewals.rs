@@ -4,6 +4,7 @@
 //! renewals racing each other.
 
 use crate::client::{activate, delivered, settings, validate};
+use crate::fulfilment::Shop;
 use chrono::{DateTime, Duration, Months, Utc};
 use entity::user::StaffRole;
 use entity::{LicenseStatus, audit_event, event, license_key};
@@ -17,6 +18,7 @@ on_both_databases!(
     expired_lifetime_and_bad_renewals_are_refused_and_change_nothing,
     renewals_at_the_same_moment_each_count,
     a_product_renewal_period_is_used_when_a_renewal_names_none,
+    a_renewal_order_extends_the_licence_or_replaces_an_expired_one,
 );
 
 const RENEW: &str = "mutation($id: ID!, $p: PeriodInput, $b: RenewalBasis) { renewLicense(input: \
@@ -237,4 +239,99 @@ async fn a_product_renewal_period_is_used_when_a_renewal_names_none(app: TestApp
                   { product { renewalPeriod { unit count } } } }";
     let body = app.graphql(Some(&manager), create, json!({})).await;
     assert_eq!(data(&body)["createProduct"]["product"]["renewalPeriod"], json!({ "unit": "MONTHS", "count": 12 }));
+}
+
+/// `createOrder` with one line renewing `licence`; the whole response.
+async fn renewal_order(
+    shop: &Shop<'_>,
+    external_id: &str,
+    email: &str,
+    product: &str,
+    licence: &str,
+    quantity: i64,
+) -> Value {
+    let order = "mutation($x: String!, $e: String!, $p: ID!, $r: ID!, $q: Int!) { createOrder(input: {externalId: $x, \
+                 customer: {email: $e}, lines: [{productId: $p, quantity: $q, renews: $r}], emailCustomer: false}) \
+                 { created order { status lines { missing renewalOutcome renews { id } keys { id key renewedFrom { id } } } } } }";
+    shop.call(order, json!({ "x": external_id, "e": email, "p": product, "r": licence, "q": quantity })).await
+}
+
+async fn a_renewal_order_extends_the_licence_or_replaces_an_expired_one(app: TestApp) {
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let shop = Shop::new(&app).await;
+    let pool = shop.tag("subscriptions").await;
+    assert_eq!(shop.import(&["SUB-0001", "SUB-0002", "SUB-0003"], &[&pool]).await, 3);
+    let product = shop.product("Monthly", json!({ "mode": "TAG", "tagId": pool })).await;
+    let other = shop.product("Other", json!({ "mode": "AUTO_GENERATED" })).await;
+    let first = shop.placed("sub-1", "ada@example.com", &[(product.as_str(), 1)]).await;
+    let licence = first["lines"][0]["keys"][0]["id"].as_str().expect("the licence").to_string();
+    let key = first["lines"][0]["keys"][0]["key"].as_str().expect("the key").to_string();
+
+    // Without a renewal period the product cannot be renewed by an order.
+    let body = renewal_order(&shop, "sub-2", "ada@example.com", &product, &licence, 1).await;
+    assert_eq!((error_code(&body), error_field(&body)), (Some("INVALID_INPUT"), Some("lines[0].renews")), "{body:#}");
+    let set = "mutation($id: ID!) { updateProduct(input: {id: $id, renewalPeriod: {months: 1}}) { product { id } } }";
+    assert!(shop.call(set, json!({ "id": product })).await.get("errors").is_none());
+
+    // Paid again: the same licence runs a month longer; no key is taken.
+    let old = expire_at(&app, &licence, Some(Utc::now() + Duration::days(5))).await;
+    let body = renewal_order(&shop, "sub-2", "ada@example.com", &product, &licence, 1).await;
+    let order = &data(&body)["createOrder"]["order"];
+    assert_eq!(order["status"], "FULFILLED", "{body:#}");
+    let line = &order["lines"][0];
+    assert_eq!(
+        (&line["renewalOutcome"], &line["missing"], &line["renews"]["id"]),
+        (&json!("EXTENDED"), &json!(0), &json!(licence))
+    );
+    assert_eq!(line["keys"], json!([]));
+    let month = old.checked_add_months(Months::new(1)).expect("a month later");
+    assert_eq!(stored(&app, &licence).await.expires_at, Some(month));
+    // The customer's portal says so, with the new expiry.
+    let customer = first["customer"]["id"].as_str().expect("the customer");
+    let token = app.customer_token(customer).await;
+    let mine = app
+        .graphql(
+            Some(&token),
+            "{ myOrders { externalId lines { renewalOutcome renews { keyPrefix expiresAt } } } }",
+            json!({}),
+        )
+        .await;
+    let renewal =
+        data(&mine)["myOrders"].as_array().expect("orders").iter().find(|o| o["externalId"] == "sub-2").cloned();
+    let line = &renewal.expect("the renewal order")["lines"][0];
+    assert_eq!((&line["renewalOutcome"], &line["renews"]["keyPrefix"]), (&json!("EXTENDED"), &json!("SUB-0001")));
+    assert_eq!(time(&line["renews"]["expiresAt"]), month);
+    // The provider's retry is the same order: it is not renewed twice.
+    let again = renewal_order(&shop, "sub-2", "ada@example.com", &product, &licence, 1).await;
+    assert_eq!(data(&again)["createOrder"]["created"], false, "{again:#}");
+    assert_eq!(stored(&app, &licence).await.expires_at, Some(month));
+
+    // Refused, naming the field, and nothing placed: another customer's
+    // licence, another product's, more than one unit.
+    for (x, email, p, q, field) in [
+        ("bad-1", "eve@example.com", product.as_str(), 1, "lines[0].renews"),
+        ("bad-2", "ada@example.com", other.as_str(), 1, "lines[0].renews"),
+        ("bad-3", "ada@example.com", product.as_str(), 2, "lines[0].quantity"),
+    ] {
+        let body = renewal_order(&shop, x, email, p, &licence, q).await;
+        assert_eq!((error_code(&body), error_field(&body)), (Some("INVALID_INPUT"), Some(field)), "{x}: {body:#}");
+        let read = shop
+            .call("query($x: String!) { orders(filter: {search: $x}) { edges { node { id } } } }", json!({ "x": x }))
+            .await;
+        assert_eq!(data(&read)["orders"]["edges"], json!([]), "{x} was not placed");
+    }
+
+    // Expired past the grace period: a new key replaces it, linked to it.
+    settings(&app, &admin, json!({ "gracePeriodMinutes": 0 })).await;
+    expire_at(&app, &licence, Some(Utc::now() - Duration::days(2))).await;
+    let body = renewal_order(&shop, "sub-3", "ada@example.com", &product, &licence, 1).await;
+    let line = &data(&body)["createOrder"]["order"]["lines"][0];
+    assert_eq!((&line["renewalOutcome"], &line["missing"]), (&json!("REISSUED"), &json!(0)), "{body:#}");
+    let fresh = &line["keys"][0];
+    assert_ne!(fresh["key"], json!(key), "a new key");
+    assert_eq!(fresh["renewedFrom"]["id"], json!(licence));
+    assert_eq!(validate(&app, &key, None).await["code"], "EXPIRED", "the old licence stays expired");
+    let fresh_key = fresh["key"].as_str().expect("the new key");
+    assert_eq!(validate(&app, fresh_key, None).await["code"], "VALID");
+    assert_eq!(stored(&app, fresh["id"].as_str().expect("id")).await.status, LicenseStatus::Assigned);
 }

@@ -30,6 +30,7 @@ fn key_row(environment: Environment, key: &str, source: KeySource) -> license_ke
         revealed_at: Set(None),
         revoked_at: Set(None),
         devices_in_use: Set(0),
+        renewed_from_id: Set(None),
     }
 }
 

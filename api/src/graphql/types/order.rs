@@ -100,6 +100,23 @@ impl OrderLine {
     async fn product(&self, ctx: &Context<'_>) -> Result<Option<Product>> {
         Ok(loaders(ctx)?.products.load_one(self.0.product_id.clone()).await?.map(Product))
     }
+    /// The licence this line renews, if it is a renewal.
+    async fn renews(&self, ctx: &Context<'_>) -> Result<Option<LicenseKey>> {
+        let Some(id) = &self.0.renews_license_id else {
+            return Ok(None);
+        };
+        let (state, rc) = request(ctx)?;
+        Ok(crate::services::licenses::find(&state.db, rc, id).await?.map(LicenseKey::from))
+    }
+    /// What renewing did: the licence runs longer, or it had expired and the
+    /// line delivers a new key in its place.
+    async fn renewal_outcome(&self) -> Option<RenewalOutcome> {
+        match self.0.renewal_outcome.as_deref()? {
+            "EXTENDED" => Some(RenewalOutcome::Extended),
+            "REISSUED" => Some(RenewalOutcome::Reissued),
+            _ => None,
+        }
+    }
     /// The keys delivered on this line.
     async fn keys(&self, ctx: &Context<'_>) -> Result<Vec<LicenseKey>> {
         if let Some(keys) = &self.1 {
@@ -108,6 +125,14 @@ impl OrderLine {
         let keys = loaders(ctx)?.keys_of_line.load_one(self.0.id.clone()).await?.unwrap_or_default();
         Ok(keys.into_iter().map(LicenseKey::from).collect())
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum RenewalOutcome {
+    /// The licence was extended by the product's renewal period.
+    Extended,
+    /// The licence had expired: the line delivers a new key (`renewedFrom` names the old one).
+    Reissued,
 }
 
 #[derive(Debug, Default, InputObject)]
@@ -171,6 +196,10 @@ pub struct OrderLineInput {
     pub product_id: ID,
     /// 1–1000 units; each gets one key.
     pub quantity: i32,
+    /// A licence of this product and customer that this line renews (its
+    /// quantity 1): extended by the product's renewal period, or, once
+    /// expired, replaced by a new key (`renewedFrom`).
+    pub renews: Option<ID>,
 }
 
 #[derive(Debug, InputObject)]
@@ -200,7 +229,11 @@ impl From<CreateOrderInput> for NewOrder {
             lines: i
                 .lines
                 .into_iter()
-                .map(|l| NewLine { product_id: l.product_id.0, quantity: i64::from(l.quantity) })
+                .map(|l| NewLine {
+                    product_id: l.product_id.0,
+                    quantity: i64::from(l.quantity),
+                    renews: l.renews.map(|r| r.0),
+                })
                 .collect(),
         }
     }

@@ -223,6 +223,14 @@ impl LicenseKey {
         let primed = self.primed().and_then(|p| p.order_of_line.as_ref());
         Ok(primed_or_loaded(primed, &loaders(ctx)?.order_of_line, line).await?.map(ID))
     }
+    /// The expired licence this one was delivered to replace, on a renewal order line.
+    async fn renewed_from(&self, ctx: &Context<'_>) -> Result<Option<LicenseKey>> {
+        let Some(id) = &self.0.renewed_from_id else {
+            return Ok(None);
+        };
+        let (state, rc) = request(ctx)?;
+        Ok(crate::services::licenses::find(&state.db, rc, id).await?.map(LicenseKey::from))
+    }
     /// The order the key was delivered with.
     async fn order(&self, ctx: &Context<'_>) -> Result<Option<Order>> {
         let Some(line) = &self.0.order_line_id else {

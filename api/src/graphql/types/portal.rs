@@ -2,10 +2,11 @@
 //! These types carry only what a buyer may know: no metadata, notes,
 //! sources, tags or anyone else's records.
 
-use super::order::OrderStatus;
+use super::order::{OrderStatus, RenewalOutcome};
 use super::pool::LicenseStatus;
+use crate::graphql::request;
 use crate::services::own::{OwnLicence, OwnLine, OwnOrder};
-use async_graphql::{ID, InputObject, Object, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{activation, customer, license_key};
 
@@ -131,6 +132,37 @@ impl PortalOrderLine<'_> {
     }
     async fn licenses(&self) -> Vec<PortalLicense<'_>> {
         self.0.licences.iter().map(PortalLicense).collect()
+    }
+    /// On a line that renews one of the customer's licences, what the
+    /// renewal did.
+    async fn renewal_outcome(&self) -> Option<RenewalOutcome> {
+        match self.0.line.renewal_outcome.as_deref()? {
+            "EXTENDED" => Some(RenewalOutcome::Extended),
+            "REISSUED" => Some(RenewalOutcome::Reissued),
+            _ => None,
+        }
+    }
+    /// The licence the line renews, as it is now.
+    async fn renews(&self, ctx: &Context<'_>) -> Result<Option<PortalRenewed>> {
+        let Some(id) = &self.0.line.renews_license_id else {
+            return Ok(None);
+        };
+        let (state, rc) = request(ctx)?;
+        Ok(crate::services::licenses::find(&state.db, rc, id).await?.map(PortalRenewed))
+    }
+}
+
+/// A licence an order line renews.
+pub struct PortalRenewed(license_key::Model);
+
+#[Object]
+impl PortalRenewed {
+    /// The key's first characters.
+    async fn key_prefix(&self) -> String {
+        license_key::key_prefix(&self.0.key)
+    }
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
     }
 }
 

@@ -82,8 +82,8 @@ pub(super) struct Placing<'a> {
     pub customer_id: &'a str,
     pub order_id: &'a str,
     pub external_id: &'a str,
-    /// `(id, product id, quantity)` of each line.
-    pub lines: Vec<(&'a str, &'a str, i32)>,
+    /// `(id, product id, quantity, licence renewed)` of each line.
+    pub lines: Vec<(&'a str, &'a str, i32, Option<&'a str>)>,
     /// One line's keys, claimed in the same statement: the first line that
     /// delivers from a pool.
     pub claim: Option<LineClaim<'a>>,
@@ -132,8 +132,8 @@ pub(super) fn place_order(p: &Placing) -> Sql {
         "o AS (INSERT INTO orders (id, environment, external_id, customer_id, status, created_at, updated_at) \
          SELECT ?, ?, ?, c.id, 'FULFILLED', ?, ? FROM c \
          ON CONFLICT (environment, external_id) DO NOTHING RETURNING id), \
-         l AS (INSERT INTO order_line (id, order_id, product_id, quantity, missing, created_at) \
-         SELECT v.id, o.id, v.product_id, v.quantity, 0, ? FROM o, (VALUES ",
+         l AS (INSERT INTO order_line (id, order_id, product_id, quantity, missing, renews_license_id, created_at) \
+         SELECT v.id, o.id, v.product_id, v.quantity, 0, v.renews, ? FROM o, (VALUES ",
         [
             Value::from(p.order_id),
             env(),
@@ -143,14 +143,19 @@ pub(super) fn place_order(p: &Placing) -> Sql {
             Value::from(p.now),
         ],
     );
-    for (i, (id, product_id, quantity)) in p.lines.iter().enumerate() {
+    for (i, (id, product_id, quantity, renews)) in p.lines.iter().enumerate() {
         let separator = if i == 0 { "" } else { ", " };
         sql.push(
-            &format!("{separator}(?, ?, ?)"),
-            [Value::from(*id), Value::from(*product_id), Value::from(*quantity)],
+            &format!("{separator}(?, ?, ?, ?)"),
+            [
+                Value::from(*id),
+                Value::from(*product_id),
+                Value::from(*quantity),
+                Value::from(renews.map(str::to_string)),
+            ],
         );
     }
-    sql.push(") AS v (id, product_id, quantity) RETURNING id)", []);
+    sql.push(") AS v (id, product_id, quantity, renews) RETURNING id)", []);
     let Some(claim) = &p.claim else {
         sql.push(" SELECT c.*, (SELECT COUNT(*) FROM l) AS lines FROM c", []);
         return sql;
@@ -265,22 +270,24 @@ mod tests {
             customer_id: "c",
             order_id: "o",
             external_id: "x",
-            lines: vec![("l1", "p1", 2), ("l2", "p2", 1)],
+            lines: vec![("l1", "p1", 2, None), ("l2", "p2", 1, Some("old"))],
             claim: None,
             now: Utc::now(),
         };
         let text = place_order(&placing).statement(DbBackend::Postgres).sql;
         assert!(text.starts_with("WITH found AS (SELECT * FROM customer WHERE environment = $1 AND email = $2), "));
         assert!(text.contains("ON CONFLICT (environment, external_id) DO NOTHING RETURNING id)"), "{text}");
-        assert!(text.contains("FROM o, (VALUES ($15, $16, $17), ($18, $19, $20)) AS v (id, product_id, quantity)"));
+        assert!(text.contains(
+            "FROM o, (VALUES ($15, $16, $17, $18), ($19, $20, $21, $22)) AS v (id, product_id, quantity, renews)"
+        ));
         assert!(text.ends_with("RETURNING id) SELECT c.*, (SELECT COUNT(*) FROM l) AS lines FROM c"), "{text}");
-        assert_eq!(place_order(&placing).values.len(), 20);
+        assert_eq!(place_order(&placing).values.len(), 22);
         let pool = TagRef::Tag("tag".into());
         placing.claim = Some(LineClaim { line_id: "l1", pool: &pool, product_id: "p1", quantity: 2 });
         let claimed = place_order(&placing);
         let text = claimed.statement(DbBackend::Postgres).sql;
         assert!(text.contains(
-            "RETURNING id), pick AS (SELECT k.id, k.key, k.created_at FROM license_key k WHERE k.environment = $21 \
+            "RETURNING id), pick AS (SELECT k.id, k.key, k.created_at FROM license_key k WHERE k.environment = $23 \
              AND k.status = 'AVAILABLE' AND EXISTS (SELECT 1 FROM license_key_tag lt"
         ));
         assert!(text.contains(" AND EXISTS (SELECT 1 FROM l) ORDER BY k.created_at, k.id LIMIT 2 FOR UPDATE SKIP LOCKED), k AS (UPDATE"), "{text}");
@@ -291,7 +298,7 @@ mod tests {
         );
         assert!(text.contains(", k.key AS k_key, "), "{text}");
         assert!(text.ends_with(" FROM c LEFT JOIN k ON true"), "{text}");
-        assert_eq!(claimed.values.len(), 20 + 4 + 4, "the pick's and the update's values");
+        assert_eq!(claimed.values.len(), 22 + 4 + 4, "the pick's and the update's values");
     }
 
     #[test]

@@ -1,0 +1,78 @@
+//! Order lines that renew a licence (`renews`): a subscription's next
+//! payment. The line's licence — the same product and customer — is
+//! extended by the product's renewal period from its expiry (inside the
+//! grace period too), and the line needs no key. A licence that has already
+//! EXPIRED stays expired (the lifecycle has no way back): the line then
+//! delivers a new key like any other, which names the licence it replaces
+//! (`renewed_from_id`). The order's external id keeps a repeated renewal
+//! from counting twice.
+
+use super::take;
+use crate::auth::RequestContext;
+use crate::error::{AppError, AppResult};
+use crate::services::licenses;
+use crate::services::renewals::{self, Period, RenewalBasis};
+use entity::{LicenseStatus, license_key, order_line, product};
+use sea_orm::{ActiveModelTrait, DatabaseTransaction, Set};
+
+pub(super) const EXTENDED: &str = "EXTENDED";
+pub(super) const REISSUED: &str = "REISSUED";
+
+/// A renewal line renews one licence.
+pub(super) fn check(index: usize, line: &super::NewLine) -> AppResult<()> {
+    let Some(renews) = &line.renews else {
+        return Ok(());
+    };
+    if line.quantity != 1 {
+        return Err(AppError::invalid(format!("lines[{index}].quantity"), "must be 1 on a line that renews a licence"));
+    }
+    if renews.is_empty() || renews.len() > 64 {
+        return Err(AppError::invalid(format!("lines[{index}].renews"), "must be a licence id (1–64 characters)"));
+    }
+    Ok(())
+}
+
+/// Renews the licence `licence_id` on `row`, the order's line `index` for
+/// `customer_id`: the line with its outcome, and the new key when the
+/// licence had expired (none when the pool is empty: the line waits).
+pub(super) async fn renew_line(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    index: usize,
+    product: &product::Model,
+    row: order_line::Model,
+    customer_id: &str,
+    licence_id: &str,
+) -> AppResult<(order_line::Model, Vec<license_key::Model>)> {
+    let field = format!("lines[{index}].renews");
+    let found = licenses::find(txn, ctx, licence_id).await?.ok_or_else(|| AppError::not_found_in("licence", &field))?;
+    if found.product_id.as_deref() != Some(product.id.as_str()) {
+        return Err(AppError::invalid(field, "is a licence of another product than the line's"));
+    }
+    if found.customer_id.as_deref() != Some(customer_id) {
+        return Err(AppError::invalid(field, "is a licence of another customer than the order's"));
+    }
+    let period = Period::from_stored(product.renewal_period_unit.as_deref(), product.renewal_period_count)
+        .ok_or_else(|| AppError::invalid(&field, "the product has no renewal period (set it with updateProduct)"))?;
+    let licence = licenses::relocked(txn, found).await?;
+    let (outcome, delivered) =
+        match renewals::renew_in(txn, ctx, licence.clone(), period, RenewalBasis::FromExpiry).await {
+            Ok(_) => (EXTENDED, Vec::new()),
+            Err(AppError::InvalidTransition(refused)) if refused.from == LicenseStatus::Expired => {
+                let mut delivered = Vec::new();
+                for key in take(txn, ctx, product, &row, customer_id, 1, None).await? {
+                    let mut linked: license_key::ActiveModel = key.into();
+                    linked.renewed_from_id = Set(Some(licence.id.clone()));
+                    delivered.push(linked.update(txn).await?);
+                }
+                (REISSUED, delivered)
+            }
+            Err(AppError::InvalidInput { field: named, reason }) if named == "licenseId" => {
+                return Err(AppError::InvalidInput { field, reason });
+            }
+            Err(e) => return Err(e),
+        };
+    let mut line: order_line::ActiveModel = row.into();
+    line.renewal_outcome = Set(Some(outcome.to_string()));
+    Ok((line.update(txn).await?, delivered))
+}
