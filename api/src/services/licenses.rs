@@ -429,17 +429,21 @@ pub(crate) async fn announce(
     licence: &license_key::Model,
     kind: EventKind,
 ) -> AppResult<()> {
-    let payload = serde_json::json!({
+    let subject = super::events::Subject { kind: "license_key", id: &licence.id };
+    super::events::emit(txn, licence.environment, kind, subject, event_payload(licence)).await?;
+    Ok(())
+}
+
+/// What a licence's outbox events carry (the key's first 8 characters only).
+pub(crate) fn event_payload(licence: &license_key::Model) -> Value {
+    serde_json::json!({
         "licenseId": licence.id,
         "keyPrefix": license_key::key_prefix(&licence.key),
         "status": licence.status,
         "productId": licence.product_id,
         "customerId": licence.customer_id,
         "expiresAt": licence.expires_at,
-    });
-    let subject = super::events::Subject { kind: "license_key", id: &licence.id };
-    super::events::emit(txn, licence.environment, kind, subject, payload).await?;
-    Ok(())
+    })
 }
 
 /// Edits a licence. Key, product and environment never change; a revoked licence not at all.

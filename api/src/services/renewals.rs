@@ -203,16 +203,9 @@ pub(crate) async fn renew_in(
         },
     )
     .await?;
-    let payload = json!({
-        "licenseId": after.id,
-        "keyPrefix": license_key::key_prefix(&after.key),
-        "status": after.status,
-        "productId": after.product_id,
-        "customerId": after.customer_id,
-        "expiresAt": after.expires_at,
-        "previousExpiresAt": previous,
-        "renewal": renewal,
-    });
+    let mut payload = licenses::event_payload(&after);
+    payload["previousExpiresAt"] = json!(previous);
+    payload["renewal"] = renewal;
     let subject = Subject { kind: "license_key", id: &after.id };
     events::emit(txn, after.environment, EventKind::LicenseRenewed, subject, payload).await?;
     Ok(Renewed { license: after, previous_expires_at: previous })
