@@ -31,7 +31,7 @@ const LIST: &str = "query($first: Int!, $after: String, $filter: ProductFilter) 
     generators(first: 100) { edges { node { id name } } } }";
 
 const FIELDS: &str = "id name description status delivery { mode tagId generatorId } keyButtonText \
-    unavailableMessage requiresFingerprint createdAt updatedAt";
+    unavailableMessage requiresFingerprint renewalPeriod { unit count } createdAt updatedAt";
 
 fn product_href(id: &str) -> String {
     format!("/admin/products/{}", utf8_percent_encode(id, COMPONENT))
@@ -206,6 +206,8 @@ struct ProductPage<'a> {
     button: String,
     unavailable: String,
     fingerprint: bool,
+    /// "1 month", "30 days"; "none" when renewals must name their period.
+    renewal: String,
     /// The pool the product delivers from, with its figures and page.
     pool: Option<(String, String, Figures)>,
     flash: Option<Flash>,
@@ -256,6 +258,7 @@ pub(crate) async fn product(
             button: node["keyButtonText"].as_str().unwrap_or_default().to_string(),
             unavailable: node["unavailableMessage"].as_str().unwrap_or_default().to_string(),
             fingerprint: node["requiresFingerprint"].as_bool().unwrap_or_default(),
+            renewal: renewal_words(&node["renewalPeriod"]),
             pool,
             flash: take_flash(req, admin),
         }
@@ -287,6 +290,24 @@ pub(crate) struct ProductForm {
     pub unavailable_message: String,
     #[serde(default)]
     pub requires_fingerprint: Option<String>,
+    /// The renewal period's count (empty: none) and unit (`DAYS`, `MONTHS`, `YEARS`).
+    #[serde(default)]
+    pub renewal_count: String,
+    #[serde(default)]
+    pub renewal_unit: String,
+}
+
+/// A product's renewal period in words: "1 month", "30 days", "none".
+fn renewal_words(period: &Value) -> String {
+    let (Some(unit), Some(count)) = (period["unit"].as_str(), period["count"].as_i64()) else {
+        return "none".into();
+    };
+    let unit = match unit {
+        "DAYS" => "day",
+        "MONTHS" => "month",
+        _ => "year",
+    };
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
 }
 
 impl ProductForm {
@@ -301,6 +322,8 @@ impl ProductForm {
             key_button_text: text(&node["keyButtonText"]),
             unavailable_message: text(&node["unavailableMessage"]),
             requires_fingerprint: node["requiresFingerprint"].as_bool().unwrap_or_default().then(|| "yes".into()),
+            renewal_count: node["renewalPeriod"]["count"].as_i64().map(|n| n.to_string()).unwrap_or_default(),
+            renewal_unit: text(&node["renewalPeriod"]["unit"]),
             ..ProductForm::default()
         }
     }
@@ -332,6 +355,22 @@ impl ProductForm {
             input.insert("unavailableMessage".into(), json!(self.unavailable_message.trim()));
         }
         input.insert("requiresFingerprint".into(), json!(self.requires_fingerprint.is_some()));
+        // No count: no renewal period (an edit clears it).
+        let count = self.renewal_count.trim();
+        let period = if count.is_empty() {
+            Value::Null
+        } else {
+            let unit = match self.renewal_unit.as_str() {
+                "DAYS" => "days",
+                "YEARS" => "years",
+                _ => "months",
+            };
+            // Not a whole number: the API refuses it at the same field as an out-of-range one.
+            let mut period = Map::new();
+            period.insert(unit.into(), json!(count.parse::<i64>().unwrap_or(0)));
+            Value::Object(period)
+        };
+        input.insert("renewalPeriod".into(), period);
         input
     }
 }
@@ -360,6 +399,12 @@ struct ProductFormPage<'a> {
 impl ProductFormPage<'_> {
     fn problem(&self, field: &str) -> Option<&str> {
         self.problems.iter().find(|p| p.field == Some(field)).map(|p| p.text.as_str())
+    }
+    fn unit(&self) -> &str {
+        match self.form.renewal_unit.as_str() {
+            "DAYS" | "YEARS" => self.form.renewal_unit.as_str(),
+            _ => "MONTHS",
+        }
     }
     fn general(&self) -> Vec<&str> {
         self.problems.iter().filter(|p| p.field.is_none()).map(|p| p.text.as_str()).collect()
@@ -463,6 +508,7 @@ fn field_of(api: &str) -> Option<&'static str> {
         f if f.ends_with("tagId") => Some("tagId"),
         f if f.ends_with("generatorId") => Some("generatorId"),
         f if f.starts_with("delivery") => Some("mode"),
+        f if f.starts_with("renewalPeriod") => Some("renewalPeriod"),
         _ => None,
     }
 }

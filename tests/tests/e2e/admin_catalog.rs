@@ -228,6 +228,8 @@ async fn products_are_made_with_their_delivery_edited_and_archived(app: TestApp)
             ("generatorId".to_string(), String::new()),
             ("keyButtonText".to_string(), "Show my serial".to_string()),
             ("unavailableMessage".to_string(), "Your serial is on its way.".to_string()),
+            ("renewalCount".to_string(), "12".to_string()),
+            ("renewalUnit".to_string(), "MONTHS".to_string()),
         ]
     };
     let pairs = |f: &[(String, String)]| f.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>();
@@ -239,6 +241,15 @@ async fn products_are_made_with_their_delivery_edited_and_archived(app: TestApp)
     assert_eq!(refused.status, 400, "{}", refused.body);
     assert!(refused.body.contains("id=\"tagId-error\""), "{}", refused.body);
 
+    // A renewal period out of range: refused at its field.
+    let mut long = pairs(&fields("TAG", &tag));
+    long.retain(|(k, _)| k != "renewalCount");
+    long.push(("renewalCount".to_string(), "121".to_string()));
+    let long: Vec<(&str, &str)> = long.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let refused = browser.post("/admin/products/new", &long).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("id=\"renewalPeriod-error\""), "{}", refused.body);
+
     let good = pairs(&fields("TAG", &tag));
     let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let created = browser.post("/admin/products/new", &good).await;
@@ -249,13 +260,17 @@ async fn products_are_made_with_their_delivery_edited_and_archived(app: TestApp)
     assert!(!shown.body.contains("<script>alert(1)"));
     assert!(shown.body.contains("from tag pro-2027"), "{}", shown.body);
     assert!(shown.body.contains("<dt>Remaining</dt><dd>3</dd>"), "the pool's level: {}", shown.body);
+    assert!(shown.body.contains("<dt>Renewal period</dt><dd>12 months</dd>"), "{}", shown.body);
     let id = product_page.rsplit('/').next().expect("an id").to_string();
 
     // Edit: auto-generated with a generator.
     let edit = browser.get(&format!("{product_page}/edit")).await;
     assert!(edit.body.contains("value=\"TAG\" checked"), "{}", edit.body);
+    assert!(edit.body.contains("value=\"12\"") && edit.body.contains("value=\"MONTHS\" selected"), "{}", edit.body);
     let mut changed = pairs(&fields("AUTO_GENERATED", ""));
-    changed.retain(|(k, _)| k != "generatorId");
+    changed.retain(|(k, _)| k != "generatorId" && k != "renewalCount");
+    // No count: the renewal period is cleared.
+    changed.push(("renewalCount".to_string(), String::new()));
     changed.push(("generatorId".to_string(), generator.clone()));
     let changed: Vec<(&str, &str)> = changed.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let saved = browser.post(&format!("{product_page}/edit"), &changed).await;
@@ -263,13 +278,13 @@ async fn products_are_made_with_their_delivery_edited_and_archived(app: TestApp)
     let body = app
         .graphql(
             Some(&admin),
-            "query($id: ID!) { product(id: $id) { delivery { mode generatorId tagId } keyButtonText } }",
+            "query($id: ID!) { product(id: $id) { delivery { mode generatorId tagId } keyButtonText renewalPeriod { unit } } }",
             json!({ "id": id }),
         )
         .await;
     assert_eq!(
         data(&body)["product"],
-        json!({ "delivery": { "mode": "AUTO_GENERATED", "generatorId": generator, "tagId": null }, "keyButtonText": "Show my serial" })
+        json!({ "delivery": { "mode": "AUTO_GENERATED", "generatorId": generator, "tagId": null }, "keyButtonText": "Show my serial", "renewalPeriod": null })
     );
     assert!(browser.get(&product_page).await.body.contains("generated (Chunky)"));
 
