@@ -16,6 +16,7 @@ pub mod job;
 pub mod keygen;
 pub mod license_key;
 pub mod license_key_tag;
+pub mod license_renewal;
 pub mod lifecycle;
 pub mod order;
 pub mod order_line;

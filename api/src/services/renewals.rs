@@ -8,12 +8,13 @@ use super::audit::{self, Change};
 use super::events::{self, EventKind, Subject};
 use super::licenses::{self, effective_status, snapshot};
 use crate::auth::{RequestContext, may};
-use crate::db::begin_write;
-use crate::error::{AppError, AppResult};
+use crate::db::{begin_write, retrying};
+use crate::error::{AppError, AppResult, contended};
 use chrono::{DateTime, Days, Months, Utc};
 use entity::lifecycle::transition;
-use entity::{LicenseAction, license_key, product};
-use sea_orm::{ActiveModelTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, Set};
+use entity::values::bounded_text;
+use entity::{LicenseAction, license_key, license_renewal, product};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 
 /// The most a renewal adds: ten years, in whichever unit.
@@ -115,37 +116,61 @@ impl RenewalBasis {
     }
 }
 
-/// A renewed licence and the expiry it had before.
+/// What a renewal asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Renewal<'a> {
+    pub period: Period,
+    pub basis: RenewalBasis,
+    /// A payment's id: the licence is renewed once per reference (1–200 characters).
+    pub reference: Option<&'a str>,
+    /// The order line that renews it, on a renewal order.
+    pub order_line_id: Option<&'a str>,
+}
+
+/// A renewed licence and the expiry it had before; `renewed` is false when
+/// the reference had renewed it already (nothing changed this time).
 #[derive(Debug, Clone)]
 pub struct Renewed {
     pub license: license_key::Model,
     pub previous_expires_at: DateTime<Utc>,
+    pub renewed: bool,
 }
 
+/// The longest renewal reference.
+pub const MAX_REFERENCE: usize = 200;
+
 /// Renews the licence `license_id` by `period` (by its product's renewal
-/// period when `None`) from `basis`.
+/// period when `None`) from `basis`, once per `reference` when given.
 pub async fn renew(
     db: &DatabaseConnection,
     ctx: &RequestContext,
     license_id: &str,
     period: Option<Period>,
     basis: RenewalBasis,
+    reference: Option<&str>,
 ) -> AppResult<Renewed> {
     ctx.viewer.require(may::MANAGE)?;
-    let txn = begin_write(db).await?;
-    let found =
-        licenses::find(&txn, ctx, license_id).await?.ok_or_else(|| AppError::not_found_in("licence", "licenseId"))?;
-    // Under the row's lock where rows lock: two renewals at once both count.
-    let before = licenses::relocked(&txn, found).await?;
-    let period = match period {
-        Some(period) => period,
-        None => product_period(&txn, &before)
+    let reference = reference.map(|r| bounded_text("reference", r, 1, MAX_REFERENCE, false)).transpose()?;
+    retrying(|| async {
+        let txn = begin_write(db).await?;
+        let found = licenses::find(&txn, ctx, license_id)
             .await?
-            .ok_or_else(|| AppError::invalid("period", "is required: the licence's product has no renewal period"))?,
-    };
-    let renewed = renew_in(&txn, ctx, before, period, basis).await?;
-    txn.commit().await?;
-    Ok(renewed)
+            .ok_or_else(|| AppError::not_found_in("licence", "licenseId"))?;
+        // Under the row's lock where rows lock: two renewals at once both
+        // count, and a reference seen by one is seen by the other.
+        let before = licenses::relocked(&txn, found).await?;
+        let period = match period {
+            Some(period) => period,
+            None => product_period(&txn, &before).await?.ok_or_else(|| {
+                AppError::invalid("period", "is required: the licence's product has no renewal period")
+            })?,
+        };
+        let asked = Renewal { period, basis, reference: reference.as_deref(), order_line_id: None };
+        let renewed = renew_in(&txn, ctx, before, asked).await?;
+        txn.commit().await?;
+        Ok(renewed)
+    })
+    .await
 }
 
 /// The renewal period of `licence`'s product, if it has one.
@@ -165,9 +190,19 @@ pub(crate) async fn renew_in(
     txn: &DatabaseTransaction,
     ctx: &RequestContext,
     before: license_key::Model,
-    period: Period,
-    basis: RenewalBasis,
+    asked: Renewal<'_>,
 ) -> AppResult<Renewed> {
+    let Renewal { period, basis, reference, order_line_id } = asked;
+    if let Some(reference) = reference {
+        let done = license_renewal::Entity::find()
+            .filter(license_renewal::Column::LicenseKeyId.eq(before.id.as_str()))
+            .filter(license_renewal::Column::Reference.eq(reference))
+            .one(txn)
+            .await?;
+        if let Some(done) = done {
+            return Ok(Renewed { license: before, previous_expires_at: done.expires_before, renewed: false });
+        }
+    }
     let now = entity::now();
     let from = effective_status(&before, now - licenses::grace_period(txn).await?);
     transition(from, LicenseAction::Renew)?;
@@ -187,7 +222,22 @@ pub(crate) async fn renew_in(
     active.expires_at = Set(Some(entity::stored_time(expires_at)));
     active.updated_at = Set(now);
     let after = active.update(txn).await?;
-    let renewal = json!({ "period": period.describe(), "basis": basis.as_str() });
+    let (unit, count) = period.stored();
+    license_renewal::Entity::insert(license_renewal::ActiveModel {
+        id: Set(entity::new_id()),
+        license_key_id: Set(after.id.clone()),
+        reference: Set(reference.map(str::to_string)),
+        period: Set(format!("{count} {unit}")),
+        basis: Set(basis.as_str().to_string()),
+        expires_before: Set(previous),
+        expires_after: Set(after.expires_at.unwrap_or(previous)),
+        order_line_id: Set(order_line_id.map(str::to_string)),
+        created_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await
+    .map_err(contended)?;
+    let renewal = json!({ "period": period.describe(), "basis": basis.as_str(), "reference": reference });
     let mut recorded = snapshot(&after);
     recorded["renewal"] = renewal.clone();
     audit::record(
@@ -208,7 +258,7 @@ pub(crate) async fn renew_in(
     payload["renewal"] = renewal;
     let subject = Subject { kind: "license_key", id: &after.id };
     events::emit(txn, after.environment, EventKind::LicenseRenewed, subject, payload).await?;
-    Ok(Renewed { license: after, previous_expires_at: previous })
+    Ok(Renewed { license: after, previous_expires_at: previous, renewed: true })
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ on_both_databases!(
     renewals_at_the_same_moment_each_count,
     a_product_renewal_period_is_used_when_a_renewal_names_none,
     a_renewal_order_extends_the_licence_or_replaces_an_expired_one,
+    a_reference_renews_once_however_often_it_comes,
 );
 
 const RENEW: &str = "mutation($id: ID!, $p: PeriodInput, $b: RenewalBasis) { renewLicense(input: \
@@ -80,7 +81,7 @@ async fn a_renewal_moves_the_expiry_and_keeps_everything_else(app: TestApp) {
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].target_id, id);
     let after_json = audit[0].after.clone().expect("after");
-    assert_eq!(after_json["renewal"], json!({ "period": { "months": 1 }, "basis": "FROM_EXPIRY" }));
+    assert_eq!(after_json["renewal"], json!({ "period": { "months": 1 }, "basis": "FROM_EXPIRY", "reference": null }));
     let announced =
         event::Entity::find().filter(event::Column::Kind.eq("license.renewed")).all(app.db()).await.expect("events");
     assert_eq!(announced.len(), 1);
@@ -334,4 +335,55 @@ async fn a_renewal_order_extends_the_licence_or_replaces_an_expired_one(app: Tes
     let fresh_key = fresh["key"].as_str().expect("the new key");
     assert_eq!(validate(&app, fresh_key, None).await["code"], "VALID");
     assert_eq!(stored(&app, fresh["id"].as_str().expect("id")).await.status, LicenseStatus::Assigned);
+}
+
+/// A payment provider sends the same notice again and again, sometimes at
+/// once: with its payment's id as the reference, the licence is renewed once.
+async fn a_reference_renews_once_however_often_it_comes(app: TestApp) {
+    let manager = app.staff_token(StaffRole::Manager).await;
+    let (id, _, _) = delivered(&app, "REF-KEY-0001", 1).await;
+    let old = expire_at(&app, &id, Some(Utc::now() + Duration::days(2))).await;
+    let query = "mutation($id: ID!, $r: String) { renewLicense(input: {licenseId: $id, period: {days: 30}, \
+                 reference: $r}) { renewed previousExpiresAt license { expiresAt } } }";
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let (http, url, token, id) = (app.http.clone(), app.url("/graphql"), manager.clone(), id.clone());
+        racers.spawn(async move {
+            let body: Value = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({ "query": query, "variables": { "id": id, "r": "in_1Q2w3E" } }))
+                .send()
+                .await
+                .expect("an answer")
+                .json()
+                .await
+                .expect("json");
+            data(&body)["renewLicense"].clone()
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(done) = racers.join_next().await {
+        answers.push(done.expect("a renewal"));
+    }
+    let renewed = answers.iter().filter(|a| a["renewed"] == true).count();
+    assert_eq!(renewed, 1, "one of ten renewed: {answers:#?}");
+    let after = old + Duration::days(30);
+    for answer in &answers {
+        assert_eq!(time(&answer["previousExpiresAt"]), old, "{answer:#}");
+        assert_eq!(time(&answer["license"]["expiresAt"]), after, "every answer shows the licence as it is");
+    }
+    assert_eq!(stored(&app, &id).await.expires_at, Some(after));
+    // Another payment renews again; a reference is 1–200 characters.
+    let body = app.graphql(Some(&manager), query, json!({ "id": id, "r": "in_next" })).await;
+    assert_eq!(data(&body)["renewLicense"]["renewed"], true, "{body:#}");
+    assert_eq!(stored(&app, &id).await.expires_at, Some(after + Duration::days(30)));
+    let body = app.graphql(Some(&manager), query, json!({ "id": id, "r": "x".repeat(201) })).await;
+    assert_eq!((error_code(&body), error_field(&body)), (Some("INVALID_INPUT"), Some("reference")), "{body:#}");
+    let audited = audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq("license.renewed"))
+        .all(app.db())
+        .await
+        .expect("audit");
+    assert_eq!(audited.len(), 2, "one audit event per renewal that happened");
 }

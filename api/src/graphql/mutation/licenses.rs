@@ -90,6 +90,9 @@ pub struct RenewLicenseInput {
     pub period: Option<PeriodInput>,
     /// Where the period starts; `FROM_EXPIRY` when omitted or null.
     pub basis: Option<RenewalBasis>,
+    /// The payment's id (1–200 characters): a licence is renewed once per
+    /// reference, so a repeated notice of one payment renews nothing again.
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, SimpleObject)]
@@ -97,6 +100,8 @@ pub struct RenewLicensePayload {
     /// The same licence with its new expiry; nothing else changed.
     pub license: LicenseKey,
     pub previous_expires_at: DateTime<Utc>,
+    /// False when the reference had renewed the licence already: nothing changed.
+    pub renewed: bool,
 }
 
 fn tri(value: MaybeUndefined<DateTime<Utc>>) -> Option<Option<DateTime<Utc>>> {
@@ -215,11 +220,19 @@ impl LicenseMutation {
     async fn renew_license(&self, ctx: &Context<'_>, input: RenewLicenseInput) -> Result<RenewLicensePayload> {
         let (state, rc) = request(ctx)?;
         let period = input.period.map(|p| p.parse("period")).transpose()?;
-        let renewed =
-            renewals::renew(&state.db, rc, &input.license_id, period, input.basis.unwrap_or_default()).await?;
+        let renewed = renewals::renew(
+            &state.db,
+            rc,
+            &input.license_id,
+            period,
+            input.basis.unwrap_or_default(),
+            input.reference.as_deref(),
+        )
+        .await?;
         Ok(RenewLicensePayload {
             license: LicenseKey::from(renewed.license),
             previous_expires_at: renewed.previous_expires_at,
+            renewed: renewed.renewed,
         })
     }
 

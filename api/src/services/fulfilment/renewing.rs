@@ -11,12 +11,17 @@ use super::take;
 use crate::auth::RequestContext;
 use crate::error::{AppError, AppResult};
 use crate::services::licenses;
-use crate::services::renewals::{self, Period, RenewalBasis};
+use crate::services::renewals::{self, Period, Renewal, RenewalBasis};
 use entity::{LicenseStatus, license_key, order_line, product};
 use sea_orm::{ActiveModelTrait, DatabaseTransaction, Set};
 
 pub(super) const EXTENDED: &str = "EXTENDED";
 pub(super) const REISSUED: &str = "REISSUED";
+
+/// An order line's renewal: the product's period from the expiry.
+fn asked(period: Period, line_id: &str) -> Renewal<'_> {
+    Renewal { period, basis: RenewalBasis::FromExpiry, reference: None, order_line_id: Some(line_id) }
+}
 
 /// A renewal line renews one licence.
 pub(super) fn check(index: usize, line: &super::NewLine) -> AppResult<()> {
@@ -55,23 +60,22 @@ pub(super) async fn renew_line(
     let period = Period::from_stored(product.renewal_period_unit.as_deref(), product.renewal_period_count)
         .ok_or_else(|| AppError::invalid(&field, "the product has no renewal period (set it with updateProduct)"))?;
     let licence = licenses::relocked(txn, found).await?;
-    let (outcome, delivered) =
-        match renewals::renew_in(txn, ctx, licence.clone(), period, RenewalBasis::FromExpiry).await {
-            Ok(_) => (EXTENDED, Vec::new()),
-            Err(AppError::InvalidTransition(refused)) if refused.from == LicenseStatus::Expired => {
-                let mut delivered = Vec::new();
-                for key in take(txn, ctx, product, &row, customer_id, 1, None).await? {
-                    let mut linked: license_key::ActiveModel = key.into();
-                    linked.renewed_from_id = Set(Some(licence.id.clone()));
-                    delivered.push(linked.update(txn).await?);
-                }
-                (REISSUED, delivered)
+    let (outcome, delivered) = match renewals::renew_in(txn, ctx, licence.clone(), asked(period, &row.id)).await {
+        Ok(_) => (EXTENDED, Vec::new()),
+        Err(AppError::InvalidTransition(refused)) if refused.from == LicenseStatus::Expired => {
+            let mut delivered = Vec::new();
+            for key in take(txn, ctx, product, &row, customer_id, 1, None).await? {
+                let mut linked: license_key::ActiveModel = key.into();
+                linked.renewed_from_id = Set(Some(licence.id.clone()));
+                delivered.push(linked.update(txn).await?);
             }
-            Err(AppError::InvalidInput { field: named, reason }) if named == "licenseId" => {
-                return Err(AppError::InvalidInput { field, reason });
-            }
-            Err(e) => return Err(e),
-        };
+            (REISSUED, delivered)
+        }
+        Err(AppError::InvalidInput { field: named, reason }) if named == "licenseId" => {
+            return Err(AppError::InvalidInput { field, reason });
+        }
+        Err(e) => return Err(e),
+    };
     let mut line: order_line::ActiveModel = row.into();
     line.renewal_outcome = Set(Some(outcome.to_string()));
     Ok((line.update(txn).await?, delivered))
