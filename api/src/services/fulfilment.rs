@@ -524,6 +524,7 @@ async fn deliver(
     only: Option<&str>,
 ) -> AppResult<Vec<license_key::Model>> {
     let delivered = take(txn, ctx, product, line, customer_id, count, only).await?;
+    let delivered = renewing::link_reissued(txn, line, delivered).await?;
     let (changes, announced) = assignments(line, customer_id, &delivered);
     events::record_and_emit(txn, ctx, changes, announced).await?;
     Ok(delivered)

@@ -546,6 +546,8 @@ pub async fn expire_due(db: &DatabaseConnection) -> AppResult<u64> {
                 .col_expr(license_key::Column::UpdatedAt, Expr::value(now))
                 .filter(license_key::Column::Id.eq(key.id.as_str()))
                 .filter(license_key::Column::Status.eq(key.status))
+                // Still due: a renewal committed meanwhile moved the expiry.
+                .filter(license_key::Column::ExpiresAt.lte(now - grace))
                 .exec(&txn)
                 .await?
                 .rows_affected;

@@ -32,7 +32,7 @@ const LIST: &str = "query($first: Int!, $after: String, $filter: OrderFilter) { 
 
 const ONE: &str = "query($id: ID!) { me { role environment user { email } } \
     order(id: $id) { id externalId status createdAt refundedAt customer { id email name } \
-      lines { id quantity missing product { id name } keys { id key status } } } }";
+      lines { id quantity missing renewalOutcome product { id name } keys { id key status } } } }";
 
 fn order_href(id: &str) -> String {
     format!("/admin/orders/{}", utf8_percent_encode(id, COMPONENT))
@@ -186,12 +186,14 @@ pub(crate) struct Line {
     pub quantity: i64,
     pub missing: i64,
     pub keys: Vec<KeyOnLine>,
+    /// The line extended the licence it renews: it takes no key.
+    pub extended: bool,
 }
 
 impl Line {
     /// Units without a key on the line now (a key unassigned leaves one).
     pub fn open(&self) -> i64 {
-        self.quantity - self.keys.len() as i64
+        if self.extended { 0 } else { self.quantity - self.keys.len() as i64 }
     }
 }
 
@@ -234,6 +236,7 @@ fn lines_of(order: &Value) -> Vec<Line> {
             product: line["product"]["name"].as_str().unwrap_or("—").to_string(),
             quantity: line["quantity"].as_i64().unwrap_or_default(),
             missing: line["missing"].as_i64().unwrap_or_default(),
+            extended: line["renewalOutcome"] == "EXTENDED",
             keys: line["keys"]
                 .as_array()
                 .into_iter()

@@ -136,11 +136,12 @@ async fn expired_lifetime_and_bad_renewals_are_refused_and_change_nothing(app: T
     assert!(message.contains("EXPIRED") && message.contains("issue a new licence"), "{message}");
     assert_eq!(stored(&app, &id).await.expires_at, Some(lapsed), "nothing changed");
 
-    // A lifetime licence has no expiry to renew.
-    expire_at(&app, &id, None).await;
-    let body = renew(&app, &manager, &id, json!({ "days": 30 }), None).await;
+    // A lifetime licence has no expiry to renew (another one: the sweeper
+    // may have written the first one down as EXPIRED by now).
+    let (lifetime, _, _) = delivered(&app, "REFUSED-KEY-0002", 1).await;
+    let body = renew(&app, &manager, &lifetime, json!({ "days": 30 }), None).await;
     assert_eq!((error_code(&body), error_field(&body)), (Some("INVALID_INPUT"), Some("licenseId")), "{body:#}");
-    assert_eq!(stored(&app, &id).await.expires_at, None);
+    assert_eq!(stored(&app, &lifetime).await.expires_at, None);
 
     // Periods: exactly one unit, within its bounds, each refusal naming the field.
     let soon = expire_at(&app, &id, Some(Utc::now() + Duration::days(3))).await;
@@ -307,14 +308,31 @@ async fn a_renewal_order_extends_the_licence_or_replaces_an_expired_one(app: Tes
     assert_eq!(data(&again)["createOrder"]["created"], false, "{again:#}");
     assert_eq!(stored(&app, &licence).await.expires_at, Some(month));
 
+    // The extended line takes no key, from staff either.
+    let line_id = {
+        let read = shop
+            .call(
+                "query($x: String!) { orders(filter: {search: $x}) { edges { node { lines { id } } } } }",
+                json!({ "x": "sub-2" }),
+            )
+            .await;
+        data(&read)["orders"]["edges"][0]["node"]["lines"][0]["id"].as_str().expect("the line").to_string()
+    };
+    let reassign = "mutation($l: ID!) { reassignOrderKey(input: {lineId: $l}) { line { id } } }";
+    let body = shop.call(reassign, json!({ "l": line_id })).await;
+    assert_eq!((error_code(&body), error_field(&body)), (Some("INVALID_INPUT"), Some("lineId")), "{body:#}");
+
     // Refused, naming the field, and nothing placed: another customer's
     // licence, another product's, more than one unit.
     for (x, email, p, q, field) in [
         ("bad-1", "eve@example.com", product.as_str(), 1, "lines[0].renews"),
         ("bad-2", "ada@example.com", other.as_str(), 1, "lines[0].renews"),
         ("bad-3", "ada@example.com", product.as_str(), 2, "lines[0].quantity"),
+        ("bad-4", "ada@example.com", product.as_str(), 1, "lines[0].renews"),
     ] {
-        let body = renewal_order(&shop, x, email, p, &licence, q).await;
+        // bad-4 names a licence id longer than any.
+        let renews = if x == "bad-4" { format!("{licence}X") } else { licence.clone() };
+        let body = renewal_order(&shop, x, email, p, &renews, q).await;
         assert_eq!((error_code(&body), error_field(&body)), (Some("INVALID_INPUT"), Some(field)), "{x}: {body:#}");
         let read = shop
             .call("query($x: String!) { orders(filter: {search: $x}) { edges { node { id } } } }", json!({ "x": x }))
@@ -335,6 +353,27 @@ async fn a_renewal_order_extends_the_licence_or_replaces_an_expired_one(app: Tes
     let fresh_key = fresh["key"].as_str().expect("the new key");
     assert_eq!(validate(&app, fresh_key, None).await["code"], "VALID");
     assert_eq!(stored(&app, fresh["id"].as_str().expect("id")).await.status, LicenseStatus::Assigned);
+
+    // Replacing it when the pool is empty: the line waits, and the key that
+    // arrives later is linked to the licence it replaces too.
+    let old_fresh = fresh["id"].as_str().expect("id").to_string();
+    // The pool's last key goes to another order first.
+    shop.placed("sub-4", "ada@example.com", &[(product.as_str(), 1)]).await;
+    expire_at(&app, &old_fresh, Some(Utc::now() - Duration::days(2))).await;
+    let body = renewal_order(&shop, "sub-5", "ada@example.com", &product, &old_fresh, 1).await;
+    let line = &data(&body)["createOrder"]["order"]["lines"][0];
+    assert_eq!((&line["renewalOutcome"], &line["missing"]), (&json!("REISSUED"), &json!(1)), "{body:#}");
+    assert_eq!(shop.import(&["SUB-0004"], &[&pool]).await, 1);
+    let delivered = keysmith_tests::until("the waiting line's key", || async {
+        let key = license_key::Entity::find()
+            .filter(license_key::Column::Key.eq("SUB-0004"))
+            .one(app.db())
+            .await
+            .expect("read")?;
+        (key.status == LicenseStatus::Assigned).then_some(key)
+    })
+    .await;
+    assert_eq!(delivered.renewed_from_id.as_deref(), Some(old_fresh.as_str()), "linked to the licence it replaces");
 }
 
 /// A payment provider sends the same notice again and again, sometimes at

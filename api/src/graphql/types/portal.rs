@@ -148,7 +148,13 @@ impl PortalOrderLine<'_> {
             return Ok(None);
         };
         let (state, rc) = request(ctx)?;
-        Ok(crate::services::licenses::find(&state.db, rc, id).await?.map(PortalRenewed))
+        let found = crate::services::licenses::find(&state.db, rc, id).await?;
+        // Only while it is still the viewer's: staff may have given it to someone else since.
+        let own = match &rc.viewer {
+            crate::auth::Viewer::Customer { customer_id } => Some(customer_id.as_str()),
+            _ => None,
+        };
+        Ok(found.filter(|l| own.is_none() || l.customer_id.as_deref() == own).map(PortalRenewed))
     }
 }
 

@@ -78,6 +78,9 @@ pub async fn reassign(db: &DatabaseConnection, ctx: &RequestContext, input: Reas
             Some(key)
         }
         None => {
+            if line.renewal_outcome.as_deref() == Some(renewing::EXTENDED) {
+                return Err(AppError::invalid("lineId", "the line extended the licence it renews: it takes no key"));
+            }
             let held = license_key::Entity::find()
                 .filter(license_key::Column::OrderLineId.eq(line.id.as_str()))
                 .count(&txn)

@@ -17,6 +17,8 @@ use sea_orm::{ActiveModelTrait, DatabaseTransaction, Set};
 
 pub(super) const EXTENDED: &str = "EXTENDED";
 pub(super) const REISSUED: &str = "REISSUED";
+/// A licence id's length (a ULID).
+const MAX_ID: usize = 26;
 
 /// An order line's renewal: the product's period from the expiry.
 fn asked(period: Period, line_id: &str) -> Renewal<'_> {
@@ -31,8 +33,8 @@ pub(super) fn check(index: usize, line: &super::NewLine) -> AppResult<()> {
     if line.quantity != 1 {
         return Err(AppError::invalid(format!("lines[{index}].quantity"), "must be 1 on a line that renews a licence"));
     }
-    if renews.is_empty() || renews.len() > 64 {
-        return Err(AppError::invalid(format!("lines[{index}].renews"), "must be a licence id (1–64 characters)"));
+    if renews.is_empty() || renews.len() > MAX_ID {
+        return Err(AppError::invalid(format!("lines[{index}].renews"), "must be a licence id (26 characters)"));
     }
     Ok(())
 }
@@ -51,6 +53,8 @@ pub(super) async fn renew_line(
 ) -> AppResult<(order_line::Model, Vec<license_key::Model>)> {
     let field = format!("lines[{index}].renews");
     let found = licenses::find(txn, ctx, licence_id).await?.ok_or_else(|| AppError::not_found_in("licence", &field))?;
+    // Judged as it is under its lock: a change committed meanwhile is seen.
+    let found = licenses::relocked(txn, found).await?;
     if found.product_id.as_deref() != Some(product.id.as_str()) {
         return Err(AppError::invalid(field, "is a licence of another product than the line's"));
     }
@@ -59,7 +63,7 @@ pub(super) async fn renew_line(
     }
     let period = Period::from_stored(product.renewal_period_unit.as_deref(), product.renewal_period_count)
         .ok_or_else(|| AppError::invalid(&field, "the product has no renewal period (set it with updateProduct)"))?;
-    let licence = licenses::relocked(txn, found).await?;
+    let licence = found;
     let (outcome, delivered) = match renewals::renew_in(txn, ctx, licence.clone(), asked(period, &row.id)).await {
         Ok(_) => (EXTENDED, Vec::new()),
         Err(AppError::InvalidTransition(refused)) if refused.from == LicenseStatus::Expired => {
@@ -79,4 +83,32 @@ pub(super) async fn renew_line(
     let mut line: order_line::ActiveModel = row.into();
     line.renewal_outcome = Set(Some(outcome.to_string()));
     Ok((line.update(txn).await?, delivered))
+}
+
+/// `keys` delivered on a line that replaces an expired licence (later, by
+/// the backfill or staff, when the pool was empty at the order), linked to
+/// the licence they replace; other lines' keys as they are.
+pub(super) async fn link_reissued(
+    txn: &DatabaseTransaction,
+    line: &order_line::Model,
+    keys: Vec<license_key::Model>,
+) -> AppResult<Vec<license_key::Model>> {
+    match (&line.renews_license_id, line.renewal_outcome.as_deref()) {
+        (Some(old), Some(REISSUED)) => linked(txn, old, keys).await,
+        _ => Ok(keys),
+    }
+}
+
+async fn linked(
+    txn: &DatabaseTransaction,
+    old: &str,
+    keys: Vec<license_key::Model>,
+) -> AppResult<Vec<license_key::Model>> {
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let mut linked: license_key::ActiveModel = key.into();
+        linked.renewed_from_id = Set(Some(old.to_string()));
+        out.push(linked.update(txn).await?);
+    }
+    Ok(out)
 }
