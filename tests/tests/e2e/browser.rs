@@ -25,27 +25,21 @@ pub(crate) struct Browser {
 }
 
 impl Drop for Browser {
-    /// Asks chromedriver to shut down, which quits its browsers; killing
-    /// chromedriver alone leaves every Chromium it started running. Killed
-    /// if it has not ended within ten seconds.
+    /// Asks chromedriver to shut down, which quits its browsers, and waits
+    /// for it to end; killing chromedriver alone leaves every Chromium it
+    /// started running. Killed when it cannot be asked.
     fn drop(&mut self) {
         use std::io::{Read, Write};
-        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let asked = std::net::TcpStream::connect(("127.0.0.1", self.port)).and_then(|mut stream| {
             let request =
                 format!("GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.port);
-            if stream.write_all(request.as_bytes()).is_ok() {
-                let _ = stream.read(&mut [0u8; 512]);
-            }
+            stream.write_all(request.as_bytes())?;
+            // Its answer comes once the browsers are quitting.
+            stream.read(&mut [0u8; 512])
+        });
+        if asked.is_err() {
+            let _ = self.driver.kill();
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.driver.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
 }

@@ -178,27 +178,11 @@ async fn renewals_at_the_same_moment_each_count(app: TestApp) {
     let manager = app.staff_token(StaffRole::Manager).await;
     let (id, _, _) = delivered(&app, "RACE-RENEW-0001", 1).await;
     let old = expire_at(&app, &id, Some(Utc::now() + Duration::days(1))).await;
-    let mut racers = tokio::task::JoinSet::new();
-    for _ in 0..20 {
-        let (http, url, token, id) = (app.http.clone(), app.url("/graphql"), manager.clone(), id.clone());
-        racers.spawn(async move {
-            let body: Value = http
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({ "query": RENEW, "variables": { "id": id, "p": { "days": 1 } } }))
-                .send()
-                .await
-                .expect("an answer")
-                .json()
-                .await
-                .expect("json");
-            time(&data(&body)["renewLicense"]["previousExpiresAt"])
-        });
-    }
-    let mut previous = Vec::new();
-    while let Some(done) = racers.join_next().await {
-        previous.push(done.expect("a renewal"));
-    }
+    let vars = json!({ "id": id, "p": { "days": 1 } });
+    let answers =
+        futures_util::future::join_all((0..20).map(|_| app.graphql(Some(&manager), RENEW, vars.clone()))).await;
+    let mut previous: Vec<DateTime<Utc>> =
+        answers.iter().map(|body| time(&data(body)["renewLicense"]["previousExpiresAt"])).collect();
     previous.sort();
     let expected: Vec<DateTime<Utc>> = (0..20).map(|d| old + Duration::days(d)).collect();
     assert_eq!(previous, expected, "each renewal started where the one before it ended");
@@ -384,27 +368,13 @@ async fn a_reference_renews_once_however_often_it_comes(app: TestApp) {
     let old = expire_at(&app, &id, Some(Utc::now() + Duration::days(2))).await;
     let query = "mutation($id: ID!, $r: String) { renewLicense(input: {licenseId: $id, period: {days: 30}, \
                  reference: $r}) { renewed previousExpiresAt license { expiresAt } } }";
-    let mut racers = tokio::task::JoinSet::new();
-    for _ in 0..10 {
-        let (http, url, token, id) = (app.http.clone(), app.url("/graphql"), manager.clone(), id.clone());
-        racers.spawn(async move {
-            let body: Value = http
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({ "query": query, "variables": { "id": id, "r": "in_1Q2w3E" } }))
-                .send()
-                .await
-                .expect("an answer")
-                .json()
-                .await
-                .expect("json");
-            data(&body)["renewLicense"].clone()
-        });
-    }
-    let mut answers = Vec::new();
-    while let Some(done) = racers.join_next().await {
-        answers.push(done.expect("a renewal"));
-    }
+    let vars = json!({ "id": id, "r": "in_1Q2w3E" });
+    let answers: Vec<Value> =
+        futures_util::future::join_all((0..10).map(|_| app.graphql(Some(&manager), query, vars.clone())))
+            .await
+            .iter()
+            .map(|body| data(body)["renewLicense"].clone())
+            .collect();
     let renewed = answers.iter().filter(|a| a["renewed"] == true).count();
     assert_eq!(renewed, 1, "one of ten renewed: {answers:#?}");
     let after = old + Duration::days(30);

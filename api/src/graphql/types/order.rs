@@ -111,11 +111,7 @@ impl OrderLine {
     /// What renewing did: the licence runs longer, or it had expired and the
     /// line delivers a new key in its place.
     async fn renewal_outcome(&self) -> Option<RenewalOutcome> {
-        match self.0.renewal_outcome.as_deref()? {
-            "EXTENDED" => Some(RenewalOutcome::Extended),
-            "REISSUED" => Some(RenewalOutcome::Reissued),
-            _ => None,
-        }
+        RenewalOutcome::of(&self.0)
     }
     /// The keys delivered on this line.
     async fn keys(&self, ctx: &Context<'_>) -> Result<Vec<LicenseKey>> {
@@ -133,6 +129,17 @@ pub enum RenewalOutcome {
     Extended,
     /// The licence had expired: the line delivers a new key (`renewedFrom` names the old one).
     Reissued,
+}
+
+impl RenewalOutcome {
+    /// What renewing did on `line`, when it renews a licence.
+    pub fn of(line: &order_line::Model) -> Option<Self> {
+        match line.renewal_outcome.as_deref()? {
+            "EXTENDED" => Some(RenewalOutcome::Extended),
+            "REISSUED" => Some(RenewalOutcome::Reissued),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Default, InputObject)]

@@ -136,11 +136,7 @@ impl PortalOrderLine<'_> {
     /// On a line that renews one of the customer's licences, what the
     /// renewal did.
     async fn renewal_outcome(&self) -> Option<RenewalOutcome> {
-        match self.0.line.renewal_outcome.as_deref()? {
-            "EXTENDED" => Some(RenewalOutcome::Extended),
-            "REISSUED" => Some(RenewalOutcome::Reissued),
-            _ => None,
-        }
+        RenewalOutcome::of(&self.0.line)
     }
     /// The licence the line renews, as it is now.
     async fn renews(&self, ctx: &Context<'_>) -> Result<Option<PortalRenewed>> {

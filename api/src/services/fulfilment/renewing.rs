@@ -52,28 +52,23 @@ pub(super) async fn renew_line(
     licence_id: &str,
 ) -> AppResult<(order_line::Model, Vec<license_key::Model>)> {
     let field = format!("lines[{index}].renews");
-    let found = licenses::find(txn, ctx, licence_id).await?.ok_or_else(|| AppError::not_found_in("licence", &field))?;
+    let licence =
+        licenses::find(txn, ctx, licence_id).await?.ok_or_else(|| AppError::not_found_in("licence", &field))?;
     // Judged as it is under its lock: a change committed meanwhile is seen.
-    let found = licenses::relocked(txn, found).await?;
-    if found.product_id.as_deref() != Some(product.id.as_str()) {
+    let licence = licenses::relocked(txn, licence).await?;
+    if licence.product_id.as_deref() != Some(product.id.as_str()) {
         return Err(AppError::invalid(field, "is a licence of another product than the line's"));
     }
-    if found.customer_id.as_deref() != Some(customer_id) {
+    if licence.customer_id.as_deref() != Some(customer_id) {
         return Err(AppError::invalid(field, "is a licence of another customer than the order's"));
     }
     let period = Period::from_stored(product.renewal_period_unit.as_deref(), product.renewal_period_count)
         .ok_or_else(|| AppError::invalid(&field, "the product has no renewal period (set it with updateProduct)"))?;
-    let licence = found;
     let (outcome, delivered) = match renewals::renew_in(txn, ctx, licence.clone(), asked(period, &row.id)).await {
         Ok(_) => (EXTENDED, Vec::new()),
         Err(AppError::InvalidTransition(refused)) if refused.from == LicenseStatus::Expired => {
-            let mut delivered = Vec::new();
-            for key in take(txn, ctx, product, &row, customer_id, 1, None).await? {
-                let mut linked: license_key::ActiveModel = key.into();
-                linked.renewed_from_id = Set(Some(licence.id.clone()));
-                delivered.push(linked.update(txn).await?);
-            }
-            (REISSUED, delivered)
+            let taken = take(txn, ctx, product, &row, customer_id, 1, None).await?;
+            (REISSUED, linked(txn, &licence.id, taken).await?)
         }
         Err(AppError::InvalidInput { field: named, reason }) if named == "licenseId" => {
             return Err(AppError::InvalidInput { field, reason });
