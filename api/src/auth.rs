@@ -97,6 +97,10 @@ pub enum Viewer {
     Customer {
         customer_id: String,
     },
+    /// A payment provider's verified webhook, acting for an integration with a manager's rights.
+    Integration {
+        integration_id: String,
+    },
 }
 
 impl Viewer {
@@ -106,6 +110,7 @@ impl Viewer {
             Viewer::System => Role::Admin,
             Viewer::Staff { role, .. } => (*role).into(),
             Viewer::Customer { .. } => Role::Customer,
+            Viewer::Integration { .. } => Role::Manager,
         }
     }
 

@@ -88,6 +88,7 @@ pub async fn spawn(state: AppState) -> anyhow::Result<tokio::task::JoinHandle<()
                 tidied = Instant::now();
                 state.client_limits.shrink();
                 state.login_limits.shrink();
+                state.integration_limits.shrink();
             }
             for (environment, pool) in state.pools_to_check.take() {
                 if let Err(e) = exhaustion::check(&state.db, environment, &pool).await {

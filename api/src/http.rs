@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 mod abort;
 mod body;
 mod graphiql;
+mod integrations;
 mod multipart;
 mod socket;
 
@@ -47,6 +48,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/offline-licence/public-key.pem", get(offline_public_key_pem))
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
+        .at("/integrations/:id/webhook", poem::post(integrations::webhook))
         .nest("/portal", portal_routes(&state, &schemas))
         .nest("/admin", admin_routes(&state, &schemas))
         .data(state)

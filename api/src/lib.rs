@@ -49,6 +49,8 @@ pub struct StateInner {
     pub sightings: services::validation::Sightings,
     /// This node's budgets for staff sign-in attempts.
     pub login_limits: services::ratelimit::LoginLimits,
+    /// Deliveries per minute to each integration's inbound address.
+    pub integration_limits: services::ratelimit::IntegrationLimits,
     /// The key that signs offline licence files.
     pub offline: services::offline::OfflineSigner,
     /// The HTTP client webhooks go out through.
@@ -125,6 +127,7 @@ impl AppState {
             client_limits: services::ratelimit::ClientLimits::default(),
             sightings: services::validation::Sightings::default(),
             login_limits: services::ratelimit::LoginLimits::default(),
+            integration_limits: services::ratelimit::IntegrationLimits::default(),
             offline,
             webhooks,
             mailer,

@@ -16,6 +16,7 @@ pub mod export;
 pub mod fulfilment;
 pub mod generators;
 pub mod import;
+pub mod integrations;
 pub mod jobs;
 pub mod keys;
 pub mod licenses;

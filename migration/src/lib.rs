@@ -10,6 +10,7 @@ mod email;
 mod expiry_notices;
 mod fulfilment;
 mod initial_schema;
+mod integrations;
 mod job_runner;
 mod key_search;
 mod portal;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(staff_sessions::Migration),
             Box::new(devices_in_use::Migration),
             Box::new(renewals::Migration),
+            Box::new(integrations::Migration),
         ]
     }
 }

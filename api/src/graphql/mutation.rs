@@ -4,6 +4,7 @@
 mod activations;
 mod customers;
 mod generators;
+mod integrations;
 pub(crate) mod licenses;
 mod orders;
 mod pools;
@@ -22,6 +23,7 @@ pub struct Mutation(
     products::ProductMutation,
     customers::CustomerMutation,
     generators::GeneratorMutation,
+    integrations::IntegrationMutation,
     licenses::LicenseMutation,
     orders::OrderMutation,
     pools::PoolMutation,

@@ -4,6 +4,7 @@ mod activations;
 mod audit;
 mod customers;
 mod generators;
+pub(crate) mod integrations;
 mod jobs;
 mod licenses;
 mod orders;
@@ -23,6 +24,7 @@ pub struct Query(
     products::ProductQuery,
     customers::CustomerQuery,
     generators::GeneratorQuery,
+    integrations::IntegrationQuery,
     jobs::JobQuery,
     licenses::LicenseQuery,
     orders::OrderQuery,

@@ -4,6 +4,7 @@
 pub mod common;
 pub mod customer;
 pub mod generator;
+pub mod integration;
 pub mod job;
 pub mod order;
 pub mod pool;

@@ -29,6 +29,7 @@ pub fn actor_of(viewer: &Viewer) -> (&'static str, Option<String>) {
         Viewer::System => ("system", None),
         Viewer::Staff { user_id, .. } => ("user", Some(user_id.clone())),
         Viewer::Customer { customer_id } => ("customer", Some(customer_id.clone())),
+        Viewer::Integration { integration_id } => ("integration", Some(integration_id.clone())),
     }
 }
 

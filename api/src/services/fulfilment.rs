@@ -18,8 +18,9 @@ mod renewing;
 mod sql;
 mod waiting;
 
+pub(crate) use manage::refund_in;
 pub use manage::{
-    OldKey, Reassigned, Reassignment, RefundKeys, UnassignTo, available_for_line, reassign, refund, unassign,
+    OldKey, Reassigned, Reassignment, RefundKeys, Refunded, UnassignTo, available_for_line, reassign, refund, unassign,
 };
 pub use waiting::{Backfill, after_keys_arrived, backfill, delivery_pools, waiting_on};
 
@@ -153,8 +154,30 @@ pub async fn create_order(db: &DatabaseConnection, ctx: &RequestContext, input: 
     retrying(|| place(db, ctx, &input)).await
 }
 
+/// [`create_order`] in the caller's transaction (an integration's delivery,
+/// recorded with what it did). A found order (`created: false`) leaves
+/// nothing worth keeping in the transaction.
+pub(crate) async fn create_order_in(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    input: NewOrder,
+) -> AppResult<Placed> {
+    ctx.viewer.require(may::MANAGE)?;
+    let input = check(input)?;
+    place_in(txn, ctx, &input).await
+}
+
 async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrder) -> AppResult<Placed> {
     let txn = begin_write(db).await?;
+    let placed = place_in(&txn, ctx, input).await?;
+    // A found order wrote nothing worth keeping: dropped, the transaction rolls back.
+    if placed.created {
+        txn.commit().await?;
+    }
+    Ok(placed)
+}
+
+async fn place_in(txn: &DatabaseTransaction, ctx: &RequestContext, input: &CheckedOrder) -> AppResult<Placed> {
     let mut products = HashMap::new();
     for (i, line) in input.lines.iter().enumerate() {
         if products.contains_key(&line.product_id) {
@@ -162,7 +185,7 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
         }
         let found = product::Entity::find_by_id(line.product_id.clone())
             .filter(product::Column::Environment.eq(ctx.environment))
-            .one(&txn)
+            .one(txn)
             .await?;
         let refused = match &found {
             None => AppError::not_found_in("product", format!("lines[{i}].productId")),
@@ -175,7 +198,7 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
             }
         };
         // A repeated order stands even when its product has gone since.
-        return match existing_order(&txn, ctx, input).await? {
+        return match existing_order(txn, ctx, input).await? {
             Some(existing) => Ok(existing),
             None => Err(refused),
         };
@@ -198,15 +221,15 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
         })
         .collect();
     let written = if txn.get_database_backend() == DbBackend::Postgres {
-        write_order_in_one(&txn, ctx, input, &order_id, &rows, &products, now).await?
+        write_order_in_one(txn, ctx, input, &order_id, &rows, &products, now).await?
     } else {
-        write_order(&txn, ctx, input, &order_id, &rows, now).await?.map(|(c, created)| (c, created, None))
+        write_order(txn, ctx, input, &order_id, &rows, now).await?.map(|(c, created)| (c, created, None))
     };
     let Some((customer, customer_created, claimed)) = written else {
         // The external id is the idempotency key: an order was already placed
-        // under it. Nothing of this transaction stays; the order is read as committed.
-        drop(txn);
-        return existing_order(db, ctx, input)
+        // under it (and committed: the insert waited for it). Nothing this
+        // transaction wrote is kept; the order is read as committed.
+        return existing_order(txn, ctx, input)
             .await?
             .ok_or_else(|| AppError::Contended("the order with this external id was not committed yet".into()));
     };
@@ -229,7 +252,7 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
         let product = &products[&row.product_id];
         let quantity = row.quantity;
         let (row, delivered) = if let Some(renewed) = row.renews_license_id.clone() {
-            renewing::renew_line(&txn, ctx, i, product, row, &customer.id, &renewed).await?
+            renewing::renew_line(txn, ctx, i, product, row, &customer.id, &renewed).await?
         } else {
             // The keys the order's first statement claimed for this line, then any rest one by one.
             let mut delivered = if claimed_line.as_deref() == Some(row.id.as_str()) {
@@ -239,7 +262,7 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
             };
             let rest = quantity - delivered.len() as i32;
             if rest > 0 {
-                delivered.extend(take(&txn, ctx, product, &row, &customer.id, rest, None).await?);
+                delivered.extend(take(txn, ctx, product, &row, &customer.id, rest, None).await?);
             }
             (row, delivered)
         };
@@ -249,11 +272,11 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
         // A licence extended needs no key.
         let extended = row.renewal_outcome.as_deref() == Some(renewing::EXTENDED);
         let missing = if extended { 0 } else { quantity - delivered.len() as i32 };
-        let row = set_missing(&txn, row, missing).await?;
+        let row = set_missing(txn, row, missing).await?;
         lines.push((row, delivered));
     }
     let status = status_of(lines.iter().map(|(l, _)| l));
-    let placed = set_status(&txn, placed, status).await?;
+    let placed = set_status(txn, placed, status).await?;
     let summary = json!({
         "externalId": placed.external_id,
         "customerId": customer.id,
@@ -298,8 +321,7 @@ async fn place(db: &DatabaseConnection, ctx: &RequestContext, input: &CheckedOrd
         Some(base) => super::portal::order_link(txn.get_database_backend(), &customer, &placed.external_id, base),
         None => Vec::new(),
     };
-    events::record_and_emit_with(&txn, ctx, changes, announced, link).await?;
-    txn.commit().await?;
+    events::record_and_emit_with(txn, ctx, changes, announced, link).await?;
     lines.sort_by(|(a, _), (b, _)| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     for (_, keys) in &mut lines {
         keys.sort_by(|a, b| (a.assigned_at, &a.id).cmp(&(b.assigned_at, &b.id)));

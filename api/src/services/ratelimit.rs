@@ -145,6 +145,37 @@ impl LoginLimits {
     }
 }
 
+/// Deliveries per minute to each integration's inbound address, each with
+/// the integration's own quota (node-local, like the client budgets).
+#[derive(Default)]
+pub struct IntegrationLimits(
+    std::sync::Mutex<std::collections::HashMap<String, (u32, governor::DefaultDirectRateLimiter)>>,
+);
+
+impl IntegrationLimits {
+    pub fn check(&self, integration_id: &str, per_minute: u32) -> Result<(), Limited> {
+        let Some(quota) = NonZeroU32::new(per_minute) else { return Ok(()) };
+        let Ok(mut limiters) = self.0.lock() else { return Ok(()) };
+        let entry = limiters
+            .entry(integration_id.to_string())
+            .or_insert_with(|| (per_minute, RateLimiter::direct(Quota::per_minute(quota))));
+        if entry.0 != per_minute {
+            *entry = (per_minute, RateLimiter::direct(Quota::per_minute(quota)));
+        }
+        let limiter = &entry.1;
+        limiter.check().map_err(|n| Limited { retry_after: n.wait_time_from(limiter.clock().now()) })
+    }
+
+    /// Forgets integrations whose budget is full again (their state is the starting state).
+    pub fn shrink(&self) {
+        if let Ok(mut limiters) = self.0.lock() {
+            limiters.retain(|_, (per_minute, limiter)| {
+                NonZeroU32::new(*per_minute).is_some_and(|n| !matches!(limiter.check_n(n), Ok(Ok(()))))
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

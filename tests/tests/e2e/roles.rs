@@ -71,6 +71,10 @@ pub(crate) const MATRIX: &[(&str, [Outcome; 5])] = &[
     ("updateWebhookEndpoint", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
     ("deleteWebhookEndpoint", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
     ("redeliverWebhook", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
+    ("createIntegration", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
+    ("updateIntegration", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
+    ("deleteIntegration", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
+    ("replayIntegrationEvent", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
     ("createUser", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
     ("updateUser", [Allowed, Forbidden, Forbidden, Forbidden, Unauthenticated]),
     // The portal: anyone asks for a sign-in link (the answer is the same
@@ -373,6 +377,41 @@ pub(crate) async fn request_for(app: &TestApp, admin: &str, mutation: &str) -> (
                 .into(),
             json!({}),
         ),
+        "createIntegration" => (
+            "mutation { createIntegration(input: {provider: STRIPE, name: \"Shop\", secret: \"whsec_roles_0123\"}) \
+             { integration { id } } }"
+                .into(),
+            json!({}),
+        ),
+        "updateIntegration" | "deleteIntegration" | "replayIntegrationEvent" => {
+            use crate::integrations::{SECRET, checkout, send, stripe_event};
+            let id = crate::providers::connect(app, admin, "STRIPE", SECRET, json!([]), json!({})).await;
+            match mutation {
+                "updateIntegration" => (
+                    "mutation($id: ID!) { updateIntegration(input: {id: $id, name: \"Renamed\"}) { integration { name } } }"
+                        .into(),
+                    json!({ "id": id }),
+                ),
+                "deleteIntegration" => (
+                    "mutation($id: ID!) { deleteIntegration(input: {id: $id}) { deletedId } }".into(),
+                    json!({ "id": id }),
+                ),
+                _ => {
+                    // An item nobody mapped: the event waits for an admin.
+                    let body = stripe_event(
+                        &format!("evt_{}", entity::new_id()),
+                        "checkout.session.completed",
+                        checkout("cs_roles", "roles@example.com", "price_unmapped", "pi_roles"),
+                    );
+                    assert_eq!(send(app, &id, &body).await.1["outcome"], "NEEDS_ATTENTION");
+                    let event = crate::providers::events(app, admin, &id).await[0]["id"].clone();
+                    (
+                        "mutation($id: ID!) { replayIntegrationEvent(input: {id: $id}) { event { outcome } } }".into(),
+                        json!({ "id": event }),
+                    )
+                }
+            }
+        }
         "updateWebhookEndpoint" | "deleteWebhookEndpoint" | "redeliverWebhook" => {
             let body = app
                 .graphql(

@@ -325,6 +325,8 @@ pub enum RefundKeys {
     Keep,
     /// Back to the pool; refused if one was activated or revealed.
     ReturnToPool,
+    /// Keys never revealed nor activated go back to the pool; the others stay with the customer.
+    ReturnUnrevealed,
     /// Retired (REVOKED).
     Revoke,
 }

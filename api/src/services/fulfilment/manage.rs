@@ -261,8 +261,30 @@ pub enum RefundKeys {
     Keep,
     /// Back to the pool; refused (changing nothing) if one was activated or revealed.
     ReturnToPool,
+    /// Keys never revealed nor activated go back to the pool; the others stay with the customer.
+    ReturnUnrevealed,
     /// Retired: REVOKED.
     Revoke,
+}
+
+impl RefundKeys {
+    fn as_str(self) -> &'static str {
+        match self {
+            RefundKeys::Keep => "KEEP",
+            RefundKeys::ReturnToPool => "RETURN_TO_POOL",
+            RefundKeys::ReturnUnrevealed => "RETURN_UNREVEALED",
+            RefundKeys::Revoke => "REVOKE",
+        }
+    }
+}
+
+/// A refund done: the order as it is now, and whether keys went back to a pool.
+#[derive(Debug, Clone)]
+pub struct Refunded {
+    pub order: order::Model,
+    pub returned: bool,
+    /// The licences the refund changed.
+    pub changed: Vec<String>,
 }
 
 /// Marks an order refunded; its lines stop waiting.
@@ -280,90 +302,113 @@ pub async fn refund(
         .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found_in("order", "id"))?;
+    let done = refund_in(&txn, ctx, placed, keys_fate, notify_customer).await?;
+    txn.commit().await?;
+    if done.returned {
+        after_keys_arrived(db, ctx.environment).await;
+    }
+    Ok(done.order)
+}
+
+/// [`refund`] in the caller's transaction, of an order it has read.
+pub(crate) async fn refund_in(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    placed: order::Model,
+    keys_fate: RefundKeys,
+    notify_customer: Option<&str>,
+) -> AppResult<Refunded> {
+    let id = placed.id.clone();
     if placed.status == OrderStatus::Refunded {
         return Err(AppError::Conflict { field: "id".into(), reason: "the order is already refunded".into() });
     }
-    let mut lines = order_line::Entity::find().filter(order_line::Column::OrderId.eq(id));
+    let mut lines = order_line::Entity::find().filter(order_line::Column::OrderId.eq(&id));
     if row_locks(txn.get_database_backend()) {
         lines = lines.lock_exclusive();
     }
-    let lines = lines.all(&txn).await?;
+    let lines = lines.all(txn).await?;
     let line_ids: Vec<String> = lines.iter().map(|l| l.id.clone()).collect();
     let held = license_key::Entity::find()
         .filter(license_key::Column::OrderLineId.is_in(line_ids.clone()))
         .order_by_asc(license_key::Column::Id)
-        .all(&txn)
+        .all(txn)
         .await?;
-    let mut changed = 0;
+    let mut changed = Vec::new();
+    let mut returned = false;
     for key in held {
-        match keys_fate {
-            RefundKeys::Keep => {}
-            RefundKeys::ReturnToPool => {
-                licenses::apply(&txn, ctx, key, LicenseAction::ReturnToPool, None).await?;
-                changed += 1;
+        let action = match keys_fate {
+            RefundKeys::Keep => None,
+            RefundKeys::ReturnToPool => Some(LicenseAction::ReturnToPool),
+            RefundKeys::ReturnUnrevealed => {
+                let key = licenses::relocked(txn, key).await?;
+                let untouched = key.activated_at.is_none() && key.revealed_at.is_none();
+                if untouched && key.status == LicenseStatus::Assigned {
+                    let id = key.id.clone();
+                    licenses::apply(txn, ctx, key, LicenseAction::ReturnToPool, None).await?;
+                    changed.push(id);
+                    returned = true;
+                }
+                continue;
             }
-            RefundKeys::Revoke if key.status != LicenseStatus::Revoked => {
-                licenses::apply(&txn, ctx, key, LicenseAction::Revoke, None).await?;
-                changed += 1;
-            }
-            RefundKeys::Revoke => {}
+            RefundKeys::Revoke if key.status != LicenseStatus::Revoked => Some(LicenseAction::Revoke),
+            RefundKeys::Revoke => None,
+        };
+        if let Some(action) = action {
+            changed.push(key.id.clone());
+            returned |= action == LicenseAction::ReturnToPool;
+            licenses::apply(txn, ctx, key, action, None).await?;
         }
     }
     order_line::Entity::update_many()
         .col_expr(order_line::Column::Missing, Expr::value(0))
-        .filter(order_line::Column::OrderId.eq(id))
-        .exec(&txn)
+        .filter(order_line::Column::OrderId.eq(&id))
+        .exec(txn)
         .await?;
     let now = entity::now();
     let mut active: order::ActiveModel = placed.clone().into();
     active.status = Set(OrderStatus::Refunded);
     active.refunded_at = Set(Some(now));
     active.updated_at = Set(now);
-    let refunded = active.update(&txn).await?;
-    let fate = match keys_fate {
-        RefundKeys::Keep => "KEEP",
-        RefundKeys::ReturnToPool => "RETURN_TO_POOL",
-        RefundKeys::Revoke => "REVOKE",
-    };
+    let refunded = active.update(txn).await?;
     let summary = json!({
         "externalId": refunded.external_id,
         "customerId": refunded.customer_id,
-        "keys": fate,
-        "keysChanged": changed,
+        "keys": keys_fate.as_str(),
+        "keysChanged": changed.len(),
         "notifyCustomer": notify_customer.is_some(),
     });
     audit::record(
-        &txn,
+        txn,
         ctx,
         Change {
             action: "order.refunded",
             target_kind: "order",
-            target_id: id,
+            target_id: &id,
             before: Some(json!({ "status": placed.status })),
             after: Some(summary.clone()),
             ..Change::default()
         },
     )
     .await?;
-    events::emit(&txn, ctx.environment, EventKind::OrderRefunded, Subject { kind: "order", id }, summary).await?;
+    events::emit(txn, ctx.environment, EventKind::OrderRefunded, Subject { kind: "order", id: &id }, summary).await?;
     if let Some(base) = notify_customer {
         let subject = format!("Your order {} was refunded", refunded.external_id);
         let news = match keys_fate {
             RefundKeys::Keep => {
                 format!("Your order {} was refunded. Its licence keys stay yours.", refunded.external_id)
             }
+            RefundKeys::ReturnUnrevealed => format!(
+                "Your order {} was refunded. Keys you had not yet revealed or used no longer work.",
+                refunded.external_id
+            ),
             RefundKeys::ReturnToPool | RefundKeys::Revoke => {
                 format!("Your order {} was refunded, and its licence keys no longer work.", refunded.external_id)
             }
         };
-        crate::services::portal::notify_customer(&txn, &refunded.customer_id, "order.refunded", &subject, &news, base)
+        crate::services::portal::notify_customer(txn, &refunded.customer_id, "order.refunded", &subject, &news, base)
             .await?;
     }
-    txn.commit().await?;
-    if keys_fate == RefundKeys::ReturnToPool && changed > 0 {
-        after_keys_arrived(db, ctx.environment).await;
-    }
-    Ok(refunded)
+    Ok(Refunded { order: refunded, returned, changed })
 }
 
 /// The AVAILABLE keys an order line could be given, searchable, in the order

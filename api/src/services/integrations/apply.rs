@@ -1,0 +1,469 @@
+//! Acting on a delivery inside the transaction that records it: each action
+//! goes through the service that staff use (orders, renewal orders, refunds,
+//! lifecycle actions), so the same rules, audit events and webhooks follow.
+
+use super::reading::{Action, Item, OrderRef, Purchase};
+use crate::auth::RequestContext;
+use crate::error::{AppError, AppResult};
+use crate::services::fulfilment::{self, NewLine, NewOrder, RefundKeys};
+use crate::services::keys::TagRef;
+use crate::services::licenses::{self, effective_status};
+use crate::services::renewals::Period;
+use entity::integration::{self, CancelPolicy, RefundPolicy};
+use entity::integration_event::EventOutcome;
+use entity::order::OrderStatus;
+use entity::{
+    Environment, LicenseAction, LicenseStatus, customer, integration_customer, integration_link, integration_product,
+    license_key, order, order_line, product,
+};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Set};
+use std::collections::{HashMap, HashSet};
+
+pub const SUBSCRIPTION: &str = "SUBSCRIPTION";
+pub const PAYMENT: &str = "PAYMENT";
+
+/// What acting on a delivery did.
+#[derive(Debug, Default)]
+pub struct Effect {
+    pub outcome: Option<EventOutcome>,
+    pub reason: Option<&'static str>,
+    pub detail: Option<String>,
+    pub order_id: Option<String>,
+    pub licences: Vec<String>,
+    /// Pools keys were taken from (checked against their alert thresholds after commit).
+    pub pools: Vec<(Environment, TagRef)>,
+    /// Keys went back to a pool (waiting lines are filled after commit).
+    pub returned: bool,
+}
+
+impl Effect {
+    fn processed() -> Self {
+        Self { outcome: Some(EventOutcome::Processed), ..Self::default() }
+    }
+
+    fn note(outcome: EventOutcome, reason: &'static str, detail: impl Into<String>) -> Self {
+        Self { outcome: Some(outcome), reason: Some(reason), detail: Some(detail.into()), ..Self::default() }
+    }
+
+    pub fn ignored(reason: &'static str, detail: impl Into<String>) -> Self {
+        Self::note(EventOutcome::Ignored, reason, detail)
+    }
+
+    fn attention(reason: &'static str, detail: impl Into<String>) -> Self {
+        Self::note(EventOutcome::NeedsAttention, reason, detail)
+    }
+
+    pub fn outcome(&self) -> EventOutcome {
+        self.outcome.unwrap_or(EventOutcome::Processed)
+    }
+}
+
+/// Acts on `action` for `integration` (whose environment `ctx` is in).
+pub async fn run(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    integration: &integration::Model,
+    action: Action,
+    portal_base: &str,
+) -> AppResult<Effect> {
+    match action {
+        Action::Order(purchase) => place(txn, ctx, integration, purchase, portal_base).await,
+        Action::Renew { subscription, reference } => {
+            renew(txn, ctx, integration, &subscription, reference, portal_base).await
+        }
+        Action::Refund { order, full } => refund(txn, ctx, integration, &order, full).await,
+        Action::Cancel(of) => cancel(txn, ctx, integration, &of).await,
+        Action::Link { subscription, external_id } => {
+            link(txn, integration, SUBSCRIPTION, &subscription, &external_id).await?;
+            Ok(Effect::processed())
+        }
+        Action::Customer { id, email, name } => {
+            remember_customer(txn, integration, &id, &email, &name).await?;
+            Ok(Effect::processed())
+        }
+        Action::Ignore(reason, detail) => Ok(Effect::ignored(reason, detail)),
+    }
+}
+
+/// The lines `items` map to, or what keeps them from mapping.
+async fn lines_of(
+    txn: &DatabaseTransaction,
+    integration: &integration::Model,
+    items: &[Item],
+) -> AppResult<Result<Vec<NewLine>, Effect>> {
+    let refs: Vec<String> = items.iter().flat_map(|i| i.refs.iter().cloned()).collect();
+    let mapped: HashMap<String, Option<String>> = integration_product::Entity::find()
+        .filter(integration_product::Column::IntegrationId.eq(integration.id.as_str()))
+        .filter(integration_product::Column::ProviderRef.is_in(refs))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|m| (m.provider_ref, m.product_id))
+        .collect();
+    let mut lines: Vec<NewLine> = Vec::new();
+    for item in items {
+        let Some(product) = item.refs.iter().find_map(|r| mapped.get(r)) else {
+            let named = if item.refs.is_empty() { "an item without ids".to_string() } else { item.refs.join(" / ") };
+            return Ok(Err(Effect::attention(
+                "UNMAPPED_ITEM",
+                format!("{named} is not mapped to a product: map it, then replay this event"),
+            )));
+        };
+        let Some(product) = product else { continue };
+        match lines.iter_mut().find(|l| &l.product_id == product) {
+            Some(line) => line.quantity += item.quantity,
+            None => lines.push(NewLine { product_id: product.clone(), quantity: item.quantity, renews: None }),
+        }
+    }
+    Ok(Ok(lines))
+}
+
+async fn place(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    integration: &integration::Model,
+    purchase: Purchase,
+    portal_base: &str,
+) -> AppResult<Effect> {
+    if purchase.items.is_empty() {
+        return Ok(Effect::attention("NO_ITEMS", purchase.no_items.unwrap_or("the order names no items")));
+    }
+    let (email, name) = match (&purchase.email, &purchase.customer) {
+        (Some(email), _) => (email.clone(), purchase.name.clone()),
+        (None, Some(id)) => {
+            match integration_customer::Entity::find_by_id((integration.id.clone(), id.clone())).one(txn).await? {
+                Some(known) => (known.email, purchase.name.clone().or(Some(known.name))),
+                None => {
+                    return Ok(Effect::attention(
+                        "CUSTOMER_UNKNOWN",
+                        format!("no email is known yet for the provider's customer {id}"),
+                    ));
+                }
+            }
+        }
+        (None, None) => return Ok(Effect::attention("CUSTOMER_UNKNOWN", "the order carries no customer email")),
+    };
+    let lines = match lines_of(txn, integration, &purchase.items).await? {
+        Ok(lines) if lines.is_empty() => {
+            return Ok(Effect::ignored("NO_LICENSED_ITEMS", "every item is mapped to no product"));
+        }
+        Ok(lines) => lines,
+        Err(waiting) => return Ok(waiting),
+    };
+    let placed = fulfilment::create_order_in(
+        txn,
+        ctx,
+        NewOrder {
+            external_id: purchase.external_id.clone(),
+            email,
+            name,
+            lines,
+            email_customer: integration.email_customer,
+            portal_base: Some(portal_base.to_string()),
+        },
+    )
+    .await?;
+    if let Some(subscription) = &purchase.subscription {
+        link(txn, integration, SUBSCRIPTION, subscription, &purchase.external_id).await?;
+    }
+    if let Some(payment) = &purchase.payment {
+        link(txn, integration, PAYMENT, payment, &purchase.external_id).await?;
+    }
+    let mut effect = Effect::processed();
+    if !placed.created {
+        effect.detail = Some("the order was already placed".into());
+    }
+    effect.licences = delivered(txn, &placed.order.id).await?;
+    effect.order_id = Some(placed.order.id);
+    effect.pools = placed.pools;
+    Ok(effect)
+}
+
+/// The licences an order holds now.
+async fn delivered(txn: &DatabaseTransaction, order_id: &str) -> AppResult<Vec<String>> {
+    let lines: Vec<String> = order_line::Entity::find()
+        .filter(order_line::Column::OrderId.eq(order_id))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    Ok(license_key::Entity::find()
+        .filter(license_key::Column::OrderLineId.is_in(lines))
+        .order_by_asc(license_key::Column::Id)
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|k| k.id)
+        .collect())
+}
+
+async fn link(
+    txn: &DatabaseTransaction,
+    integration: &integration::Model,
+    kind: &str,
+    provider_ref: &str,
+    external_id: &str,
+) -> AppResult<()> {
+    let row = integration_link::ActiveModel {
+        integration_id: Set(integration.id.clone()),
+        kind: Set(kind.to_string()),
+        provider_ref: Set(provider_ref.chars().take(200).collect()),
+        external_id: Set(external_id.to_string()),
+        created_at: Set(entity::now()),
+    };
+    integration_link::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([
+                integration_link::Column::IntegrationId,
+                integration_link::Column::Kind,
+                integration_link::Column::ProviderRef,
+                integration_link::Column::ExternalId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+async fn remember_customer(
+    txn: &DatabaseTransaction,
+    integration: &integration::Model,
+    id: &str,
+    email: &str,
+    name: &str,
+) -> AppResult<()> {
+    let row = integration_customer::ActiveModel {
+        integration_id: Set(integration.id.clone()),
+        provider_customer_id: Set(id.chars().take(200).collect()),
+        email: Set(email.chars().take(320).collect()),
+        name: Set(name.chars().take(200).collect()),
+        updated_at: Set(entity::now()),
+    };
+    integration_customer::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([
+                integration_customer::Column::IntegrationId,
+                integration_customer::Column::ProviderCustomerId,
+            ])
+            .update_columns([
+                integration_customer::Column::Email,
+                integration_customer::Column::Name,
+                integration_customer::Column::UpdatedAt,
+            ])
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// The orders (by external id) a provider reference names.
+async fn orders_named(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    integration: &integration::Model,
+    of: &OrderRef,
+) -> AppResult<Vec<order::Model>> {
+    let external_ids: Vec<String> = match of {
+        OrderRef::Order(id) => vec![id.clone()],
+        OrderRef::Payment(r) | OrderRef::Subscription(r) => {
+            let kind = if matches!(of, OrderRef::Payment(_)) { PAYMENT } else { SUBSCRIPTION };
+            integration_link::Entity::find()
+                .filter(integration_link::Column::IntegrationId.eq(integration.id.as_str()))
+                .filter(integration_link::Column::Kind.eq(kind))
+                .filter(integration_link::Column::ProviderRef.eq(r.as_str()))
+                .all(txn)
+                .await?
+                .into_iter()
+                .map(|l| l.external_id)
+                .collect()
+        }
+    };
+    Ok(order::Entity::find()
+        .filter(order::Column::Environment.eq(ctx.environment))
+        .filter(order::Column::ExternalId.is_in(external_ids))
+        .order_by_asc(order::Column::CreatedAt)
+        .all(txn)
+        .await?)
+}
+
+/// The licences a set of orders delivered that are still current: held by
+/// a customer, not revoked, and not replaced by a renewal's new key.
+async fn current_licences(txn: &DatabaseTransaction, orders: &[order::Model]) -> AppResult<Vec<license_key::Model>> {
+    let lines: Vec<String> = order_line::Entity::find()
+        .filter(order_line::Column::OrderId.is_in(orders.iter().map(|o| o.id.clone())))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    let held: Vec<license_key::Model> = license_key::Entity::find()
+        .filter(license_key::Column::OrderLineId.is_in(lines))
+        .filter(license_key::Column::CustomerId.is_not_null())
+        .filter(license_key::Column::Status.ne(LicenseStatus::Revoked))
+        .order_by_asc(license_key::Column::Id)
+        .all(txn)
+        .await?;
+    let replaced: HashSet<String> = license_key::Entity::find()
+        .filter(license_key::Column::RenewedFromId.is_in(held.iter().map(|k| k.id.clone())))
+        .all(txn)
+        .await?
+        .into_iter()
+        .filter_map(|k| k.renewed_from_id)
+        .collect();
+    Ok(held.into_iter().filter(|k| !replaced.contains(&k.id)).collect())
+}
+
+/// A subscription's payment: a renewal order (external id: the payment's
+/// id) with one line per current licence, which extends each licence or,
+/// for one that has expired, delivers a new key linked to it.
+async fn renew(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    integration: &integration::Model,
+    subscription: &str,
+    reference: String,
+    portal_base: &str,
+) -> AppResult<Effect> {
+    let orders = orders_named(txn, ctx, integration, &OrderRef::Subscription(subscription.to_string())).await?;
+    if orders.is_empty() {
+        return Ok(Effect::attention(
+            "UNKNOWN_SUBSCRIPTION",
+            format!("no order of subscription {subscription} has arrived: replay this event once it has"),
+        ));
+    }
+    let licences = current_licences(txn, &orders).await?;
+    let Some(first) = licences.first() else {
+        return Ok(Effect::ignored("NO_LICENCES", "the subscription holds no current licence"));
+    };
+    let customer_id = first.customer_id.clone().unwrap_or_default();
+    let Some(customer) = customer::Entity::find_by_id(customer_id).one(txn).await? else {
+        return Err(AppError::internal("a licence's customer vanished"));
+    };
+    let products: Vec<String> = licences.iter().filter_map(|k| k.product_id.clone()).collect();
+    let periods: HashMap<String, Option<Period>> = product::Entity::find()
+        .filter(product::Column::Id.is_in(products))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|p| {
+            let period = Period::from_stored(p.renewal_period_unit.as_deref(), p.renewal_period_count);
+            (p.id, period)
+        })
+        .collect();
+    if let Some(k) =
+        licences.iter().find(|k| k.product_id.as_ref().and_then(|p| periods.get(p).copied().flatten()).is_none())
+    {
+        return Ok(Effect::attention(
+            "NO_RENEWAL_PERIOD",
+            format!(
+                "the product of licence {} has no renewal period: set it, then replay this event",
+                license_key::key_prefix(&k.key)
+            ),
+        ));
+    }
+    let now = entity::now();
+    let grace = licenses::grace_period(txn).await?;
+    let reissues = licences.iter().any(|k| effective_status(k, now - grace) == LicenseStatus::Expired);
+    let lines = licences
+        .iter()
+        .map(|k| NewLine {
+            product_id: k.product_id.clone().unwrap_or_default(),
+            quantity: 1,
+            renews: Some(k.id.clone()),
+        })
+        .collect();
+    let placed = fulfilment::create_order_in(
+        txn,
+        ctx,
+        NewOrder {
+            external_id: reference.clone(),
+            email: customer.email,
+            name: Some(customer.name),
+            lines,
+            // Only a new key is news to the customer; an extension shows in the portal.
+            email_customer: integration.email_customer && reissues,
+            portal_base: Some(portal_base.to_string()),
+        },
+    )
+    .await?;
+    link(txn, integration, SUBSCRIPTION, subscription, &reference).await?;
+    let mut effect = Effect::processed();
+    let mut touched: Vec<String> = licences.into_iter().map(|k| k.id).collect();
+    touched.extend(delivered(txn, &placed.order.id).await?);
+    effect.licences = touched;
+    effect.order_id = Some(placed.order.id);
+    effect.pools = placed.pools;
+    Ok(effect)
+}
+
+async fn refund(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    integration: &integration::Model,
+    of: &OrderRef,
+    full: bool,
+) -> AppResult<Effect> {
+    if !full {
+        return Ok(Effect::ignored("PARTIAL_REFUND", "a partial refund leaves the keys as they are"));
+    }
+    let Some(placed) = orders_named(txn, ctx, integration, of).await?.into_iter().next() else {
+        return Ok(Effect::attention("UNKNOWN_ORDER", "no order Keysmith placed matches the refunded payment"));
+    };
+    if placed.status == OrderStatus::Refunded {
+        let mut effect = Effect::ignored("ALREADY_REFUNDED", "the order was already refunded");
+        effect.order_id = Some(placed.id);
+        return Ok(effect);
+    }
+    let fate = match integration.on_refund {
+        RefundPolicy::Keep => RefundKeys::Keep,
+        RefundPolicy::ReturnUnrevealed => RefundKeys::ReturnUnrevealed,
+        RefundPolicy::Revoke => RefundKeys::Revoke,
+    };
+    let done = fulfilment::refund_in(txn, ctx, placed, fate, None).await?;
+    let mut effect = Effect::processed();
+    effect.order_id = Some(done.order.id);
+    effect.licences = done.changed;
+    effect.returned = done.returned;
+    Ok(effect)
+}
+
+async fn cancel(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    integration: &integration::Model,
+    of: &OrderRef,
+) -> AppResult<Effect> {
+    let orders = orders_named(txn, ctx, integration, of).await?;
+    if orders.is_empty() {
+        return Ok(Effect::attention("UNKNOWN_ORDER", "no order Keysmith placed matches the cancellation"));
+    }
+    let licences = current_licences(txn, &orders).await?;
+    let mut effect = Effect::processed();
+    effect.order_id = orders.last().map(|o| o.id.clone());
+    let now = entity::now();
+    let grace = licenses::grace_period(txn).await?;
+    for key in licences {
+        let key = licenses::relocked(txn, key).await?;
+        let status = effective_status(&key, now - grace);
+        let action = match integration.on_cancel {
+            CancelPolicy::ExpireAtPeriodEnd => None,
+            CancelPolicy::Suspend => (status == LicenseStatus::Active).then_some(LicenseAction::Suspend),
+            CancelPolicy::Revoke => (status != LicenseStatus::Revoked).then_some(LicenseAction::Revoke),
+        };
+        if let Some(action) = action {
+            effect.licences.push(key.id.clone());
+            licenses::apply(txn, ctx, key, action, None).await?;
+        }
+    }
+    effect.detail = Some(match integration.on_cancel {
+        CancelPolicy::ExpireAtPeriodEnd => "renewals stop; the licences run until they expire".into(),
+        CancelPolicy::Suspend => format!("{} active licence(s) suspended", effect.licences.len()),
+        CancelPolicy::Revoke => format!("{} licence(s) revoked", effect.licences.len()),
+    });
+    Ok(effect)
+}

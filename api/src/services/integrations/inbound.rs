@@ -1,0 +1,319 @@
+//! A delivery's way in: admitted (the integration exists, its rate budget
+//! allows one more), verified, then recorded and acted on in one
+//! transaction. The answer is 2xx only once that transaction has committed,
+//! so a database failure makes the provider send it again; a delivery
+//! refused for its signature leaves nothing but the integration's refusal
+//! count. The same provider event twice is counted, never acted on twice: a
+//! twin arriving while the first is still at work waits on the event's
+//! unique index and then finds it.
+
+use super::apply::{self, Effect};
+use super::reading::{Headers, Interpreted};
+use super::{stripe, verify};
+use crate::AppState;
+use crate::auth::{RequestContext, Viewer, may};
+use crate::db::{begin_write, retrying};
+use crate::error::{AppError, AppResult};
+use crate::services::audit::{self, Change};
+use crate::services::fulfilment;
+use crate::services::ratelimit::Limited;
+use crate::services::sql::row_locks;
+use entity::Environment;
+use entity::integration::{self, Provider};
+use entity::integration_event::{self, EventOutcome};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// Why a delivery was not let in.
+#[derive(Debug)]
+pub enum Admission {
+    /// No such integration (404).
+    Unknown,
+    /// Its budget is spent (429).
+    Limited(Limited),
+    Failed(AppError),
+}
+
+/// How a delivery was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Recorded with this outcome, and committed (200).
+    Recorded(EventOutcome),
+    /// The provider sent an event already recorded (200).
+    Duplicate,
+    /// WooCommerce's unsigned test delivery when a webhook is saved (200).
+    Ping,
+    /// The signature did not hold (401).
+    Refused(verify::Refusal),
+}
+
+/// The integration a delivery is addressed to, once its budget allows it.
+pub async fn admit(state: &AppState, id: &str) -> Result<integration::Model, Admission> {
+    if id.is_empty() || id.len() > 26 {
+        return Err(Admission::Unknown);
+    }
+    let found = integration::Entity::find_by_id(id.to_string())
+        .one(&state.db)
+        .await
+        .map_err(|e| Admission::Failed(e.into()))?
+        .ok_or(Admission::Unknown)?;
+    let per_minute = u32::try_from(found.rate_limit_per_minute).unwrap_or(0);
+    state.integration_limits.check(&found.id, per_minute).map_err(Admission::Limited)?;
+    Ok(found)
+}
+
+/// Reads a delivery as its provider wrote it; `None` when it is not one.
+fn interpret(provider: Provider, _headers: &Headers, body: &Value) -> Option<Interpreted> {
+    match provider {
+        Provider::Stripe => stripe::interpret(body),
+        Provider::Paddle | Provider::LemonSqueezy | Provider::Shopify | Provider::WooCommerce => None,
+    }
+}
+
+/// A delivery whose body is not the provider's JSON: recorded by its hash.
+fn unreadable(body: &[u8]) -> Interpreted {
+    Interpreted {
+        event_id: format!("sha256:{}", hex::encode(Sha256::digest(body))),
+        event_type: "unreadable".into(),
+        test_mode: false,
+        action: super::reading::Action::Ignore("UNREADABLE", "the body is not an event of this provider".into()),
+    }
+}
+
+fn read(provider: Provider, headers: &Headers, body: &[u8]) -> Interpreted {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|json| interpret(provider, headers, &json))
+        .unwrap_or_else(|| unreadable(body))
+}
+
+/// WooCommerce's ping when a webhook is saved: `webhook_id=<n>`, unsigned.
+fn is_ping(provider: Provider, headers: &Headers, body: &[u8]) -> bool {
+    provider == Provider::WooCommerce
+        && headers.get(verify::header_of(provider)).is_none()
+        && body.strip_prefix(b"webhook_id=").is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
+}
+
+/// Verifies, records and acts on one delivery to `integration`.
+pub async fn receive(
+    state: &AppState,
+    integration: &integration::Model,
+    headers: &Headers,
+    body: &[u8],
+) -> AppResult<Answer> {
+    if is_ping(integration.provider, headers, body) {
+        return Ok(Answer::Ping);
+    }
+    let now = entity::now();
+    let mut secrets = vec![integration.secret.as_str()];
+    if let (Some(previous), Some(until)) = (&integration.previous_secret, integration.previous_secret_until)
+        && until > now
+    {
+        secrets.push(previous);
+    }
+    let tolerance = i64::from(integration.tolerance_seconds);
+    if let Err(refusal) = verify::verify(integration.provider, headers, body, &secrets, now.timestamp(), tolerance) {
+        integration::Entity::update_many()
+            .col_expr(integration::Column::RefusedCount, Expr::col(integration::Column::RefusedCount).add(1))
+            .col_expr(integration::Column::LastRefusedAt, Expr::value(now))
+            .col_expr(integration::Column::LastRefusal, Expr::value(refusal.describe(integration.provider)))
+            .filter(integration::Column::Id.eq(integration.id.as_str()))
+            .exec(&state.db)
+            .await?;
+        return Ok(Answer::Refused(refusal));
+    }
+    let read = read(integration.provider, headers, body);
+    let text = String::from_utf8_lossy(body);
+    retrying(|| record(state, integration, headers, &text, &read)).await
+}
+
+async fn record(
+    state: &AppState,
+    integration: &integration::Model,
+    headers: &Headers,
+    body: &str,
+    read: &Interpreted,
+) -> AppResult<Answer> {
+    let txn = begin_write(&state.db).await?;
+    let now = entity::now();
+    let id = entity::new_id();
+    let row = integration_event::ActiveModel {
+        id: Set(id.clone()),
+        integration_id: Set(integration.id.clone()),
+        provider_event_id: Set(read.event_id.chars().take(200).collect()),
+        event_type: Set(read.event_type.chars().take(100).collect()),
+        outcome: Set(EventOutcome::Processed),
+        reason: Set(None),
+        detail: Set(None),
+        order_id: Set(None),
+        license_ids: Set(json!([])),
+        headers: Set(headers.stored()),
+        body: Set(body.to_string()),
+        attempts: Set(1),
+        duplicates: Set(0),
+        received_at: Set(now),
+        processed_at: Set(None),
+    };
+    let inserted = integration_event::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([integration_event::Column::IntegrationId, integration_event::Column::ProviderEventId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&*txn)
+        .await?;
+    if inserted == 0 {
+        integration_event::Entity::update_many()
+            .col_expr(integration_event::Column::Duplicates, Expr::col(integration_event::Column::Duplicates).add(1))
+            .filter(integration_event::Column::IntegrationId.eq(integration.id.as_str()))
+            .filter(integration_event::Column::ProviderEventId.eq(read.event_id.chars().take(200).collect::<String>()))
+            .exec(&*txn)
+            .await?;
+        txn.commit().await?;
+        return Ok(Answer::Duplicate);
+    }
+    let effect = act(&txn, state, integration, read.clone()).await?;
+    let outcome = effect.outcome();
+    settle(&txn, &id, &effect, None).await?;
+    txn.commit().await?;
+    after_commit(state, integration.environment, effect).await;
+    Ok(Answer::Recorded(outcome))
+}
+
+/// Acts on a delivery in a savepoint of `txn`: a refusal by Keysmith's
+/// rules undoes what the action began and is recorded as FAILED; a database
+/// failure undoes the whole transaction.
+async fn act(
+    txn: &DatabaseTransaction,
+    state: &AppState,
+    integration: &integration::Model,
+    read: Interpreted,
+) -> AppResult<Effect> {
+    if !integration.enabled {
+        let mut effect = Effect::ignored("DISABLED", "the integration is disabled: enable it, then replay this event");
+        effect.outcome = Some(EventOutcome::Disabled);
+        return Ok(effect);
+    }
+    if read.test_mode && integration.environment == Environment::Production {
+        return Ok(Effect::ignored(
+            "TEST_MODE",
+            "a test-mode event is acted on only by an integration in the staging environment",
+        ));
+    }
+    let ctx =
+        RequestContext::new(Viewer::Integration { integration_id: integration.id.clone() }, integration.environment);
+    let savepoint = txn.begin().await?;
+    let base = state.config.address_for_links();
+    match apply::run(&savepoint, &ctx, integration, read.action, &base).await {
+        Ok(effect) => {
+            savepoint.commit().await?;
+            Ok(effect)
+        }
+        Err(
+            refused @ (AppError::InvalidInput { .. }
+            | AppError::NotFound { .. }
+            | AppError::Conflict { .. }
+            | AppError::InvalidTransition(_)
+            | AppError::Forbidden(_)),
+        ) => {
+            savepoint.rollback().await?;
+            let mut effect = Effect::ignored("REFUSED", refused.client_message());
+            effect.outcome = Some(EventOutcome::Failed);
+            Ok(effect)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Writes what acting on event `id` did.
+async fn settle(txn: &DatabaseTransaction, id: &str, effect: &Effect, attempts: Option<i32>) -> AppResult<()> {
+    let mut update = integration_event::Entity::update_many()
+        .col_expr(integration_event::Column::Outcome, Expr::value(effect.outcome()))
+        .col_expr(integration_event::Column::Reason, Expr::value(effect.reason.map(str::to_string)))
+        .col_expr(
+            integration_event::Column::Detail,
+            Expr::value(effect.detail.as_ref().map(|d| d.chars().take(1000).collect::<String>())),
+        )
+        .col_expr(integration_event::Column::OrderId, Expr::value(effect.order_id.clone()))
+        .col_expr(integration_event::Column::LicenseIds, Expr::value(json!(effect.licences)))
+        .col_expr(integration_event::Column::ProcessedAt, Expr::value(Some(entity::now())));
+    if let Some(attempts) = attempts {
+        update = update.col_expr(integration_event::Column::Attempts, Expr::value(attempts));
+    }
+    update.filter(integration_event::Column::Id.eq(id)).exec(txn).await?;
+    Ok(())
+}
+
+/// What follows a commit: pool checks, waiting lines, webhooks.
+async fn after_commit(state: &AppState, environment: Environment, effect: Effect) {
+    if !effect.pools.is_empty() {
+        state.pools_to_check.note(effect.pools);
+        state.jobs_queued.notify_one();
+    }
+    if effect.returned {
+        fulfilment::after_keys_arrived(&state.db, environment).await;
+    }
+    state.events_written.notify_one();
+}
+
+/// Acts again on an event that needed attention, failed, or arrived while
+/// its integration was disabled, with the mappings and policies as they are
+/// now (the body was verified when it arrived).
+pub async fn replay(state: &AppState, ctx: &RequestContext, id: &str) -> AppResult<integration_event::Model> {
+    ctx.viewer.require(may::ADMINISTER)?;
+    let (event, effect, environment) = retrying(|| replay_once(state, ctx, id)).await?;
+    after_commit(state, environment, effect).await;
+    Ok(event)
+}
+
+async fn replay_once(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &str,
+) -> AppResult<(integration_event::Model, Effect, Environment)> {
+    let txn = begin_write(&state.db).await?;
+    let mut query = integration_event::Entity::find_by_id(id.to_string());
+    if row_locks(txn.get_database_backend()) {
+        query = query.lock_exclusive();
+    }
+    let missing = || AppError::not_found_in("integration event", "id");
+    let event = query.one(&*txn).await?.ok_or_else(missing)?;
+    let integration = super::find(&*txn, ctx, &event.integration_id, "id").await.map_err(|_| missing())?;
+    if !matches!(event.outcome, EventOutcome::NeedsAttention | EventOutcome::Failed | EventOutcome::Disabled) {
+        return Err(AppError::invalid(
+            "id",
+            format!(
+                "only events that need attention, failed or arrived while the integration was disabled are \
+                 replayed (this one is {})",
+                json!(event.outcome).as_str().unwrap_or_default()
+            ),
+        ));
+    }
+    if !integration.enabled {
+        return Err(AppError::invalid("id", "the integration is disabled: enable it before replaying its events"));
+    }
+    let headers = Headers::from_stored(&event.headers);
+    let read = read(integration.provider, &headers, event.body.as_bytes());
+    let effect = act(&txn, state, &integration, read).await?;
+    settle(&txn, &event.id, &effect, Some(event.attempts + 1)).await?;
+    let after = integration_event::Entity::find_by_id(event.id.clone()).one(&*txn).await?.ok_or_else(missing)?;
+    audit::record(
+        &*txn,
+        ctx,
+        Change {
+            action: "integration_event.replayed",
+            target_kind: "integration_event",
+            target_id: &event.id,
+            before: Some(json!({ "outcome": event.outcome, "reason": event.reason })),
+            after: Some(json!({ "outcome": after.outcome, "reason": after.reason, "orderId": after.order_id })),
+            ..Change::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok((after, effect, integration.environment))
+}
