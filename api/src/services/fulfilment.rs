@@ -256,7 +256,7 @@ async fn place_in(txn: &DatabaseTransaction, ctx: &RequestContext, input: &Check
         } else {
             // The keys the order's first statement claimed for this line, then any rest one by one.
             let mut delivered = if claimed_line.as_deref() == Some(row.id.as_str()) {
-                std::mem::take(&mut claimed)
+                renewing::first_term(txn, product, std::mem::take(&mut claimed)).await?
             } else {
                 Vec::new()
             };
@@ -563,7 +563,7 @@ async fn take(
     only: Option<&str>,
 ) -> AppResult<Vec<license_key::Model>> {
     let now = entity::now();
-    Ok(match (source_of(product), only) {
+    let taken = match (source_of(product), only) {
         (Source::Generated(generator_id), None) => {
             mint(txn, ctx, product, generator_id.as_deref(), line, customer_id, count, now).await?
         }
@@ -582,7 +582,8 @@ async fn take(
             keys
         }
         (Source::Nowhere, _) => Vec::new(),
-    })
+    };
+    renewing::first_term(txn, product, taken).await
 }
 
 /// The `license.assigned` audit events and outbox events of keys `delivered` to a line.

@@ -20,6 +20,7 @@ mod generators;
 mod graphiql;
 mod graphql_http;
 mod imports;
+mod integration_policies;
 mod integrations;
 mod jobs;
 mod licenses;

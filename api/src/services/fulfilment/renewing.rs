@@ -13,7 +13,8 @@ use crate::error::{AppError, AppResult};
 use crate::services::licenses;
 use crate::services::renewals::{self, Period, Renewal, RenewalBasis};
 use entity::{LicenseStatus, license_key, order_line, product};
-use sea_orm::{ActiveModelTrait, DatabaseTransaction, Set};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
 
 pub(super) const EXTENDED: &str = "EXTENDED";
 pub(super) const REISSUED: &str = "REISSUED";
@@ -106,4 +107,33 @@ async fn linked(
         out.push(linked.update(txn).await?);
     }
     Ok(out)
+}
+
+/// Keys of a product with a renewal period run for one period from their
+/// delivery: a key without an expiry of its own gets one (a pool key that
+/// carries its own expiry keeps it). A subscription's first payment thus
+/// buys one period, and each renewal another.
+pub(super) async fn first_term(
+    txn: &DatabaseTransaction,
+    product: &product::Model,
+    mut keys: Vec<license_key::Model>,
+) -> AppResult<Vec<license_key::Model>> {
+    let Some(period) = Period::from_stored(product.renewal_period_unit.as_deref(), product.renewal_period_count) else {
+        return Ok(keys);
+    };
+    let open: Vec<String> = keys.iter().filter(|k| k.expires_at.is_none()).map(|k| k.id.clone()).collect();
+    if open.is_empty() {
+        return Ok(keys);
+    }
+    let until = period.after(entity::now()).ok_or_else(|| AppError::internal("a renewal period past the year 9999"))?;
+    license_key::Entity::update_many()
+        .col_expr(license_key::Column::ExpiresAt, Expr::value(Some(until)))
+        .filter(license_key::Column::Id.is_in(open))
+        .filter(license_key::Column::ExpiresAt.is_null())
+        .exec(txn)
+        .await?;
+    for key in keys.iter_mut().filter(|k| k.expires_at.is_none()) {
+        key.expires_at = Some(until);
+    }
+    Ok(keys)
 }
