@@ -11,9 +11,13 @@
 
 mod apply;
 mod inbound;
+mod lemon_squeezy;
+mod paddle;
 pub mod reading;
+mod shopify;
 mod stripe;
 pub mod verify;
+mod woocommerce;
 
 pub use inbound::{Admission, Answer, admit, receive, replay};
 

@@ -21,6 +21,7 @@ mod graphiql;
 mod graphql_http;
 mod imports;
 mod integration_policies;
+mod integration_shops;
 mod integrations;
 mod jobs;
 mod licenses;

@@ -8,8 +8,8 @@
 //! unique index and then finds it.
 
 use super::apply::{self, Effect};
-use super::reading::{Headers, Interpreted};
-use super::{stripe, verify};
+use super::reading::{Action, Headers, Interpreted};
+use super::{lemon_squeezy, paddle, shopify, stripe, verify, woocommerce};
 use crate::AppState;
 use crate::auth::{RequestContext, Viewer, may};
 use crate::db::{begin_write, retrying};
@@ -23,7 +23,8 @@ use entity::integration::{self, Provider};
 use entity::integration_event::{self, EventOutcome};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -67,10 +68,22 @@ pub async fn admit(state: &AppState, id: &str) -> Result<integration::Model, Adm
 }
 
 /// Reads a delivery as its provider wrote it; `None` when it is not one.
-fn interpret(provider: Provider, _headers: &Headers, body: &Value) -> Option<Interpreted> {
-    match provider {
+fn interpret(integration: &integration::Model, headers: &Headers, body: &Value) -> Option<Interpreted> {
+    match integration.provider {
         Provider::Stripe => stripe::interpret(body),
-        Provider::Paddle | Provider::LemonSqueezy | Provider::Shopify | Provider::WooCommerce => None,
+        Provider::Paddle => paddle::interpret(body),
+        Provider::LemonSqueezy => lemon_squeezy::interpret(body),
+        Provider::Shopify => shopify::interpret(headers, body),
+        Provider::WooCommerce => {
+            let paid: Vec<String> = integration
+                .paid_statuses
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect();
+            woocommerce::interpret(headers, body, &paid)
+        }
     }
 }
 
@@ -80,14 +93,14 @@ fn unreadable(body: &[u8]) -> Interpreted {
         event_id: format!("sha256:{}", hex::encode(Sha256::digest(body))),
         event_type: "unreadable".into(),
         test_mode: false,
-        action: super::reading::Action::Ignore("UNREADABLE", "the body is not an event of this provider".into()),
+        action: Action::Ignore("UNREADABLE", "the body is not an event of this provider".into()),
     }
 }
 
-fn read(provider: Provider, headers: &Headers, body: &[u8]) -> Interpreted {
+fn read(integration: &integration::Model, headers: &Headers, body: &[u8]) -> Interpreted {
     serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|json| interpret(provider, headers, &json))
+        .and_then(|json| interpret(integration, headers, &json))
         .unwrap_or_else(|| unreadable(body))
 }
 
@@ -126,7 +139,7 @@ pub async fn receive(
             .await?;
         return Ok(Answer::Refused(refusal));
     }
-    let read = read(integration.provider, headers, body);
+    let read = read(integration, headers, body);
     let text = String::from_utf8_lossy(body);
     retrying(|| record(state, integration, headers, &text, &read)).await
 }
@@ -179,9 +192,47 @@ async fn record(
     let effect = act(&txn, state, integration, read.clone()).await?;
     let outcome = effect.outcome();
     settle(&txn, &id, &effect, None).await?;
+    let mut effects = vec![effect];
+    if let (Action::Customer { id: customer, .. }, EventOutcome::Processed) = (&read.action, outcome) {
+        effects.extend(take_up_waiting(&txn, state, integration, customer).await?);
+    }
     txn.commit().await?;
-    after_commit(state, integration.environment, effect).await;
+    for effect in effects {
+        after_commit(state, integration.environment, effect).await;
+    }
     Ok(Answer::Recorded(outcome))
+}
+
+/// Most events waiting for a customer taken up when the customer arrives.
+const WAITING_FOR_CUSTOMER: u64 = 100;
+
+/// Orders that waited for `customer`'s email (Paddle names customers only
+/// by id in payments), acted on now that it is known.
+async fn take_up_waiting(
+    txn: &DatabaseTransaction,
+    state: &AppState,
+    integration: &integration::Model,
+    customer: &str,
+) -> AppResult<Vec<Effect>> {
+    let waiting = integration_event::Entity::find()
+        .filter(integration_event::Column::IntegrationId.eq(integration.id.as_str()))
+        .filter(integration_event::Column::Outcome.eq(EventOutcome::NeedsAttention))
+        .filter(integration_event::Column::Reason.eq("CUSTOMER_UNKNOWN"))
+        .order_by_asc(integration_event::Column::ReceivedAt)
+        .limit(WAITING_FOR_CUSTOMER)
+        .all(txn)
+        .await?;
+    let mut effects = Vec::new();
+    for event in waiting {
+        let read = read(integration, &Headers::from_stored(&event.headers), event.body.as_bytes());
+        if !matches!(&read.action, Action::Order(p) if p.customer.as_deref() == Some(customer)) {
+            continue;
+        }
+        let effect = act(txn, state, integration, read).await?;
+        settle(txn, &event.id, &effect, Some(event.attempts + 1)).await?;
+        effects.push(effect);
+    }
+    Ok(effects)
 }
 
 /// Acts on a delivery in a savepoint of `txn`: a refusal by Keysmith's
@@ -297,7 +348,7 @@ async fn replay_once(
         return Err(AppError::invalid("id", "the integration is disabled: enable it before replaying its events"));
     }
     let headers = Headers::from_stored(&event.headers);
-    let read = read(integration.provider, &headers, event.body.as_bytes());
+    let read = read(&integration, &headers, event.body.as_bytes());
     let effect = act(&txn, state, &integration, read).await?;
     settle(&txn, &event.id, &effect, Some(event.attempts + 1)).await?;
     let after = integration_event::Entity::find_by_id(event.id.clone()).one(&*txn).await?.ok_or_else(missing)?;
