@@ -12,6 +12,7 @@ mod customers;
 mod edit;
 mod generators;
 mod home;
+mod integrations;
 mod jobs;
 mod licenses;
 mod orders;
@@ -164,6 +165,8 @@ where
             .at("/account/password", post(staff::change_password))
             .at("/webhooks", get(webhooks::webhooks).post(webhooks::create_webhook))
             .at("/webhooks/:id", get(webhooks::webhook).post(webhooks::change_webhook))
+            .at("/integrations", get(integrations::integrations).post(integrations::create_integration))
+            .at("/integrations/:id", get(integrations::integration).post(integrations::change_integration))
             .at("/search", get(search::search))
             .at("/jobs", get(jobs::jobs))
             .at("/jobs/:id", get(jobs::job))

@@ -46,6 +46,7 @@ pub(crate) fn areas(current: &str) -> Vec<Area> {
         ("Activations", Some("/admin/activations")),
         ("Background jobs", Some("/admin/jobs")),
         ("Webhooks", Some("/admin/webhooks")),
+        ("Integrations", Some("/admin/integrations")),
         ("Audit log", Some("/admin/audit")),
         ("Settings", Some("/admin/settings")),
         ("Staff", Some("/admin/users")),
@@ -57,7 +58,7 @@ pub(crate) fn areas(current: &str) -> Vec<Area> {
         current: name == current,
         manages: name == "Upload keys",
         audits: name == "Audit log",
-        administers: matches!(name, "Webhooks" | "Settings" | "Staff"),
+        administers: matches!(name, "Webhooks" | "Integrations" | "Settings" | "Staff"),
     })
     .collect()
 }

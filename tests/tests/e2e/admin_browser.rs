@@ -416,8 +416,15 @@ async fn the_business_is_run_from_the_admin_portal(app: TestApp) {
     wait_for_text(c, "Deliveries").await;
     both_widths(c, &app, "admin-webhook").await;
 
+    // An integration with a mapping, for its pages.
+    let mapped = json!([{ "providerRef": "price_photo", "productId": product }]);
+    let integration =
+        crate::providers::connect(&app, &admin, "STRIPE", crate::integrations::SECRET, mapped, json!({})).await;
+
     // Every other page, at both widths.
     for (path, needle, name) in [
+        ("/admin/integrations", "New integration", "admin-integrations"),
+        (&*format!("/admin/integrations/{integration}"), "Product mappings", "admin-integration"),
         ("/admin/products", "Photo Studio", "admin-products"),
         (&*format!("/admin/products/{product}"), "Its pool", "admin-product"),
         (&*format!("/admin/products/{product}/edit"), "Licence key delivery", "admin-product-edit"),

@@ -5,6 +5,7 @@ mod admin;
 mod admin_browser;
 mod admin_business;
 mod admin_catalog;
+mod admin_integrations;
 mod admin_keys;
 mod admin_settings;
 mod audit;
