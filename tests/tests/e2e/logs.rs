@@ -1,7 +1,7 @@
 //! No secrets in logs: a full run of the real `keysmith` process with every
 //! log line on (`debug` for every crate), through sign-in, a failed sign-in,
 //! imports, an order, validation, activation, previews, offline files, the
-//! portal's sign-in links and session, and refused requests; then every line it and the command line wrote is
+//! portal's sign-in links and session, a payment provider's signed delivery, and refused requests; then every line it and the command line wrote is
 //! searched for the complete keys, tokens, passwords and server secrets.
 
 use crate::cli::{Served, create_admin, keysmith};
@@ -193,6 +193,26 @@ async fn no_secret_reaches_the_logs(backend: Backend) {
     let asked = "mutation { requestPortalLink(input: {email: \"buyer@example.com\"}) { message } }";
     assert!(gql(&base, None, asked, json!({})).await.get("errors").is_none());
 
+    // A payment provider: its secret set, a signed delivery taken, a forged one refused.
+    let integration_secret = "whsec_log_scrub_integration_secret_0123";
+    let connect = "mutation($s: String!) { createIntegration(input: {provider: STRIPE, name: \"Shop\", secret: $s}) \
+                   { integration { id } } }";
+    let connected = gql(&base, t, connect, json!({ "s": integration_secret })).await;
+    let integration = data(&connected)["createIntegration"]["integration"]["id"].as_str().expect("an id").to_string();
+    let delivery = crate::integrations::stripe_event(
+        "evt_log_scrub",
+        "checkout.session.completed",
+        crate::integrations::checkout("cs_log_scrub", "scrub@example.com", "price_unmapped", "pi_log_scrub"),
+    );
+    let (_, signature) = crate::providers::stripe(integration_secret, crate::providers::now(), &delivery);
+    let hook = format!("{base}/integrations/{integration}/webhook");
+    let mut answers = Vec::new();
+    for signed in [signature.as_str(), "t=1,v1=00"] {
+        let sent = reqwest::Client::new().post(&hook).header("Stripe-Signature", signed).body(delivery.clone()).send();
+        answers.push(sent.await.expect("answer").status().as_u16());
+    }
+    assert_eq!(answers, [200, 401], "taken, then refused");
+
     // A forged token.
     let forged = format!("{}x", &token[..token.len() - 1]);
     assert!(gql(&base, Some(&forged), "{ me { role } }", json!({})).await.get("errors").is_some());
@@ -243,6 +263,8 @@ async fn no_secret_reaches_the_logs(backend: Backend) {
         .collect();
     assert_eq!(emailed.len(), 2, "the order's link and the requested one are in the outbox");
     secrets.extend(emailed.into_iter().map(|token| ("emailed portal link".to_string(), token)));
+    secrets.push(("integration secret".into(), integration_secret.into()));
+    secrets.push(("delivery signature".into(), signature.rsplit("v1=").next().unwrap_or_default().to_string()));
     for (what, secret) in &secrets {
         assert!(secret.len() >= 16, "{what} is long enough to search for");
         assert!(!logs.contains(secret.as_str()), "the {what} appears in the logs");
