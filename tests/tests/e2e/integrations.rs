@@ -454,3 +454,106 @@ async fn a_delivery_that_cannot_commit_is_answered_500_and_taken_when_sent_again
     assert_eq!((status, &answer["outcome"]), (200, &json!("PROCESSED")), "{answer}");
     assert_eq!(orders_in(&app).await, 1);
 }
+
+/// Deliveries spread over two server processes on one PostgreSQL, each
+/// event sent five times at once: every event acts once, no key twice, and
+/// a subscription's payment notified five times renews once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_take_each_delivery_once() {
+    use crate::cli::{Served, keysmith};
+    let Some(app) = TestApp::spawn(keysmith_tests::Backend::Postgres).await else { return };
+    let (store, product, _) = Store::new(&app).await;
+    let set = "mutation($id: ID!) { updateProduct(input: {id: $id, renewalPeriod: {days: 30}}) { product { id } } }";
+    assert!(store.shop.call(set, json!({ "id": product })).await.get("errors").is_none());
+    let id = connect(
+        &app,
+        &store.admin,
+        "STRIPE",
+        SECRET,
+        json!([{ "providerRef": "price_app", "productId": product }]),
+        json!({}),
+    )
+    .await;
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let mut cmd = keysmith(app.dir());
+        cmd.env("DATABASE_URL", &app.database_url).env("KEYSMITH_JWT_SECRET", keysmith_tests::app::TEST_SECRET);
+        nodes.push(Served::start(cmd, app.dir()).await);
+    }
+    let post = |node: usize, body: String| {
+        let url = format!("{}/integrations/{id}/webhook", nodes[node % 2].base);
+        let (name, value) = stripe(SECRET, now(), &body);
+        let http = app.http.clone();
+        async move { http.post(url).header(name, value).body(body).send().await.expect("an answer").status().as_u16() }
+    };
+    // Four checkouts, each delivered five times, and a subscription's first invoice.
+    let mut bodies: Vec<String> = (0..4)
+        .map(|i| {
+            stripe_event(
+                &format!("evt_node_{i}"),
+                "checkout.session.completed",
+                checkout(&format!("cs_node_{i}"), &format!("n{i}@example.com"), "price_app", &format!("pi_node_{i}")),
+            )
+        })
+        .collect();
+    bodies.push(stripe_event(
+        "evt_node_sub",
+        "invoice.paid",
+        json!({ "id": "in_node_1", "billing_reason": "subscription_create",
+        "customer_email": "sub@example.com", "subscription": "sub_node",
+        "lines": { "data": [{ "quantity": 1, "price": { "id": "price_app", "product": "prod_app" } }] } }),
+    ));
+    let sends = bodies.iter().flat_map(|b| (0..5).map(move |n| (n, b.clone()))).map(|(n, b)| post(n, b));
+    assert!(join_all(sends).await.iter().all(|s| *s == 200));
+    assert_eq!(orders_in(&app).await, 5);
+    let keys: Vec<String> = entity::license_key::Entity::find()
+        .all(app.db())
+        .await
+        .expect("keys")
+        .into_iter()
+        .filter(|k| k.customer_id.is_some())
+        .map(|k| k.key)
+        .collect();
+    let mut unique = keys.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((keys.len(), unique.len()), (5, 5), "{keys:?}");
+    let recorded = integration_event::Entity::find().all(app.db()).await.expect("events");
+    assert!(recorded.iter().all(|e| e.duplicates == 4 && e.attempts == 1), "{recorded:?}");
+
+    // The next invoice, notified five times with five event ids over both nodes: one month more.
+    let first = recorded.iter().find(|e| e.provider_event_id == "evt_node_sub").expect("the first invoice");
+    let licence = first.license_ids[0].as_str().expect("its licence").to_string();
+    let licence = entity::license_key::Entity::find_by_id(licence).one(app.db()).await.expect("read").expect("licence");
+    let cycle = |n: usize| {
+        stripe_event(
+            &format!("evt_cycle_{n}"),
+            "invoice.paid",
+            json!({ "id": "in_node_2",
+        "billing_reason": "subscription_cycle", "subscription": "sub_node",
+        "lines": { "data": [{ "quantity": 1, "price": { "id": "price_app", "product": "prod_app" } }] } }),
+        )
+    };
+    assert!(join_all((0..5).map(|n| post(n, cycle(n)))).await.iter().all(|s| *s == 200));
+    let after = entity::license_key::Entity::find_by_id(licence.id.clone())
+        .one(app.db())
+        .await
+        .expect("read")
+        .expect("licence");
+    let cycles: Vec<_> = integration_event::Entity::find()
+        .all(app.db())
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.provider_event_id.starts_with("evt_cycle"))
+        .map(|e| (e.outcome, e.reason, e.detail))
+        .collect();
+    assert_eq!(
+        after.expires_at,
+        licence.expires_at.map(|t| t + chrono::Duration::days(30)),
+        "renewed once: {cycles:?}"
+    );
+    for node in nodes {
+        node.terminate();
+    }
+}
