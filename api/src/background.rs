@@ -176,6 +176,10 @@ async fn sweep(state: &AppState) -> AppResult<Done> {
     if expired > 0 {
         tracing::info!(expired, "expiry sweep");
     }
+    let forgotten = crate::services::integrations::forget_handled(&state.db).await?;
+    if forgotten > 0 {
+        tracing::info!(forgotten, "old integration events forgotten");
+    }
     let mut delivered = 0;
     for environment in Environment::iter() {
         delivered += fulfilment::backfill(&state.db, environment).await?.delivered;

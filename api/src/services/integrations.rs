@@ -458,6 +458,34 @@ pub async fn events(
     paginate(db, query, keyset, args, want_total, |e| time_value(&e.received_at), |e| e.id.clone()).await
 }
 
+/// Days a handled event (processed or ignored) is kept; events that need
+/// attention, failed or arrived while disabled stay until replayed or deleted.
+pub const KEEP_HANDLED_DAYS: i64 = 90;
+/// Most events forgotten by one sweep.
+const FORGET_BATCH: u64 = 1000;
+
+/// Forgets handled events older than [`KEEP_HANDLED_DAYS`] (the sweeper's
+/// step); how many went. Their orders and licences stay.
+pub async fn forget_handled(db: &DatabaseConnection) -> AppResult<u64> {
+    let before = entity::now() - chrono::Duration::days(KEEP_HANDLED_DAYS);
+    let handled = [EventOutcome::Processed, EventOutcome::Ignored].map(|o| sea_orm::ActiveEnum::to_value(&o));
+    let old = sea_orm::sea_query::Query::select()
+        .column(integration_event::Column::Id)
+        .from(integration_event::Entity)
+        .and_where(Expr::col(integration_event::Column::ReceivedAt).lt(before))
+        .and_where(Expr::col(integration_event::Column::Outcome).is_in(handled))
+        .limit(FORGET_BATCH)
+        .to_owned();
+    let txn = begin_write(db).await?;
+    let gone = integration_event::Entity::delete_many()
+        .filter(integration_event::Column::Id.in_subquery(old))
+        .exec(&*txn)
+        .await?
+        .rows_affected;
+    txn.commit().await?;
+    Ok(gone)
+}
+
 /// The address a provider is given for an integration.
 pub fn inbound_url(base: &str, id: &str) -> String {
     format!("{}/integrations/{id}/webhook", base.trim_end_matches('/'))

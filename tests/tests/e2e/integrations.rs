@@ -557,3 +557,45 @@ async fn two_nodes_take_each_delivery_once() {
         node.terminate();
     }
 }
+
+on_both_databases!(handled_events_are_forgotten_after_90_days_and_waiting_ones_kept);
+
+async fn handled_events_are_forgotten_after_90_days_and_waiting_ones_kept(app: TestApp) {
+    use sea_orm::{ActiveModelTrait, Set};
+    let admin = app.staff_token(StaffRole::Admin).await;
+    let id = connect(&app, &admin, "STRIPE", SECRET, json!([]), json!({})).await;
+    let old = entity::stored_time(chrono::Utc::now() - chrono::Duration::days(91));
+    let mut made = Vec::new();
+    for (outcome, age) in [
+        (integration_event::EventOutcome::Processed, old),
+        (integration_event::EventOutcome::NeedsAttention, old),
+        (integration_event::EventOutcome::Processed, entity::now()),
+    ] {
+        let row = integration_event::ActiveModel {
+            id: Set(entity::new_id()),
+            integration_id: Set(id.clone()),
+            provider_event_id: Set(entity::new_id()),
+            event_type: Set("checkout.session.completed".into()),
+            outcome: Set(outcome),
+            reason: Set(None),
+            detail: Set(None),
+            order_id: Set(None),
+            license_ids: Set(json!([])),
+            headers: Set(json!({})),
+            body: Set("{}".into()),
+            attempts: Set(1),
+            duplicates: Set(0),
+            received_at: Set(age),
+            processed_at: Set(Some(age)),
+        };
+        made.push(row.insert(app.db()).await.expect("an event").id);
+    }
+    keysmith_tests::until("the sweeper to forget the old handled event", || async {
+        let left = integration_event::Entity::find().all(app.db()).await.expect("events");
+        (left.len() == 2).then_some(())
+    })
+    .await;
+    let left: Vec<String> =
+        integration_event::Entity::find().all(app.db()).await.expect("events").into_iter().map(|e| e.id).collect();
+    assert!(left.contains(&made[1]) && left.contains(&made[2]) && !left.contains(&made[0]), "{left:?} of {made:?}");
+}
