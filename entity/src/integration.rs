@@ -6,7 +6,7 @@ use crate::Environment;
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "integration")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -34,6 +34,19 @@ pub struct Model {
     pub last_refusal: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+}
+
+/// Shown without its secrets.
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("integration::Model")
+            .field("id", &self.id)
+            .field("environment", &self.environment)
+            .field("provider", &self.provider)
+            .field("name", &self.name)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,11 @@ pub struct Model {
     pub id: String,
     pub integration_id: String,
     pub provider_event_id: String,
+    /// The body's SHA-256 (hex): the same body twice is one event, whatever
+    /// unsigned headers came with it.
+    pub body_sha256: String,
+    /// The provider's customer id an order waits for (`CUSTOMER_UNKNOWN`).
+    pub waiting_for: Option<String>,
     pub event_type: String,
     pub outcome: EventOutcome,
     /// Why it needs attention or was passed over (`UNMAPPED_ITEM`, `CUSTOMER_UNKNOWN` …).

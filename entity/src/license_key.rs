@@ -34,6 +34,10 @@ pub struct Model {
     pub devices_in_use: i32,
     /// The expired licence this one was delivered to replace, on a renewal order.
     pub renewed_from_id: Option<String>,
+    /// The expiry was set when the key was delivered (one renewal period of
+    /// its product), not brought with the key: returned to the pool, the key
+    /// loses it.
+    pub expiry_from_delivery: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

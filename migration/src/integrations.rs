@@ -8,7 +8,12 @@
 //! provider event id: a duplicate is counted, never acted on twice; its body
 //! is kept so an admin can replay it. `integration_link` ties a provider's
 //! subscriptions and payments to the orders they placed; `integration_customer`
-//! keeps the customers a provider names only by id (Paddle).
+//! keeps the customers a provider names only by id (Paddle), and an event
+//! waiting for one names it (`waiting_for`). A body is recorded once per
+//! integration too (`body_sha256`): a captured delivery sent again under
+//! other unsigned headers is a duplicate. A key whose expiry was set when it
+//! was delivered (one renewal period of its product) says so
+//! (`license_key.expiry_from_delivery`): back in the pool, it loses it.
 
 use sea_orm_migration::prelude::*;
 
@@ -96,6 +101,8 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new("id").string_len(26).not_null().primary_key())
                     .col(text("integration_id", 26))
                     .col(text("provider_event_id", 200))
+                    .col(text("body_sha256", 64))
+                    .col(ColumnDef::new("waiting_for").string_len(200).null())
                     .col(text("event_type", 100))
                     .col(text("outcome", 24))
                     .col(ColumnDef::new("reason").string_len(48).null())
@@ -114,7 +121,9 @@ impl MigrationTrait for Migration {
             .await?;
         for (name, cols, unique) in [
             ("ux_integration_event_provider_id", ["integration_id", "provider_event_id"], true),
+            ("ux_integration_event_body", ["integration_id", "body_sha256"], true),
             ("ix_integration_event_received", ["integration_id", "received_at"], false),
+            ("ix_integration_event_waiting", ["integration_id", "waiting_for"], false),
         ] {
             let mut index = Index::create().name(name).table("integration_event").take();
             for col in cols {
@@ -155,10 +164,14 @@ impl MigrationTrait for Migration {
                     .take(),
             )
             .await?;
+        let delivered = ColumnDef::new("expiry_from_delivery").boolean().not_null().default(false).take();
+        manager.alter_table(Table::alter().table("license_key").add_column(delivered).take()).await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let key = Table::alter().table("license_key").drop_column("expiry_from_delivery").take();
+        manager.alter_table(key).await?;
         for table in
             ["integration_customer", "integration_link", "integration_event", "integration_product", "integration"]
         {

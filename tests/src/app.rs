@@ -280,6 +280,7 @@ pub mod seed {
             revoked_at: Set(None),
             devices_in_use: Set(0),
             renewed_from_id: Set(None),
+            expiry_from_delivery: Set(false),
         }
         .insert(db)
         .await

@@ -2,7 +2,7 @@
 //! 200 once the delivery is recorded and committed (or was a duplicate, or
 //! WooCommerce's ping), 401 for a signature that does not hold, 404 for no
 //! such integration, 413 for a body over the limit, 429 with `Retry-After`
-//! past the integration's rate, 500 when nothing could be committed (the
+//! for a signed delivery past the integration's rate, 500 when nothing could be committed (the
 //! provider sends it again). Neither the body nor a signature is logged.
 
 use super::body;
@@ -35,14 +35,6 @@ pub async fn webhook(req: &Request, Path(id): Path<String>, body: Body, Data(sta
         Err(Admission::Unknown) => {
             return refused(StatusCode::NOT_FOUND, body, json!({ "error": "no such integration" })).await;
         }
-        Err(Admission::Limited(limited)) => {
-            let seconds = limited.retry_after_seconds();
-            let mut resp =
-                refused(StatusCode::TOO_MANY_REQUESTS, body, json!({ "error": "rate limited", "retryAfter": seconds }))
-                    .await;
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            return resp;
-        }
         Err(Admission::Failed(e)) => {
             tracing::error!(error = %e.detail(), "finding an integration");
             return refused(StatusCode::INTERNAL_SERVER_ERROR, body, json!({ "error": "internal error" })).await;
@@ -66,6 +58,13 @@ pub async fn webhook(req: &Request, Path(id): Path<String>, body: Body, Data(sta
         Ok(Answer::Recorded(outcome)) => answer(StatusCode::OK, json!({ "received": true, "outcome": outcome })),
         Ok(Answer::Duplicate) => answer(StatusCode::OK, json!({ "received": true, "outcome": "DUPLICATE" })),
         Ok(Answer::Ping) => answer(StatusCode::OK, json!({ "received": true })),
+        Ok(Answer::Limited(limited)) => {
+            let seconds = limited.retry_after_seconds();
+            let mut resp =
+                answer(StatusCode::TOO_MANY_REQUESTS, json!({ "error": "rate limited", "retryAfter": seconds }));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            resp
+        }
         Ok(Answer::Refused(refusal)) => answer(
             StatusCode::UNAUTHORIZED,
             json!({ "error": "signature", "reason": refusal.describe(integration.provider) }),

@@ -698,6 +698,7 @@ async fn mint(
             revoked_at: Set(None),
             devices_in_use: Set(0),
             renewed_from_id: Set(None),
+            expiry_from_delivery: Set(false),
         }
         .insert(txn)
         .await

@@ -61,7 +61,8 @@ pub struct Mapping {
 }
 
 /// An integration's settings; on an update, `None` leaves one as it is.
-#[derive(Debug, Clone, Default)]
+/// (No `Debug`: it holds the secret.)
+#[derive(Clone, Default)]
 pub struct Settings {
     pub name: Option<String>,
     pub secret: Option<String>,

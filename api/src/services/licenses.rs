@@ -256,6 +256,7 @@ pub async fn create(db: &DatabaseConnection, ctx: &RequestContext, input: NewLic
         revoked_at: Set(None),
         devices_in_use: Set(0),
         renewed_from_id: Set(None),
+        expiry_from_delivery: Set(false),
     }
     .insert(&txn)
     .await?;
@@ -357,6 +358,11 @@ pub(crate) async fn apply(
             active.customer_id = Set(None);
             active.order_line_id = Set(None);
             active.assigned_at = Set(None);
+            // A term its last delivery gave it is not the next buyer's.
+            if before.expiry_from_delivery {
+                active.expires_at = Set(None);
+                active.expiry_from_delivery = Set(false);
+            }
         }
         LicenseAction::Unsuspend => {
             // The abuse rule counts afresh once staff have looked into it.

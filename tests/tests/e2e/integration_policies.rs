@@ -241,9 +241,9 @@ async fn full_refunds_follow_the_refund_policy(app: TestApp) {
     assert_eq!(stored(&app, &revoked[0].0).await.status, entity::LicenseStatus::Revoked);
     assert_eq!(validate(&app, &revoked[0].1, None).await["code"], "REVOKED");
 
-    // A refund of a payment Keysmith never saw waits for an admin.
+    // A refund of a payment this integration never placed an order for is passed over.
     let unknown = refunded(&app, &admin, &id, "pi_unknown", true).await;
-    assert_eq!((&unknown["outcome"], &unknown["reason"]), (&json!("NEEDS_ATTENTION"), &json!("UNKNOWN_ORDER")));
+    assert_eq!((&unknown["outcome"], &unknown["reason"]), (&json!("IGNORED"), &json!("UNKNOWN_ORDER")));
 }
 
 async fn cancelled_subscriptions_follow_the_cancel_policy(app: TestApp) {

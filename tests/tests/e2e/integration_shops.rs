@@ -168,6 +168,8 @@ async fn lemon_squeezy_orders_deliver_renew_and_refund(app: TestApp) {
     assert_eq!(send("order_refunded", "orders", "1001", refunded).await.1["outcome"], "PROCESSED");
     let after = stored(&app, &licence).await;
     assert_eq!((after.status, after.customer_id), (LicenseStatus::Available, None));
+    // The month its delivery gave it (and the renewal added) is not the next buyer's.
+    assert_eq!((after.expires_at, after.expiry_from_delivery), (None, false));
 }
 
 const SHOPIFY_SECRET: &str = "shpss_0123456789abcdef0123456789abcdef";
@@ -198,8 +200,14 @@ async fn shopify_orders_deliver_once_renew_and_cancel(app: TestApp) {
     // orders/create and orders/paid of one order, and a retry of each: one order, the T-shirt passed over.
     let sends =
         [("orders/create", "wh-1"), ("orders/paid", "wh-2"), ("orders/paid", "wh-2"), ("orders/create", "wh-1")];
-    let answers =
-        join_all(sends.iter().map(|(topic, webhook)| send(topic, webhook, paid(820982911946154508, "web")))).await;
+    // The two topics' bodies differ (Shopify stamps each with the time it was sent).
+    let stamped = |topic: &str| {
+        let mut body = paid(820982911946154508, "web");
+        body["updated_at"] =
+            json!(if topic == "orders/create" { "2026-12-04T10:00:00Z" } else { "2026-12-04T10:00:02Z" });
+        body
+    };
+    let answers = join_all(sends.iter().map(|(topic, webhook)| send(topic, webhook, stamped(topic)))).await;
     assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
     let outcomes: Vec<&str> = answers.iter().map(|(_, a)| a["outcome"].as_str().unwrap_or_default()).collect();
     assert_eq!(outcomes.iter().filter(|o| **o == "DUPLICATE").count(), 2, "{outcomes:?}");
@@ -212,6 +220,10 @@ async fn shopify_orders_deliver_once_renew_and_cancel(app: TestApp) {
     let body = paid(1, "web").to_string();
     let forged = [("X-Shopify-Topic", "orders/paid".to_string()), providers::shopify("not-the-secret", &body)];
     assert_eq!(deliver(&app, &id, &forged, &body).await.0, 401);
+    // A captured signed body sent again under another (unsigned) topic and webhook id is the same event.
+    let captured = stamped("orders/paid");
+    assert_eq!(send("orders/cancelled", "wh-forged", captured).await.1["outcome"], "DUPLICATE");
+    assert_eq!(stored(&app, &licence).await.status, LicenseStatus::Assigned);
 
     // A selling-plan subscription: its billing attempt renews; its renewal order is not a sale.
     let contract = json!({ "id": 5001, "origin_order_id": 820982911946154508u64, "status": "active" });

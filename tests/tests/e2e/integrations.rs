@@ -415,10 +415,23 @@ async fn each_integration_has_its_own_rate(app: TestApp) {
     let slow = connect(&app, &admin, "STRIPE", SECRET, json!([]), json!({ "rateLimitPerMinute": 2 })).await;
     let other = connect(&app, &admin, "STRIPE", SECRET, json!([]), json!({ "rateLimitPerMinute": 2 })).await;
     let body = |i: usize| stripe_event(&format!("evt_rate_{i}"), "customer.created", json!({ "id": "cus" }));
+    // A flood of forged deliveries is refused without spending the provider's budget.
+    for i in 0..5 {
+        let forged = [stripe("whsec_not_the_secret_at_all", now(), &body(i))];
+        assert_eq!(deliver(&app, &slow, &forged, &body(i)).await.0, 401);
+    }
+    assert_eq!(read(&app, &admin, &slow).await["refusedCount"], 2, "counted within a budget of their own");
     assert_eq!(send(&app, &slow, &body(1)).await.0, 200);
     assert_eq!(send(&app, &slow, &body(2)).await.0, 200);
-    let answer =
-        app.http.post(app.url(&format!("/integrations/{slow}/webhook"))).body(body(3)).send().await.expect("an answer");
+    let (name, value) = stripe(SECRET, now(), &body(3));
+    let answer = app
+        .http
+        .post(app.url(&format!("/integrations/{slow}/webhook")))
+        .header(name, value)
+        .body(body(3))
+        .send()
+        .await
+        .expect("an answer");
     assert_eq!(answer.status().as_u16(), 429);
     let wait: u64 = answer.headers()["retry-after"].to_str().expect("text").parse().expect("seconds");
     assert!((1..=60).contains(&wait), "{wait}");
@@ -575,6 +588,8 @@ async fn handled_events_are_forgotten_after_90_days_and_waiting_ones_kept(app: T
             id: Set(entity::new_id()),
             integration_id: Set(id.clone()),
             provider_event_id: Set(entity::new_id()),
+            body_sha256: Set(entity::new_id()),
+            waiting_for: Set(None),
             event_type: Set("checkout.session.completed".into()),
             outcome: Set(outcome),
             reason: Set(None),

@@ -21,6 +21,7 @@ mod generators;
 mod graphiql;
 mod graphql_http;
 mod imports;
+mod integration_edges;
 mod integration_policies;
 mod integration_shops;
 mod integrations;

@@ -31,6 +31,7 @@ fn key_row(environment: Environment, key: &str, source: KeySource) -> license_ke
         revoked_at: Set(None),
         devices_in_use: Set(0),
         renewed_from_id: Set(None),
+        expiry_from_delivery: Set(false),
     }
 }
 

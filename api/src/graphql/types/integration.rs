@@ -267,7 +267,8 @@ impl IntegrationEvent {
     }
 }
 
-#[derive(Debug, InputObject)]
+// No `Debug`: it holds the secret.
+#[derive(InputObject)]
 pub struct CreateIntegrationInput {
     pub provider: IntegrationProvider,
     /// 1–200 characters.
@@ -294,7 +295,8 @@ pub struct CreateIntegrationInput {
     pub paid_statuses: Option<Vec<String>>,
 }
 
-#[derive(Debug, InputObject)]
+// No `Debug`: it holds the secret.
+#[derive(InputObject)]
 pub struct UpdateIntegrationInput {
     pub id: ID,
     pub name: Option<String>,

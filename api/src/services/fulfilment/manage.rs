@@ -319,6 +319,12 @@ pub(crate) async fn refund_in(
     notify_customer: Option<&str>,
 ) -> AppResult<Refunded> {
     let id = placed.id.clone();
+    // Read again under the order's lock: two refunds at once refund once.
+    let mut again = order::Entity::find_by_id(id.clone());
+    if row_locks(txn.get_database_backend()) {
+        again = again.lock_exclusive();
+    }
+    let placed = again.one(txn).await?.ok_or_else(|| AppError::not_found_in("order", "id"))?;
     if placed.status == OrderStatus::Refunded {
         return Err(AppError::Conflict { field: "id".into(), reason: "the order is already refunded".into() });
     }

@@ -128,12 +128,14 @@ pub(super) async fn first_term(
     let until = period.after(entity::now()).ok_or_else(|| AppError::internal("a renewal period past the year 9999"))?;
     license_key::Entity::update_many()
         .col_expr(license_key::Column::ExpiresAt, Expr::value(Some(until)))
+        .col_expr(license_key::Column::ExpiryFromDelivery, Expr::value(true))
         .filter(license_key::Column::Id.is_in(open))
         .filter(license_key::Column::ExpiresAt.is_null())
         .exec(txn)
         .await?;
     for key in keys.iter_mut().filter(|k| k.expires_at.is_none()) {
         key.expires_at = Some(until);
+        key.expiry_from_delivery = true;
     }
     Ok(keys)
 }

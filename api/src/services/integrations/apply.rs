@@ -2,7 +2,7 @@
 //! goes through the service that staff use (orders, renewal orders, refunds,
 //! lifecycle actions), so the same rules, audit events and webhooks follow.
 
-use super::reading::{Action, Item, OrderRef, Purchase};
+use super::reading::{Action, Item, LinkKind, MAX_ITEMS, OrderRef, Purchase, clip};
 use crate::auth::RequestContext;
 use crate::error::{AppError, AppResult};
 use crate::services::fulfilment::{self, NewLine, NewOrder, RefundKeys};
@@ -17,11 +17,18 @@ use entity::{
     license_key, order, order_line, product,
 };
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, Set, Statement,
+};
 use std::collections::{HashMap, HashSet};
 
+/// Kinds of `integration_link`: an order this integration placed (by the
+/// provider's order id), a subscription, a payment.
+pub const ORDER: &str = "ORDER";
 pub const SUBSCRIPTION: &str = "SUBSCRIPTION";
 pub const PAYMENT: &str = "PAYMENT";
+/// Longest provider id kept (the link and mapping columns).
+const MAX_REF: usize = 200;
 
 /// What acting on a delivery did.
 #[derive(Debug, Default)]
@@ -35,11 +42,15 @@ pub struct Effect {
     pub pools: Vec<(Environment, TagRef)>,
     /// Keys went back to a pool (waiting lines are filled after commit).
     pub returned: bool,
+    /// The provider's customer an order waits for (`CUSTOMER_UNKNOWN`).
+    pub waiting_for: Option<String>,
+    /// What the action wrote is to be kept (else its savepoint is rolled back).
+    pub keep: bool,
 }
 
 impl Effect {
     fn processed() -> Self {
-        Self { outcome: Some(EventOutcome::Processed), ..Self::default() }
+        Self { outcome: Some(EventOutcome::Processed), keep: true, ..Self::default() }
     }
 
     fn note(outcome: EventOutcome, reason: &'static str, detail: impl Into<String>) -> Self {
@@ -52,6 +63,10 @@ impl Effect {
 
     fn attention(reason: &'static str, detail: impl Into<String>) -> Self {
         Self::note(EventOutcome::NeedsAttention, reason, detail)
+    }
+
+    pub fn failed(reason: &'static str, detail: impl Into<String>) -> Self {
+        Self::note(EventOutcome::Failed, reason, detail)
     }
 
     pub fn outcome(&self) -> EventOutcome {
@@ -74,8 +89,12 @@ pub async fn run(
         }
         Action::Refund { order, full } => refund(txn, ctx, integration, &order, full).await,
         Action::Cancel(of) => cancel(txn, ctx, integration, &of).await,
-        Action::Link { subscription, external_id } => {
-            link(txn, integration, SUBSCRIPTION, &subscription, &external_id).await?;
+        Action::Link { kind, provider_ref, external_id } => {
+            let kind = match kind {
+                LinkKind::Subscription => SUBSCRIPTION,
+                LinkKind::Payment => PAYMENT,
+            };
+            link(txn, integration, kind, &provider_ref, &external_id).await?;
             Ok(Effect::processed())
         }
         Action::Customer { id, email, name } => {
@@ -92,7 +111,24 @@ async fn lines_of(
     integration: &integration::Model,
     items: &[Item],
 ) -> AppResult<Result<Vec<NewLine>, Effect>> {
-    let refs: Vec<String> = items.iter().flat_map(|i| i.refs.iter().cloned()).collect();
+    if items.len() > MAX_ITEMS {
+        return Ok(Err(Effect::failed(
+            "TOO_MANY_ITEMS",
+            format!("an order of Keysmith's holds at most {MAX_ITEMS} items"),
+        )));
+    }
+    if let Some(bad) = items.iter().find(|i| !(1..=fulfilment::MAX_QUANTITY).contains(&i.quantity)) {
+        return Ok(Err(Effect::failed(
+            "BAD_QUANTITY",
+            format!(
+                "{} has quantity {} (1 to {} are delivered)",
+                bad.refs.join(" / "),
+                bad.quantity,
+                fulfilment::MAX_QUANTITY
+            ),
+        )));
+    }
+    let refs: Vec<String> = items.iter().flat_map(|i| i.refs.iter().take(4).map(|r| clip(r, MAX_REF))).collect();
     let mapped: HashMap<String, Option<String>> = integration_product::Entity::find()
         .filter(integration_product::Column::IntegrationId.eq(integration.id.as_str()))
         .filter(integration_product::Column::ProviderRef.is_in(refs))
@@ -103,7 +139,7 @@ async fn lines_of(
         .collect();
     let mut lines: Vec<NewLine> = Vec::new();
     for item in items {
-        let Some(product) = item.refs.iter().find_map(|r| mapped.get(r)) else {
+        let Some(product) = item.refs.iter().find_map(|r| mapped.get(&clip(r, MAX_REF))) else {
             let named = if item.refs.is_empty() { "an item without ids".to_string() } else { item.refs.join(" / ") };
             return Ok(Err(Effect::attention(
                 "UNMAPPED_ITEM",
@@ -112,7 +148,7 @@ async fn lines_of(
         };
         let Some(product) = product else { continue };
         match lines.iter_mut().find(|l| &l.product_id == product) {
-            Some(line) => line.quantity += item.quantity,
+            Some(line) => line.quantity = line.quantity.saturating_add(item.quantity),
             None => lines.push(NewLine { product_id: product.clone(), quantity: item.quantity, renews: None }),
         }
     }
@@ -126,19 +162,29 @@ async fn place(
     purchase: Purchase,
     portal_base: &str,
 ) -> AppResult<Effect> {
+    // A subscription is tied to its first order even when nothing in it carries a licence.
+    if let Some(subscription) = &purchase.subscription {
+        link(txn, integration, SUBSCRIPTION, subscription, &purchase.external_id).await?;
+    }
     if purchase.items.is_empty() {
         return Ok(Effect::attention("NO_ITEMS", purchase.no_items.unwrap_or("the order names no items")));
     }
     let (email, name) = match (&purchase.email, &purchase.customer) {
         (Some(email), _) => (email.clone(), purchase.name.clone()),
         (None, Some(id)) => {
-            match integration_customer::Entity::find_by_id((integration.id.clone(), id.clone())).one(txn).await? {
+            hold_customer(txn, integration, id).await?;
+            let key = (integration.id.clone(), clip(id, MAX_REF));
+            match integration_customer::Entity::find_by_id(key).one(txn).await? {
                 Some(known) => (known.email, purchase.name.clone().or(Some(known.name))),
                 None => {
-                    return Ok(Effect::attention(
+                    let mut waiting = Effect::attention(
                         "CUSTOMER_UNKNOWN",
-                        format!("no email is known yet for the provider's customer {id}"),
-                    ));
+                        format!(
+                            "no email is known yet for the provider's customer {id}: the order is placed when it is"
+                        ),
+                    );
+                    waiting.waiting_for = Some(clip(id, MAX_REF));
+                    return Ok(waiting);
                 }
             }
         }
@@ -146,38 +192,96 @@ async fn place(
     };
     let lines = match lines_of(txn, integration, &purchase.items).await? {
         Ok(lines) if lines.is_empty() => {
-            return Ok(Effect::ignored("NO_LICENSED_ITEMS", "every item is mapped to no product"));
+            let mut none = Effect::ignored("NO_LICENSED_ITEMS", "every item is mapped to no product");
+            none.keep = true;
+            return Ok(none);
         }
         Ok(lines) => lines,
         Err(waiting) => return Ok(waiting),
     };
-    let placed = fulfilment::create_order_in(
-        txn,
-        ctx,
-        NewOrder {
-            external_id: purchase.external_id.clone(),
-            email,
-            name,
-            lines,
-            email_customer: integration.email_customer,
-            portal_base: Some(portal_base.to_string()),
-        },
-    )
-    .await?;
-    if let Some(subscription) = &purchase.subscription {
-        link(txn, integration, SUBSCRIPTION, subscription, &purchase.external_id).await?;
-    }
+    let name = name.map(|n| clip(&n, 200));
+    let order = NewOrder {
+        external_id: purchase.external_id.clone(),
+        email,
+        name,
+        lines,
+        email_customer: integration.email_customer,
+        portal_base: Some(portal_base.to_string()),
+    };
+    let placed = match order_for(txn, ctx, integration, order).await? {
+        Ok(placed) => placed,
+        Err(refused) => return Ok(refused),
+    };
     if let Some(payment) = &purchase.payment {
         link(txn, integration, PAYMENT, payment, &purchase.external_id).await?;
     }
     let mut effect = Effect::processed();
     if !placed.created {
         effect.detail = Some("the order was already placed".into());
+        effect.keep = false;
     }
     effect.licences = delivered(txn, &placed.order.id).await?;
     effect.order_id = Some(placed.order.id);
     effect.pools = placed.pools;
     Ok(effect)
+}
+
+/// Places `order` for `integration`, or finds it placed before — by this
+/// integration: an external id some other shop or `createOrder` took is
+/// refused (`ORDER_ID_TAKEN`), never mixed with this provider's order.
+async fn order_for(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    integration: &integration::Model,
+    order: NewOrder,
+) -> AppResult<Result<fulfilment::Placed, Effect>> {
+    let external_id = order.external_id.clone();
+    let placed = fulfilment::create_order_in(txn, ctx, order).await?;
+    if placed.created {
+        link(txn, integration, ORDER, &external_id, &external_id).await?;
+        return Ok(Ok(placed));
+    }
+    if linked(txn, integration, ORDER, &external_id).await?.is_empty() {
+        return Ok(Err(Effect::failed(
+            "ORDER_ID_TAKEN",
+            format!(
+                "an order with external id {external_id} was placed by something other than this integration \
+                 (another shop, or createOrder): nothing was delivered"
+            ),
+        )));
+    }
+    Ok(Ok(placed))
+}
+
+/// Serialises, on PostgreSQL, an order waiting for a customer's email with
+/// that customer's event: whichever commits second sees the other.
+async fn hold_customer(txn: &DatabaseTransaction, integration: &integration::Model, customer: &str) -> AppResult<()> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let key = xxhash_rust::xxh3::xxh3_64(format!("integration-customer\0{}\0{customer}", integration.id).as_bytes());
+    let lock =
+        Statement::from_sql_and_values(DbBackend::Postgres, "SELECT pg_advisory_xact_lock($1)", [(key as i64).into()]);
+    txn.execute_raw(lock).await?;
+    Ok(())
+}
+
+/// The external ids `provider_ref` of `kind` is linked to, for `integration`.
+async fn linked(
+    txn: &DatabaseTransaction,
+    integration: &integration::Model,
+    kind: &str,
+    provider_ref: &str,
+) -> AppResult<Vec<String>> {
+    Ok(integration_link::Entity::find()
+        .filter(integration_link::Column::IntegrationId.eq(integration.id.as_str()))
+        .filter(integration_link::Column::Kind.eq(kind))
+        .filter(integration_link::Column::ProviderRef.eq(clip(provider_ref, MAX_REF)))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|l| l.external_id)
+        .collect())
 }
 
 /// The licences an order holds now.
@@ -209,8 +313,8 @@ async fn link(
     let row = integration_link::ActiveModel {
         integration_id: Set(integration.id.clone()),
         kind: Set(kind.to_string()),
-        provider_ref: Set(provider_ref.chars().take(200).collect()),
-        external_id: Set(external_id.to_string()),
+        provider_ref: Set(clip(provider_ref, MAX_REF)),
+        external_id: Set(clip(external_id, 200)),
         created_at: Set(entity::now()),
     };
     integration_link::Entity::insert(row)
@@ -236,11 +340,12 @@ async fn remember_customer(
     email: &str,
     name: &str,
 ) -> AppResult<()> {
+    hold_customer(txn, integration, id).await?;
     let row = integration_customer::ActiveModel {
         integration_id: Set(integration.id.clone()),
-        provider_customer_id: Set(id.chars().take(200).collect()),
-        email: Set(email.chars().take(320).collect()),
-        name: Set(name.chars().take(200).collect()),
+        provider_customer_id: Set(clip(id, MAX_REF)),
+        email: Set(clip(email, 320)),
+        name: Set(clip(name, 200)),
         updated_at: Set(entity::now()),
     };
     integration_customer::Entity::insert(row)
@@ -261,28 +366,20 @@ async fn remember_customer(
     Ok(())
 }
 
-/// The orders (by external id) a provider reference names.
+/// The orders a provider reference names, through this integration's
+/// links (an order id names only an order this integration placed).
 async fn orders_named(
     txn: &DatabaseTransaction,
     ctx: &RequestContext,
     integration: &integration::Model,
     of: &OrderRef,
 ) -> AppResult<Vec<order::Model>> {
-    let external_ids: Vec<String> = match of {
-        OrderRef::Order(id) => vec![id.clone()],
-        OrderRef::Payment(r) | OrderRef::Subscription(r) => {
-            let kind = if matches!(of, OrderRef::Payment(_)) { PAYMENT } else { SUBSCRIPTION };
-            integration_link::Entity::find()
-                .filter(integration_link::Column::IntegrationId.eq(integration.id.as_str()))
-                .filter(integration_link::Column::Kind.eq(kind))
-                .filter(integration_link::Column::ProviderRef.eq(r.as_str()))
-                .all(txn)
-                .await?
-                .into_iter()
-                .map(|l| l.external_id)
-                .collect()
-        }
+    let (kind, provider_ref) = match of {
+        OrderRef::Order(r) => (ORDER, r),
+        OrderRef::Payment(r) => (PAYMENT, r),
+        OrderRef::Subscription(r) => (SUBSCRIPTION, r),
     };
+    let external_ids = linked(txn, integration, kind, provider_ref).await?;
     Ok(order::Entity::find()
         .filter(order::Column::Environment.eq(ctx.environment))
         .filter(order::Column::ExternalId.is_in(external_ids))
@@ -329,13 +426,20 @@ async fn renew(
     reference: String,
     portal_base: &str,
 ) -> AppResult<Effect> {
-    let orders = orders_named(txn, ctx, integration, &OrderRef::Subscription(subscription.to_string())).await?;
-    if orders.is_empty() {
+    // This payment renewed already (another notice of it, or a replay).
+    if let Some(done) = orders_named(txn, ctx, integration, &OrderRef::Order(reference.clone())).await?.pop() {
+        let mut effect = Effect::processed();
+        (effect.keep, effect.detail, effect.order_id) =
+            (false, Some("this payment renewed already".into()), Some(done.id));
+        return Ok(effect);
+    }
+    if linked(txn, integration, SUBSCRIPTION, subscription).await?.is_empty() {
         return Ok(Effect::attention(
             "UNKNOWN_SUBSCRIPTION",
             format!("no order of subscription {subscription} has arrived: replay this event once it has"),
         ));
     }
+    let orders = orders_named(txn, ctx, integration, &OrderRef::Subscription(subscription.to_string())).await?;
     let licences = current_licences(txn, &orders).await?;
     let Some(first) = licences.first() else {
         return Ok(Effect::ignored("NO_LICENCES", "the subscription holds no current licence"));
@@ -369,7 +473,7 @@ async fn renew(
     let now = entity::now();
     let grace = licenses::grace_period(txn).await?;
     let reissues = licences.iter().any(|k| effective_status(k, now - grace) == LicenseStatus::Expired);
-    let lines = licences
+    let lines: Vec<NewLine> = licences
         .iter()
         .map(|k| NewLine {
             product_id: k.product_id.clone().unwrap_or_default(),
@@ -377,27 +481,30 @@ async fn renew(
             renews: Some(k.id.clone()),
         })
         .collect();
-    let placed = fulfilment::create_order_in(
-        txn,
-        ctx,
-        NewOrder {
-            external_id: reference.clone(),
-            email: customer.email,
-            name: Some(customer.name),
-            lines,
+    let mut effect = Effect::processed();
+    effect.licences = licences.into_iter().map(|k| k.id).collect();
+    // An order holds at most MAX_LINES lines: a larger subscription renews in
+    // several orders, the payment's id, then `#2`, `#3` …
+    for (i, chunk) in lines.chunks(fulfilment::MAX_LINES).enumerate() {
+        let external_id = if i == 0 { reference.clone() } else { format!("{reference}#{}", i + 1) };
+        let order = NewOrder {
+            external_id: external_id.clone(),
+            email: customer.email.clone(),
+            name: Some(customer.name.clone()),
+            lines: chunk.to_vec(),
             // Only a new key is news to the customer; an extension shows in the portal.
             email_customer: integration.email_customer && reissues,
             portal_base: Some(portal_base.to_string()),
-        },
-    )
-    .await?;
-    link(txn, integration, SUBSCRIPTION, subscription, &reference).await?;
-    let mut effect = Effect::processed();
-    let mut touched: Vec<String> = licences.into_iter().map(|k| k.id).collect();
-    touched.extend(delivered(txn, &placed.order.id).await?);
-    effect.licences = touched;
-    effect.order_id = Some(placed.order.id);
-    effect.pools = placed.pools;
+        };
+        let placed = match order_for(txn, ctx, integration, order).await? {
+            Ok(placed) => placed,
+            Err(refused) => return Ok(refused),
+        };
+        link(txn, integration, SUBSCRIPTION, subscription, &external_id).await?;
+        effect.licences.extend(delivered(txn, &placed.order.id).await?);
+        effect.order_id.get_or_insert(placed.order.id);
+        effect.pools.extend(placed.pools);
+    }
     Ok(effect)
 }
 
@@ -412,7 +519,7 @@ async fn refund(
         return Ok(Effect::ignored("PARTIAL_REFUND", "a partial refund leaves the keys as they are"));
     }
     let Some(placed) = orders_named(txn, ctx, integration, of).await?.into_iter().next() else {
-        return Ok(Effect::attention("UNKNOWN_ORDER", "no order Keysmith placed matches the refunded payment"));
+        return Ok(Effect::ignored("UNKNOWN_ORDER", "no order this integration placed matches the refunded payment"));
     };
     if placed.status == OrderStatus::Refunded {
         let mut effect = Effect::ignored("ALREADY_REFUNDED", "the order was already refunded");
@@ -424,7 +531,17 @@ async fn refund(
         RefundPolicy::ReturnUnrevealed => RefundKeys::ReturnUnrevealed,
         RefundPolicy::Revoke => RefundKeys::Revoke,
     };
-    let done = fulfilment::refund_in(txn, ctx, placed, fate, None).await?;
+    let order_id = placed.id.clone();
+    let done = match fulfilment::refund_in(txn, ctx, placed, fate, None).await {
+        Ok(done) => done,
+        // Refunded meanwhile, by another notice of the same refund.
+        Err(AppError::Conflict { .. }) => {
+            let mut effect = Effect::ignored("ALREADY_REFUNDED", "the order was already refunded");
+            effect.order_id = Some(order_id);
+            return Ok(effect);
+        }
+        Err(e) => return Err(e),
+    };
     let mut effect = Effect::processed();
     effect.order_id = Some(done.order.id);
     effect.licences = done.changed;
@@ -440,7 +557,7 @@ async fn cancel(
 ) -> AppResult<Effect> {
     let orders = orders_named(txn, ctx, integration, of).await?;
     if orders.is_empty() {
-        return Ok(Effect::attention("UNKNOWN_ORDER", "no order Keysmith placed matches the cancellation"));
+        return Ok(Effect::ignored("UNKNOWN_ORDER", "no order this integration placed matches the cancellation"));
     }
     let licences = current_licences(txn, &orders).await?;
     let mut effect = Effect::processed();

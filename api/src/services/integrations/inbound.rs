@@ -1,6 +1,7 @@
-//! A delivery's way in: admitted (the integration exists, its rate budget
-//! allows one more), verified, then recorded and acted on in one
-//! transaction. The answer is 2xx only once that transaction has committed,
+//! A delivery's way in: the integration found, the signature verified, the
+//! integration's rate budget spent (refused deliveries spend a budget of
+//! their own, so a flood of forged ones cannot crowd out the provider's),
+//! then recorded and acted on in one transaction. The answer is 2xx only once that transaction has committed,
 //! so a database failure makes the provider send it again; a delivery
 //! refused for its signature leaves nothing but the integration's refusal
 //! count. The same provider event twice is counted, never acted on twice: a
@@ -8,7 +9,7 @@
 //! unique index and then finds it.
 
 use super::apply::{self, Effect};
-use super::reading::{Action, Headers, Interpreted};
+use super::reading::{Action, Headers, Interpreted, clip};
 use super::{lemon_squeezy, paddle, shopify, stripe, verify, woocommerce};
 use crate::AppState;
 use crate::auth::{RequestContext, Viewer, may};
@@ -34,8 +35,6 @@ use sha2::{Digest, Sha256};
 pub enum Admission {
     /// No such integration (404).
     Unknown,
-    /// Its budget is spent (429).
-    Limited(Limited),
     Failed(AppError),
 }
 
@@ -50,21 +49,20 @@ pub enum Answer {
     Ping,
     /// The signature did not hold (401).
     Refused(verify::Refusal),
+    /// Signed, but past the integration's rate (429).
+    Limited(Limited),
 }
 
-/// The integration a delivery is addressed to, once its budget allows it.
+/// The integration a delivery is addressed to.
 pub async fn admit(state: &AppState, id: &str) -> Result<integration::Model, Admission> {
     if id.is_empty() || id.len() > 26 {
         return Err(Admission::Unknown);
     }
-    let found = integration::Entity::find_by_id(id.to_string())
+    integration::Entity::find_by_id(id.to_string())
         .one(&state.db)
         .await
         .map_err(|e| Admission::Failed(e.into()))?
-        .ok_or(Admission::Unknown)?;
-    let per_minute = u32::try_from(found.rate_limit_per_minute).unwrap_or(0);
-    state.integration_limits.check(&found.id, per_minute).map_err(Admission::Limited)?;
-    Ok(found)
+        .ok_or(Admission::Unknown)
 }
 
 /// Reads a delivery as its provider wrote it; `None` when it is not one.
@@ -129,7 +127,12 @@ pub async fn receive(
         secrets.push(previous);
     }
     let tolerance = i64::from(integration.tolerance_seconds);
+    let per_minute = u32::try_from(integration.rate_limit_per_minute).unwrap_or(0);
     if let Err(refusal) = verify::verify(integration.provider, headers, body, &secrets, now.timestamp(), tolerance) {
+        // Counted while refusals stay within a budget of their own; past it, only refused.
+        if state.integration_limits.check(&format!("{}:refused", integration.id), per_minute).is_err() {
+            return Ok(Answer::Refused(refusal));
+        }
         integration::Entity::update_many()
             .col_expr(integration::Column::RefusedCount, Expr::col(integration::Column::RefusedCount).add(1))
             .col_expr(integration::Column::LastRefusedAt, Expr::value(now))
@@ -139,9 +142,13 @@ pub async fn receive(
             .await?;
         return Ok(Answer::Refused(refusal));
     }
+    if let Err(limited) = state.integration_limits.check(&integration.id, per_minute) {
+        return Ok(Answer::Limited(limited));
+    }
     let read = read(integration, headers, body);
     let text = String::from_utf8_lossy(body);
-    retrying(|| record(state, integration, headers, &text, &read)).await
+    let digest = hex::encode(Sha256::digest(body));
+    retrying(|| record(state, integration, headers, &text, &digest, &read)).await
 }
 
 async fn record(
@@ -149,16 +156,20 @@ async fn record(
     integration: &integration::Model,
     headers: &Headers,
     body: &str,
+    digest: &str,
     read: &Interpreted,
 ) -> AppResult<Answer> {
     let txn = begin_write(&state.db).await?;
     let now = entity::now();
     let id = entity::new_id();
+    let event_id = clip(&read.event_id, 200);
     let row = integration_event::ActiveModel {
         id: Set(id.clone()),
         integration_id: Set(integration.id.clone()),
-        provider_event_id: Set(read.event_id.chars().take(200).collect()),
-        event_type: Set(read.event_type.chars().take(100).collect()),
+        provider_event_id: Set(event_id.clone()),
+        body_sha256: Set(digest.to_string()),
+        waiting_for: Set(None),
+        event_type: Set(clip(&read.event_type, 100)),
         outcome: Set(EventOutcome::Processed),
         reason: Set(None),
         detail: Set(None),
@@ -171,19 +182,21 @@ async fn record(
         received_at: Set(now),
         processed_at: Set(None),
     };
+    // Either unique rule makes it a duplicate: the provider's event id, or
+    // the very same body (sent again under other, unsigned, headers).
     let inserted = integration_event::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([integration_event::Column::IntegrationId, integration_event::Column::ProviderEventId])
-                .do_nothing()
-                .to_owned(),
-        )
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
         .exec_without_returning(&*txn)
         .await?;
     if inserted == 0 {
         integration_event::Entity::update_many()
             .col_expr(integration_event::Column::Duplicates, Expr::col(integration_event::Column::Duplicates).add(1))
             .filter(integration_event::Column::IntegrationId.eq(integration.id.as_str()))
-            .filter(integration_event::Column::ProviderEventId.eq(read.event_id.chars().take(200).collect::<String>()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(integration_event::Column::ProviderEventId.eq(event_id))
+                    .add(integration_event::Column::BodySha256.eq(digest)),
+            )
             .exec(&*txn)
             .await?;
         txn.commit().await?;
@@ -203,34 +216,45 @@ async fn record(
     Ok(Answer::Recorded(outcome))
 }
 
-/// Most events waiting for a customer taken up when the customer arrives.
-const WAITING_FOR_CUSTOMER: u64 = 100;
+/// Events waiting for a customer read per batch when the customer arrives.
+const WAITING_BATCH: u64 = 100;
 
 /// Orders that waited for `customer`'s email (Paddle names customers only
-/// by id in payments), acted on now that it is known.
+/// by id in payments), acted on now that it is known. One that cannot be
+/// placed for a reason of its own stays waiting; it never holds up the others.
 async fn take_up_waiting(
     txn: &DatabaseTransaction,
     state: &AppState,
     integration: &integration::Model,
     customer: &str,
 ) -> AppResult<Vec<Effect>> {
-    let waiting = integration_event::Entity::find()
-        .filter(integration_event::Column::IntegrationId.eq(integration.id.as_str()))
-        .filter(integration_event::Column::Outcome.eq(EventOutcome::NeedsAttention))
-        .filter(integration_event::Column::Reason.eq("CUSTOMER_UNKNOWN"))
-        .order_by_asc(integration_event::Column::ReceivedAt)
-        .limit(WAITING_FOR_CUSTOMER)
-        .all(txn)
-        .await?;
     let mut effects = Vec::new();
-    for event in waiting {
-        let read = read(integration, &Headers::from_stored(&event.headers), event.body.as_bytes());
-        if !matches!(&read.action, Action::Order(p) if p.customer.as_deref() == Some(customer)) {
-            continue;
+    let mut after = String::new();
+    loop {
+        let waiting = integration_event::Entity::find()
+            .filter(integration_event::Column::IntegrationId.eq(integration.id.as_str()))
+            .filter(integration_event::Column::WaitingFor.eq(clip(customer, 200)))
+            .filter(integration_event::Column::Outcome.eq(EventOutcome::NeedsAttention))
+            .filter(integration_event::Column::Id.gt(after.as_str()))
+            .order_by_asc(integration_event::Column::Id)
+            .limit(WAITING_BATCH)
+            .all(txn)
+            .await?;
+        let Some(last) = waiting.last() else { break };
+        after = last.id.clone();
+        for event in waiting {
+            let read = read(integration, &Headers::from_stored(&event.headers), event.body.as_bytes());
+            match act(txn, state, integration, read).await {
+                Ok(effect) => {
+                    settle(txn, &event.id, &effect, Some(event.attempts + 1)).await?;
+                    effects.push(effect);
+                }
+                Err(e @ AppError::Contended(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(event = %event.id, error = %e.detail(), "an order waiting for its customer stays waiting")
+                }
+            }
         }
-        let effect = act(txn, state, integration, read).await?;
-        settle(txn, &event.id, &effect, Some(event.attempts + 1)).await?;
-        effects.push(effect);
     }
     Ok(effects)
 }
@@ -260,8 +284,12 @@ async fn act(
     let savepoint = txn.begin().await?;
     let base = state.config.address_for_links();
     match apply::run(&savepoint, &ctx, integration, read.action, &base).await {
-        Ok(effect) => {
+        Ok(effect) if effect.keep => {
             savepoint.commit().await?;
+            Ok(effect)
+        }
+        Ok(effect) => {
+            savepoint.rollback().await?;
             Ok(effect)
         }
         Err(
@@ -272,11 +300,12 @@ async fn act(
             | AppError::Forbidden(_)),
         ) => {
             savepoint.rollback().await?;
-            let mut effect = Effect::ignored("REFUSED", refused.client_message());
-            effect.outcome = Some(EventOutcome::Failed);
-            Ok(effect)
+            Ok(Effect::failed("REFUSED", refused.client_message()))
         }
-        Err(other) => Err(other),
+        Err(other) => {
+            savepoint.rollback().await?;
+            Err(other)
+        }
     }
 }
 
@@ -285,10 +314,8 @@ async fn settle(txn: &DatabaseTransaction, id: &str, effect: &Effect, attempts: 
     let mut update = integration_event::Entity::update_many()
         .col_expr(integration_event::Column::Outcome, Expr::value(effect.outcome()))
         .col_expr(integration_event::Column::Reason, Expr::value(effect.reason.map(str::to_string)))
-        .col_expr(
-            integration_event::Column::Detail,
-            Expr::value(effect.detail.as_ref().map(|d| d.chars().take(1000).collect::<String>())),
-        )
+        .col_expr(integration_event::Column::Detail, Expr::value(effect.detail.as_deref().map(|d| clip(d, 1000))))
+        .col_expr(integration_event::Column::WaitingFor, Expr::value(effect.waiting_for.clone()))
         .col_expr(integration_event::Column::OrderId, Expr::value(effect.order_id.clone()))
         .col_expr(integration_event::Column::LicenseIds, Expr::value(json!(effect.licences)))
         .col_expr(integration_event::Column::ProcessedAt, Expr::value(Some(entity::now())));
@@ -316,8 +343,10 @@ async fn after_commit(state: &AppState, environment: Environment, effect: Effect
 /// now (the body was verified when it arrived).
 pub async fn replay(state: &AppState, ctx: &RequestContext, id: &str) -> AppResult<integration_event::Model> {
     ctx.viewer.require(may::ADMINISTER)?;
-    let (event, effect, environment) = retrying(|| replay_once(state, ctx, id)).await?;
-    after_commit(state, environment, effect).await;
+    let (event, effects, environment) = retrying(|| replay_once(state, ctx, id)).await?;
+    for effect in effects {
+        after_commit(state, environment, effect).await;
+    }
     Ok(event)
 }
 
@@ -325,7 +354,7 @@ async fn replay_once(
     state: &AppState,
     ctx: &RequestContext,
     id: &str,
-) -> AppResult<(integration_event::Model, Effect, Environment)> {
+) -> AppResult<(integration_event::Model, Vec<Effect>, Environment)> {
     let txn = begin_write(&state.db).await?;
     let mut query = integration_event::Entity::find_by_id(id.to_string());
     if row_locks(txn.get_database_backend()) {
@@ -333,7 +362,10 @@ async fn replay_once(
     }
     let missing = || AppError::not_found_in("integration event", "id");
     let event = query.one(&*txn).await?.ok_or_else(missing)?;
-    let integration = super::find(&*txn, ctx, &event.integration_id, "id").await.map_err(|_| missing())?;
+    let integration = super::find(&*txn, ctx, &event.integration_id, "id").await.map_err(|e| match e {
+        AppError::NotFound { .. } => missing(),
+        other => other,
+    })?;
     if !matches!(event.outcome, EventOutcome::NeedsAttention | EventOutcome::Failed | EventOutcome::Disabled) {
         return Err(AppError::invalid(
             "id",
@@ -349,8 +381,17 @@ async fn replay_once(
     }
     let headers = Headers::from_stored(&event.headers);
     let read = read(&integration, &headers, event.body.as_bytes());
+    let customer = match &read.action {
+        Action::Customer { id, .. } => Some(id.clone()),
+        _ => None,
+    };
     let effect = act(&txn, state, &integration, read).await?;
     settle(&txn, &event.id, &effect, Some(event.attempts + 1)).await?;
+    let mut effects = Vec::new();
+    if let (Some(customer), EventOutcome::Processed) = (customer, effect.outcome()) {
+        effects = take_up_waiting(&txn, state, &integration, &customer).await?;
+    }
+    effects.push(effect);
     let after = integration_event::Entity::find_by_id(event.id.clone()).one(&*txn).await?.ok_or_else(missing)?;
     audit::record(
         &*txn,
@@ -366,5 +407,5 @@ async fn replay_once(
     )
     .await?;
     txn.commit().await?;
-    Ok((after, effect, integration.environment))
+    Ok((after, effects, integration.environment))
 }

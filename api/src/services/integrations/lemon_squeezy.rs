@@ -11,7 +11,7 @@
 //! - `order_refunded` refunds the order when the whole amount was refunded.
 //! - `subscription_cancelled` cancels the subscription.
 
-use super::reading::{Action, Interpreted, OrderRef, Purchase, item, not_acted_on, number, text};
+use super::reading::{Action, Interpreted, LinkKind, OrderRef, Purchase, item, not_acted_on, number, text};
 use serde_json::Value;
 
 pub fn interpret(body: &Value) -> Option<Interpreted> {
@@ -38,11 +38,14 @@ pub fn interpret(body: &Value) -> Option<Interpreted> {
             status => Action::Ignore("NOT_PAID", format!("the order's status is {}", status.unwrap_or("absent"))),
         },
         "subscription_created" => match text(a, "/order_id") {
-            Some(order) => Action::Link { subscription: id, external_id: order },
+            Some(order) => Action::Link { kind: LinkKind::Subscription, provider_ref: id, external_id: order },
             None => Action::Ignore("UNREADABLE", "the subscription names no order".into()),
         },
         "subscription_payment_success" => match (text(a, "/billing_reason").as_deref(), text(a, "/subscription_id")) {
-            (Some("renewal"), Some(subscription)) => Action::Renew { subscription, reference: id },
+            // Invoices are numbered apart from orders: named so, they cannot take an order's id.
+            (Some("renewal"), Some(subscription)) => {
+                Action::Renew { subscription, reference: format!("subscription-invoice-{id}") }
+            }
             (reason, _) => Action::Ignore(
                 "NOT_A_RENEWAL",
                 format!("invoices with billing reason {} are not acted on", reason.unwrap_or("absent")),
@@ -86,7 +89,7 @@ mod tests {
         };
         assert_eq!(
             interpret(&invoice("renewal")).unwrap().action,
-            Action::Renew { subscription: "9".into(), reference: "55".into() }
+            Action::Renew { subscription: "9".into(), reference: "subscription-invoice-55".into() }
         );
         assert!(matches!(interpret(&invoice("initial")).unwrap().action, Action::Ignore("NOT_A_RENEWAL", _)));
         let refund = json!({ "meta": { "event_name": "order_refunded" }, "data": { "type": "orders", "id": "1001",

@@ -90,12 +90,22 @@ pub enum Action {
     Refund { order: OrderRef, full: bool },
     /// A subscription (or an order) cancelled.
     Cancel(OrderRef),
-    /// A subscription started by an order already delivered.
-    Link { subscription: String, external_id: String },
+    /// A subscription started by, or a payment that paid, an order (named
+    /// by its external id) placed by another event.
+    Link { kind: LinkKind, provider_ref: String, external_id: String },
     /// A customer the provider names by id elsewhere (Paddle).
     Customer { id: String, email: String, name: String },
     /// Nothing to do; the reason code and what it means.
     Ignore(&'static str, String),
+}
+
+/// What a provider id linked to an order is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A subscription: its payments renew the order's licences.
+    Subscription,
+    /// A payment: its refund refunds the order.
+    Payment,
 }
 
 /// How a delivery names an order.
@@ -134,6 +144,14 @@ pub struct Item {
     pub quantity: i64,
 }
 
+/// Most items one order may name (`createOrder` takes at most 100 lines).
+pub const MAX_ITEMS: usize = 1000;
+
+/// `text` cut to `max` characters, as a column of that length keeps it.
+pub fn clip(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
 /// A string or number at `pointer`, as text; `None` when absent, null or empty.
 pub fn text(v: &Value, pointer: &str) -> Option<String> {
     match v.pointer(pointer)? {
@@ -153,10 +171,15 @@ pub fn number(v: &Value, pointer: &str) -> Option<i64> {
 }
 
 /// An item from the ids found at `pointers` under `v` (absent ones and
-/// zeros skipped) and the quantity at `quantity` (1 when absent).
+/// zeros skipped) and the quantity at `quantity`: 1 when absent, 0 (refused
+/// later, naming the item) when it is not a whole number.
 pub fn item(v: &Value, pointers: &[&str], quantity: &str) -> Item {
     let refs = pointers.iter().filter_map(|p| text(v, p)).filter(|r| r != "0").collect();
-    Item { refs, quantity: number(v, quantity).unwrap_or(1) }
+    let quantity = match v.pointer(quantity) {
+        None | Some(Value::Null) => 1,
+        Some(_) => number(v, quantity).unwrap_or(0),
+    };
+    Item { refs, quantity }
 }
 
 /// The array at `pointer` (empty when absent).

@@ -13,7 +13,7 @@
 //!   `subscription_billing_attempts/success` renews the contract's licences;
 //!   `subscription_contracts/cancel` cancels it.
 
-use super::reading::{Action, Headers, Interpreted, OrderRef, Purchase, each, item, not_acted_on, text};
+use super::reading::{Action, Headers, Interpreted, LinkKind, OrderRef, Purchase, each, item, not_acted_on, text};
 use serde_json::Value;
 
 pub fn interpret(headers: &Headers, body: &Value) -> Option<Interpreted> {
@@ -25,9 +25,11 @@ pub fn interpret(headers: &Headers, body: &Value) -> Option<Interpreted> {
     let id = text(body, "/id");
     let action = match (event_type.as_str(), id) {
         ("orders/paid" | "orders/create" | "orders/updated", Some(id)) => order(body, id, &event_type),
-        ("orders/cancelled", Some(id)) => Action::Cancel(OrderRef::Order(id)),
+        // The topic is not signed: the body must say it was cancelled.
+        ("orders/cancelled", Some(id)) if text(body, "/cancelled_at").is_some() => Action::Cancel(OrderRef::Order(id)),
+        ("orders/cancelled", Some(_)) => Action::Ignore("NOT_CANCELLED", "the order has no cancelled_at".into()),
         ("subscription_contracts/create", Some(id)) => match text(body, "/origin_order_id") {
-            Some(order) => Action::Link { subscription: id, external_id: order },
+            Some(order) => Action::Link { kind: LinkKind::Subscription, provider_ref: id, external_id: order },
             None => Action::Ignore("UNREADABLE", "the contract names no order".into()),
         },
         ("subscription_contracts/cancel", Some(id)) => Action::Cancel(OrderRef::Subscription(id)),

@@ -10,10 +10,12 @@
 //!   the invoice's lines (their price and product ids, in both the shape of
 //!   API versions from 2025-03-31 on and the older one); for a later cycle
 //!   it renews the subscription's licences.
+//! - `invoice_payment.paid` (API versions from 2025-03-31, whose invoices no
+//!   longer name their payment intent) ties the payment to the invoice's order.
 //! - `charge.refunded` (a full refund) refunds the order its payment paid.
 //! - `customer.subscription.deleted` cancels the subscription.
 
-use super::reading::{Action, Interpreted, Item, OrderRef, Purchase, each, item, not_acted_on, text};
+use super::reading::{Action, Interpreted, Item, LinkKind, OrderRef, Purchase, each, item, not_acted_on, text};
 use serde_json::Value;
 
 /// The metadata key a checkout session names its items in.
@@ -26,6 +28,12 @@ pub fn interpret(body: &Value) -> Option<Interpreted> {
     let action = match event_type.as_str() {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => checkout(object),
         "invoice.paid" => invoice(object),
+        "invoice_payment.paid" => match (text(object, "/payment/payment_intent"), text(object, "/invoice")) {
+            (Some(payment), Some(invoice)) => {
+                Action::Link { kind: LinkKind::Payment, provider_ref: payment, external_id: invoice }
+            }
+            _ => Action::Ignore("NOT_A_PAYMENT_INTENT", "the invoice was not paid by a payment intent".into()),
+        },
         "charge.refunded" => match text(object, "/payment_intent") {
             Some(payment) => Action::Refund {
                 order: OrderRef::Payment(payment),

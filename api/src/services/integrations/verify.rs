@@ -118,7 +118,7 @@ fn timestamped(
     let stamp = at.to_string();
     let joiner = [joiner as u8];
     matches_any(secrets, &[stamp.as_bytes(), &joiner, body], &signatures)?;
-    if (now - at).abs() > tolerance {
+    if now.abs_diff(at) > tolerance.unsigned_abs() {
         return Err(Refusal::Stale);
     }
     Ok(())
@@ -138,35 +138,62 @@ fn matches_any(secrets: &[&str], signed: &[&[u8]], signatures: &[Vec<u8>]) -> Re
     Err(Refusal::Mismatch)
 }
 
-/// The secret as WooCommerce signs with it: WordPress decodes the HTML
-/// entities `&amp; &lt; &gt; &quot; &#039;` in it first (in one pass).
+/// The secret as WooCommerce signs with it: WordPress first decodes, in one
+/// pass, the entities of `& < > " '` in it — `&amp; &lt; &gt; &quot;`, and
+/// the numeric forms `&#38; &#60; &#62; &#34; &#39;` (decimal or `&#x…;`
+/// hexadecimal, leading zeros allowed) — and leaves every other `&` alone.
 pub fn entity_decoded(secret: &str) -> String {
-    const ENTITIES: [(&str, char); 7] = [
-        ("&amp;", '&'),
-        ("&lt;", '<'),
-        ("&gt;", '>'),
-        ("&quot;", '"'),
-        ("&#039;", '\''),
-        ("&#39;", '\''),
-        ("&#x27;", '\''),
-    ];
     let mut out = String::with_capacity(secret.len());
     let mut rest = secret;
-    'scan: while let Some(at) = rest.find('&') {
+    while let Some(at) = rest.find('&') {
         out.push_str(&rest[..at]);
         rest = &rest[at..];
-        for (entity, plain) in ENTITIES {
-            if rest.starts_with(entity) {
+        match decoded_entity(rest) {
+            Some((plain, len)) => {
                 out.push(plain);
-                rest = &rest[entity.len()..];
-                continue 'scan;
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
             }
         }
-        out.push('&');
-        rest = &rest[1..];
     }
     out.push_str(rest);
     out
+}
+
+/// The character an entity at the start of `text` stands for, and its length.
+fn decoded_entity(text: &str) -> Option<(char, usize)> {
+    let end = text.char_indices().take(12).find(|(_, c)| *c == ';')?.0;
+    let name = &text[1..end];
+    let plain = match name {
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "quot" => '"',
+        _ => {
+            let number = name.strip_prefix('#')?;
+            let value = match number.strip_prefix(['x', 'X']) {
+                Some(hex) if !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()) => {
+                    u32::from_str_radix(hex.trim_start_matches('0'), 16).unwrap_or(0)
+                }
+                None if !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()) => {
+                    number.trim_start_matches('0').parse().unwrap_or(0)
+                }
+                _ => return None,
+            };
+            match value {
+                38 => '&',
+                60 => '<',
+                62 => '>',
+                34 => '"',
+                39 => '\'',
+                _ => return None,
+            }
+        }
+    };
+    Some((plain, end + 1))
 }
 
 #[cfg(test)]
@@ -234,6 +261,10 @@ mod tests {
     #[test]
     fn woocommerce_signs_with_the_entity_decoded_secret() {
         assert_eq!(entity_decoded("a&amp;b&lt;&gt;&quot;&#039;&amp;lt;&x"), "a&b<>\"'&lt;&x");
+        assert_eq!(
+            entity_decoded("&#038;&#0034;&#x26;&#X3C;&#x0003e;&#39;&#40;&nbsp;&;&#;"),
+            "&\"&<>'&#40;&nbsp;&;&#;"
+        );
         let woo = headers("x-wc-webhook-signature", &STANDARD.encode(hmac("s&cret'", &[BODY])));
         assert_eq!(verify(Provider::WooCommerce, &woo, BODY, &["s&amp;cret&#039;"], 0, 0), Ok(()));
         assert_eq!(verify(Provider::WooCommerce, &woo, BODY, &["s&cret'"], 0, 0), Ok(()));

@@ -12,7 +12,7 @@
 //!   Subscriptions) tie the subscription to its parent order; status
 //!   `cancelled` cancels the subscription.
 
-use super::reading::{Action, Headers, Interpreted, OrderRef, Purchase, each, item, not_acted_on, text};
+use super::reading::{Action, Headers, Interpreted, LinkKind, OrderRef, Purchase, each, item, not_acted_on, text};
 use serde_json::Value;
 
 pub fn interpret(headers: &Headers, body: &Value, paid: &[String]) -> Option<Interpreted> {
@@ -30,7 +30,7 @@ pub fn interpret(headers: &Headers, body: &Value, paid: &[String]) -> Option<Int
             Action::Cancel(OrderRef::Subscription(id))
         }
         "subscription.created" | "subscription.updated" => match text(body, "/parent_id").filter(|p| p != "0") {
-            Some(parent) => Action::Link { subscription: id, external_id: parent },
+            Some(parent) => Action::Link { kind: LinkKind::Subscription, provider_ref: id, external_id: parent },
             None => Action::Ignore("UNREADABLE", "the subscription names no parent order".into()),
         },
         other => not_acted_on(other),
