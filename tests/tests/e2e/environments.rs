@@ -21,6 +21,7 @@ const NOT_ENVIRONMENT_BOUND: &[(&str, &str)] = &[
     ("updateSettings", "settings are server-wide"),
     ("login", "names an account, not a record"),
     ("createWebhookEndpoint", "creates a record in the request's environment"),
+    ("createIntegration", "creates a record in the request's environment"),
     ("createUser", "staff accounts are server-wide"),
     ("updateUser", "staff accounts are server-wide"),
     ("changePassword", "staff accounts are server-wide"),

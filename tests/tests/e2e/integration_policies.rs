@@ -4,8 +4,8 @@
 //! refund and a cancellation follow the integration's policies.
 
 use crate::client::{activate, validate};
-use crate::integrations::{SECRET, Store, checkout, send, stripe_event};
-use crate::providers::{change, connect, events};
+use crate::integrations::{Store, checkout, send, stripe_event, stripe_selling};
+use crate::providers::{change, events};
 use chrono::{DateTime, Duration, Months, Utc};
 use entity::license_key;
 use keysmith_tests::{TestApp, on_both_databases};
@@ -47,15 +47,7 @@ async fn monthly<'a>(app: &'a TestApp, extra: Value) -> (Store<'a>, String, Stri
     let (store, product, _) = Store::new(app).await;
     let set = "mutation($id: ID!) { updateProduct(input: {id: $id, renewalPeriod: {months: 1}}) { product { id } } }";
     assert!(store.shop.call(set, json!({ "id": product })).await.get("errors").is_none());
-    let id = connect(
-        app,
-        &store.admin,
-        "STRIPE",
-        SECRET,
-        json!([{ "providerRef": "price_app", "productId": product }]),
-        extra,
-    )
-    .await;
+    let id = stripe_selling(app, &store.admin, &product, extra).await;
     (store, product, id)
 }
 

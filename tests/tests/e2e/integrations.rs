@@ -67,6 +67,11 @@ impl<'a> Store<'a> {
     }
 }
 
+/// A Stripe integration selling `product` as `price_app`, with `extra` settings.
+pub async fn stripe_selling(app: &TestApp, admin: &str, product: &str, extra: Value) -> String {
+    connect(app, admin, "STRIPE", SECRET, json!([{ "providerRef": "price_app", "productId": product }]), extra).await
+}
+
 async fn orders_in(app: &TestApp) -> u64 {
     order::Entity::find().count(app.db()).await.expect("count")
 }
@@ -274,15 +279,7 @@ async fn a_paid_stripe_checkout_delivers_the_mapped_keys_once(app: TestApp) {
 async fn forged_stale_oversized_and_unknown_deliveries_are_refused(app: TestApp) {
     let (store, product, _) = Store::new(&app).await;
     let admin = store.admin.clone();
-    let id = connect(
-        &app,
-        &admin,
-        "STRIPE",
-        SECRET,
-        json!([{ "providerRef": "price_app", "productId": product }]),
-        json!({}),
-    )
-    .await;
+    let id = stripe_selling(&app, &admin, &product, json!({})).await;
     let body = stripe_event(
         "evt_forge",
         "checkout.session.completed",
@@ -332,15 +329,7 @@ async fn forged_stale_oversized_and_unknown_deliveries_are_refused(app: TestApp)
 async fn an_unmapped_item_waits_for_an_admin_and_is_replayed(app: TestApp) {
     let (store, product, addon) = Store::new(&app).await;
     let admin = store.admin.clone();
-    let id = connect(
-        &app,
-        &admin,
-        "STRIPE",
-        SECRET,
-        json!([{ "providerRef": "price_app", "productId": product }]),
-        json!({}),
-    )
-    .await;
+    let id = stripe_selling(&app, &admin, &product, json!({})).await;
     let body = stripe_event(
         "evt_new_price",
         "checkout.session.completed",
@@ -384,15 +373,7 @@ async fn an_unmapped_item_waits_for_an_admin_and_is_replayed(app: TestApp) {
 async fn a_disabled_integration_records_and_acts_on_replay(app: TestApp) {
     let (store, product, _) = Store::new(&app).await;
     let admin = store.admin.clone();
-    let id = connect(
-        &app,
-        &admin,
-        "STRIPE",
-        SECRET,
-        json!([{ "providerRef": "price_app", "productId": product }]),
-        json!({ "enabled": false }),
-    )
-    .await;
+    let id = stripe_selling(&app, &admin, &product, json!({ "enabled": false })).await;
     let body = stripe_event(
         "evt_while_off",
         "checkout.session.completed",
@@ -443,15 +424,7 @@ async fn each_integration_has_its_own_rate(app: TestApp) {
 async fn a_delivery_that_cannot_commit_is_answered_500_and_taken_when_sent_again(app: TestApp) {
     let (store, product, _) = Store::new(&app).await;
     let admin = store.admin.clone();
-    let id = connect(
-        &app,
-        &admin,
-        "STRIPE",
-        SECRET,
-        json!([{ "providerRef": "price_app", "productId": product }]),
-        json!({}),
-    )
-    .await;
+    let id = stripe_selling(&app, &admin, &product, json!({})).await;
     let body = stripe_event(
         "evt_db_down",
         "checkout.session.completed",
@@ -478,15 +451,7 @@ async fn two_nodes_take_each_delivery_once() {
     let (store, product, _) = Store::new(&app).await;
     let set = "mutation($id: ID!) { updateProduct(input: {id: $id, renewalPeriod: {days: 30}}) { product { id } } }";
     assert!(store.shop.call(set, json!({ "id": product })).await.get("errors").is_none());
-    let id = connect(
-        &app,
-        &store.admin,
-        "STRIPE",
-        SECRET,
-        json!([{ "providerRef": "price_app", "productId": product }]),
-        json!({}),
-    )
-    .await;
+    let id = stripe_selling(&app, &store.admin, &product, json!({})).await;
     let mut nodes = Vec::new();
     for _ in 0..2 {
         let mut cmd = keysmith(app.dir());

@@ -182,6 +182,12 @@ pub fn item(v: &Value, pointers: &[&str], quantity: &str) -> Item {
     Item { refs, quantity }
 }
 
+/// A person's name from its parts at `first` and `last` (`None` when both are empty).
+pub fn full_name(v: &Value, first: &str, last: &str) -> Option<String> {
+    let name = format!("{} {}", text(v, first).unwrap_or_default(), text(v, last).unwrap_or_default());
+    Some(name.trim().to_string()).filter(|n| !n.is_empty())
+}
+
 /// The array at `pointer` (empty when absent).
 pub fn each<'a>(v: &'a Value, pointer: &str) -> impl Iterator<Item = &'a Value> {
     v.pointer(pointer).and_then(Value::as_array).into_iter().flatten()

@@ -13,7 +13,9 @@
 //!   `subscription_billing_attempts/success` renews the contract's licences;
 //!   `subscription_contracts/cancel` cancels it.
 
-use super::reading::{Action, Headers, Interpreted, LinkKind, OrderRef, Purchase, each, item, not_acted_on, text};
+use super::reading::{
+    Action, Headers, Interpreted, LinkKind, OrderRef, Purchase, each, full_name, item, not_acted_on, text,
+};
 use serde_json::Value;
 
 pub fn interpret(headers: &Headers, body: &Value) -> Option<Interpreted> {
@@ -67,13 +69,11 @@ fn order(body: &Value, id: String, topic: &str) -> Action {
     if status != "paid" {
         return Action::Ignore("NOT_PAID", format!("the order's financial status is {status}"));
     }
-    let first = text(body, "/customer/first_name").unwrap_or_default();
-    let last = text(body, "/customer/last_name").unwrap_or_default();
-    let name = format!("{first} {last}").trim().to_string();
     Action::Order(Purchase {
         external_id: id,
         email: text(body, "/email").or_else(|| text(body, "/contact_email")).or_else(|| text(body, "/customer/email")),
-        name: (!name.is_empty()).then_some(name).or_else(|| text(body, "/billing_address/name")),
+        name: full_name(body, "/customer/first_name", "/customer/last_name")
+            .or_else(|| text(body, "/billing_address/name")),
         items: each(body, "/line_items")
             .map(|l| item(l, &["/variant_id", "/product_id", "/sku"], "/quantity"))
             .collect(),

@@ -12,7 +12,9 @@
 //!   Subscriptions) tie the subscription to its parent order; status
 //!   `cancelled` cancels the subscription.
 
-use super::reading::{Action, Headers, Interpreted, LinkKind, OrderRef, Purchase, each, item, not_acted_on, text};
+use super::reading::{
+    Action, Headers, Interpreted, LinkKind, OrderRef, Purchase, each, full_name, item, not_acted_on, text,
+};
 use serde_json::Value;
 
 pub fn interpret(headers: &Headers, body: &Value, paid: &[String]) -> Option<Interpreted> {
@@ -51,13 +53,10 @@ fn order(body: &Value, id: String, status: &str, paid: &[String]) -> Action {
     if let Some(subscription) = renews.and_then(|m| text(m, "/value")) {
         return Action::Renew { subscription, reference: id };
     }
-    let first = text(body, "/billing/first_name").unwrap_or_default();
-    let last = text(body, "/billing/last_name").unwrap_or_default();
-    let name = format!("{first} {last}").trim().to_string();
     Action::Order(Purchase {
         external_id: id,
         email: text(body, "/billing/email"),
-        name: (!name.is_empty()).then_some(name),
+        name: full_name(body, "/billing/first_name", "/billing/last_name"),
         items: each(body, "/line_items")
             .map(|l| item(l, &["/variation_id", "/product_id", "/sku"], "/quantity"))
             .collect(),
