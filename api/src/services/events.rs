@@ -54,10 +54,12 @@ pub enum EventKind {
     PoolExhausting,
     /// A pool ran empty with orders waiting.
     PoolExhausted,
+    /// A payment provider's event waits for an admin or was refused (`data.outcome`, `data.reason`).
+    IntegrationEventNeedsAttention,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 21] = [
         Self::LicenseCreated,
         Self::LicenseAssigned,
         Self::LicenseActivated,
@@ -78,6 +80,7 @@ impl EventKind {
         Self::OrderRefunded,
         Self::PoolExhausting,
         Self::PoolExhausted,
+        Self::IntegrationEventNeedsAttention,
     ];
 
     /// The name on the wire: `license.created`, `order.partially_fulfilled` …
@@ -103,6 +106,7 @@ impl EventKind {
             Self::OrderRefunded => "order.refunded",
             Self::PoolExhausting => "pool.exhausting",
             Self::PoolExhausted => "pool.exhausted",
+            Self::IntegrationEventNeedsAttention => "integration_event.needs_attention",
         }
     }
 

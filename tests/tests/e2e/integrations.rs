@@ -345,6 +345,17 @@ async fn an_unmapped_item_waits_for_an_admin_and_is_replayed(app: TestApp) {
         (0, &json!(1)),
         "all or nothing"
     );
+    // The seller hears of it: a webhook and subscription event.
+    let told = entity::event::Entity::find()
+        .filter(entity::event::Column::Kind.eq("integration_event.needs_attention"))
+        .all(app.db())
+        .await
+        .expect("events");
+    assert_eq!(told.len(), 1);
+    assert_eq!(
+        (&told[0].subject_id, &told[0].payload["reason"]),
+        (&event["id"].as_str().expect("id").to_string(), &json!("UNMAPPED_ITEM"))
+    );
     // A session with no items at all also waits.
     let bare = stripe_event(
         "evt_bare",

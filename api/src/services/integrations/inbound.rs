@@ -16,6 +16,7 @@ use crate::auth::{RequestContext, Viewer, may};
 use crate::db::{begin_write, retrying};
 use crate::error::{AppError, AppResult};
 use crate::services::audit::{self, Change};
+use crate::services::events::{self, EventKind, Subject};
 use crate::services::fulfilment;
 use crate::services::ratelimit::Limited;
 use crate::services::sql::row_locks;
@@ -204,7 +205,7 @@ async fn record(
     }
     let effect = act(&txn, state, integration, read.clone()).await?;
     let outcome = effect.outcome();
-    settle(&txn, &id, &effect, None).await?;
+    settle(&txn, integration, (&id, &read.event_type), &effect, None).await?;
     let mut effects = vec![effect];
     if let (Action::Customer { id: customer, .. }, EventOutcome::Processed) = (&read.action, outcome) {
         effects.extend(take_up_waiting(&txn, state, integration, customer).await?);
@@ -246,7 +247,7 @@ async fn take_up_waiting(
             let read = read(integration, &Headers::from_stored(&event.headers), event.body.as_bytes());
             match act(txn, state, integration, read).await {
                 Ok(effect) => {
-                    settle(txn, &event.id, &effect, Some(event.attempts + 1)).await?;
+                    settle(txn, integration, (&event.id, &event.event_type), &effect, Some(event.attempts + 1)).await?;
                     effects.push(effect);
                 }
                 Err(e @ AppError::Contended(_)) => return Err(e),
@@ -309,8 +310,15 @@ async fn act(
     }
 }
 
-/// Writes what acting on event `id` did.
-async fn settle(txn: &DatabaseTransaction, id: &str, effect: &Effect, attempts: Option<i32>) -> AppResult<()> {
+/// Writes what acting on event `id` (of type `kind`) did; one that waits
+/// for an admin or was refused is announced (`integration_event.needs_attention`).
+async fn settle(
+    txn: &DatabaseTransaction,
+    integration: &integration::Model,
+    (id, kind): (&str, &str),
+    effect: &Effect,
+    attempts: Option<i32>,
+) -> AppResult<()> {
     let mut update = integration_event::Entity::update_many()
         .col_expr(integration_event::Column::Outcome, Expr::value(effect.outcome()))
         .col_expr(integration_event::Column::Reason, Expr::value(effect.reason.map(str::to_string)))
@@ -323,6 +331,16 @@ async fn settle(txn: &DatabaseTransaction, id: &str, effect: &Effect, attempts: 
         update = update.col_expr(integration_event::Column::Attempts, Expr::value(attempts));
     }
     update.filter(integration_event::Column::Id.eq(id)).exec(txn).await?;
+    let outcome = effect.outcome();
+    if matches!(outcome, EventOutcome::NeedsAttention | EventOutcome::Failed) {
+        let payload = json!({
+            "integrationId": integration.id, "integrationName": integration.name, "provider": integration.provider,
+            "eventType": kind, "outcome": outcome, "reason": effect.reason,
+            "detail": effect.detail.as_deref().map(|d| clip(d, 1000)),
+        });
+        let subject = Subject { kind: "integration_event", id };
+        events::emit(txn, integration.environment, EventKind::IntegrationEventNeedsAttention, subject, payload).await?;
+    }
     Ok(())
 }
 
@@ -386,7 +404,7 @@ async fn replay_once(
         _ => None,
     };
     let effect = act(&txn, state, &integration, read).await?;
-    settle(&txn, &event.id, &effect, Some(event.attempts + 1)).await?;
+    settle(&txn, &integration, (&event.id, &event.event_type), &effect, Some(event.attempts + 1)).await?;
     let mut effects = Vec::new();
     if let (Some(customer), EventOutcome::Processed) = (customer, effect.outcome()) {
         effects = take_up_waiting(&txn, state, &integration, &customer).await?;
