@@ -485,6 +485,8 @@ pub async fn update(
     }
     if let Some(at) = expires_at {
         active.expires_at = Set(at);
+        // Staff set it: the key's own from now on, kept when it goes back to the pool.
+        active.expiry_from_delivery = Set(false);
     }
     if let Some(flags) = feature_flags {
         active.feature_flags = Set(flags);

@@ -30,7 +30,8 @@ const DASHBOARD: &str = "query($admin: Boolean!, $soon: DateTime!) { \
     running: jobs(first: 10, status: RUNNING) { \
       edges { node { id kind recurring nextRunAt status progress total unit result error createdAt startedAt finishedAt } } } \
     failedDeliveries: webhookDeliveries(first: 5, status: \"FAILED\") @include(if: $admin) { \
-      totalCount edges { node { eventType lastStatusCode lastError createdAt } } } }";
+      totalCount edges { node { eventType lastStatusCode lastError createdAt } } } \
+    integrations(first: 50) @include(if: $admin) { nodes { id name needsAttention } } }";
 
 pub(crate) struct Pool {
     pub name: String,
@@ -65,6 +66,9 @@ struct HomePage<'a> {
     /// `None` for those who may not read deliveries.
     failed_deliveries: Option<i64>,
     delivery_lines: Vec<Line>,
+    /// Integration events waiting for an admin; `None` for those who may not read them.
+    attention: Option<i64>,
+    attention_lines: Vec<Line>,
     error: Option<String>,
 }
 
@@ -128,6 +132,24 @@ pub(crate) async fn home(req: &Request, Data(admin): Data<&Arc<Admin>>, csrf: &C
             href: None,
         })
         .collect();
+    let waiting_integrations: Vec<&Value> = data["integrations"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["needsAttention"].as_i64().unwrap_or_default() > 0)
+        .collect();
+    let attention = waiting_integrations.iter().map(|i| i["needsAttention"].as_i64().unwrap_or_default()).sum();
+    let attention_lines = waiting_integrations
+        .iter()
+        .map(|i| Line {
+            text: i["name"].as_str().unwrap_or_default().to_string(),
+            detail: format!("{} waiting", i["needsAttention"].as_i64().unwrap_or_default()),
+            href: Some(format!(
+                "/admin/integrations/{}?outcome=NEEDS_ATTENTION",
+                utf8_percent_encode(i["id"].as_str().unwrap_or_default(), COMPONENT)
+            )),
+        })
+        .collect();
     let error = code.map(|_| message.unwrap_or_else(|| "Some figures could not be read.".into()));
     let is_admin = staff.role == "admin";
     page(
@@ -149,6 +171,8 @@ pub(crate) async fn home(req: &Request, Data(admin): Data<&Arc<Admin>>, csrf: &C
             running: edges(&data["running"]).map(job_row).filter(|j| !j.recurring).collect(),
             failed_deliveries: is_admin.then(|| data["failedDeliveries"]["totalCount"].as_i64().unwrap_or_default()),
             delivery_lines,
+            attention: is_admin.then_some(attention),
+            attention_lines,
             error,
         }
         .render(),

@@ -83,6 +83,13 @@ async fn an_admin_connects_a_shop_in_the_portal(app: TestApp) {
     assert_eq!(send(&app, &id, &body).await.1["outcome"], "NEEDS_ATTENTION");
     let list = boss.get("/admin/integrations").await;
     assert!(list.body.contains("Web shop") && list.body.contains("<td class=\"num\">1</td>"), "{}", list.body);
+    let home = boss.get("/admin/").await;
+    assert!(
+        home.body.contains("Shop events needing attention <span class=\"tally\">1</span>")
+            && home.body.contains(&format!("{here}?outcome=NEEDS_ATTENTION")),
+        "{}",
+        home.body
+    );
     let detail = boss.get(&format!("{here}?outcome=NEEDS_ATTENTION")).await;
     assert!(detail.body.contains("Desktop App") && detail.body.contains("UNMAPPED_ITEM"), "{}", detail.body);
     let event = detail
