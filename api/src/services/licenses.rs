@@ -485,8 +485,11 @@ pub async fn update(
     }
     if let Some(at) = expires_at {
         active.expires_at = Set(at);
-        // Staff set it: the key's own from now on, kept when it goes back to the pool.
-        active.expiry_from_delivery = Set(false);
+        // Set on a key in the pool, it is the key's own (kept for its buyer);
+        // on a delivered key it stays that holder's term, dropped on a return.
+        if before.status == LicenseStatus::Available {
+            active.expiry_from_delivery = Set(false);
+        }
     }
     if let Some(flags) = feature_flags {
         active.feature_flags = Set(flags);

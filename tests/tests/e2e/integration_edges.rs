@@ -72,6 +72,22 @@ async fn two_shops_whose_order_numbers_collide_never_act_on_each_others_orders(a
     let kept = license_key::Entity::find_by_id(licence.id.clone()).one(app.db()).await.expect("read").expect("licence");
     assert_eq!(kept.status, LicenseStatus::Assigned);
     assert_eq!(order::Entity::find().count(app.db()).await.expect("count"), 1);
+    // Shop B's subscription naming order 100 as its parent never reaches shop A's licence.
+    let subscription = |status: &str, modified: &str| json!({ "id": 801, "status": status, "parent_id": 100, "date_modified_gmt": modified });
+    for (topic, body) in [
+        ("subscription.created", subscription("active", "2026-12-04T14:00:00")),
+        ("subscription.updated", subscription("cancelled", "2026-12-04T15:00:00")),
+    ] {
+        let body = body.to_string();
+        let headers = [("X-WC-Webhook-Topic", topic.to_string()), providers::woocommerce("woo-shop-secret-2", &body)];
+        assert_eq!(deliver(&app, &b, &headers, &body).await.0, 200);
+    }
+    let renewal = json!({ "id": 900, "status": "completed", "date_modified_gmt": "2026-12-04T16:00:00",
+        "billing": { "email": "same@example.com" }, "line_items": [{ "product_id": 93, "quantity": 1 }],
+        "meta_data": [{ "key": "_subscription_renewal", "value": "801" }] });
+    assert_eq!(woo(&app, &b, "woo-shop-secret-2", renewal).await["outcome"], "IGNORED");
+    let kept = license_key::Entity::find_by_id(licence.id.clone()).one(app.db()).await.expect("read").expect("licence");
+    assert_eq!((kept.status, kept.expires_at), (LicenseStatus::Assigned, licence.expires_at));
     // Shop A's own refund acts.
     assert_eq!(woo(&app, &a, WOO_SECRET, order("refunded", "2026-12-05T10:00:00")).await["outcome"], "PROCESSED");
     let revoked = license_key::Entity::find_by_id(licence.id).one(app.db()).await.expect("read").expect("licence");

@@ -151,10 +151,17 @@ async fn a_stripe_subscription_renews_the_same_key_then_replaces_it_once_expired
         next["licenses"].as_array().map(|l| l.iter().map(|l| l["id"].clone()).collect::<Vec<_>>()),
         Some(vec![json!(new_id)])
     );
-    assert_eq!(
-        stored(&app, &new_id).await.expires_at,
-        fresh.expires_at.and_then(|t| t.checked_add_months(Months::new(1)))
-    );
+    let paid_until = stored(&app, &new_id).await.expires_at;
+    assert_eq!(paid_until, fresh.expires_at.and_then(|t| t.checked_add_months(Months::new(1))));
+
+    // Staff replace that key: the replacement runs exactly as long as the paid term.
+    let line = stored(&app, &new_id).await.order_line_id.expect("its order line");
+    let reassign =
+        "mutation($l: ID!, $k: ID!) { reassignOrderKey(input: {lineId: $l, licenseId: $k}) { license { id } } }";
+    let body = store.shop.call(reassign, json!({ "l": line, "k": new_id })).await;
+    let replacement =
+        body["data"]["reassignOrderKey"]["license"]["id"].as_str().unwrap_or_else(|| panic!("{body:#}")).to_string();
+    assert_eq!(stored(&app, &replacement).await.expires_at, paid_until);
 
     // An invoice of a subscription Keysmith never saw waits for an admin.
     let unknown = sent(
@@ -216,15 +223,28 @@ async fn full_refunds_follow_the_refund_policy(app: TestApp) {
     assert_eq!((&event["outcome"], &event["reason"]), (&json!("IGNORED"), &json!("PARTIAL_REFUND")));
     assert_eq!(stored(&app, &partly[0].0).await.status, entity::LicenseStatus::Assigned);
 
-    // RETURN_UNREVEALED: a key in use stays; an untouched one goes back to the pool.
+    // RETURN_UNREVEALED: a key in use stays, and so does one already expired;
+    // an untouched one goes back to the pool, without the term its delivery gave it.
     assert!(change(&app, &admin, json!({ "id": id, "onRefund": "RETURN_UNREVEALED" })).await.get("errors").is_none());
-    let two = bought(&app, &admin, &id, "cs_two", "pi_two", 2).await;
-    assert_eq!(activate(&app, &two[0].1, "pc-1").await["code"], "VALID");
+    let three = bought(&app, &admin, &id, "cs_two", "pi_two", 3).await;
+    assert_eq!(activate(&app, &three[0].1, "pc-1").await["code"], "VALID");
+    let mut lapsed: license_key::ActiveModel = stored(&app, &three[2].0).await.into();
+    lapsed.expires_at = Set(Some(entity::stored_time(Utc::now() - Duration::days(2))));
+    lapsed.update(app.db()).await.expect("expire");
     let event = refunded(&app, &admin, &id, "pi_two", true).await;
-    assert_eq!(event["licenses"].as_array().map(Vec::len), Some(1), "{event:#}");
-    let (used, untouched) = (stored(&app, &two[0].0).await, stored(&app, &two[1].0).await);
+    assert_eq!(
+        (&event["outcome"], event["licenses"].as_array().map(Vec::len)),
+        (&json!("PROCESSED"), Some(1)),
+        "{event:#}"
+    );
+    let (used, untouched, expired) =
+        (stored(&app, &three[0].0).await, stored(&app, &three[1].0).await, stored(&app, &three[2].0).await);
     assert_eq!(used.status, entity::LicenseStatus::Active);
-    assert_eq!((untouched.status, untouched.customer_id), (entity::LicenseStatus::Available, None));
+    assert_eq!(
+        (untouched.status, untouched.customer_id, untouched.expires_at),
+        (entity::LicenseStatus::Available, None, None)
+    );
+    assert!(expired.customer_id.is_some(), "an expired key stays with its customer");
 
     // REVOKE: every key of the order.
     assert!(change(&app, &admin, json!({ "id": id, "onRefund": "REVOKE" })).await.get("errors").is_none());

@@ -103,6 +103,13 @@ async fn paddle_transactions_deliver_renew_and_refund(app: TestApp) {
     let month = expiry.checked_add_months(Months::new(1)).expect("later");
     assert_eq!(time(&validate(&app, &key, None).await["license"]["expiresAt"]), month);
 
+    // The renewal's payment refunded: the month it bought is taken back, the key kept.
+    let renewal_refund =
+        json!({ "id": "adj_0", "action": "refund", "type": "full", "status": "approved", "transaction_id": "txn_2" });
+    assert_eq!(send("evt_p3r", "adjustment.created", renewal_refund).await.1["outcome"], "PROCESSED");
+    let back = stored(&app, &licence).await;
+    assert_eq!((back.expires_at, back.status), (Some(expiry), LicenseStatus::Assigned));
+
     // A refund pending approval waits; approved in full, the policy revokes the key.
     let refund = |status: &str| json!({ "id": "adj_1", "action": "refund", "type": "full", "status": status, "transaction_id": "txn_1" });
     assert_eq!(send("evt_p4", "adjustment.created", refund("pending_approval")).await.1["outcome"], "IGNORED");
@@ -220,9 +227,13 @@ async fn shopify_orders_deliver_once_renew_and_cancel(app: TestApp) {
     let body = paid(1, "web").to_string();
     let forged = [("X-Shopify-Topic", "orders/paid".to_string()), providers::shopify("not-the-secret", &body)];
     assert_eq!(deliver(&app, &id, &forged, &body).await.0, 401);
-    // A captured signed body sent again under another (unsigned) topic and webhook id is the same event.
+    // A captured signed body sent again under another (unsigned) topic does what its body says, no more:
+    // a paid order's body is no cancellation, and under its own topic again it is a duplicate.
     let captured = stamped("orders/paid");
-    assert_eq!(send("orders/cancelled", "wh-forged", captured).await.1["outcome"], "DUPLICATE");
+    let (_, answer) = send("orders/cancelled", "wh-forged", captured.clone()).await;
+    assert_eq!(answer["outcome"], "IGNORED");
+    assert_eq!(event(&app, &admin, &id, |e| e["providerEventId"] == "wh-forged").await["reason"], "NOT_CANCELLED");
+    assert_eq!(send("orders/paid", "wh-forged-2", captured).await.1["outcome"], "DUPLICATE");
     assert_eq!(stored(&app, &licence).await.status, LicenseStatus::Assigned);
 
     // A selling-plan subscription: its billing attempt renews; its renewal order is not a sale.

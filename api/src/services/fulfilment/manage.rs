@@ -107,6 +107,15 @@ pub async fn reassign(db: &DatabaseConnection, ctx: &RequestContext, input: Reas
             None => AppError::invalid("lineId", "no key is available in this line's pool"),
         });
     };
+    // A replacement keeps the term the replaced key's delivery (and renewals) gave it.
+    let license = match &old {
+        Some(old) if old.expiry_from_delivery && license.expiry_from_delivery => {
+            let mut kept: license_key::ActiveModel = license.into();
+            kept.expires_at = Set(old.expires_at);
+            kept.update(&txn).await?
+        }
+        _ => license,
+    };
     let previous = match old {
         Some(old) => Some(release(&txn, ctx, old, input.old_key).await?),
         None => None,
@@ -348,7 +357,9 @@ pub(crate) async fn refund_in(
             RefundKeys::ReturnUnrevealed => {
                 let key = licenses::relocked(txn, key).await?;
                 let untouched = key.activated_at.is_none() && key.revealed_at.is_none();
-                if untouched && key.status == LicenseStatus::Assigned {
+                // An untouched key past its expiry (and grace) stays with the customer, expired.
+                let clock = entity::now() - licenses::grace_period(txn).await?;
+                if untouched && licenses::effective_status(&key, clock) == LicenseStatus::Assigned {
                     let id = key.id.clone();
                     licenses::apply(txn, ctx, key, LicenseAction::ReturnToPool, None).await?;
                     changed.push(id);

@@ -5,6 +5,7 @@
 use super::reading::{Action, Item, LinkKind, MAX_ITEMS, OrderRef, Purchase, clip};
 use crate::auth::RequestContext;
 use crate::error::{AppError, AppResult};
+use crate::services::audit::{self, Change};
 use crate::services::fulfilment::{self, NewLine, NewOrder, RefundKeys};
 use crate::services::keys::TagRef;
 use crate::services::licenses::{self, effective_status};
@@ -14,12 +15,14 @@ use entity::integration_event::EventOutcome;
 use entity::order::OrderStatus;
 use entity::{
     Environment, LicenseAction, LicenseStatus, customer, integration_customer, integration_link, integration_product,
-    license_key, order, order_line, product,
+    license_key, license_renewal, order, order_line, product,
 };
+use sea_orm::ActiveModelTrait;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, Set, Statement,
 };
+use serde_json::json;
 use std::collections::{HashMap, HashSet};
 
 /// Kinds of `integration_link`: an order this integration placed (by the
@@ -84,8 +87,8 @@ pub async fn run(
 ) -> AppResult<Effect> {
     match action {
         Action::Order(purchase) => place(txn, ctx, integration, purchase, portal_base).await,
-        Action::Renew { subscription, reference } => {
-            renew(txn, ctx, integration, &subscription, reference, portal_base).await
+        Action::Renew { subscription, reference, payment } => {
+            renew(txn, ctx, integration, &subscription, reference, payment, portal_base).await
         }
         Action::Refund { order, full } => refund(txn, ctx, integration, &order, full).await,
         Action::Cancel(of) => cancel(txn, ctx, integration, &of).await,
@@ -162,7 +165,7 @@ async fn place(
     purchase: Purchase,
     portal_base: &str,
 ) -> AppResult<Effect> {
-    // A subscription is tied to its first order even when nothing in it carries a licence.
+    // A subscription is tied to its first order even when none of its items carries a licence.
     if let Some(subscription) = &purchase.subscription {
         link(txn, integration, SUBSCRIPTION, subscription, &purchase.external_id).await?;
     }
@@ -255,7 +258,11 @@ async fn order_for(
 
 /// Serialises, on PostgreSQL, an order waiting for a customer's email with
 /// that customer's event: whichever commits second sees the other.
-async fn hold_customer(txn: &DatabaseTransaction, integration: &integration::Model, customer: &str) -> AppResult<()> {
+pub(super) async fn hold_customer(
+    txn: &DatabaseTransaction,
+    integration: &integration::Model,
+    customer: &str,
+) -> AppResult<()> {
     if txn.get_database_backend() != DbBackend::Postgres {
         return Ok(());
     }
@@ -379,7 +386,20 @@ async fn orders_named(
         OrderRef::Payment(r) => (PAYMENT, r),
         OrderRef::Subscription(r) => (SUBSCRIPTION, r),
     };
-    let external_ids = linked(txn, integration, kind, provider_ref).await?;
+    let mut external_ids = linked(txn, integration, kind, provider_ref).await?;
+    if kind != ORDER {
+        // A subscription or payment names an order only if this integration placed it.
+        let own: HashSet<String> = integration_link::Entity::find()
+            .filter(integration_link::Column::IntegrationId.eq(integration.id.as_str()))
+            .filter(integration_link::Column::Kind.eq(ORDER))
+            .filter(integration_link::Column::ProviderRef.is_in(external_ids.clone()))
+            .all(txn)
+            .await?
+            .into_iter()
+            .map(|l| l.provider_ref)
+            .collect();
+        external_ids.retain(|x| own.contains(x));
+    }
     Ok(order::Entity::find()
         .filter(order::Column::Environment.eq(ctx.environment))
         .filter(order::Column::ExternalId.is_in(external_ids))
@@ -424,6 +444,7 @@ async fn renew(
     integration: &integration::Model,
     subscription: &str,
     reference: String,
+    payment: Option<String>,
     portal_base: &str,
 ) -> AppResult<Effect> {
     // This payment renewed already (another notice of it, or a replay).
@@ -501,6 +522,9 @@ async fn renew(
             Err(refused) => return Ok(refused),
         };
         link(txn, integration, SUBSCRIPTION, subscription, &external_id).await?;
+        if let Some(payment) = &payment {
+            link(txn, integration, PAYMENT, payment, &external_id).await?;
+        }
         effect.licences.extend(delivered(txn, &placed.order.id).await?);
         effect.order_id.get_or_insert(placed.order.id);
         effect.pools.extend(placed.pools);
@@ -518,35 +542,87 @@ async fn refund(
     if !full {
         return Ok(Effect::ignored("PARTIAL_REFUND", "a partial refund leaves the keys as they are"));
     }
-    let Some(placed) = orders_named(txn, ctx, integration, of).await?.into_iter().next() else {
+    // A payment may have paid several orders (a renewal of over 100 licences).
+    let orders = orders_named(txn, ctx, integration, of).await?;
+    if orders.is_empty() {
         return Ok(Effect::ignored("UNKNOWN_ORDER", "no order this integration placed matches the refunded payment"));
-    };
-    if placed.status == OrderStatus::Refunded {
-        let mut effect = Effect::ignored("ALREADY_REFUNDED", "the order was already refunded");
-        effect.order_id = Some(placed.id);
-        return Ok(effect);
     }
     let fate = match integration.on_refund {
         RefundPolicy::Keep => RefundKeys::Keep,
         RefundPolicy::ReturnUnrevealed => RefundKeys::ReturnUnrevealed,
         RefundPolicy::Revoke => RefundKeys::Revoke,
     };
-    let order_id = placed.id.clone();
-    let done = match fulfilment::refund_in(txn, ctx, placed, fate, None).await {
-        Ok(done) => done,
-        // Refunded meanwhile, by another notice of the same refund.
-        Err(AppError::Conflict { .. }) => {
-            let mut effect = Effect::ignored("ALREADY_REFUNDED", "the order was already refunded");
-            effect.order_id = Some(order_id);
-            return Ok(effect);
+    let mut effect = Effect::ignored("ALREADY_REFUNDED", "the order was already refunded");
+    for placed in orders {
+        effect.order_id.get_or_insert(placed.id.clone());
+        if placed.status == OrderStatus::Refunded {
+            continue;
         }
-        Err(e) => return Err(e),
-    };
-    let mut effect = Effect::processed();
-    effect.order_id = Some(done.order.id);
-    effect.licences = done.changed;
-    effect.returned = done.returned;
+        let order_id = placed.id.clone();
+        let done = match fulfilment::refund_in(txn, ctx, placed, fate, None).await {
+            Ok(done) => done,
+            // Refunded meanwhile, by another notice of the same refund.
+            Err(AppError::Conflict { reason, .. }) if reason.contains("already refunded") => continue,
+            Err(e) => return Err(e),
+        };
+        if effect.outcome() != EventOutcome::Processed {
+            effect = Effect { order_id: Some(order_id.clone()), ..Effect::processed() };
+        }
+        effect.licences.extend(done.changed);
+        effect.returned |= done.returned;
+        if fate != RefundKeys::Keep {
+            effect.licences.extend(take_back_extensions(txn, ctx, &order_id).await?);
+        }
+    }
     Ok(effect)
+}
+
+/// A refunded renewal order's extensions taken back: each licence an
+/// EXTENDED line renewed loses the period that line added (its expiry may
+/// then be past). The licences changed.
+async fn take_back_extensions(
+    txn: &DatabaseTransaction,
+    ctx: &RequestContext,
+    order_id: &str,
+) -> AppResult<Vec<String>> {
+    let lines = order_line::Entity::find()
+        .filter(order_line::Column::OrderId.eq(order_id))
+        .filter(order_line::Column::RenewalOutcome.eq("EXTENDED"))
+        .all(txn)
+        .await?;
+    let mut changed = Vec::new();
+    for line in lines {
+        let Some(renewal) = license_renewal::Entity::find()
+            .filter(license_renewal::Column::OrderLineId.eq(line.id.as_str()))
+            .one(txn)
+            .await?
+        else {
+            continue;
+        };
+        let Some(key) = licenses::find(txn, ctx, &renewal.license_key_id).await? else { continue };
+        let key = licenses::relocked(txn, key).await?;
+        let (Some(expires_at), false) = (key.expires_at, key.status == LicenseStatus::Revoked) else { continue };
+        let shortened = expires_at - (renewal.expires_after - renewal.expires_before);
+        let mut row: license_key::ActiveModel = key.clone().into();
+        row.expires_at = Set(Some(shortened));
+        row.updated_at = Set(entity::now());
+        row.update(txn).await?;
+        audit::record(
+            txn,
+            ctx,
+            Change {
+                action: "license.renewal_refunded",
+                target_kind: "license_key",
+                target_id: &key.id,
+                before: Some(json!({ "expiresAt": expires_at })),
+                after: Some(json!({ "expiresAt": shortened, "orderId": order_id })),
+                ..Change::default()
+            },
+        )
+        .await?;
+        changed.push(key.id);
+    }
+    Ok(changed)
 }
 
 async fn cancel(

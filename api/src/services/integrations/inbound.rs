@@ -103,6 +103,19 @@ fn read(integration: &integration::Model, headers: &Headers, body: &[u8]) -> Int
         .unwrap_or_else(|| unreadable(body))
 }
 
+/// What makes a delivery the same as an earlier one, besides its event id:
+/// its body — with, for Shopify, its topic, since one action (cancelling and
+/// refunding an order) sends the same body under two topics that each act.
+fn digest(provider: Provider, headers: &Headers, body: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    if provider == Provider::Shopify {
+        hash.update(headers.get("x-shopify-topic").unwrap_or_default());
+        hash.update([0]);
+    }
+    hash.update(body);
+    hex::encode(hash.finalize())
+}
+
 /// WooCommerce's ping when a webhook is saved: `webhook_id=<n>`, unsigned.
 fn is_ping(provider: Provider, headers: &Headers, body: &[u8]) -> bool {
     provider == Provider::WooCommerce
@@ -148,7 +161,7 @@ pub async fn receive(
     }
     let read = read(integration, headers, body);
     let text = String::from_utf8_lossy(body);
-    let digest = hex::encode(Sha256::digest(body));
+    let digest = digest(integration.provider, headers, body);
     retrying(|| record(state, integration, headers, &text, &digest, &read)).await
 }
 

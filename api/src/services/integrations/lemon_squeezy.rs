@@ -44,7 +44,7 @@ pub fn interpret(body: &Value) -> Option<Interpreted> {
         "subscription_payment_success" => match (text(a, "/billing_reason").as_deref(), text(a, "/subscription_id")) {
             // Invoices are numbered apart from orders: named so, they cannot take an order's id.
             (Some("renewal"), Some(subscription)) => {
-                Action::Renew { subscription, reference: format!("subscription-invoice-{id}") }
+                Action::Renew { subscription, reference: format!("subscription-invoice-{id}"), payment: None }
             }
             (reason, _) => Action::Ignore(
                 "NOT_A_RENEWAL",
@@ -89,7 +89,7 @@ mod tests {
         };
         assert_eq!(
             interpret(&invoice("renewal")).unwrap().action,
-            Action::Renew { subscription: "9".into(), reference: "subscription-invoice-55".into() }
+            Action::Renew { subscription: "9".into(), reference: "subscription-invoice-55".into(), payment: None }
         );
         assert!(matches!(interpret(&invoice("initial")).unwrap().action, Action::Ignore("NOT_A_RENEWAL", _)));
         let refund = json!({ "meta": { "event_name": "order_refunded" }, "data": { "type": "orders", "id": "1001",

@@ -40,7 +40,9 @@ fn transaction(data: &Value) -> Action {
     };
     let subscription = text(data, "/subscription_id");
     match (text(data, "/origin").as_deref(), subscription) {
-        (Some("subscription_recurring"), Some(subscription)) => Action::Renew { subscription, reference: id },
+        (Some("subscription_recurring"), Some(subscription)) => {
+            Action::Renew { subscription, reference: id, payment: None }
+        }
         (Some("web" | "api") | None, subscription) => Action::Order(Purchase {
             external_id: id,
             email: text(data, "/custom_data/email"),
@@ -93,7 +95,7 @@ mod tests {
         let data = json!({ "id": "txn_2", "origin": "subscription_recurring", "subscription_id": "sub_1" });
         assert_eq!(
             interpret(&event("transaction.completed", data)).unwrap().action,
-            Action::Renew { subscription: "sub_1".into(), reference: "txn_2".into() }
+            Action::Renew { subscription: "sub_1".into(), reference: "txn_2".into(), payment: None }
         );
     }
 

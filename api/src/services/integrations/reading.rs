@@ -84,8 +84,9 @@ pub struct Interpreted {
 pub enum Action {
     /// A paid order or checkout: an order of the mapped products.
     Order(Purchase),
-    /// A subscription's payment: renew the licences it received.
-    Renew { subscription: String, reference: String },
+    /// A subscription's payment: renew the licences it received. `payment`
+    /// names the payment when a refund will name it (Stripe's payment intent).
+    Renew { subscription: String, reference: String, payment: Option<String> },
     /// A refund of an order, whole or in part.
     Refund { order: OrderRef, full: bool },
     /// A subscription (or an order) cancelled.

@@ -37,7 +37,7 @@ pub fn interpret(headers: &Headers, body: &Value) -> Option<Interpreted> {
         ("subscription_contracts/cancel", Some(id)) => Action::Cancel(OrderRef::Subscription(id)),
         ("subscription_billing_attempts/success", _) => {
             match (text(body, "/subscription_contract_id"), text(body, "/order_id").or_else(|| text(body, "/id"))) {
-                (Some(subscription), Some(reference)) => Action::Renew { subscription, reference },
+                (Some(subscription), Some(reference)) => Action::Renew { subscription, reference, payment: None },
                 _ => Action::Ignore("UNREADABLE", "the billing attempt names no contract".into()),
             }
         }

@@ -135,7 +135,9 @@ fn invoice(invoice: &Value) -> Action {
                 ..Purchase::default()
             })
         }
-        Some("subscription_cycle") => Action::Renew { subscription, reference: id },
+        Some("subscription_cycle") => {
+            Action::Renew { subscription, reference: id, payment: text(invoice, "/payment_intent") }
+        }
         reason => Action::Ignore(
             "NOT_A_RENEWAL",
             format!("invoices with billing reason {} are not acted on", reason.unwrap_or("absent")),
@@ -197,7 +199,7 @@ mod tests {
             "lines": { "data": [{ "quantity": 1, "price": { "id": "price_a", "product": "prod_a" } }] } });
         assert_eq!(
             interpret(&event("invoice.paid", legacy)).unwrap().action,
-            Action::Renew { subscription: "sub_1".into(), reference: "in_2".into() }
+            Action::Renew { subscription: "sub_1".into(), reference: "in_2".into(), payment: None }
         );
     }
 }

@@ -139,9 +139,10 @@ fn matches_any(secrets: &[&str], signed: &[&[u8]], signatures: &[Vec<u8>]) -> Re
 }
 
 /// The secret as WooCommerce signs with it: WordPress first decodes, in one
-/// pass, the entities of `& < > " '` in it — `&amp; &lt; &gt; &quot;`, and
-/// the numeric forms `&#38; &#60; &#62; &#34; &#39;` (decimal or `&#x…;`
-/// hexadecimal, leading zeros allowed) — and leaves every other `&` alone.
+/// pass (`wp_specialchars_decode`), `&amp; &lt; &gt; &quot;`, the decimal
+/// forms of `& < > " '` (`&#38; &#60; &#62; &#34; &#39;`, any leading zeros)
+/// and the hexadecimal forms of `& ' "` (`&#x26; &#x27; &#x22;`), and leaves
+/// every other `&` alone.
 pub fn entity_decoded(secret: &str) -> String {
     let mut out = String::with_capacity(secret.len());
     let mut rest = secret;
@@ -165,35 +166,31 @@ pub fn entity_decoded(secret: &str) -> String {
 
 /// The character an entity at the start of `text` stands for, and its length.
 fn decoded_entity(text: &str) -> Option<(char, usize)> {
-    let end = text.char_indices().take(12).find(|(_, c)| *c == ';')?.0;
-    let name = &text[1..end];
-    let plain = match name {
-        "amp" => '&',
-        "lt" => '<',
-        "gt" => '>',
-        "quot" => '"',
-        _ => {
-            let number = name.strip_prefix('#')?;
-            let value = match number.strip_prefix(['x', 'X']) {
-                Some(hex) if !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()) => {
-                    u32::from_str_radix(hex.trim_start_matches('0'), 16).unwrap_or(0)
-                }
-                None if !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()) => {
-                    number.trim_start_matches('0').parse().unwrap_or(0)
-                }
-                _ => return None,
-            };
-            match value {
-                38 => '&',
-                60 => '<',
-                62 => '>',
-                34 => '"',
-                39 => '\'',
-                _ => return None,
-            }
+    for (entity, plain) in [("&amp;", '&'), ("&lt;", '<'), ("&gt;", '>'), ("&quot;", '"')] {
+        if text.starts_with(entity) {
+            return Some((plain, entity.len()));
         }
+    }
+    let number = text.strip_prefix("&#")?;
+    let (digits, hex) = match number.strip_prefix(['x', 'X']) {
+        Some(hex) => (hex, true),
+        None => (number, false),
     };
-    Some((plain, end + 1))
+    let end = digits.find(|c: char| !c.is_ascii_hexdigit())?;
+    let (value, tail) = digits.split_at(end);
+    if !tail.starts_with(';') || value.is_empty() || (!hex && !value.chars().all(|c| c.is_ascii_digit())) {
+        return None;
+    }
+    let value = value.trim_start_matches('0');
+    let plain = match (hex, value.to_ascii_lowercase().as_str()) {
+        (false, "38") | (true, "26") => '&',
+        (false, "60") => '<',
+        (false, "62") => '>',
+        (false, "34") | (true, "22") => '"',
+        (false, "39") | (true, "27") => '\'',
+        _ => return None,
+    };
+    Some((plain, text.len() - tail.len() + 1))
 }
 
 #[cfg(test)]
@@ -261,9 +258,10 @@ mod tests {
     #[test]
     fn woocommerce_signs_with_the_entity_decoded_secret() {
         assert_eq!(entity_decoded("a&amp;b&lt;&gt;&quot;&#039;&amp;lt;&x"), "a&b<>\"'&lt;&x");
+        // WordPress decodes hexadecimal forms of & ' " only, decimal ones with any zeros.
         assert_eq!(
-            entity_decoded("&#038;&#0034;&#x26;&#X3C;&#x0003e;&#39;&#40;&nbsp;&;&#;"),
-            "&\"&<>'&#40;&nbsp;&;&#;"
+            entity_decoded("&#038;&#0000000000034;&#x26;&#X27;&#x022;&#39;&#60;&#062;&#x3C;&#40;&nbsp;&;&#;&#x;&#38"),
+            "&\"&'\"'<>&#x3C;&#40;&nbsp;&;&#;&#x;&#38"
         );
         let woo = headers("x-wc-webhook-signature", &STANDARD.encode(hmac("s&cret'", &[BODY])));
         assert_eq!(verify(Provider::WooCommerce, &woo, BODY, &["s&amp;cret&#039;"], 0, 0), Ok(()));

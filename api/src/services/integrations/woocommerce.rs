@@ -51,7 +51,7 @@ fn order(body: &Value, id: String, status: &str, paid: &[String]) -> Action {
     }
     let renews = each(body, "/meta_data").find(|m| text(m, "/key").as_deref() == Some("_subscription_renewal"));
     if let Some(subscription) = renews.and_then(|m| text(m, "/value")) {
-        return Action::Renew { subscription, reference: id };
+        return Action::Renew { subscription, reference: id, payment: None };
     }
     Action::Order(Purchase {
         external_id: id,
@@ -98,6 +98,6 @@ mod tests {
     fn a_renewal_order_renews() {
         let body = json!({ "id": 900, "status": "completed", "meta_data": [{ "id": 1, "key": "_subscription_renewal", "value": "801" }] });
         let read = interpret(&headers("order.created"), &body, &["completed".to_string()]).unwrap();
-        assert_eq!(read.action, Action::Renew { subscription: "801".into(), reference: "900".into() });
+        assert_eq!(read.action, Action::Renew { subscription: "801".into(), reference: "900".into(), payment: None });
     }
 }
