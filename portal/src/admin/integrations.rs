@@ -235,6 +235,11 @@ struct IntegrationPage<'a> {
     last_refusal: String,
     refunds: Vec<(&'static str, &'static str, bool)>,
     cancels: Vec<(&'static str, &'static str, bool)>,
+    email_customer: bool,
+    tolerance: i64,
+    rate: i64,
+    /// WooCommerce's paid statuses, comma-separated (`None` for other providers).
+    paid_statuses: Option<String>,
     mappings: Vec<MappingRow>,
     products: Vec<(String, String)>,
     outcomes: Vec<(&'static str, bool)>,
@@ -251,6 +256,7 @@ const OUTCOMES: [&str; 5] = ["NEEDS_ATTENTION", "FAILED", "DISABLED", "PROCESSED
 
 const DETAIL: &str = "query($id: ID!, $outcome: IntegrationEventOutcome) { me { role environment user { email } } \
     integration(id: $id) { id name provider enabled inboundUrl onRefund onCancel refusedCount lastRefusal \
+      emailCustomer toleranceSeconds rateLimitPerMinute paidStatuses \
       productMappings { providerRef product { id name } } } \
     products(first: 100, filter: {status: ACTIVE}, orderBy: {field: NAME, direction: ASC}) { edges { node { id name } } } \
     integrationEvents(integrationId: $id, outcome: $outcome, first: 50) { nodes { id eventType outcome reason detail \
@@ -326,6 +332,13 @@ pub(crate) async fn integration(
             last_refusal: text(&i["lastRefusal"]),
             refunds: choices(&REFUNDS, i["onRefund"].as_str().unwrap_or_default()),
             cancels: choices(&CANCELS, i["onCancel"].as_str().unwrap_or_default()),
+            email_customer: i["emailCustomer"].as_bool().unwrap_or_default(),
+            tolerance: i["toleranceSeconds"].as_i64().unwrap_or_default(),
+            rate: i["rateLimitPerMinute"].as_i64().unwrap_or_default(),
+            paid_statuses: (i["provider"] == "WOOCOMMERCE").then(|| {
+                let list = i["paidStatuses"].as_array().into_iter().flatten().filter_map(Value::as_str);
+                list.collect::<Vec<_>>().join(", ")
+            }),
             mappings,
             products,
             outcomes: OUTCOMES.iter().map(|o| (*o, chosen.as_deref() == Some(*o))).collect(),
@@ -374,6 +387,20 @@ pub(crate) async fn change_integration(
             "Policies saved",
             here,
         ),
+        "settings" => {
+            // A number that does not parse is sent as 0: the API refuses it at its field.
+            let number = |name: &str| form_value(&typed, name).trim().parse::<i64>().unwrap_or(0);
+            let mut input = json!({
+                "id": id, "name": field("name"), "emailCustomer": form_value(&typed, "email_customer") == "yes",
+                "toleranceSeconds": number("tolerance"), "rateLimitPerMinute": number("rate"),
+            });
+            if typed.iter().any(|(k, _)| k == "paid_statuses") {
+                let statuses: Vec<&str> =
+                    form_value(&typed, "paid_statuses").split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+                input["paidStatuses"] = json!(statuses);
+            }
+            (UPDATE, json!({ "i": input }), "Settings saved", here)
+        }
         "secret" => {
             let hours: i64 = form_value(&typed, "keep_hours").trim().parse().unwrap_or(0);
             (

@@ -122,12 +122,35 @@ async fn an_admin_connects_a_shop_in_the_portal(app: TestApp) {
         &[("csrf", &after.csrf()), ("change", "secret"), ("secret", "whsec_replaced_in_portal"), ("keep_hours", "2")],
     )
     .await;
+    // Settings: a bad number is refused at its field; good ones are saved.
+    let settings = |tolerance: &'static str| {
+        vec![
+            ("csrf", after.csrf()),
+            ("change", "settings".into()),
+            ("name", "Main shop".into()),
+            ("tolerance", tolerance.into()),
+            ("rate", "1200".into()),
+        ]
+    };
+    let bad = settings("0");
+    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    boss.post(&here, &bad).await;
+    assert!(boss.get(&here).await.body.contains("toleranceSeconds: must be from 1 to 3600"));
+    let good = settings("600");
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    boss.post(&here, &good).await;
+    let saved = boss.get(&here).await;
+    assert!(saved.body.contains("Settings saved") && saved.body.contains("<h1>Main shop"), "{}", saved.body);
     let read = app
-        .graphql(Some(&store.admin), "query($id: ID!) { integration(id: $id) { onRefund onCancel previousSecretValidUntil productMappings { providerRef } } }", json!({ "id": id }))
+        .graphql(Some(&store.admin), "query($id: ID!) { integration(id: $id) { onRefund onCancel previousSecretValidUntil toleranceSeconds rateLimitPerMinute emailCustomer productMappings { providerRef } } }", json!({ "id": id }))
         .await;
     let shown = &data(&read)["integration"];
     assert_eq!((&shown["onRefund"], &shown["onCancel"]), (&json!("RETURN_UNREVEALED"), &json!("REVOKE")));
     assert!(shown["previousSecretValidUntil"].is_string(), "{shown}");
+    assert_eq!(
+        (&shown["toleranceSeconds"], &shown["rateLimitPerMinute"], &shown["emailCustomer"]),
+        (&json!(600), &json!(1200), &json!(false))
+    );
     assert_eq!(shown["productMappings"].as_array().map(Vec::len), Some(2));
 
     // Managers see no Integrations.
