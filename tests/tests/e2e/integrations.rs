@@ -315,10 +315,24 @@ async fn forged_stale_oversized_and_unknown_deliveries_are_refused(app: TestApp)
     let huge = format!("{{\"id\":\"evt_big\",\"pad\":\"{}\"}}", "x".repeat(70 * 1024));
     let (status, answer) = deliver(&app, &id, &[stripe(SECRET, now(), &huge)], &huge).await;
     assert_eq!(status, 413, "{answer}");
-    // Signed, but not a Stripe event: recorded as unreadable.
-    let (status, answer) = send(&app, &id, "[1, 2, 3]").await;
-    assert_eq!((status, &answer["outcome"]), (200, &json!("IGNORED")));
-    assert_eq!(events(&app, &admin, &id).await[0]["reason"], "UNREADABLE");
+    // Signed, but not a Stripe event (bytes that are not even text included): recorded as unreadable.
+    for junk in ["[1, 2, 3]", "{\"id\": \"evt_\u{0}\u{1}\"", "\u{0}\u{0}"] {
+        let (status, answer) = send(&app, &id, junk).await;
+        assert_eq!((status, &answer["outcome"]), (200, &json!("IGNORED")), "{junk:?}: {answer}");
+        assert_eq!(events(&app, &admin, &id).await[0]["reason"], "UNREADABLE");
+    }
+    let invalid_utf8 = [0xffu8, 0xfe, b'{'];
+    let t = now();
+    let signature = hex::encode(crate::providers::hmac(SECRET, &[t.to_string().as_bytes(), b".", &invalid_utf8]));
+    let answer = app
+        .http
+        .post(app.url(&format!("/integrations/{id}/webhook")))
+        .header("Stripe-Signature", format!("t={t},v1={signature}"))
+        .body(invalid_utf8.to_vec())
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status().as_u16(), 200);
 
     // The real delivery still goes through.
     let (status, answer) = send(&app, &id, &body).await;

@@ -160,7 +160,8 @@ pub async fn receive(
         return Ok(Answer::Limited(limited));
     }
     let read = read(integration, headers, body);
-    let text = String::from_utf8_lossy(body);
+    // Kept as text: bytes that are not UTF-8, and NUL (no stored text holds it), become U+FFFD.
+    let text = String::from_utf8_lossy(body).replace('\0', "\u{FFFD}");
     let digest = digest(integration.provider, headers, body);
     retrying(|| record(state, integration, headers, &text, &digest, &read)).await
 }
