@@ -3,7 +3,8 @@
 //! address (verified, recorded once, an order placed, in one transaction),
 //! against the baseline in the same run and database — the same one-unit
 //! orders placed through `createOrder`, as a seller's own glue code would —
-//! in rounds alternating between the two, on SQLite and on PostgreSQL.
+//! in rounds alternating between the two (each side going first in turn,
+//! each round on keys imported just before it), on SQLite and on PostgreSQL.
 //! Reports deliveries and orders per second (median round), p50/p99, their
 //! ratio, and keys delivered twice (must be 0).
 //!
@@ -119,6 +120,18 @@ async fn round(target: &Target, delivering: bool, prefix: &str, n: usize) -> (f6
     (latencies.len() as f64 / started.elapsed().as_secs_f64(), latencies)
 }
 
+async fn import(app: &TestApp, token: &str, tag: &str, prefix: &str, n: usize) {
+    let keys: String = (0..n).map(|i| format!("{prefix}-{i:09}\n")).collect();
+    let imported = app
+        .graphql(
+            Some(token),
+            "mutation($k: String!, $t: [ID!]!) { importLicenseKeys(input: {text: $k, tagIds: $t}) { imported } }",
+            json!({ "k": keys, "t": [tag] }),
+        )
+        .await;
+    assert_eq!(data(&imported)["importLicenseKeys"]["imported"].as_u64(), Some(n as u64), "{imported:#}");
+}
+
 struct Measured {
     /// (deliveries/s, orders/s) per round pair.
     rounds: Vec<(f64, f64)>,
@@ -139,15 +152,7 @@ async fn run(backend: Backend, n: usize, rounds: usize) -> Option<Measured> {
     let tag =
         app.graphql(Some(&admin), "mutation { createTag(input: {name: \"bench\"}) { tag { id } } }", json!({})).await;
     let tag = data(&tag)["createTag"]["tag"]["id"].as_str().expect("tag").to_string();
-    let keys: String = (0..(n * rounds * 2 + 2 * CLIENTS)).map(|i| format!("BENCH-{i:09}\n")).collect();
-    let imported = app
-        .graphql(
-            Some(&admin),
-            "mutation($k: String!, $t: [ID!]!) { importLicenseKeys(input: {text: $k, tagIds: $t}) { imported } }",
-            json!({ "k": keys, "t": [tag] }),
-        )
-        .await;
-    assert!(imported.get("errors").is_none(), "{imported:#}");
+    import(&app, &admin, &tag, "WARM", 2 * CLIENTS).await;
     let product = app
         .graphql(
             Some(&admin),
@@ -178,8 +183,17 @@ async fn run(backend: Backend, n: usize, rounds: usize) -> Option<Measured> {
     round(&target, false, "warm-o", CLIENTS).await;
     let mut measured = Measured { rounds: Vec::new(), deliveries: Vec::new(), orders: Vec::new(), doubles: 0 };
     for r in 0..rounds {
-        let (delivered, mut d) = round(&target, true, &format!("d{r}"), n).await;
-        let (ordered, mut o) = round(&target, false, &format!("o{r}"), n).await;
+        // Each round's keys arrive just before it (the claim takes the oldest
+        // available key, and walks past what earlier claims left behind), and
+        // the two sides take turns going first.
+        import(&app, &admin, &tag, &format!("R{r}"), 2 * n).await;
+        let ((delivered, mut d), (ordered, mut o)) = if r % 2 == 0 {
+            let d = round(&target, true, &format!("d{r}"), n).await;
+            (d, round(&target, false, &format!("o{r}"), n).await)
+        } else {
+            let o = round(&target, false, &format!("o{r}"), n).await;
+            (round(&target, true, &format!("d{r}"), n).await, o)
+        };
         measured.rounds.push((delivered, ordered));
         measured.deliveries.append(&mut d);
         measured.orders.append(&mut o);

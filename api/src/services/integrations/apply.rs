@@ -223,7 +223,7 @@ async fn place(
         effect.detail = Some("the order was already placed".into());
         effect.keep = false;
     }
-    effect.licences = delivered(txn, &placed.order.id).await?;
+    effect.licences = delivered(txn, &placed).await?;
     effect.order_id = Some(placed.order.id);
     effect.pools = placed.pools;
     Ok(effect)
@@ -291,10 +291,13 @@ async fn linked(
         .collect())
 }
 
-/// The licences an order holds now.
-async fn delivered(txn: &DatabaseTransaction, order_id: &str) -> AppResult<Vec<String>> {
+/// The licences an order holds now: as placed, or read when it was placed before.
+async fn delivered(txn: &DatabaseTransaction, placed: &fulfilment::Placed) -> AppResult<Vec<String>> {
+    if let Some(lines) = &placed.lines {
+        return Ok(lines.iter().flat_map(|(_, keys)| keys.iter().map(|k| k.id.clone())).collect());
+    }
     let lines: Vec<String> = order_line::Entity::find()
-        .filter(order_line::Column::OrderId.eq(order_id))
+        .filter(order_line::Column::OrderId.eq(placed.order.id.as_str()))
         .all(txn)
         .await?
         .into_iter()
@@ -525,7 +528,7 @@ async fn renew(
         if let Some(payment) = &payment {
             link(txn, integration, PAYMENT, payment, &external_id).await?;
         }
-        effect.licences.extend(delivered(txn, &placed.order.id).await?);
+        effect.licences.extend(delivered(txn, &placed).await?);
         effect.order_id.get_or_insert(placed.order.id);
         effect.pools.extend(placed.pools);
     }
