@@ -213,7 +213,7 @@ async fn main() {
     let n: usize = std::env::var("KEYSMITH_BENCH_ORDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(3_000);
     let rounds: usize = std::env::var("KEYSMITH_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     println!(
-        "{rounds} rounds of {n} signed deliveries, each followed by {n} createOrder calls, {CLIENTS} concurrent clients\n"
+        "{rounds} rounds of {n} signed deliveries and {n} createOrder calls, taking turns, {CLIENTS} concurrent clients\n"
     );
     println!(
         "| database | deliveries/s | p50 | p99 | createOrder/s | p50 | p99 | deliveries / createOrder (median of rounds) | doubles |"
