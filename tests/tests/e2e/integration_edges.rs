@@ -153,6 +153,27 @@ async fn a_subscription_of_150_licences_renews_them_all(app: TestApp) {
         .filter(|x| x.starts_with("in_team_2"))
         .collect();
     assert_eq!(renewal_orders.len(), 2, "100 lines an order: {renewal_orders:?}");
+    // Each line's renewed licence is read for the whole order at once: 100 lines cost what 50 do.
+    let query = "query($id: ID!) { order(id: $id) { lines { renews { id renewedFrom { id } } renewalOutcome } } }";
+    let mut costs = Vec::new();
+    for external in ["in_team_2", "in_team_2#2"] {
+        let placed = order::Entity::find().filter(order::Column::ExternalId.eq(external)).one(app.db()).await;
+        let placed = placed.expect("read").expect("the renewal order");
+        let mut fewest = u64::MAX;
+        for _ in 0..8 {
+            let before = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
+            let body = app.graphql(Some(&admin), query, json!({ "id": placed.id })).await;
+            let after = app.state.statements.load(std::sync::atomic::Ordering::SeqCst);
+            let lines = body["data"]["order"]["lines"].as_array().cloned().unwrap_or_default();
+            assert!(
+                lines.iter().all(|l| l["renews"]["id"].is_string() && l["renewalOutcome"] == "EXTENDED"),
+                "{body:#}"
+            );
+            fewest = fewest.min(after - before);
+        }
+        costs.push(fewest);
+    }
+    assert_eq!(costs[0], costs[1], "{costs:?}");
     // The payment told again renews nothing more.
     let (_, answer) =
         send(&app, &id, &stripe_event("evt_team_2b", "invoice.paid", invoice("in_team_2", "subscription_cycle", 150)))

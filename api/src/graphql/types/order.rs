@@ -105,8 +105,7 @@ impl OrderLine {
         let Some(id) = &self.0.renews_license_id else {
             return Ok(None);
         };
-        let (state, rc) = request(ctx)?;
-        Ok(crate::services::licenses::find(&state.db, rc, id).await?.map(LicenseKey::from))
+        Ok(super::pool::licence_named(ctx, id).await?.map(LicenseKey::from))
     }
     /// What renewing did: the licence runs longer, or it had expired and the
     /// line delivers a new key in its place.

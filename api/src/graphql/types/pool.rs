@@ -125,6 +125,14 @@ pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
     Ok(ctx.data::<RequestLoaders>().map_err(|_| AppError::internal("no loaders in the request"))?.get())
 }
 
+/// A licence named by another row (a renewal's), in the request's
+/// environment, through the request's loader: one statement for a page.
+pub(crate) async fn licence_named(ctx: &Context<'_>, id: &str) -> Result<Option<KeyModel>> {
+    let (_, rc) = request(ctx)?;
+    let found = loaders(ctx)?.keys.load_one(id.to_string()).await?;
+    Ok(found.filter(|k| k.environment == rc.environment))
+}
+
 /// One device using a licence.
 #[derive(Debug, SimpleObject)]
 #[graphql(complex)]
@@ -228,8 +236,7 @@ impl LicenseKey {
         let Some(id) = &self.0.renewed_from_id else {
             return Ok(None);
         };
-        let (state, rc) = request(ctx)?;
-        Ok(crate::services::licenses::find(&state.db, rc, id).await?.map(LicenseKey::from))
+        Ok(licence_named(ctx, id).await?.map(LicenseKey::from))
     }
     /// The order the key was delivered with.
     async fn order(&self, ctx: &Context<'_>) -> Result<Option<Order>> {

@@ -143,8 +143,8 @@ impl PortalOrderLine<'_> {
         let Some(id) = &self.0.line.renews_license_id else {
             return Ok(None);
         };
-        let (state, rc) = request(ctx)?;
-        let found = crate::services::licenses::find(&state.db, rc, id).await?;
+        let (_, rc) = request(ctx)?;
+        let found = super::pool::licence_named(ctx, id).await?;
         // Only while it is still the viewer's: staff may have given it to someone else since.
         let own = match &rc.viewer {
             crate::auth::Viewer::Customer { customer_id } => Some(customer_id.as_str()),
