@@ -51,6 +51,8 @@ pub struct StateInner {
     pub login_limits: services::ratelimit::LoginLimits,
     /// Deliveries per minute to each integration's inbound address.
     pub integration_limits: services::ratelimit::IntegrationLimits,
+    /// Deliveries to integrations that failed for an internal reason, counted.
+    pub integration_failures: services::integrations::Failures,
     /// The key that signs offline licence files.
     pub offline: services::offline::OfflineSigner,
     /// The HTTP client webhooks go out through.
@@ -128,6 +130,7 @@ impl AppState {
             sightings: services::validation::Sightings::default(),
             login_limits: services::ratelimit::LoginLimits::default(),
             integration_limits: services::ratelimit::IntegrationLimits::default(),
+            integration_failures: services::integrations::Failures::default(),
             offline,
             webhooks,
             mailer,

@@ -19,7 +19,7 @@ mod stripe;
 pub mod verify;
 mod woocommerce;
 
-pub use inbound::{Admission, Answer, admit, receive, replay};
+pub use inbound::{Admission, Answer, Failures, GIVE_UP_AFTER, admit, receive, replay};
 
 use super::audit::{self, Change};
 use super::pagination::{Keyset, Page, PageArgs, SortKind, paginate, time_value};

@@ -464,6 +464,29 @@ async fn a_delivery_that_cannot_commit_is_answered_500_and_taken_when_sent_again
     let (status, answer) = send(&app, &id, &body).await;
     assert_eq!((status, &answer["outcome"]), (200, &json!("PROCESSED")), "{answer}");
     assert_eq!(orders_in(&app).await, 1);
+
+    // A delivery that fails alike every time (the database is up, the order
+    // cannot be placed) is recorded as FAILED at its fifth try, for an admin
+    // to replay once the cause is fixed, and the provider stops sending it.
+    let stuck = stripe_event(
+        "evt_stuck",
+        "checkout.session.completed",
+        checkout("cs_stuck", "bo@example.com", "price_app", "pi_s"),
+    );
+    app.db().execute_unprepared("ALTER TABLE customer RENAME TO customer_away").await.expect("rename");
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(send(&app, &id, &stuck).await);
+    }
+    app.db().execute_unprepared("ALTER TABLE customer_away RENAME TO customer").await.expect("rename back");
+    let codes: Vec<u16> = statuses.iter().map(|(s, _)| *s).collect();
+    assert_eq!(codes, [500, 500, 500, 500, 200], "{statuses:?}");
+    assert_eq!(statuses[4].1["outcome"], "FAILED");
+    let failed = events(&app, &admin, &id).await[0].clone();
+    assert_eq!((&failed["outcome"], &failed["reason"]), (&json!("FAILED"), &json!("INTERNAL")), "{failed:#}");
+    let replayed = replay(&app, &admin, failed["id"].as_str().expect("id")).await;
+    assert_eq!(data(&replayed)["replayIntegrationEvent"]["event"]["outcome"], "PROCESSED");
+    assert_eq!(orders_in(&app).await, 2);
 }
 
 /// Deliveries spread over two server processes on one PostgreSQL, each

@@ -163,17 +163,77 @@ pub async fn receive(
     // Kept as text: bytes that are not UTF-8, and NUL (no stored text holds it), become U+FFFD.
     let text = String::from_utf8_lossy(body).replace('\0', "\u{FFFD}");
     let digest = digest(integration.provider, headers, body);
-    retrying(|| record(state, integration, headers, &text, &digest, &read)).await
+    let delivery = Delivery { integration, headers, body: &text, digest: &digest, read: &read };
+    let key = format!("{}:{digest}", integration.id);
+    match retrying(|| record(state, &delivery, false)).await {
+        Err(AppError::Internal(detail)) => {
+            let failures = state.integration_failures.note(&key);
+            if failures < GIVE_UP_AFTER {
+                return Err(AppError::Internal(detail));
+            }
+            // It fails alike every time: recorded as FAILED, for an admin to
+            // see and replay once the cause is fixed, and the provider stops.
+            tracing::error!(integration = %integration.id, error = %detail, failures, "a delivery keeps failing: recorded as FAILED");
+            let recorded = retrying(|| record(state, &delivery, true)).await;
+            if recorded.is_ok() {
+                state.integration_failures.forget(&key);
+            }
+            recorded.map_err(|_| AppError::Internal(detail))
+        }
+        answered => {
+            if answered.is_ok() {
+                state.integration_failures.forget(&key);
+            }
+            answered
+        }
+    }
 }
 
-async fn record(
-    state: &AppState,
-    integration: &integration::Model,
-    headers: &Headers,
-    body: &str,
-    digest: &str,
-    read: &Interpreted,
-) -> AppResult<Answer> {
+/// Deliveries that failed for an internal reason this many times in a row
+/// (on this node) are recorded as FAILED instead of failing again.
+pub const GIVE_UP_AFTER: u32 = 5;
+
+/// Internal failures of each delivery (integration and body) on this node.
+#[derive(Default)]
+pub struct Failures(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+
+/// Most deliveries whose failures are remembered.
+const REMEMBERED_FAILURES: usize = 10_000;
+
+impl Failures {
+    /// Counts one more failure of `key`; how many there were.
+    pub fn note(&self, key: &str) -> u32 {
+        let Ok(mut seen) = self.0.lock() else { return 1 };
+        if seen.len() >= REMEMBERED_FAILURES && !seen.contains_key(key) {
+            seen.clear();
+        }
+        let count = seen.entry(key.to_string()).or_default();
+        *count += 1;
+        *count
+    }
+
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut seen) = self.0.lock()
+            && !seen.is_empty()
+        {
+            seen.remove(key);
+        }
+    }
+}
+
+/// A verified delivery, read.
+struct Delivery<'a> {
+    integration: &'a integration::Model,
+    headers: &'a Headers,
+    body: &'a str,
+    digest: &'a str,
+    read: &'a Interpreted,
+}
+
+/// Records a delivery and acts on it; `failed`: records it as FAILED
+/// without acting (it failed for an internal reason too often).
+async fn record(state: &AppState, delivery: &Delivery<'_>, failed: bool) -> AppResult<Answer> {
+    let Delivery { integration, headers, body, digest, read } = *delivery;
     let txn = begin_write(&state.db).await?;
     let now = entity::now();
     let id = entity::new_id();
@@ -216,6 +276,15 @@ async fn record(
             .await?;
         txn.commit().await?;
         return Ok(Answer::Duplicate);
+    }
+    if failed {
+        let effect = Effect::failed(
+            "INTERNAL",
+            "Keysmith could not act on it (the server's log says why): replay it once the cause is fixed",
+        );
+        settle(&txn, integration, (&id, &read.event_type), &effect, None).await?;
+        txn.commit().await?;
+        return Ok(Answer::Recorded(EventOutcome::Failed));
     }
     let effect = act(&txn, state, integration, read.clone()).await?;
     let outcome = effect.outcome();
