@@ -22,6 +22,7 @@ pub(crate) use manage::refund_in;
 pub use manage::{
     OldKey, Reassigned, Reassignment, RefundKeys, Refunded, UnassignTo, available_for_line, reassign, refund, unassign,
 };
+pub(crate) use renewing::EXTENDED;
 pub use waiting::{Backfill, after_keys_arrived, backfill, delivery_pools, waiting_on};
 
 use super::audit::{self, Change};
@@ -270,7 +271,7 @@ async fn place_in(txn: &DatabaseTransaction, ctx: &RequestContext, input: &Check
             pools.push((ctx.environment, pool));
         }
         // A licence extended needs no key.
-        let extended = row.renewal_outcome.as_deref() == Some(renewing::EXTENDED);
+        let extended = row.renewal_outcome.as_deref() == Some(EXTENDED);
         let missing = if extended { 0 } else { quantity - delivered.len() as i32 };
         let row = set_missing(txn, row, missing).await?;
         lines.push((row, delivered));

@@ -613,7 +613,7 @@ pub(crate) async fn refund(
     }
     let Some(token) = session(req) else { return to_login(None) };
     let keys = match form.keys.as_str() {
-        "RETURN_TO_POOL" | "REVOKE" => form.keys.as_str(),
+        "RETURN_TO_POOL" | "RETURN_UNREVEALED" | "REVOKE" => form.keys.as_str(),
         _ => "KEEP",
     };
     let mutation = "mutation($id: ID!, $keys: RefundKeys!, $notify: Boolean!) { \
@@ -622,6 +622,7 @@ pub(crate) async fn refund(
     let (_, code, message) = answer(admin.run(req, Some(&token), mutation, variables).await);
     let done = match keys {
         "RETURN_TO_POOL" => "Order refunded; its keys went back to the pool",
+        "RETURN_UNREVEALED" => "Order refunded; keys never revealed or used went back to the pool",
         "REVOKE" => "Order refunded; its keys were revoked",
         _ => "Order refunded; the customer keeps the keys",
     };

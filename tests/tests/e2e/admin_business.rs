@@ -278,6 +278,7 @@ async fn an_orders_keys_are_reassigned_unassigned_and_refunded(app: TestApp) {
     // Refund keeping the keys.
     let refund = browser.get(&format!("{order_page}/refund")).await;
     assert!(refund.body.contains("Stay with the customer"), "{}", refund.body);
+    assert!(refund.body.contains("value=\"RETURN_UNREVEALED\""), "the API's fates are all offered: {}", refund.body);
     let done = browser.post(&format!("{order_page}/refund"), &[("csrf", &refund.csrf()), ("keys", "KEEP")]).await;
     assert_eq!(done.status, 303);
     assert!(browser.get(&order_page).await.body.contains("Order refunded; the customer keeps the keys"));

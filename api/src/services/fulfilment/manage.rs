@@ -78,7 +78,7 @@ pub async fn reassign(db: &DatabaseConnection, ctx: &RequestContext, input: Reas
             Some(key)
         }
         None => {
-            if line.renewal_outcome.as_deref() == Some(renewing::EXTENDED) {
+            if line.renewal_outcome.as_deref() == Some(EXTENDED) {
                 return Err(AppError::invalid("lineId", "the line extended the licence it renews: it takes no key"));
             }
             let held = license_key::Entity::find()

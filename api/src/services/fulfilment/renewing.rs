@@ -16,7 +16,7 @@ use entity::{LicenseStatus, license_key, order_line, product};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
 
-pub(super) const EXTENDED: &str = "EXTENDED";
+pub(crate) const EXTENDED: &str = "EXTENDED";
 pub(super) const REISSUED: &str = "REISSUED";
 /// A licence id's length (a ULID).
 const MAX_ID: usize = 26;

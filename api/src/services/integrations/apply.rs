@@ -174,8 +174,8 @@ async fn place(
     }
     let (email, name) = match (&purchase.email, &purchase.customer) {
         (Some(email), _) => (email.clone(), purchase.name.clone()),
+        // `inbound::act` holds this customer's lock (see `hold_customer`).
         (None, Some(id)) => {
-            hold_customer(txn, integration, id).await?;
             let key = (integration.id.clone(), clip(id, MAX_REF));
             match integration_customer::Entity::find_by_id(key).one(txn).await? {
                 Some(known) => (known.email, purchase.name.clone().or(Some(known.name))),
@@ -257,7 +257,9 @@ async fn order_for(
 }
 
 /// Serialises, on PostgreSQL, an order waiting for a customer's email with
-/// that customer's event: whichever commits second sees the other.
+/// that customer's event: whichever commits second sees the other. Taken by
+/// `inbound::act` on the delivery's transaction, before the savepoint the
+/// action runs in (a lock taken inside it would end with its rollback).
 pub(super) async fn hold_customer(
     txn: &DatabaseTransaction,
     integration: &integration::Model,
@@ -350,7 +352,7 @@ async fn remember_customer(
     email: &str,
     name: &str,
 ) -> AppResult<()> {
-    hold_customer(txn, integration, id).await?;
+    // `inbound::act` holds this customer's lock (see `hold_customer`).
     let row = integration_customer::ActiveModel {
         integration_id: Set(integration.id.clone()),
         provider_customer_id: Set(clip(id, MAX_REF)),
@@ -590,7 +592,7 @@ async fn take_back_extensions(
 ) -> AppResult<Vec<String>> {
     let lines = order_line::Entity::find()
         .filter(order_line::Column::OrderId.eq(order_id))
-        .filter(order_line::Column::RenewalOutcome.eq("EXTENDED"))
+        .filter(order_line::Column::RenewalOutcome.eq(fulfilment::EXTENDED))
         .all(txn)
         .await?;
     let mut changed = Vec::new();

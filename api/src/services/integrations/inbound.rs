@@ -363,6 +363,18 @@ async fn act(
             "a test-mode event is acted on only by an integration in the staging environment",
         ));
     }
+    // An order waiting for a customer's email and that customer's event are
+    // serialised for the whole transaction (a lock taken in the savepoint
+    // would end with its rollback).
+    match &read.action {
+        Action::Customer { id, .. } => apply::hold_customer(txn, integration, id).await?,
+        Action::Order(purchase) if purchase.email.is_none() => {
+            if let Some(customer) = &purchase.customer {
+                apply::hold_customer(txn, integration, customer).await?;
+            }
+        }
+        _ => {}
+    }
     let ctx =
         RequestContext::new(Viewer::Integration { integration_id: integration.id.clone() }, integration.environment);
     let savepoint = txn.begin().await?;
